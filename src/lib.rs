@@ -1,0 +1,6 @@
+//! dockhand: a declarative, GitOps-style reconciler for plain Docker hosts.
+//!
+//! Reconcile = source → load/validate → observe → plan → apply. See ARCHITECTURE.md.
+
+pub mod load;
+pub mod model;

@@ -1,0 +1,266 @@
+//! Checks of meaning that a schema cannot express: references between fields, uniqueness
+//! across stacks, digest form, dependency cycles. Every problem is collected, none stops the
+//! search for the next.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::diagnostic::Diagnostic;
+use super::yaml::{escape_pointer_token, PosIndex};
+use crate::model::image::ImageRef;
+use crate::model::{
+    container_name, object_name, DesiredState, Health, Mount, PortMapping, Strategy,
+};
+
+/// Where each loaded file's nodes are.
+pub type Indexes = HashMap<String, PosIndex>;
+
+struct Ctx<'a> {
+    indexes: &'a Indexes,
+    out: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, file: &str, pointer: &str, message: impl Into<String>, hint: &str) {
+        let pos = self
+            .indexes
+            .get(file)
+            .map(|i| i.value(pointer))
+            .unwrap_or_default();
+        let mut d = Diagnostic::new(file, pos, pointer, message);
+        if !hint.is_empty() {
+            d = d.hint(hint);
+        }
+        self.out.push(d);
+    }
+}
+
+fn svc_ptr(service: &str, rest: &str) -> String {
+    format!("/services/{}{rest}", escape_pointer_token(service))
+}
+
+fn is_abs(path: &str) -> bool {
+    path.starts_with('/')
+}
+
+pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
+    let mut cx = Ctx {
+        indexes,
+        out: Vec::new(),
+    };
+    let mut stacks_seen: HashMap<&str, &str> = HashMap::new();
+    let mut names_seen: HashMap<String, (String, String)> = HashMap::new();
+    let mut ports_seen: Vec<(PortMapping, String, String)> = Vec::new();
+    let mut routes_seen: HashMap<(String, String), (String, String)> = HashMap::new();
+
+    for stack in &desired.stacks {
+        let file = stack.file.as_str();
+        let spec = &stack.spec;
+        if let Some(other) = stacks_seen.insert(&spec.stack, file) {
+            cx.at(
+                file,
+                "/stack",
+                format!("stack `{}` is also defined in {other}", spec.stack),
+                "each stack lives in exactly one file; rename one of them",
+            );
+        }
+        if spec.services.is_empty() {
+            cx.at(file, "/services", "a stack needs at least one service", "add a service, or delete the file to remove the stack");
+        }
+        for (key, net) in &spec.networks {
+            if net.external && net.driver.is_some() {
+                cx.at(file, &format!("/networks/{}/driver", escape_pointer_token(key)), "an external network has no driver to set", "remove `driver`, or drop `external: true` to let dockhand own it");
+            }
+        }
+
+        for (name, svc) in &spec.services {
+            let ptr = |rest: &str| svc_ptr(name, rest);
+            let cname = container_name(&spec.stack, name);
+            if let Some((f, s)) = names_seen.insert(cname.clone(), (file.to_string(), name.clone())) {
+                cx.at(file, &ptr(""), format!("container name `{cname}` is also produced by service `{s}` in {f}"), "rename the service or the stack so that `<stack>-<service>` is unique");
+            }
+
+            match ImageRef::parse(&svc.image) {
+                Err(e) => cx.at(file, &ptr("/image"), e.to_string(), "write images as registry/repo:tag@sha256:<64 hex>"),
+                Ok(r) if r.digest.is_none() && desired.config.policy.require_digest => cx.at(
+                    file,
+                    &ptr("/image"),
+                    format!("image `{}` is not pinned by digest", svc.image),
+                    "append @sha256:<digest> (docker inspect --format '{{index .RepoDigests 0}}' IMAGE shows it), or set policy.require_digest: false in dockhand.yaml",
+                ),
+                Ok(_) => {}
+            }
+
+            if let Some(path) = &svc.env_file {
+                if !is_abs(path) {
+                    cx.at(file, &ptr("/env_file"), format!("env_file `{path}` is not an absolute path"), "env files live on the host, outside git: give an absolute path such as /etc/dockhand/app.env");
+                }
+            }
+
+            for (i, port) in svc.ports.iter().enumerate() {
+                let pp = ptr(&format!("/ports/{i}"));
+                let Some(mapping) = PortMapping::parse(port) else {
+                    cx.at(file, &pp, format!("`{port}` is not a valid port mapping"), "write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535");
+                    continue;
+                };
+                if let Some((_, f, s)) = ports_seen.iter().find(|(m, _, _)| m.clashes_with(&mapping)) {
+                    cx.at(file, &pp, format!("host port {} is also published by `{s}` in {f}", mapping.host_port), "two containers cannot bind the same host port; pick another port or bind to another IP");
+                }
+                ports_seen.push((mapping, file.to_string(), cname.clone()));
+            }
+
+            for (i, net) in svc.networks.iter().enumerate() {
+                if !spec.networks.contains_key(net) {
+                    cx.at(file, &ptr(&format!("/networks/{i}")), format!("network `{net}` is not declared in this stack"), &format!("add it under `networks:` at the top of the file (`{net}: {{}}` to own it, `{net}: {{external: true}}` to use an existing one)"));
+                }
+            }
+
+            let mut targets: BTreeMap<&str, usize> = BTreeMap::new();
+            for (i, mount) in svc.mounts.iter().enumerate() {
+                let mp = ptr(&format!("/mounts/{i}"));
+                let target = match mount {
+                    Mount::Bind(b) => {
+                        if !is_abs(&b.bind) {
+                            cx.at(file, &format!("{mp}/bind"), format!("bind source `{}` is not an absolute host path", b.bind), "bind mounts need an absolute path on the host, e.g. /srv/app/media");
+                        }
+                        if b.bind.split('/').any(|c| c == "..") {
+                            cx.at(file, &format!("{mp}/bind"), format!("bind source `{}` contains `..`", b.bind), "write the path without `..`");
+                        }
+                        &b.target
+                    }
+                    Mount::Volume(v) => {
+                        if !spec.volumes.contains_key(&v.volume) {
+                            cx.at(file, &format!("{mp}/volume"), format!("volume `{}` is not declared in this stack", v.volume), &format!("add it under `volumes:` at the top of the file (`{}: {{}}`)", v.volume));
+                        }
+                        &v.target
+                    }
+                    Mount::Tmpfs(t) => &t.tmpfs,
+                };
+                let target_ptr = match mount {
+                    Mount::Tmpfs(_) => format!("{mp}/tmpfs"),
+                    _ => format!("{mp}/target"),
+                };
+                if !is_abs(target) {
+                    cx.at(file, &target_ptr, format!("mount target `{target}` is not an absolute path in the container"), "write the target as an absolute path, e.g. /app/media");
+                }
+                if let Some(j) = targets.insert(target.as_str(), i) {
+                    cx.at(file, &target_ptr, format!("mount target `{target}` is also used by mounts[{j}]"), "each container path can be mounted once");
+                }
+            }
+
+            if let Some(h) = &svc.health {
+                check_health(&mut cx, file, &ptr("/health"), h);
+            }
+
+            if let Some(route) = &svc.route {
+                let key = (route.host.to_ascii_lowercase(), route.path.clone().unwrap_or_else(|| "/".into()));
+                if let Some((f, s)) = routes_seen.insert(key.clone(), (file.to_string(), cname.clone())) {
+                    cx.at(file, &ptr("/route"), format!("route {}{} is also claimed by `{s}` in {f}", key.0, key.1), "two services cannot serve the same host and path; change `host` or `path`");
+                }
+                if let Some(tnet) = &desired.config.traefik.network {
+                    let joined = svc.networks.iter().any(|n| {
+                        spec.networks.get(n).is_some_and(|d| object_name(&spec.stack, n, d.name.as_deref(), d.external) == *tnet)
+                    });
+                    if !joined {
+                        cx.at(file, &ptr("/route"), format!("a routed service must join Traefik's network `{tnet}` (traefik.network in dockhand.yaml)"), &format!("declare `networks: {{proxy: {{name: {tnet}, external: true}}}}` and add `proxy` to this service's networks"));
+                    }
+                }
+            }
+
+            for key in svc.labels.keys() {
+                if key.starts_with("dockhand.") {
+                    cx.at(file, &format!("{}/{}", ptr("/labels"), escape_pointer_token(key)), format!("label `{key}` uses the reserved prefix `dockhand.`"), "dockhand sets these itself to record ownership; choose another prefix");
+                }
+            }
+
+            for (i, dep) in svc.depends_on.iter().enumerate() {
+                let dp = ptr(&format!("/depends_on/{i}"));
+                if dep == name {
+                    cx.at(file, &dp, "a service cannot depend on itself", "remove this entry");
+                } else if !spec.services.contains_key(dep) {
+                    cx.at(file, &dp, format!("depends_on names `{dep}`, which is not a service in this stack"), &format!("services here: {}", spec.services.keys().cloned().collect::<Vec<_>>().join(", ")));
+                }
+            }
+
+            if let Some(rel) = &svc.release {
+                if rel.strategy == Strategy::BlueGreen {
+                    cx.at(file, &ptr("/release/strategy"), "release strategy `blue-green` is not supported by this version of dockhand yet", "use `strategy: recreate` for now; blue/green releases are being built");
+                } else if rel.active.is_some() || rel.keep_idle.is_some() || rel.drain.is_some() {
+                    cx.at(file, &ptr("/release"), "`active`, `keep_idle` and `drain` only apply to `strategy: blue-green`", "remove them, or use the blue-green strategy");
+                }
+            }
+            if svc.hooks.as_ref().is_some_and(|h| !h.is_empty()) {
+                cx.at(file, &ptr("/hooks"), "release hooks are not run by this version of dockhand yet", "remove `hooks` for now: dockhand refuses to deploy rather than skip a migration silently");
+            }
+        }
+
+        for cycle in dependency_cycles(spec) {
+            let first = &cycle[0];
+            cx.at(file, &svc_ptr(first, "/depends_on"), format!("depends_on forms a cycle: {}", cycle.join(" → ")), "break the cycle: one of these services must start without the other");
+        }
+    }
+    cx.out
+}
+
+fn check_health(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &Health) {
+    if h.cmd.is_some() && h.shell.is_some() {
+        cx.at(file, ptr, "health sets both `cmd` and `shell`", "keep one: `cmd` (exec form) or `shell` (run by /bin/sh -c)");
+    }
+    if h.cmd.is_none() && h.shell.is_none() && h.http.is_none() {
+        cx.at(file, ptr, "health needs a check: `cmd`, `shell` or `http`", "e.g. cmd: [wget, -q, -O, /dev/null, http://127.0.0.1:8080/health]");
+    }
+    if h.cmd.as_ref().is_some_and(Vec::is_empty) {
+        cx.at(file, &format!("{ptr}/cmd"), "health.cmd is empty", "give the command and its arguments");
+    }
+}
+
+/// Every elementary cycle found by a DFS over `depends_on`, each reported once, rotated so that
+/// it starts at its smallest name (deterministic output).
+fn dependency_cycles(spec: &crate::model::StackFile) -> Vec<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        node: &str,
+        spec: &crate::model::StackFile,
+        marks: &mut HashMap<String, Mark>,
+        path: &mut Vec<String>,
+        out: &mut Vec<Vec<String>>,
+    ) {
+        marks.insert(node.to_string(), Mark::Active);
+        path.push(node.to_string());
+        if let Some(svc) = spec.services.get(node) {
+            for dep in &svc.depends_on {
+                if dep == node || !spec.services.contains_key(dep) {
+                    continue;
+                }
+                match marks.get(dep.as_str()).copied().unwrap_or(Mark::New) {
+                    Mark::New => visit(dep, spec, marks, path, out),
+                    Mark::Active => {
+                        let start = path.iter().position(|p| p == dep).unwrap_or(0);
+                        let mut cycle: Vec<String> = path[start..].to_vec();
+                        let min = cycle.iter().enumerate().min_by_key(|(_, n)| n.as_str()).map_or(0, |(i, _)| i);
+                        cycle.rotate_left(min);
+                        cycle.push(cycle[0].clone());
+                        if !out.contains(&cycle) {
+                            out.push(cycle);
+                        }
+                    }
+                    Mark::Done => {}
+                }
+            }
+        }
+        path.pop();
+        marks.insert(node.to_string(), Mark::Done);
+    }
+    let mut marks = HashMap::new();
+    let mut out = Vec::new();
+    for name in spec.services.keys() {
+        if marks.get(name.as_str()).copied().unwrap_or(Mark::New) == Mark::New {
+            visit(name, spec, &mut marks, &mut Vec::new(), &mut out);
+        }
+    }
+    out
+}

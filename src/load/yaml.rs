@@ -1,0 +1,312 @@
+//! YAML text → `serde_json::Value` plus the line and column of every node, so that schema and
+//! semantic errors found on the JSON value can point back at the YAML source.
+//!
+//! Scalars are resolved with the YAML 1.2 core schema (`yes` is a string, `true` a boolean);
+//! quoted scalars are always strings. Anchors and aliases are supported; merge keys (`<<`) are
+//! not, and show up as unknown fields.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl From<Marker> for Pos {
+    fn from(m: Marker) -> Self {
+        Pos {
+            line: m.line(),
+            col: m.col() + 1,
+        }
+    }
+}
+
+/// Where each node of a document is, keyed by JSON pointer (`/services/web/image`).
+#[derive(Debug, Default, Clone)]
+pub struct PosIndex {
+    values: HashMap<String, Pos>,
+    keys: HashMap<String, Pos>,
+}
+
+impl PosIndex {
+    /// Position of the value at `pointer`, or of its nearest ancestor that has one.
+    pub fn value(&self, pointer: &str) -> Pos {
+        let mut p = pointer;
+        loop {
+            if let Some(pos) = self.values.get(p) {
+                return *pos;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return Pos { line: 1, col: 1 },
+            }
+        }
+    }
+
+    /// Position of the mapping key whose value is at `pointer` (falls back to the value).
+    pub fn key(&self, pointer: &str) -> Pos {
+        self.keys
+            .get(pointer)
+            .copied()
+            .unwrap_or_else(|| self.value(pointer))
+    }
+}
+
+/// A YAML syntax error with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+pub fn escape_pointer_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+enum Frame {
+    Seq(Vec<Value>, String, usize),
+    Map(Map<String, Value>, String, usize, Option<(String, Pos)>),
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    index: PosIndex,
+    anchors: HashMap<usize, Value>,
+    documents: usize,
+    error: Option<YamlError>,
+}
+
+impl Builder {
+    /// Pointer for the next child of the innermost container.
+    fn child_pointer(&self) -> String {
+        match self.stack.last() {
+            None => String::new(),
+            Some(Frame::Seq(items, ptr, _)) => format!("{ptr}/{}", items.len()),
+            Some(Frame::Map(_, ptr, _, Some((key, _)))) => {
+                format!("{ptr}/{}", escape_pointer_token(key))
+            }
+            Some(Frame::Map(_, ptr, _, None)) => ptr.clone(),
+        }
+    }
+
+    fn expecting_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map(_, _, _, None)))
+    }
+
+    fn push_value(&mut self, value: Value, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(value);
+                }
+            }
+            Some(Frame::Seq(items, _, _)) => items.push(value),
+            Some(Frame::Map(map, ptr, _, pending)) => {
+                if let Some((key, key_pos)) = pending.take() {
+                    if map.contains_key(&key) && self.error.is_none() {
+                        self.error = Some(YamlError {
+                            pos: key_pos,
+                            message: format!(
+                                "duplicate key `{key}` in mapping at {}",
+                                if ptr.is_empty() { "/" } else { ptr }
+                            ),
+                        });
+                    }
+                    map.insert(key, value);
+                }
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = Pos::from(mark);
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 && self.error.is_none() {
+                    self.error = Some(YamlError {
+                        pos,
+                        message: "more than one YAML document in this file".into(),
+                    });
+                }
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                if self.expecting_key() {
+                    let ptr = self.child_pointer();
+                    if let Some(Frame::Map(_, _, _, pending)) = self.stack.last_mut() {
+                        let key_ptr = format!("{ptr}/{}", escape_pointer_token(&text));
+                        self.index.keys.insert(key_ptr, pos);
+                        *pending = Some((text, pos));
+                    }
+                    return;
+                }
+                let ptr = self.child_pointer();
+                self.index.values.insert(ptr, pos);
+                let value = resolve_scalar(&text, style);
+                self.push_value(value, anchor);
+            }
+            Event::Alias(id) => {
+                if self.expecting_key() {
+                    if self.error.is_none() {
+                        self.error = Some(YamlError {
+                            pos,
+                            message: "an alias cannot be used as a mapping key".into(),
+                        });
+                    }
+                    return;
+                }
+                let ptr = self.child_pointer();
+                self.index.values.insert(ptr, pos);
+                let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
+                self.push_value(value, 0);
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.expecting_key() {
+                    if self.error.is_none() {
+                        self.error = Some(YamlError {
+                            pos,
+                            message: "a mapping key must be a plain value, not a list or map"
+                                .into(),
+                        });
+                    }
+                    // Keep the structure balanced: treat it as a key named after its position.
+                    if let Some(Frame::Map(_, _, _, pending)) = self.stack.last_mut() {
+                        *pending = Some((format!("<complex key at {}>", pos.line), pos));
+                    }
+                }
+                let ptr = self.child_pointer();
+                self.index.values.insert(ptr.clone(), pos);
+                if matches!(ev, Event::SequenceStart(..)) {
+                    self.stack.push(Frame::Seq(Vec::new(), ptr, anchor));
+                } else {
+                    self.stack.push(Frame::Map(Map::new(), ptr, anchor, None));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (value, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq(items, _, anchor)) => (Value::Array(items), anchor),
+                    Some(Frame::Map(map, _, anchor, _)) => (Value::Object(map), anchor),
+                    None => return,
+                };
+                self.push_value(value, anchor);
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+        }
+    }
+}
+
+fn resolve_scalar(text: &str, style: TScalarStyle) -> Value {
+    if style != TScalarStyle::Plain {
+        return Value::String(text.to_string());
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let looks_numeric = text
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'-' || b == b'+' || b == b'.');
+    if looks_numeric {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Some(hex) = text.strip_prefix("0x") {
+            if let Ok(i) = i64::from_str_radix(hex, 16) {
+                return Value::Number(i.into());
+            }
+        }
+        if let Some(oct) = text.strip_prefix("0o") {
+            if let Ok(i) = i64::from_str_radix(oct, 8) {
+                return Value::Number(i.into());
+            }
+        }
+        let float_like = text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'));
+        if float_like {
+            if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+                return Value::Number(n);
+            }
+        }
+    }
+    Value::String(text.to_string())
+}
+
+/// Parses one YAML document. An empty file is `null`.
+pub fn parse(text: &str) -> Result<(Value, PosIndex), YamlError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: None,
+        index: PosIndex::default(),
+        anchors: HashMap::new(),
+        documents: 0,
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, true) {
+        return Err(YamlError {
+            pos: Pos::from(*e.marker()),
+            message: e.info().to_string(),
+        });
+    }
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok((builder.root.unwrap_or(Value::Null), builder.index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resolves_core_schema_scalars() {
+        let (v, _) = parse("a: yes\nb: true\nc: 8080\nd: '8080'\ne: 1.5\nf: ~\ng: 0x1f\n").unwrap();
+        assert_eq!(
+            v,
+            json!({"a": "yes", "b": true, "c": 8080, "d": "8080", "e": 1.5, "f": null, "g": 31})
+        );
+    }
+
+    #[test]
+    fn records_positions_of_values_and_keys() {
+        let src = "stack: demo\nservices:\n  web:\n    image: x\n    ports: [\"1:2\"]\n";
+        let (_, idx) = parse(src).unwrap();
+        assert_eq!(idx.value("/services/web/image"), Pos { line: 4, col: 12 });
+        assert_eq!(idx.key("/services/web/image"), Pos { line: 4, col: 5 });
+        assert_eq!(idx.value("/services/web/ports/0"), Pos { line: 5, col: 13 });
+        // Unknown pointers fall back to the nearest ancestor.
+        assert_eq!(idx.value("/services/web/nope"), idx.value("/services/web"));
+    }
+
+    #[test]
+    fn expands_aliases() {
+        let (v, _) = parse("base: &b {x: 1}\nother: *b\n").unwrap();
+        assert_eq!(v["other"], json!({"x": 1}));
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_position() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.pos.line >= 1, "{err:?}");
+        let err = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 2, col: 1 });
+        assert!(err.message.contains("duplicate key `a`"));
+    }
+}

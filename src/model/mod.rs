@@ -1,0 +1,584 @@
+//! The desired-state format v1: the Rust types that `dockhand.yaml` and `stacks/<stack>.yaml`
+//! deserialize into, and from which the JSON Schemas in `schemas/` are generated.
+//!
+//! This module owns the *shape* of the format. It does no I/O and knows nothing about Docker,
+//! git or files on disk: loading lives in `load/`, rendering to a container spec in `spec/`.
+//! Every type denies unknown fields so that a typo is an error, not a silently ignored key.
+
+pub mod duration;
+pub mod image;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Regex every stack, service, network and volume name must match. Lowercase only, so that
+/// container names derived from them are valid Docker names and unambiguous.
+pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
+/// A duration such as `500ms`, `1s`, `2m30s`.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+/// `[IP:]HOST:CONTAINER[/tcp|udp]`.
+pub const PORT_PATTERN: &str =
+    r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
+
+/// `dockhand.yaml`: settings that apply to every stack in the repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "dockhand.yaml", description = "Repository settings for dockhand (format v1).")]
+pub struct RepoConfig {
+    /// Format version; must be 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// How `route:` blocks are rendered as Traefik labels.
+    #[serde(default)]
+    pub traefik: TraefikConfig,
+    /// Defaults applied to every service that does not set the field itself.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Rules every commit must satisfy before it is applied.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// Traefik settings shared by all routed services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraefikConfig {
+    /// Label dialect: `v2`/`v3` (routers and services) or `v1` (Traefik 1.7 frontends).
+    #[serde(default)]
+    pub dialect: TraefikDialect,
+    /// Docker network Traefik reaches containers on (rendered as `traefik.docker.network`).
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Entrypoints routers attach to when a route does not name its own.
+    #[serde(default)]
+    pub entrypoints: Vec<String>,
+    /// Certificate resolver used by routes with `tls: true` that do not name one.
+    #[serde(default)]
+    pub cert_resolver: Option<String>,
+}
+
+impl Default for TraefikConfig {
+    fn default() -> Self {
+        TraefikConfig {
+            dialect: TraefikDialect::V3,
+            network: None,
+            entrypoints: Vec::new(),
+            cert_resolver: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum TraefikDialect {
+    #[serde(rename = "v1")]
+    V1,
+    #[serde(rename = "v2")]
+    V2,
+    #[default]
+    #[serde(rename = "v3")]
+    V3,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Restart policy for services that do not set `restart`.
+    #[serde(default)]
+    pub restart: Option<RestartPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Reject images that are not pinned by `@sha256:` digest (default true).
+    #[serde(default = "yes")]
+    pub require_digest: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            require_digest: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `stacks/<stack>.yaml`: one stack of services with the networks and volumes it owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "dockhand stack", description = "One stack of services (format v1).")]
+pub struct StackFile {
+    /// Stack name; prefixes every container, network and volume it owns.
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub stack: String,
+    /// Networks this stack uses. Owned ones are created as `<stack>_<name>`.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
+    pub networks: BTreeMap<String, NetworkDecl>,
+    /// Named volumes this stack uses. Owned ones are created as `<stack>_<name>` and never
+    /// deleted unless asked explicitly.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
+    pub volumes: BTreeMap<String, VolumeDecl>,
+    /// The services, by name.
+    #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
+    pub services: BTreeMap<String, Service>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDecl {
+    /// Use an existing network that dockhand does not own (never created or removed).
+    #[serde(default)]
+    pub external: bool,
+    /// Docker name; defaults to `<stack>_<key>` (owned) or `<key>` (external).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Network driver for owned networks (default `bridge`).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// No outside connectivity.
+    #[serde(default)]
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeDecl {
+    /// Use an existing volume that dockhand does not own.
+    #[serde(default)]
+    pub external: bool,
+    /// Docker name; defaults to `<stack>_<key>` (owned) or `<key>` (external).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Volume driver for owned volumes (default `local`).
+    #[serde(default)]
+    pub driver: Option<String>,
+}
+
+/// One service: one container (or two, blue and green, once releases land).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// `registry/repo:tag@sha256:<64 hex>`; the tag is for humans, the digest is the truth.
+    pub image: String,
+    /// Arguments replacing the image's CMD (exec form).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's ENTRYPOINT (exec form).
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Environment variables. Values are never printed by dockhand.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+    /// Absolute path of a host file of `KEY=VALUE` lines; hashed for change detection, never
+    /// printed, never stored in git.
+    #[serde(default)]
+    pub env_file: Option<String>,
+    /// Published ports, `[IP:]HOST:CONTAINER[/proto]`.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = PORT_PATTERN)))]
+    pub ports: Vec<String>,
+    /// Keys of `networks:` in this stack to attach to.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub restart: Option<RestartPolicy>,
+    /// Docker healthcheck (and, from the release work on, dockhand's own probe).
+    #[serde(default)]
+    pub health: Option<Health>,
+    /// HTTP route through Traefik, rendered as labels.
+    #[serde(default)]
+    pub route: Option<Route>,
+    /// Extra container labels. Keys starting with `dockhand.` are reserved.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Services (in this stack) that must be running, and healthy if they have a
+    /// healthcheck, before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Time between SIGTERM and SIGKILL when the container is stopped.
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub stop_grace_period: Option<String>,
+    /// How a new version replaces the old one.
+    #[serde(default)]
+    pub release: Option<Release>,
+    /// Commands run around a release.
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+}
+
+/// An environment value; numbers and booleans are written as YAML writes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl EnvValue {
+    pub fn render(&self) -> String {
+        match self {
+            EnvValue::String(s) => s.clone(),
+            EnvValue::Integer(i) => i.to_string(),
+            EnvValue::Float(f) => f.to_string(),
+            EnvValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A mount: exactly one of `bind`, `volume` or `tmpfs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Mount {
+    Bind(BindMount),
+    Volume(VolumeMount),
+    Tmpfs(TmpfsMount),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindMount {
+    /// Absolute host path.
+    pub bind: String,
+    /// Absolute path in the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Create the host directory if missing, with this mode and owner.
+    #[serde(default)]
+    pub create: Option<BindCreate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindCreate {
+    /// Octal mode, e.g. `"2775"` (setgid, group-writable).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[0-7]{3,4}$"))]
+    pub mode: Option<String>,
+    /// `UID[:GID]` to chown the directory to.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[0-9]+(:[0-9]+)?$"))]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// Key of `volumes:` in this stack.
+    pub volume: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsMount {
+    /// Absolute path in the container.
+    pub tmpfs: String,
+    /// Size limit in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+}
+
+impl RestartPolicy {
+    pub fn docker_name(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+            RestartPolicy::OnFailure => "on-failure",
+        }
+    }
+}
+
+/// Health of a service. `cmd` or `shell` becomes the Docker healthcheck; `http` is dockhand's
+/// own probe, used by release gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Exec-form command run in the container; exit 0 means healthy.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Shell-form command (`/bin/sh -c`), if the image has a shell.
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// HTTP probe run by dockhand from the host side (release gates).
+    #[serde(default)]
+    pub http: Option<HttpProbe>,
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: Option<String>,
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub start_period: Option<String>,
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub start_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Substring the body must contain.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+fn ok_status() -> u16 {
+    200
+}
+
+/// An HTTP route through Traefik.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Host name matched by the router.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$"))]
+    pub host: String,
+    /// Optional path prefix, starting with `/`.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^/"))]
+    pub path: Option<String>,
+    /// Container port Traefik sends traffic to.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    #[serde(default)]
+    pub entrypoints: Vec<String>,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub cert_resolver: Option<String>,
+    #[serde(default)]
+    pub middlewares: Vec<String>,
+    #[serde(default)]
+    pub priority: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// The serving color, declared in git (blue-green only).
+    #[serde(default)]
+    pub active: Option<Color>,
+    /// What happens to the retired color (blue-green only).
+    #[serde(default)]
+    pub keep_idle: Option<KeepIdle>,
+    /// Time the retired color keeps serving in-flight requests before it is stopped.
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub drain: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    Recreate,
+    BlueGreen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepIdle {
+    Stopped,
+    Removed,
+}
+
+/// Release hooks. Each step is either a bare command (exec form, run in the service's new
+/// container) or an object saying where it runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Before the new version starts (e.g. a database dump).
+    #[serde(default)]
+    pub before: Vec<HookStep>,
+    /// In the new container once healthy, before it receives traffic (migrate, collectstatic).
+    #[serde(default)]
+    pub after_start: Vec<HookStep>,
+    /// After the new version serves (cache warm-up, notifications).
+    #[serde(default)]
+    pub after_switch: Vec<HookStep>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.after_start.is_empty() && self.after_switch.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HookStep {
+    Command(Vec<String>),
+    Detailed(HookDetail),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookDetail {
+    /// Exec-form command.
+    pub command: Vec<String>,
+    /// Run with `exec` in this running service instead of the new container.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Run in a one-off container from this image instead.
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+}
+
+/// A repository after loading and validation: the settings and every stack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredState {
+    pub config: RepoConfig,
+    pub stacks: Vec<Stack>,
+}
+
+/// A validated stack, with the file it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stack {
+    pub file: String,
+    pub spec: StackFile,
+}
+
+impl Stack {
+    pub fn name(&self) -> &str {
+        &self.spec.stack
+    }
+}
+
+/// Container name of a service (`<stack>-<service>`).
+pub fn container_name(stack: &str, service: &str) -> String {
+    format!("{stack}-{service}")
+}
+
+/// Docker name of a network or volume declared under `key` in `stack`.
+pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, external: bool) -> String {
+    match (explicit, external) {
+        (Some(name), _) => name.to_string(),
+        (None, true) => key.to_string(),
+        (None, false) => format!("{stack}_{key}"),
+    }
+}
+
+/// A published port, parsed from `[IP:]HOST:CONTAINER[/proto]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PortMapping {
+    /// Empty means all interfaces.
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl PortMapping {
+    pub fn parse(text: &str) -> Option<PortMapping> {
+        let (rest, protocol) = match text.rsplit_once('/') {
+            Some((rest, proto)) => (rest, proto.to_string()),
+            None => (text, "tcp".to_string()),
+        };
+        let (rest, container) = rest.rsplit_once(':')?;
+        let (ip, host) = match rest.rsplit_once(':') {
+            Some((ip, host)) => (ip.trim_start_matches('[').trim_end_matches(']'), host),
+            None => ("", rest),
+        };
+        let host_port: u16 = host.parse().ok().filter(|p| *p > 0)?;
+        let container_port: u16 = container.parse().ok().filter(|p| *p > 0)?;
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            return None;
+        }
+        Some(PortMapping {
+            host_ip: ip.to_string(),
+            host_port,
+            container_port,
+            protocol,
+        })
+    }
+
+    /// Whether two mappings would fight over the same host socket.
+    pub fn clashes_with(&self, other: &PortMapping) -> bool {
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
+        self.host_port == other.host_port
+            && self.protocol == other.protocol
+            && (self.host_ip == other.host_ip || any(&self.host_ip) || any(&other.host_ip))
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::PortMapping;
+
+    #[test]
+    fn parses_ports_with_and_without_ip() {
+        let p = PortMapping::parse("127.0.0.1:8080:80").unwrap();
+        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port), ("127.0.0.1", 8080, 80));
+        assert_eq!(PortMapping::parse("53:53/udp").unwrap().protocol, "udp");
+        assert!(PortMapping::parse("0:80").is_none());
+        assert!(PortMapping::parse("99999:80").is_none());
+        assert!(PortMapping::parse("nope:1:2").is_none());
+    }
+
+    #[test]
+    fn wildcard_ip_clashes_with_specific_ip() {
+        let a = PortMapping::parse("8080:80").unwrap();
+        let b = PortMapping::parse("127.0.0.1:8080:81").unwrap();
+        let c = PortMapping::parse("127.0.0.2:8080:81").unwrap();
+        assert!(a.clashes_with(&b));
+        assert!(!b.clashes_with(&c));
+    }
+}

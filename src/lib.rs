@@ -4,3 +4,10 @@
 
 pub mod load;
 pub mod model;
+pub mod plan;
+pub mod spec;
+pub mod host;
+pub mod sources;
+pub mod observe;
+pub mod apply;
+pub mod cli;

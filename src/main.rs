@@ -1,9 +1,29 @@
-fn main() {
-    use dockhand::load::*;
-    let kind = if std::env::args().nth(1).as_deref() == Some("repo") { schema::FileKind::Repo } else { schema::FileKind::Stack };
-    if std::env::args().nth(2).is_none() { print!("{}", schema::schema_text(kind)); return; }
-    let dir = std::env::args().nth(2).unwrap();
-    let mut files = vec![];
-    for p in ["dockhand.yaml", "stacks/a.yaml"] { if let Ok(t) = std::fs::read_to_string(format!("{dir}/{p}")) { files.push(SourceFile{path: p.into(), text: t}); } }
-    match load(&files) { Ok(d) => println!("{d:#?}"), Err(e) => println!("{e}") }
+//! `dockhand`: parse, set up logging, run one verb, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dockhand::cli::{self, args::Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "dockhand=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(r) = e.downcast_ref::<cli::Reported>() {
+                eprintln!("{r}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

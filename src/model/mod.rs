@@ -5,6 +5,7 @@
 //! git or files on disk: loading lives in `load/`, rendering to a container spec in `spec/`.
 //! Every type denies unknown fields so that a typo is an error, not a silently ignored key.
 
+pub mod actual;
 pub mod duration;
 pub mod image;
 

@@ -1,0 +1,361 @@
+//! The Engine calls behind each plan action.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountTmpfsOptions,
+    MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::progress::Progress;
+use super::ApplyError;
+use crate::model::BindCreate;
+use crate::observe::EngineError;
+use crate::spec::{labels, DesiredContainer, DesiredNetwork, DesiredVolume, MountSpec};
+
+fn step(container: &str, what: &'static str) -> impl FnOnce(bollard::errors::Error) -> ApplyError {
+    let container = container.to_string();
+    move |e| ApplyError::Step { container, what, message: e.to_string() }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Makes `image` (`repo@sha256:…`) present locally; returns whether it had to be pulled.
+/// A digest-pinned image already present is content-addressed, so it is not pulled again.
+pub async fn ensure_image(docker: &Docker, image: &str, progress: &Progress) -> Result<bool, ApplyError> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(false),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(EngineError::api(format!("inspecting image {image}"))(e).into()),
+    }
+    progress.line(&format!("pulling {image}"));
+    let started = Instant::now();
+    let mut stream = docker.create_image(
+        Some(CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() }),
+        None,
+        None,
+    );
+    let mut last_report = Instant::now();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if last_report.elapsed() > Duration::from_secs(2) {
+                    last_report = Instant::now();
+                    let status = info.status.unwrap_or_default();
+                    progress.line(&format!("pulling {image}: {status} ({:.0}s)", started.elapsed().as_secs_f64()));
+                }
+            }
+            Err(e) => return Err(ApplyError::Pull { image: image.to_string(), message: e.to_string() }),
+        }
+    }
+    // Verify that what we got is what we asked for.
+    let inspected = docker
+        .inspect_image(image)
+        .await
+        .map_err(|e| ApplyError::Pull { image: image.to_string(), message: format!("pulled, but cannot inspect it: {e}") })?;
+    if let Some((_, digest)) = image.split_once('@') {
+        let ok = inspected.repo_digests.unwrap_or_default().iter().any(|d| d.ends_with(&format!("@{digest}")));
+        if !ok {
+            return Err(ApplyError::Pull { image: image.to_string(), message: "the pulled image does not carry the pinned digest".into() });
+        }
+    }
+    progress.line(&format!("pulled {image} in {:.1}s", started.elapsed().as_secs_f64()));
+    Ok(true)
+}
+
+pub async fn create_network(docker: &Docker, stack: &str, name: &str, net: Option<&DesiredNetwork>) -> Result<(), ApplyError> {
+    docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_string(),
+            driver: net.and_then(|n| n.driver.clone()),
+            internal: net.map(|n| n.internal),
+            labels: Some(labels::owned_object(stack).into_iter().collect()),
+            ..Default::default()
+        })
+        .await
+        .map_err(EngineError::api(format!("creating network {name}")))?;
+    Ok(())
+}
+
+pub async fn create_volume(docker: &Docker, stack: &str, name: &str, vol: Option<&DesiredVolume>) -> Result<(), ApplyError> {
+    docker
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: vol.and_then(|v| v.driver.clone()),
+            labels: Some(labels::owned_object(stack).into_iter().collect()),
+            ..Default::default()
+        })
+        .await
+        .map_err(EngineError::api(format!("creating volume {name}")))?;
+    Ok(())
+}
+
+/// Creates a bind source directory (and parents) with the declared mode and owner. An
+/// existing directory gets the mode and owner applied too, so a fix in git fixes the host.
+pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
+    if let Some(mode) = &create.mode {
+        let bits = u32::from_str_radix(mode, 8).map_err(|e| format!("bad mode {mode}: {e}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).map_err(|e| format!("cannot chmod {mode} {path}: {e}"))?;
+    }
+    if let Some(owner) = &create.owner {
+        let (uid, gid) = match owner.split_once(':') {
+            Some((u, g)) => (u.parse().ok(), g.parse().ok()),
+            None => (owner.parse().ok(), None),
+        };
+        std::os::unix::fs::chown(path, uid, gid).map_err(|e| format!("cannot chown {owner} {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn read_env(c: &DesiredContainer) -> Result<Vec<String>, ApplyError> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(f) = &c.spec.env_file {
+        let text = std::fs::read_to_string(&f.path).map_err(|e| ApplyError::Step {
+            container: c.name.clone(),
+            what: "reading env_file",
+            message: format!("{}: {e}", f.path),
+        })?;
+        env.extend(crate::host::parse_env_file(&text));
+    }
+    // Values in the stack file win over the env file, as in compose.
+    env.retain(|(k, _)| !c.spec.env.contains_key(k));
+    env.extend(c.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+fn ns(ms: Option<u64>) -> Option<i64> {
+    ms.map(|m| (m as i64).saturating_mul(1_000_000))
+}
+
+fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> {
+    let s = &c.spec;
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed = Vec::new();
+    for p in &s.ports {
+        // Normalized by spec as `[ip:]host:container/proto`.
+        let (rest, proto) = p.rsplit_once('/').unwrap_or((p, "tcp"));
+        let (rest, container_port) = rest.rsplit_once(':').unwrap_or(("", rest));
+        let (ip, host_port) = rest.rsplit_once(':').unwrap_or(("", rest));
+        let key = format!("{container_port}/{proto}");
+        exposed.push(key.clone());
+        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: (!ip.is_empty()).then(|| ip.to_string()),
+            host_port: Some(host_port.to_string()),
+        });
+    }
+    let mounts = s
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind { source, target, read_only } => Mount {
+                typ: Some(MountType::BIND),
+                source: Some(source.clone()),
+                target: Some(target.clone()),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+            MountSpec::Volume { source, target, read_only } => Mount {
+                typ: Some(MountType::VOLUME),
+                source: Some(source.clone()),
+                target: Some(target.clone()),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+            MountSpec::Tmpfs { target, size } => Mount {
+                typ: Some(MountType::TMPFS),
+                target: Some(target.clone()),
+                tmpfs_options: size.map(|b| MountTmpfsOptions { size_bytes: Some(b as i64), ..Default::default() }),
+                ..Default::default()
+            },
+        })
+        .collect();
+    let restart = match s.restart.as_str() {
+        "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    let first_net = s.networks.first();
+    Ok(ContainerCreateBody {
+        image: Some(s.image.clone()),
+        cmd: s.command.clone(),
+        entrypoint: s.entrypoint.clone(),
+        env: Some(read_env(c)?),
+        labels: Some(c.labels.clone().into_iter().collect()),
+        user: s.user.clone(),
+        working_dir: s.working_dir.clone(),
+        stop_timeout: s.stop_grace_secs.map(|g| g as i64),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: ns(h.interval_ms),
+            timeout: ns(h.timeout_ms),
+            retries: h.retries.map(i64::from),
+            start_period: ns(h.start_period_ms),
+            start_interval: ns(h.start_interval_ms),
+        }),
+        host_config: Some(HostConfig {
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
+            mounts: Some(mounts),
+            network_mode: first_net.cloned(),
+            ..Default::default()
+        }),
+        networking_config: first_net.map(|n| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                n.clone(),
+                EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() },
+            )])),
+        }),
+        ..Default::default()
+    })
+}
+
+async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
+    docker
+        .create_container(Some(CreateContainerOptions { name: Some(c.name.clone()), ..Default::default() }), create_body(c)?)
+        .await
+        .map_err(step(&c.name, "create"))?;
+    // The Engine attaches one network at create (API < 1.44); the rest are connected here.
+    for net in c.spec.networks.iter().skip(1) {
+        docker
+            .connect_network(
+                net,
+                NetworkConnectRequest {
+                    container: c.name.clone(),
+                    endpoint_config: Some(EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() }),
+                },
+            )
+            .await
+            .map_err(step(&c.name, "connecting network"))?;
+    }
+    Ok(())
+}
+
+pub async fn start(docker: &Docker, name: &str) -> Result<(), ApplyError> {
+    docker.start_container(name, None).await.map_err(step(name, "start"))
+}
+
+pub async fn create_and_start(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
+    create(docker, c).await?;
+    start(docker, &c.name).await
+}
+
+async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
+    docker.remove_container(name, Some(RemoveContainerOptions { force: true, v: false, ..Default::default() })).await
+}
+
+pub async fn stop_and_remove(docker: &Docker, name: &str, grace: Duration) -> Result<(), ApplyError> {
+    match docker.stop_container(name, Some(StopContainerOptions { t: Some(grace.as_secs() as i32), ..Default::default() })).await {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => return Ok(()),
+        // 304: already stopped.
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+        Err(e) => return Err(step(name, "stop")(e)),
+    }
+    match remove(docker, name).await {
+        Err(e) if !is_not_found(&e) => Err(step(name, "remove")(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces a container: the old one is stopped and set aside under another name, the new one
+/// created and started; if that fails the old one is put back and started again.
+pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
+    let aside = format!("{}-dockhand-old", c.name);
+    // A leftover from an interrupted run is ours (same labels); clear it.
+    let _ = remove(docker, &aside).await;
+    let grace = Duration::from_secs(c.spec.stop_grace_secs.unwrap_or(10));
+    match docker.stop_container(&c.name, Some(StopContainerOptions { t: Some(grace.as_secs() as i32), ..Default::default() })).await {
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+        Err(e) => return Err(step(&c.name, "stop")(e)),
+    }
+    docker
+        .rename_container(&c.name, RenameContainerOptions { name: aside.clone() })
+        .await
+        .map_err(step(&c.name, "rename old container"))?;
+    match create_and_start(docker, c).await {
+        Ok(()) => {
+            let _ = remove(docker, &aside).await;
+            Ok(())
+        }
+        Err(err) => {
+            let _ = remove(docker, &c.name).await;
+            let restored = async {
+                docker.rename_container(&aside, RenameContainerOptions { name: c.name.clone() }).await?;
+                docker.start_container(&c.name, None).await
+            }
+            .await;
+            Err(ApplyError::Step {
+                container: c.name.clone(),
+                what: "recreate",
+                message: match restored {
+                    Ok(()) => format!("{err}; the previous container was restored and started"),
+                    Err(e) => format!("{err}; restoring the previous container also failed: {e} (it is kept as {aside})"),
+                },
+            })
+        }
+    }
+}
+
+/// Waits until `c` runs, and is healthy if it has a healthcheck.
+pub async fn wait_ready(docker: &Docker, c: &DesiredContainer, progress: &Progress) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    let deadline = c.spec.healthcheck.as_ref().map_or(Duration::from_secs(30), |h| h.deadline());
+    let mut announced = Instant::now();
+    loop {
+        let info = docker.inspect_container(&c.name, None).await.map_err(step(&c.name, "inspect"))?;
+        let state = info.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        if !running && !state.restarting.unwrap_or(false) {
+            return Err(ApplyError::Unhealthy {
+                container: c.name.clone(),
+                message: format!("it is not running (exit code {})", state.exit_code.unwrap_or_default()),
+            });
+        }
+        match state.health.as_ref().and_then(|h| h.status) {
+            None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) if running => return Ok(()),
+            Some(HealthStatusEnum::HEALTHY) => {
+                if c.spec.healthcheck.is_some() {
+                    progress.line(&format!("{}: healthy after {:.1}s", c.name, started.elapsed().as_secs_f64()));
+                }
+                return Ok(());
+            }
+            Some(HealthStatusEnum::UNHEALTHY) => {
+                let last = state
+                    .health
+                    .and_then(|h| h.log)
+                    .and_then(|l| l.last().cloned())
+                    .and_then(|r| r.output)
+                    .unwrap_or_default();
+                return Err(ApplyError::Unhealthy {
+                    container: c.name.clone(),
+                    message: format!("healthcheck failed: {}", last.trim()),
+                });
+            }
+            _ => {}
+        }
+        if started.elapsed() > deadline {
+            return Err(ApplyError::Unhealthy {
+                container: c.name.clone(),
+                message: format!("still not healthy after {:.0}s", deadline.as_secs_f64()),
+            });
+        }
+        if announced.elapsed() > Duration::from_secs(2) {
+            announced = Instant::now();
+            progress.line(&format!("{}: waiting for healthy ({:.0}s)", c.name, started.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,94 @@
+//! The command line, as clap types. Nothing here does work; `cli::run` does.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dockhand",
+    version,
+    about = "Declarative, GitOps-style reconciler for plain Docker hosts",
+    long_about = "dockhand keeps a Docker host in the state described by YAML in a git repository: \
+it reads the desired state at a commit, observes the Engine, shows a plan, and converges by \
+creating, recreating, starting and removing only the containers it owns (labelled dockhand.managed=true).",
+    after_help = "Typical use:\n  dockhand validate\n  dockhand plan\n  dockhand apply --yes\n  dockhand status"
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the desired state: YAML, schema and meaning. Touches nothing, needs no Docker.
+    #[command(after_help = "Example:\n  dockhand validate --source . --ref main --path desired-state")]
+    Validate(SourceArgs),
+    /// Show what apply would change, without changing anything.
+    #[command(after_help = "Exit codes with --detailed-exitcode: 0 no changes, 2 changes, 1 error.\n\nExample:\n  dockhand plan --detailed-exitcode || echo \"host differs from git\"")]
+    Plan(PlanArgs),
+    /// The plan with the full field-by-field diff of every container to recreate.
+    #[command(after_help = "Example:\n  dockhand diff --ref HEAD~1")]
+    Diff(SourceArgs),
+    /// Show the plan, then converge the host to it.
+    #[command(after_help = "On a terminal apply asks before changing anything; elsewhere it refuses without --yes.\n\nExample:\n  dockhand apply --yes")]
+    Apply(ApplyArgs),
+    /// Per service: running, stopped, missing or drifted, with image digest and commit.
+    #[command(after_help = "Example:\n  dockhand status --json | jq '.[] | select(.state != \"running\")'")]
+    Status(StatusArgs),
+    /// Write the JSON Schemas of dockhand.yaml and stack files into a directory.
+    #[command(after_help = "Example:\n  dockhand schema --out schemas")]
+    Schema {
+        /// Directory to write dockhand.schema.json and stack.schema.json into.
+        #[arg(long, default_value = "schemas")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// Where the desired state is read from.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// A git repository (local path or file:// URL) or a plain directory. Default: the git
+    /// repository containing the current directory, else the current directory.
+    #[arg(long, env = "DOCKHAND_SOURCE")]
+    pub source: Option<String>,
+    /// Git ref to read (branch, tag or commit). Default: HEAD.
+    #[arg(long = "ref", env = "DOCKHAND_REF")]
+    pub reference: Option<String>,
+    /// Folder inside the source that holds dockhand.yaml and stacks/.
+    #[arg(long, default_value = "desired-state", env = "DOCKHAND_PATH")]
+    pub path: String,
+    /// Read the files on disk instead of a git commit (uncommitted edits included).
+    #[arg(long, conflicts_with = "reference")]
+    pub worktree: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Do not ask; required when standard input is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,140 @@
+//! Reading the Docker Engine: the managed containers, networks and volumes, and any foreign
+//! container squatting on a name dockhand wants.
+//!
+//! Edge module (bollard). One label-filtered container list decides "nothing changed"; the
+//! network and volume lists run concurrently with it. A second container list, filtered by
+//! name, happens only when a desired container is missing, to find name clashes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
+use bollard::Docker;
+
+use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::spec::labels;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker Engine ({host}): {source}\n  hint: is dockerd running and is its socket readable by this user? Set DOCKER_HOST to point elsewhere")]
+    Unreachable {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("Docker Engine error while {what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl EngineError {
+    pub fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+        let what = what.into();
+        move |source| EngineError::Api { what, source }
+    }
+}
+
+fn host_description() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+/// Connects to the Engine named by `DOCKER_HOST` (default: the local socket) and agrees on an
+/// API version with it, so that old (20.10) and new engines both work.
+pub async fn connect() -> Result<Docker, EngineError> {
+    let host = host_description();
+    let docker = Docker::connect_with_defaults().map_err(|source| EngineError::Unreachable { host: host.clone(), source })?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|source| EngineError::Unreachable { host, source })
+}
+
+fn filter(key: &str, values: Vec<String>) -> Option<HashMap<String, Vec<String>>> {
+    Some(HashMap::from([(key.to_string(), values)]))
+}
+
+fn to_container(c: bollard::models::ContainerSummary) -> ActualContainer {
+    let name = c
+        .names
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    ActualContainer {
+        id: c.id.unwrap_or_default(),
+        name,
+        state: RunState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
+        status: c.status.unwrap_or_default(),
+        image: c.image.unwrap_or_default(),
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+fn owner(labels_map: Option<&HashMap<String, String>>) -> Option<String> {
+    let l = labels_map?;
+    (l.get(labels::MANAGED).map(String::as_str) == Some("true"))
+        .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
+}
+
+/// Observes everything a plan needs. `wanted` are the container names the desired state uses.
+pub async fn observe(docker: &Docker, wanted: &[String]) -> Result<Actual, EngineError> {
+    let managed = docker.list_containers(Some(ListContainersOptions {
+        all: true,
+        filters: filter("label", vec![labels::managed_filter()]),
+        ..Default::default()
+    }));
+    let networks = docker.list_networks(Some(ListNetworksOptions::default()));
+    let volumes = docker.list_volumes(Some(ListVolumesOptions::default()));
+    let (managed, networks, volumes) = tokio::try_join!(
+        async { managed.await.map_err(EngineError::api("listing containers")) },
+        async { networks.await.map_err(EngineError::api("listing networks")) },
+        async { volumes.await.map_err(EngineError::api("listing volumes")) },
+    )?;
+    let managed: Vec<ActualContainer> = managed.into_iter().map(to_container).collect();
+
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|w| !managed.iter().any(|m| &m.name == *w))
+        .cloned()
+        .collect();
+    let mut foreign = Vec::new();
+    if !missing.is_empty() {
+        // Docker's name filter is a regex; anchor it so `web` does not match `web2`.
+        let patterns = missing.iter().map(|n| format!("^/{}$", regex_escape(n))).collect();
+        let found = docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: filter("name", patterns), ..Default::default() }))
+            .await
+            .map_err(EngineError::api("looking up container names"))?;
+        foreign = found
+            .into_iter()
+            .map(to_container)
+            .filter(|c| missing.contains(&c.name) && c.label(labels::MANAGED) != Some("true"))
+            .collect();
+    }
+
+    let networks = networks
+        .into_iter()
+        .map(|n| ActualObject { owner_stack: owner(n.labels.as_ref()), name: n.name.unwrap_or_default() })
+        .collect();
+    let volumes = volumes
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| ActualObject { owner_stack: owner(Some(&v.labels)), name: v.name })
+        .collect();
+    Ok(Actual { managed, foreign, networks, volumes })
+}
+
+fn regex_escape(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { vec![c] } else { vec!['\\', c] })
+        .collect()
+}
+
+/// Labels as a sorted map, for display.
+pub fn sorted(labels_map: &HashMap<String, String>) -> BTreeMap<String, String> {
+    labels_map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}

@@ -1,0 +1,339 @@
+//! The one place that decides what to change: `plan(desired, actual) -> Plan`.
+//!
+//! Pure: no I/O, no clock, no randomness; the same inputs always give the same plan. `plan`,
+//! `diff`, `apply` and `status` all call it, and the plan is plain data (`Serialize`) so it can
+//! be shown, stored and replayed. It never holds a secret: env values appear only as markers.
+
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::model::actual::{Actual, ActualContainer, RunState};
+use crate::spec::labels;
+use crate::spec::{ContainerSpec, Desired};
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create a network dockhand will own.
+    CreateNetwork { stack: String, name: String },
+    /// Create a named volume dockhand will own.
+    CreateVolume { stack: String, name: String },
+    /// Pull (if absent), create and start a container that does not exist.
+    Create {
+        stack: String,
+        service: String,
+        container: String,
+        image: String,
+    },
+    /// Replace a container whose spec changed: pull, stop, create, start, remove the old one.
+    Recreate {
+        stack: String,
+        service: String,
+        container: String,
+        image: String,
+        changes: Vec<FieldChange>,
+    },
+    /// Start an existing, unchanged container that is not running.
+    Start {
+        stack: String,
+        service: String,
+        container: String,
+        reason: String,
+    },
+    /// Stop and remove a managed container that is no longer desired.
+    Remove {
+        stack: String,
+        container: String,
+        reason: String,
+    },
+    /// Remove a managed network that is no longer declared.
+    RemoveNetwork { stack: String, name: String },
+}
+
+impl Action {
+    pub fn stack(&self) -> &str {
+        match self {
+            Action::CreateNetwork { stack, .. }
+            | Action::CreateVolume { stack, .. }
+            | Action::Create { stack, .. }
+            | Action::Recreate { stack, .. }
+            | Action::Start { stack, .. }
+            | Action::Remove { stack, .. }
+            | Action::RemoveNetwork { stack, .. } => stack,
+        }
+    }
+
+    /// The container this action touches, if any.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Action::Create { container, .. }
+            | Action::Recreate { container, .. }
+            | Action::Start { container, .. }
+            | Action::Remove { container, .. } => Some(container),
+            _ => None,
+        }
+    }
+}
+
+/// One field of a container spec that differs, rendered as lines (env values hidden).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+}
+
+/// Something that blocks apply: dockhand would have to touch an object it does not own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub stack: String,
+    pub name: String,
+    pub message: String,
+    pub hint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Plan {
+    /// In execution order: networks and volumes, containers in dependency order, removals.
+    pub actions: Vec<Action>,
+    /// Desired containers that already match.
+    pub unchanged: Vec<String>,
+    pub conflicts: Vec<Conflict>,
+    /// Owned volumes no longer declared: kept, because data is never deleted implicitly.
+    pub kept_volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub recreate: usize,
+    pub start: usize,
+    pub remove: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.conflicts.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for a in &self.actions {
+            match a {
+                Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::Create { .. } => s.create += 1,
+                Action::Recreate { .. } => s.recreate += 1,
+                Action::Start { .. } => s.start += 1,
+                Action::Remove { .. } | Action::RemoveNetwork { .. } => s.remove += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Decides what to change so that `actual` matches `desired`.
+pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
+    let mut p = Plan::default();
+    let desired_stacks: BTreeSet<&str> = desired.stacks.iter().map(String::as_str).collect();
+
+    // Networks and volumes first: containers need them.
+    for net in desired.networks.iter().filter(|n| !n.external) {
+        match actual.networks.iter().find(|a| a.name == net.name) {
+            None => p.actions.push(Action::CreateNetwork { stack: net.stack.clone(), name: net.name.clone() }),
+            Some(a) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
+                stack: net.stack.clone(),
+                name: net.name.clone(),
+                message: format!("network `{}` exists but dockhand does not own it", net.name),
+                hint: "declare it with `external: true` to use it as it is, or give dockhand's network another `name`".into(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for net in desired.networks.iter().filter(|n| n.external) {
+        if !actual.networks.iter().any(|a| a.name == net.name) {
+            p.conflicts.push(Conflict {
+                stack: net.stack.clone(),
+                name: net.name.clone(),
+                message: format!("external network `{}` does not exist", net.name),
+                hint: format!("create it (docker network create {}) or drop `external: true` so dockhand owns it", net.name),
+            });
+        }
+    }
+    for vol in &desired.volumes {
+        let found = actual.volumes.iter().find(|a| a.name == vol.name);
+        match (found, vol.external) {
+            (None, false) => p.actions.push(Action::CreateVolume { stack: vol.stack.clone(), name: vol.name.clone() }),
+            (None, true) => p.conflicts.push(Conflict {
+                stack: vol.stack.clone(),
+                name: vol.name.clone(),
+                message: format!("external volume `{}` does not exist", vol.name),
+                hint: format!("create it (docker volume create {}) or drop `external: true`", vol.name),
+            }),
+            (Some(a), false) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
+                stack: vol.stack.clone(),
+                name: vol.name.clone(),
+                message: format!("volume `{}` exists but dockhand does not own it", vol.name),
+                hint: "declare it with `external: true` to use its data without owning it".into(),
+            }),
+            _ => {}
+        }
+    }
+
+    // Containers, in dependency order so that apply (and the reader) sees dependencies first.
+    let by_name: HashMap<&str, &ActualContainer> =
+        actual.managed.iter().map(|c| (c.name.as_str(), c)).collect();
+    for dc in dependency_order(desired) {
+        let image = dc.spec.image.clone();
+        if let Some(f) = actual.foreign.iter().find(|f| f.name == dc.name) {
+            p.conflicts.push(Conflict {
+                stack: dc.stack.clone(),
+                name: dc.name.clone(),
+                message: format!(
+                    "container `{}` ({}, image {}) exists but was not created by dockhand",
+                    dc.name, f.status, f.image
+                ),
+                hint: format!(
+                    "dockhand never touches containers it does not own: remove or rename it (docker rm -f {}) to let dockhand manage `{}`",
+                    dc.name, dc.service
+                ),
+            });
+            continue;
+        }
+        let Some(ac) = by_name.get(dc.name.as_str()) else {
+            p.actions.push(Action::Create {
+                stack: dc.stack.clone(),
+                service: dc.service.clone(),
+                container: dc.name.clone(),
+                image,
+            });
+            continue;
+        };
+        let want_hash = dc.spec.hash();
+        let mut changes = Vec::new();
+        if ac.label(labels::SPEC) != Some(want_hash.as_str()) {
+            changes = field_changes(ac, &dc.spec.redacted());
+        } else if ac.image != dc.spec.image {
+            changes.push(FieldChange {
+                field: "image (running)".into(),
+                before: vec![ac.image.clone()],
+                after: vec![dc.spec.image.clone()],
+            });
+        }
+        if !changes.is_empty() {
+            p.actions.push(Action::Recreate {
+                stack: dc.stack.clone(),
+                service: dc.service.clone(),
+                container: dc.name.clone(),
+                image,
+                changes,
+            });
+        } else if ac.state != RunState::Running {
+            p.actions.push(Action::Start {
+                stack: dc.stack.clone(),
+                service: dc.service.clone(),
+                container: dc.name.clone(),
+                reason: if ac.status.is_empty() { format!("container is {:?}", ac.state).to_lowercase() } else { format!("container is {}", ac.status.to_lowercase()) },
+            });
+        } else {
+            p.unchanged.push(dc.name.clone());
+        }
+    }
+
+    // Managed containers nobody wants any more.
+    let wanted: BTreeSet<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
+    let mut extra: Vec<&ActualContainer> =
+        actual.managed.iter().filter(|c| !wanted.contains(c.name.as_str())).collect();
+    extra.sort_by(|a, b| a.name.cmp(&b.name));
+    for c in extra {
+        let stack = c.label(labels::STACK).unwrap_or_default().to_string();
+        let service = c.label(labels::SERVICE).unwrap_or_default();
+        let reason = if !desired_stacks.contains(stack.as_str()) {
+            format!("stack `{stack}` is no longer in the desired state")
+        } else if desired.containers.iter().any(|d| d.stack == stack && d.service == service) {
+            format!("leftover container of service `{service}` (not the name dockhand uses now)")
+        } else {
+            format!("service `{service}` is no longer in the desired state")
+        };
+        p.actions.push(Action::Remove { stack, container: c.name.clone(), reason });
+    }
+
+    let declared_nets: BTreeSet<&str> = desired.networks.iter().map(|n| n.name.as_str()).collect();
+    for n in &actual.networks {
+        if let Some(stack) = &n.owner_stack {
+            if !declared_nets.contains(n.name.as_str()) {
+                p.actions.push(Action::RemoveNetwork { stack: stack.clone(), name: n.name.clone() });
+            }
+        }
+    }
+    let declared_vols: BTreeSet<&str> = desired.volumes.iter().map(|v| v.name.as_str()).collect();
+    for v in &actual.volumes {
+        if v.owner_stack.is_some() && !declared_vols.contains(v.name.as_str()) {
+            p.kept_volumes.push(v.name.clone());
+        }
+    }
+    p
+}
+
+/// Desired containers ordered so that each comes after what it depends on; ties broken by
+/// name so the order is deterministic. Validation guarantees there are no cycles; should one
+/// slip through, the remaining containers are appended rather than lost.
+pub fn dependency_order(desired: &Desired) -> Vec<&crate::spec::DesiredContainer> {
+    let mut remaining: BTreeMap<&str, &crate::spec::DesiredContainer> =
+        desired.containers.iter().map(|c| (c.name.as_str(), c)).collect();
+    let names: BTreeSet<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::with_capacity(remaining.len());
+    while !remaining.is_empty() {
+        let ready: Vec<&str> = remaining
+            .iter()
+            .filter(|(_, c)| {
+                c.depends_on
+                    .iter()
+                    .all(|d| done.contains(d.as_str()) || !names.contains(d.as_str()))
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        let batch = if ready.is_empty() { remaining.keys().copied().collect() } else { ready };
+        for n in batch {
+            if let Some(c) = remaining.remove(n) {
+                done.insert(n);
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn field_changes(actual: &ActualContainer, want: &ContainerSpec) -> Vec<FieldChange> {
+    let want = serde_json::to_value(want).unwrap_or_default();
+    let have = actual
+        .label(labels::SPEC_DOC)
+        .and_then(|doc| serde_json::from_str::<serde_json::Value>(doc).ok());
+    let Some(have) = have else {
+        return vec![FieldChange {
+            field: "spec".into(),
+            before: vec!["(recorded by another dockhand version)".into()],
+            after: vec![format!("spec {}", &crate::spec::sha256_hex(want.to_string().as_bytes())[..12])],
+        }];
+    };
+    let empty = serde_json::Map::new();
+    let have = have.as_object().unwrap_or(&empty);
+    let want = want.as_object().unwrap_or(&empty);
+    let fields: BTreeSet<&String> = have.keys().chain(want.keys()).collect();
+    let mut out = Vec::new();
+    for f in fields {
+        let (a, b) = (have.get(f), want.get(f));
+        if a == b {
+            continue;
+        }
+        out.push(FieldChange {
+            field: f.clone(),
+            before: render::value_lines(f, a, b),
+            after: render::value_lines(f, b, a),
+        });
+    }
+    out
+}

@@ -1,0 +1,155 @@
+//! Showing a plan to people (`terraform plan`-style text) and machines (JSON).
+
+use std::fmt::Write;
+
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use super::{Action, Plan};
+
+/// Lines for one spec field. For env, values are never shown: a key whose marker differs from
+/// the other side's reads as changed, the rest as hidden.
+pub fn value_lines(field: &str, value: Option<&Value>, other: Option<&Value>) -> Vec<String> {
+    let Some(value) = value else { return Vec::new() };
+    match (field, value) {
+        ("env", Value::Object(map)) => map
+            .keys()
+            .map(|k| {
+                let same = other.and_then(|o| o.get(k)) == map.get(k);
+                let present = other.and_then(|o| o.get(k)).is_some();
+                match (present, same) {
+                    (true, true) => format!("{k}=(hidden)"),
+                    (true, false) => format!("{k}=(hidden, value changed)"),
+                    (false, _) => format!("{k}=(hidden)"),
+                }
+            })
+            .collect(),
+        ("env_file", Value::Object(map)) => vec![format!(
+            "{} (contents {})",
+            map.get("path").and_then(Value::as_str).unwrap_or("?"),
+            map.get("sha256")
+                .and_then(Value::as_str)
+                .map(|h| format!("sha256:{}", &h[..h.len().min(12)]))
+                .unwrap_or_else(|| "unreadable".into())
+        )],
+        (_, Value::Object(map)) => map.iter().map(|(k, v)| format!("{k}={}", scalar(v))).collect(),
+        (_, Value::Array(items)) => items.iter().map(scalar).collect(),
+        _ => vec![scalar(value)],
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// Shortens `repo@sha256:<64 hex>` to 12 hex characters for the one-line views.
+pub fn short_image(image: &str) -> String {
+    match image.split_once("@sha256:") {
+        Some((repo, hex)) if hex.len() > 12 => format!("{repo}@sha256:{}", &hex[..12]),
+        _ => image.to_string(),
+    }
+}
+
+/// Text rendering. `detailed` adds the field-by-field diff of every recreate (`dockhand diff`).
+pub fn text(plan: &Plan, detailed: bool) -> String {
+    let mut out = String::new();
+    let mut stacks: Vec<&str> = plan.actions.iter().map(Action::stack).chain(plan.conflicts.iter().map(|c| c.stack.as_str())).collect();
+    stacks.sort();
+    stacks.dedup();
+    for stack in stacks {
+        let _ = writeln!(out, "stack {stack}");
+        for a in plan.actions.iter().filter(|a| a.stack() == stack) {
+            match a {
+                Action::CreateNetwork { name, .. } => {
+                    let _ = writeln!(out, "  + network {name}");
+                }
+                Action::CreateVolume { name, .. } => {
+                    let _ = writeln!(out, "  + volume {name}");
+                }
+                Action::Create { container, image, .. } => {
+                    let _ = writeln!(out, "  + container {container}  ({})", short_image(image));
+                }
+                Action::Recreate { container, changes, .. } => {
+                    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+                    let _ = writeln!(out, "  ~ container {container}  (recreate: {} changed)", fields.join(", "));
+                    for c in changes {
+                        if detailed || c.field == "image" || c.field == "image (running)" {
+                            let _ = writeln!(out, "      {}:", c.field);
+                            let before: Vec<&str> = c.before.iter().map(String::as_str).collect();
+                            let after: Vec<&str> = c.after.iter().map(String::as_str).collect();
+                            let diff = TextDiff::from_slices(&before, &after);
+                            for change in diff.iter_all_changes() {
+                                let sign = match change.tag() {
+                                    ChangeTag::Delete => '-',
+                                    ChangeTag::Insert => '+',
+                                    ChangeTag::Equal => ' ',
+                                };
+                                if detailed || change.tag() != ChangeTag::Equal {
+                                    let _ = writeln!(out, "        {sign} {}", change.value());
+                                }
+                            }
+                        }
+                    }
+                }
+                Action::Start { container, reason, .. } => {
+                    let _ = writeln!(out, "  > container {container}  (start: {reason})");
+                }
+                Action::Remove { container, reason, .. } => {
+                    let _ = writeln!(out, "  - container {container}  ({reason})");
+                }
+                Action::RemoveNetwork { name, .. } => {
+                    let _ = writeln!(out, "  - network {name}  (no longer declared)");
+                }
+            }
+        }
+        for c in plan.conflicts.iter().filter(|c| c.stack == stack) {
+            let _ = writeln!(out, "  ! {}: {}\n      hint: {}", c.name, c.message, c.hint);
+        }
+    }
+    if !plan.kept_volumes.is_empty() {
+        let _ = writeln!(
+            out,
+            "volumes no longer declared, kept (dockhand never deletes data unless asked): {}",
+            plan.kept_volumes.join(", ")
+        );
+    }
+    if plan.is_empty() {
+        let _ = writeln!(out, "No changes. The host matches the desired state ({} containers).", plan.unchanged.len());
+        return out;
+    }
+    let s = plan.summary();
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} to recreate, {} to start, {} to remove.",
+        s.create, s.recreate, s.start, s.remove
+    );
+    if !plan.conflicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} conflict{} must be resolved before apply.",
+            plan.conflicts.len(),
+            if plan.conflicts.len() == 1 { "" } else { "s" }
+        );
+    }
+    out
+}
+
+/// Machine rendering: the plan plus its summary.
+pub fn json(plan: &Plan) -> String {
+    let doc = serde_json::json!({
+        "summary": plan.summary(),
+        "actions": plan.actions,
+        "unchanged": plan.unchanged,
+        "conflicts": plan.conflicts,
+        "kept_volumes": plan.kept_volumes,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}

@@ -1,0 +1,99 @@
+//! The labels that record dockhand's ownership of a Docker object. Labels cannot be changed on
+//! an existing container (moby #21721), so any change to them means a new container.
+
+use std::collections::BTreeMap;
+
+use super::ContainerSpec;
+
+pub const MANAGED: &str = "dockhand.managed";
+pub const STACK: &str = "dockhand.stack";
+pub const SERVICE: &str = "dockhand.service";
+pub const COLOR: &str = "dockhand.color";
+pub const SPEC: &str = "dockhand.spec";
+pub const SPEC_DOC: &str = "dockhand.spec-doc";
+pub const COMMIT: &str = "dockhand.commit";
+
+/// The filter that selects exactly the objects dockhand owns.
+pub fn managed_filter() -> String {
+    format!("{MANAGED}=true")
+}
+
+/// All labels of a managed container: the spec's own labels plus ownership, spec hash and the
+/// redacted spec document.
+pub fn ownership(
+    stack: &str,
+    service: &str,
+    spec: &ContainerSpec,
+    commit: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut labels = spec.labels.clone();
+    labels.insert(MANAGED.into(), "true".into());
+    labels.insert(STACK.into(), stack.into());
+    labels.insert(SERVICE.into(), service.into());
+    labels.insert(SPEC.into(), spec.hash());
+    labels.insert(
+        SPEC_DOC.into(),
+        serde_json::to_string(&spec.redacted()).unwrap_or_default(),
+    );
+    if let Some(c) = commit {
+        labels.insert(COMMIT.into(), c.into());
+    }
+    labels
+}
+
+/// Labels of a network or volume dockhand owns.
+pub fn owned_object(stack: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (STACK.to_string(), stack.to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ContainerSpec;
+
+    fn spec(env: &[(&str, &str)]) -> ContainerSpec {
+        ContainerSpec {
+            image: "r/x@sha256:00".into(),
+            command: None,
+            entrypoint: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env_file: None,
+            ports: vec![],
+            networks: vec![],
+            mounts: vec![],
+            restart: "unless-stopped".into(),
+            healthcheck: None,
+            labels: BTreeMap::from([("a".into(), "1".into())]),
+            user: None,
+            working_dir: None,
+            stop_grace_secs: None,
+        }
+    }
+
+    #[test]
+    fn ownership_labels_hold_hash_and_redacted_doc_never_secret_values() {
+        let s = spec(&[("DB_PASSWORD", "hunter2-secret")]);
+        let labels = ownership("demo", "web", &s, Some("abc"));
+        assert_eq!(labels[MANAGED], "true");
+        assert_eq!(labels[STACK], "demo");
+        assert_eq!(labels[SERVICE], "web");
+        assert_eq!(labels[COMMIT], "abc");
+        assert_eq!(labels["a"], "1");
+        assert_eq!(labels[SPEC], s.hash());
+        assert!(labels.values().all(|v| !v.contains("hunter2-secret")));
+        let doc: ContainerSpec = serde_json::from_str(&labels[SPEC_DOC]).unwrap();
+        assert_eq!(doc, s.redacted());
+    }
+
+    #[test]
+    fn hash_changes_with_env_values_and_is_stable_under_map_order() {
+        let a = spec(&[("A", "1"), ("B", "2")]);
+        let b = spec(&[("B", "2"), ("A", "1")]);
+        let c = spec(&[("A", "1"), ("B", "3")]);
+        assert_eq!(a.hash(), b.hash());
+        assert_ne!(a.hash(), c.hash());
+    }
+}

@@ -1,0 +1,326 @@
+//! Rendering the validated model into exactly what dockhand will ask Docker for: one
+//! [`ContainerSpec`] per service, plus the networks and volumes a stack owns.
+//!
+//! Pure: no I/O. Host facts it needs (env file hashes) come in as arguments. The spec is
+//! hashed into the `dockhand.spec` label; a redacted copy ([`ContainerSpec::redacted`]) is
+//! stored in `dockhand.spec-doc` so that a later plan can say *which* fields changed from a
+//! single list call, without inspecting containers and without ever holding a secret value.
+
+pub mod labels;
+pub mod traefik;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::duration;
+use crate::model::image::ImageRef;
+use crate::model::{
+    container_name, object_name, BindCreate, DesiredState, Health, Mount, PortMapping,
+    RestartPolicy,
+};
+
+/// The container dockhand creates for a service. Field order is fixed, maps are sorted, so
+/// the serialized form (and its hash) is stable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<EnvFileRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
+    pub restart: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvFileRef {
+    pub path: String,
+    /// sha256 of the file contents.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountSpec {
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
+    Volume {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
+    Tmpfs {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    },
+}
+
+/// Docker healthcheck; durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSpec {
+    pub test: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval_ms: Option<u64>,
+}
+
+impl HealthSpec {
+    /// How long Docker can take to call a starting container unhealthy, plus slack.
+    pub fn deadline(&self) -> std::time::Duration {
+        let interval = self.interval_ms.unwrap_or(30_000);
+        let timeout = self.timeout_ms.unwrap_or(30_000);
+        let retries = u64::from(self.retries.unwrap_or(3));
+        let start = self.start_period_ms.unwrap_or(0);
+        std::time::Duration::from_millis(start + (interval + timeout) * (retries + 1) + 10_000)
+    }
+}
+
+impl ContainerSpec {
+    /// The same spec with every env value replaced by a marker, safe to store and print.
+    /// Markers differ when values differ, so a diff still shows which keys changed.
+    pub fn redacted(&self) -> ContainerSpec {
+        let mut out = self.clone();
+        for value in out.env.values_mut() {
+            *value = format!("<hidden:{}>", &sha256_hex(value.as_bytes())[..12]);
+        }
+        out
+    }
+
+    /// Hash of the redacted spec: what `dockhand.spec` holds.
+    pub fn hash(&self) -> String {
+        let doc = serde_json::to_vec(&self.redacted()).unwrap_or_default();
+        sha256_hex(&doc)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A container dockhand wants, with everything apply needs besides the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredContainer {
+    pub stack: String,
+    pub service: String,
+    pub name: String,
+    pub spec: ContainerSpec,
+    /// Container names this one waits for.
+    pub depends_on: Vec<String>,
+    /// Host directories to create before start, with mode and owner.
+    pub bind_creates: Vec<(String, BindCreate)>,
+    /// Bind sources that must already exist.
+    pub bind_required: Vec<String>,
+    /// All labels the container is created with (spec labels + ownership).
+    pub labels: BTreeMap<String, String>,
+    /// Network alias (the service name) so that siblings reach it by name.
+    pub alias: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredNetwork {
+    pub stack: String,
+    pub name: String,
+    pub driver: Option<String>,
+    pub internal: bool,
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredVolume {
+    pub stack: String,
+    pub name: String,
+    pub driver: Option<String>,
+    pub external: bool,
+}
+
+/// Everything dockhand wants on the host.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Desired {
+    pub stacks: Vec<String>,
+    pub containers: Vec<DesiredContainer>,
+    pub networks: Vec<DesiredNetwork>,
+    pub volumes: Vec<DesiredVolume>,
+}
+
+/// sha256 of each env file's contents, keyed by path (read at the edge).
+pub type EnvFileHashes = BTreeMap<String, String>;
+
+fn ms(text: &Option<String>) -> Option<u64> {
+    text.as_deref()
+        .and_then(duration::parse)
+        .map(|d| d.as_millis() as u64)
+}
+
+fn health_spec(h: &Health) -> Option<HealthSpec> {
+    let test = match (&h.cmd, &h.shell) {
+        (Some(cmd), _) => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
+        (None, Some(sh)) => vec!["CMD-SHELL".to_string(), sh.clone()],
+        // An http-only health block is dockhand's own probe, not a Docker healthcheck.
+        (None, None) => return None,
+    };
+    Some(HealthSpec {
+        test,
+        interval_ms: ms(&h.interval),
+        timeout_ms: ms(&h.timeout),
+        retries: h.retries,
+        start_period_ms: ms(&h.start_period),
+        start_interval_ms: ms(&h.start_interval),
+    })
+}
+
+/// Renders the whole desired state. `commit` is recorded in labels, not in the spec hash, so
+/// a commit that does not change a service does not recreate it.
+pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<&str>) -> Desired {
+    let mut out = Desired::default();
+    for stack in &desired.stacks {
+        let s = &stack.spec;
+        out.stacks.push(s.stack.clone());
+        for (key, n) in &s.networks {
+            out.networks.push(DesiredNetwork {
+                stack: s.stack.clone(),
+                name: object_name(&s.stack, key, n.name.as_deref(), n.external),
+                driver: n.driver.clone(),
+                internal: n.internal,
+                external: n.external,
+            });
+        }
+        for (key, v) in &s.volumes {
+            out.volumes.push(DesiredVolume {
+                stack: s.stack.clone(),
+                name: object_name(&s.stack, key, v.name.as_deref(), v.external),
+                driver: v.driver.clone(),
+                external: v.external,
+            });
+        }
+        for (svc_name, svc) in &s.services {
+            let name = container_name(&s.stack, svc_name);
+            let image = ImageRef::parse(&svc.image)
+                .map(|r| r.pull_ref())
+                .unwrap_or_else(|_| svc.image.clone());
+            let net_name = |key: &String| {
+                s.networks
+                    .get(key)
+                    .map(|n| object_name(&s.stack, key, n.name.as_deref(), n.external))
+                    .unwrap_or_else(|| key.clone())
+            };
+            let mut bind_creates = Vec::new();
+            let mut bind_required = Vec::new();
+            let mounts = svc
+                .mounts
+                .iter()
+                .map(|m| match m {
+                    Mount::Bind(b) => {
+                        match &b.create {
+                            Some(c) => bind_creates.push((b.bind.clone(), c.clone())),
+                            None => bind_required.push(b.bind.clone()),
+                        }
+                        MountSpec::Bind {
+                            source: b.bind.clone(),
+                            target: b.target.clone(),
+                            read_only: b.read_only,
+                        }
+                    }
+                    Mount::Volume(v) => MountSpec::Volume {
+                        source: s
+                            .volumes
+                            .get(&v.volume)
+                            .map(|d| object_name(&s.stack, &v.volume, d.name.as_deref(), d.external))
+                            .unwrap_or_else(|| v.volume.clone()),
+                        target: v.target.clone(),
+                        read_only: v.read_only,
+                    },
+                    Mount::Tmpfs(t) => MountSpec::Tmpfs {
+                        target: t.tmpfs.clone(),
+                        size: t.size,
+                    },
+                })
+                .collect();
+            let mut spec_labels = svc.labels.clone();
+            if let Some(route) = &svc.route {
+                spec_labels.extend(traefik::labels(&desired.config.traefik, &name, route));
+            }
+            let mut ports: Vec<String> = svc
+                .ports
+                .iter()
+                .filter_map(|p| PortMapping::parse(p))
+                .map(|p| {
+                    let ip = if p.host_ip.is_empty() { String::new() } else { format!("{}:", p.host_ip) };
+                    format!("{ip}{}:{}/{}", p.host_port, p.container_port, p.protocol)
+                })
+                .collect();
+            ports.sort();
+            let restart = svc
+                .restart
+                .or(desired.config.defaults.restart)
+                .unwrap_or(RestartPolicy::UnlessStopped);
+            let spec = ContainerSpec {
+                image,
+                command: svc.command.clone(),
+                entrypoint: svc.entrypoint.clone(),
+                env: svc.env.iter().map(|(k, v)| (k.clone(), v.render())).collect(),
+                env_file: svc.env_file.as_ref().map(|path| EnvFileRef {
+                    path: path.clone(),
+                    sha256: env_files.get(path).cloned().unwrap_or_default(),
+                }),
+                ports,
+                networks: svc.networks.iter().map(net_name).collect(),
+                mounts,
+                restart: restart.docker_name().to_string(),
+                healthcheck: svc.health.as_ref().and_then(health_spec),
+                labels: spec_labels,
+                user: svc.user.clone(),
+                working_dir: svc.working_dir.clone(),
+                stop_grace_secs: svc
+                    .stop_grace_period
+                    .as_deref()
+                    .and_then(duration::parse)
+                    .map(|d| d.as_secs()),
+            };
+            let labels = labels::ownership(&s.stack, svc_name, &spec, commit);
+            out.containers.push(DesiredContainer {
+                stack: s.stack.clone(),
+                service: svc_name.clone(),
+                depends_on: svc.depends_on.iter().map(|d| container_name(&s.stack, d)).collect(),
+                bind_creates,
+                bind_required,
+                labels,
+                alias: svc_name.clone(),
+                name,
+                spec,
+            });
+        }
+    }
+    out
+}

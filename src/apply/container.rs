@@ -72,13 +72,13 @@ pub async fn ensure_image(docker: &Docker, image: &str, progress: &Progress) -> 
     Ok(true)
 }
 
-pub async fn create_network(docker: &Docker, stack: &str, name: &str, net: Option<&DesiredNetwork>) -> Result<(), ApplyError> {
+pub async fn create_network(docker: &Docker, project: &str, stack: &str, name: &str, net: Option<&DesiredNetwork>) -> Result<(), ApplyError> {
     docker
         .create_network(NetworkCreateRequest {
             name: name.to_string(),
             driver: net.and_then(|n| n.driver.clone()),
             internal: net.map(|n| n.internal),
-            labels: Some(labels::owned_object(stack).into_iter().collect()),
+            labels: Some(labels::owned_object(project, stack).into_iter().collect()),
             ..Default::default()
         })
         .await
@@ -86,12 +86,12 @@ pub async fn create_network(docker: &Docker, stack: &str, name: &str, net: Optio
     Ok(())
 }
 
-pub async fn create_volume(docker: &Docker, stack: &str, name: &str, vol: Option<&DesiredVolume>) -> Result<(), ApplyError> {
+pub async fn create_volume(docker: &Docker, project: &str, stack: &str, name: &str, vol: Option<&DesiredVolume>) -> Result<(), ApplyError> {
     docker
         .create_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
             driver: vol.and_then(|v| v.driver.clone()),
-            labels: Some(labels::owned_object(stack).into_iter().collect()),
+            labels: Some(labels::owned_object(project, stack).into_iter().collect()),
             ..Default::default()
         })
         .await

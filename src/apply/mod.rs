@@ -100,12 +100,12 @@ pub async fn apply(docker: &Docker, plan: &Plan, desired: &Desired, progress: &P
             Action::CreateNetwork { stack, name } => {
                 let net = desired.networks.iter().find(|n| &n.name == name);
                 progress.line(&format!("network {name}: creating"));
-                container::create_network(docker, stack, name, net).await?;
+                container::create_network(docker, &desired.project, stack, name, net).await?;
             }
             Action::CreateVolume { stack, name } => {
                 let vol = desired.volumes.iter().find(|v| &v.name == name);
                 progress.line(&format!("volume {name}: creating"));
-                container::create_volume(docker, stack, name, vol).await?;
+                container::create_volume(docker, &desired.project, stack, name, vol).await?;
             }
             _ => {}
         }

@@ -124,7 +124,7 @@ impl PlanContext {
         let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
         let docker = crate::observe::connect().await?;
         let names: Vec<String> = desired.containers.iter().map(|c| c.name.clone()).collect();
-        let actual = crate::observe::observe(&docker, &names).await?;
+        let actual = crate::observe::observe(&docker, &desired.project, &names).await?;
         let plan = crate::plan::plan(&desired, &actual);
         Ok(PlanContext { snapshot, desired, actual, plan })
     }

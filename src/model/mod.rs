@@ -31,6 +31,11 @@ pub struct RepoConfig {
     /// Format version; must be 1.
     #[schemars(range(min = 1, max = 1))]
     pub version: u32,
+    /// Scope of ownership on the host: dockhand only plans for, and only ever removes, objects
+    /// labelled with this project. Two repositories deploying to one host need two projects.
+    #[serde(default = "default_project")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub project: String,
     /// How `route:` blocks are rendered as Traefik labels.
     #[serde(default)]
     pub traefik: TraefikConfig,
@@ -104,6 +109,10 @@ impl Default for Policy {
             require_digest: true,
         }
     }
+}
+
+fn default_project() -> String {
+    "default".into()
 }
 
 fn yes() -> bool {

@@ -5,7 +5,7 @@
 //! network and volume lists run concurrently with it. A second container list, filtered by
 //! name, happens only when a desired container is missing, to find name clashes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use bollard::Docker;
@@ -73,17 +73,19 @@ fn to_container(c: bollard::models::ContainerSummary) -> ActualContainer {
     }
 }
 
-fn owner(labels_map: Option<&HashMap<String, String>>) -> Option<String> {
+/// The owning stack, when the object belongs to `project` (another project's objects are
+/// as foreign to this one as hand-made ones).
+fn owner(project: &str, labels_map: Option<&HashMap<String, String>>) -> Option<String> {
     let l = labels_map?;
-    (l.get(labels::MANAGED).map(String::as_str) == Some("true"))
+    (l.get(labels::MANAGED).map(String::as_str) == Some("true") && l.get(labels::PROJECT).map(String::as_str) == Some(project))
         .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
 }
 
 /// Observes everything a plan needs. `wanted` are the container names the desired state uses.
-pub async fn observe(docker: &Docker, wanted: &[String]) -> Result<Actual, EngineError> {
+pub async fn observe(docker: &Docker, project: &str, wanted: &[String]) -> Result<Actual, EngineError> {
     let managed = docker.list_containers(Some(ListContainersOptions {
         all: true,
-        filters: filter("label", vec![labels::managed_filter()]),
+        filters: filter("label", labels::project_filters(project)),
         ..Default::default()
     }));
     let networks = docker.list_networks(Some(ListNetworksOptions::default()));
@@ -111,19 +113,19 @@ pub async fn observe(docker: &Docker, wanted: &[String]) -> Result<Actual, Engin
         foreign = found
             .into_iter()
             .map(to_container)
-            .filter(|c| missing.contains(&c.name) && c.label(labels::MANAGED) != Some("true"))
+            .filter(|c| missing.contains(&c.name) && owner(project, Some(&c.labels.clone().into_iter().collect())).is_none())
             .collect();
     }
 
     let networks = networks
         .into_iter()
-        .map(|n| ActualObject { owner_stack: owner(n.labels.as_ref()), name: n.name.unwrap_or_default() })
+        .map(|n| ActualObject { owner_stack: owner(project, n.labels.as_ref()), name: n.name.unwrap_or_default() })
         .collect();
     let volumes = volumes
         .volumes
         .unwrap_or_default()
         .into_iter()
-        .map(|v| ActualObject { owner_stack: owner(Some(&v.labels)), name: v.name })
+        .map(|v| ActualObject { owner_stack: owner(project, Some(&v.labels)), name: v.name })
         .collect();
     Ok(Actual { managed, foreign, networks, volumes })
 }
@@ -132,9 +134,4 @@ fn regex_escape(name: &str) -> String {
     name.chars()
         .flat_map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { vec![c] } else { vec!['\\', c] })
         .collect()
-}
-
-/// Labels as a sorted map, for display.
-pub fn sorted(labels_map: &HashMap<String, String>) -> BTreeMap<String, String> {
-    labels_map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::ContainerSpec;
 
 pub const MANAGED: &str = "dockhand.managed";
+pub const PROJECT: &str = "dockhand.project";
 pub const STACK: &str = "dockhand.stack";
 pub const SERVICE: &str = "dockhand.service";
 pub const COLOR: &str = "dockhand.color";
@@ -13,14 +14,15 @@ pub const SPEC: &str = "dockhand.spec";
 pub const SPEC_DOC: &str = "dockhand.spec-doc";
 pub const COMMIT: &str = "dockhand.commit";
 
-/// The filter that selects exactly the objects dockhand owns.
-pub fn managed_filter() -> String {
-    format!("{MANAGED}=true")
+/// The label filters that select exactly the objects this project owns.
+pub fn project_filters(project: &str) -> Vec<String> {
+    vec![format!("{MANAGED}=true"), format!("{PROJECT}={project}")]
 }
 
 /// All labels of a managed container: the spec's own labels plus ownership, spec hash and the
 /// redacted spec document.
 pub fn ownership(
+    project: &str,
     stack: &str,
     service: &str,
     spec: &ContainerSpec,
@@ -28,6 +30,7 @@ pub fn ownership(
 ) -> BTreeMap<String, String> {
     let mut labels = spec.labels.clone();
     labels.insert(MANAGED.into(), "true".into());
+    labels.insert(PROJECT.into(), project.into());
     labels.insert(STACK.into(), stack.into());
     labels.insert(SERVICE.into(), service.into());
     labels.insert(SPEC.into(), spec.hash());
@@ -42,9 +45,10 @@ pub fn ownership(
 }
 
 /// Labels of a network or volume dockhand owns.
-pub fn owned_object(stack: &str) -> BTreeMap<String, String> {
+pub fn owned_object(project: &str, stack: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED.to_string(), "true".to_string()),
+        (PROJECT.to_string(), project.to_string()),
         (STACK.to_string(), stack.to_string()),
     ])
 }
@@ -76,9 +80,10 @@ mod tests {
     #[test]
     fn ownership_labels_hold_hash_and_redacted_doc_never_secret_values() {
         let s = spec(&[("DB_PASSWORD", "hunter2-secret")]);
-        let labels = ownership("demo", "web", &s, Some("abc"));
+        let labels = ownership("default", "demo", "web", &s, Some("abc"));
         assert_eq!(labels[MANAGED], "true");
         assert_eq!(labels[STACK], "demo");
+        assert_eq!(labels[PROJECT], "default");
         assert_eq!(labels[SERVICE], "web");
         assert_eq!(labels[COMMIT], "abc");
         assert_eq!(labels["a"], "1");

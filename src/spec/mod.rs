@@ -168,6 +168,8 @@ pub struct DesiredVolume {
 /// Everything dockhand wants on the host.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Desired {
+    /// Ownership scope (`project` in dockhand.yaml).
+    pub project: String,
     pub stacks: Vec<String>,
     pub containers: Vec<DesiredContainer>,
     pub networks: Vec<DesiredNetwork>,
@@ -203,7 +205,7 @@ fn health_spec(h: &Health) -> Option<HealthSpec> {
 /// Renders the whole desired state. `commit` is recorded in labels, not in the spec hash, so
 /// a commit that does not change a service does not recreate it.
 pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<&str>) -> Desired {
-    let mut out = Desired::default();
+    let mut out = Desired { project: desired.config.project.clone(), ..Desired::default() };
     for stack in &desired.stacks {
         let s = &stack.spec;
         out.stacks.push(s.stack.clone());
@@ -308,7 +310,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                     .and_then(duration::parse)
                     .map(|d| d.as_secs()),
             };
-            let labels = labels::ownership(&s.stack, svc_name, &spec, commit);
+            let labels = labels::ownership(&desired.config.project, &s.stack, svc_name, &spec, commit);
             out.containers.push(DesiredContainer {
                 stack: s.stack.clone(),
                 service: svc_name.clone(),

@@ -1,0 +1,143 @@
+//! Shared helpers for tests that drive the real Docker Engine and the local registry.
+//! Each test owns a uniquely named stack; [`Stack`]'s drop removes everything carrying that
+//! stack's labels (and any foreign container the test registered), even when the test fails.
+
+#![allow(dead_code)]
+
+pub mod image;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub fn registry() -> String {
+    std::env::var("DOCKHAND_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into())
+}
+
+/// Fails loudly (never skips) when the Engine or the registry is missing.
+pub fn require_env() {
+    let ok = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(ok, "no Docker Engine answers (docker info failed): these tests need a real Engine.\n  hint: run scripts/test-env.sh (as root) to install and start one");
+    assert!(
+        image::registry_up(&registry()),
+        "no registry answers at http://{}/v2/: these tests need a real local registry.\n  hint: run scripts/test-env.sh (as root) to start one",
+        registry()
+    );
+}
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("running docker")
+}
+
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A unique lowercase name: test-local counter, process id and time, so parallel tests and
+/// reruns never collide.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100_000)
+}
+
+/// A test's stack: its desired-state directory and the cleanup guard.
+pub struct Stack {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub foreign: Vec<String>,
+}
+
+impl Stack {
+    pub fn new(prefix: &str) -> Stack {
+        require_env();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("stacks")).expect("mkdir");
+        let name = unique(prefix);
+        // Each test is its own project, so that one test's plan never prunes another's stack.
+        std::fs::write(dir.path().join("dockhand.yaml"), format!("version: 1\nproject: {name}\n")).expect("write");
+        Stack { name, dir, foreign: Vec::new() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `stacks/<name>.yaml` with `body` (everything after the `stack:` line).
+    pub fn write(&self, body: &str) {
+        std::fs::write(self.path().join(format!("stacks/{}.yaml", self.name)), format!("stack: {}\n{body}", self.name)).expect("write stack");
+    }
+
+    /// Pushes an image unique to this stack; `marker` makes its digest differ from others.
+    pub fn image(&self, marker: &str) -> String {
+        let layer = image::layer(&[("index.html", marker), ("readyz", "ok\n")]);
+        let repo = format!("dockhand-test/{}", self.name);
+        let digest = image::push(&registry(), &repo, marker, &layer, &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]).expect("push test image");
+        format!("{}/{repo}:{marker}@{digest}", registry())
+    }
+
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}", self.name)
+    }
+
+    /// Runs the dockhand binary on this stack's directory.
+    pub fn dockhand(&self, args: &[&str]) -> Run {
+        let mut full: Vec<&str> = args.to_vec();
+        let p = self.path().to_string_lossy().to_string();
+        full.extend(["--source", &p, "--path", ".", "--worktree"]);
+        run(&full, &[])
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let label = format!("label=dockhand.stack={}", self.name);
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        for f in &self.foreign {
+            let _ = docker(&["rm", "-f", f]);
+        }
+        let nets = docker(&["network", "ls", "-q", "--filter", &label]);
+        for id in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
+            let _ = docker(&["network", "rm", id]);
+        }
+        let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
+        for id in String::from_utf8_lossy(&vols.stdout).split_whitespace() {
+            let _ = docker(&["volume", "rm", id]);
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dockhand"))
+}
+
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running dockhand");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -60,7 +60,10 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
             let l = l.strip_prefix("export ").unwrap_or(l);
             let (k, v) = l.split_once('=')?;
             let v = v.trim();
-            let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+            let v = if v.len() >= 2
+                && ((v.starts_with('"') && v.ends_with('"'))
+                    || (v.starts_with('\'') && v.ends_with('\'')))
+            {
                 &v[1..v.len() - 1]
             } else {
                 v
@@ -79,7 +82,11 @@ mod tests {
         let parsed = parse_env_file("# c\nA=1\nexport B=\"two words\"\n\nC='x'\nbad line\n");
         assert_eq!(
             parsed,
-            vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "x".into())]
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x".into())
+            ]
         );
     }
 }

@@ -2,12 +2,12 @@
 //!
 //! Reconcile = source → load/validate → observe → plan → apply. See ARCHITECTURE.md.
 
-pub mod load;
-pub mod model;
-pub mod plan;
-pub mod spec;
-pub mod host;
-pub mod sources;
-pub mod observe;
 pub mod apply;
 pub mod cli;
+pub mod host;
+pub mod load;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod sources;
+pub mod spec;

@@ -26,14 +26,26 @@ fn first_apply_creates_everything_then_plan_is_empty() {
     s.write(&two_services(&img, "a"));
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("Plan: 2 to create, 0 to recreate, 0 to start, 0 to remove."), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("Plan: 2 to create, 0 to recreate, 0 to start, 0 to remove."),
+        "{r:?}"
+    );
     for svc in ["api", "web"] {
         assert_eq!(state(&s.container(svc)), "running");
         let labels = docker_ok(&["inspect", "--format", "{{index .Config.Labels \"dockhand.managed\"}} {{index .Config.Labels \"dockhand.service\"}}", &s.container(svc)]);
         assert_eq!(labels, format!("true {svc}"));
     }
     // api has a healthcheck and web depends on it: api was healthy before web was created.
-    assert_eq!(docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &s.container("api")]), "healthy");
+    assert_eq!(
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &s.container("api")
+        ]),
+        "healthy"
+    );
     let r = s.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("No changes."), "{r:?}");
@@ -48,20 +60,42 @@ fn changing_env_recreates_only_that_service_and_hides_values() {
     let (api, web) = (id(&s.container("api")), id(&s.container("web")));
     s.write(&two_services(&img, "second-secret-value"));
     let r = s.dockhand(&["diff"]);
-    assert!(r.stdout.contains(&format!("~ container {}", s.container("web"))), "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("~ container {}", s.container("web"))),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("MODE=(hidden, value changed)"), "{r:?}");
-    assert!(!r.stdout.contains("secret-value"), "env values must never be printed: {r:?}");
+    assert!(
+        !r.stdout.contains("secret-value"),
+        "env values must never be printed: {r:?}"
+    );
     let r = s.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stdout.contains("Plan: 0 to create, 1 to recreate, 0 to start, 0 to remove."), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("Plan: 0 to create, 1 to recreate, 0 to start, 0 to remove."),
+        "{r:?}"
+    );
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(id(&s.container("api")), api, "api must not be touched");
     assert_ne!(id(&s.container("web")), web, "web must be a new container");
     assert_eq!(state(&s.container("web")), "running");
-    let env = docker_ok(&["inspect", "--format", "{{json .Config.Env}}", &s.container("web")]);
+    let env = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &s.container("web"),
+    ]);
     assert!(env.contains("MODE=second-secret-value"), "{env}");
-    assert!(docker(&["inspect", &format!("{}-dockhand-old", s.container("web"))]).status.code() != Some(0), "old container removed");
+    assert!(
+        docker(&["inspect", &format!("{}-dockhand-old", s.container("web"))])
+            .status
+            .code()
+            != Some(0),
+        "old container removed"
+    );
 }
 
 #[test]
@@ -73,7 +107,13 @@ fn stopped_container_is_planned_as_start_and_restarted() {
     let before = id(&s.container("web"));
     docker_ok(&["stop", "-t", "1", &s.container("web")]);
     let r = s.dockhand(&["plan"]);
-    assert!(r.stdout.contains(&format!("> container {}  (start: container is exited", s.container("web"))), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "> container {}  (start: container is exited",
+            s.container("web")
+        )),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("1 to start"), "{r:?}");
     let r = s.dockhand(&["status"]);
     assert!(r.stdout.contains("stopped"), "{r:?}");
@@ -87,7 +127,10 @@ fn foreign_container_under_managed_name_is_reported_and_untouched() {
     let mut s = Stack::new("foreign");
     let img = s.image("v1");
     let other = s.image("other");
-    let pull_ref = other.split_once(':').map(|_| other.replacen(":other@", "@", 1)).unwrap_or(other.clone());
+    let pull_ref = other
+        .split_once(':')
+        .map(|_| other.replacen(":other@", "@", 1))
+        .unwrap_or(other.clone());
     docker_ok(&["pull", "-q", &pull_ref]);
     docker_ok(&["create", "--name", &s.container("web"), &pull_ref]);
     s.foreign.push(s.container("web"));
@@ -95,11 +138,19 @@ fn foreign_container_under_managed_name_is_reported_and_untouched() {
     s.write(&format!("services:\n  web:\n    image: {img}\n"));
     let r = s.dockhand(&["plan"]);
     assert!(r.stdout.contains("was not created by dockhand"), "{r:?}");
-    assert!(r.stdout.contains("1 conflict must be resolved before apply"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("1 conflict must be resolved before apply"),
+        "{r:?}"
+    );
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("nothing was changed"), "{r:?}");
-    assert_eq!(id(&s.container("web")), foreign_id, "the foreign container must be untouched");
+    assert_eq!(
+        id(&s.container("web")),
+        foreign_id,
+        "the foreign container must be untouched"
+    );
 }
 
 #[test]
@@ -111,14 +162,32 @@ fn removed_service_is_removed_but_unowned_lookalike_is_untouched() {
     // Same stack label, same naming scheme, but no dockhand.managed: not ours.
     let pull_ref = img.replacen(":v1@", "@", 1);
     let lookalike = s.container("lookalike");
-    docker_ok(&["create", "--name", &lookalike, "--label", &format!("dockhand.stack={}", s.name), "--label", "dockhand.service=lookalike", &pull_ref]);
+    docker_ok(&[
+        "create",
+        "--name",
+        &lookalike,
+        "--label",
+        &format!("dockhand.stack={}", s.name),
+        "--label",
+        "dockhand.service=lookalike",
+        &pull_ref,
+    ]);
     s.foreign.push(lookalike.clone());
     s.write(&format!("services:\n  api:\n    image: {img}\n"));
     let r = s.dockhand(&["plan"]);
-    assert!(r.stdout.contains(&format!("- container {}  (service `web` is no longer in the desired state)", s.container("web"))), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "- container {}  (service `web` is no longer in the desired state)",
+            s.container("web")
+        )),
+        "{r:?}"
+    );
     assert!(!r.stdout.contains("lookalike"), "{r:?}");
     assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
-    assert!(!docker(&["inspect", &s.container("web")]).status.success(), "web removed");
+    assert!(
+        !docker(&["inspect", &s.container("web")]).status.success(),
+        "web removed"
+    );
     assert_eq!(state(&s.container("api")), "running");
     assert_eq!(state(&lookalike), "created", "unowned container untouched");
 }
@@ -132,10 +201,15 @@ fn digest_missing_from_registry_fails_before_anything_is_stopped() {
     let before = id(&s.container("web"));
     let (repo, _) = img.split_once('@').unwrap();
     let missing = format!("{repo}@sha256:{}", "0".repeat(64));
-    s.write(&format!("services:\n  web:\n    image: {missing}\n    env: {{X: y}}\n"));
+    s.write(&format!(
+        "services:\n  web:\n    image: {missing}\n    env: {{X: y}}\n"
+    ));
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("cannot pull") && r.stderr.contains("nothing was changed"), "{r:?}");
+    assert!(
+        r.stderr.contains("cannot pull") && r.stderr.contains("nothing was changed"),
+        "{r:?}"
+    );
     assert_eq!(id(&s.container("web")), before);
     assert_eq!(state(&s.container("web")), "running");
 }
@@ -152,8 +226,14 @@ fn missing_bind_source_fails_preflight_and_create_makes_dirs_with_mode() {
     ));
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("does not exist") && r.stderr.contains("nothing was changed"), "{r:?}");
-    assert!(!docker(&["inspect", &s.container("web")]).status.success(), "nothing created");
+    assert!(
+        r.stderr.contains("does not exist") && r.stderr.contains("nothing was changed"),
+        "{r:?}"
+    );
+    assert!(
+        !docker(&["inspect", &s.container("web")]).status.success(),
+        "nothing created"
+    );
     s.write(&format!(
         "services:\n  web:\n    image: {img}\n    mounts:\n      - {{bind: {}, target: /data, create: {{mode: \"2775\"}}}}\n",
         made.display()
@@ -171,9 +251,19 @@ fn unreachable_engine_is_one_clear_error() {
     std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
     std::fs::write(dir.path().join("dockhand.yaml"), "version: 1\n").unwrap();
     let d = "sha256:".to_string() + &"a".repeat(64);
-    std::fs::write(dir.path().join("stacks/x.yaml"), format!("stack: x\nservices:\n  web:\n    image: r/x:1@{d}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("stacks/x.yaml"),
+        format!("stack: x\nservices:\n  web:\n    image: r/x:1@{d}\n"),
+    )
+    .unwrap();
     let p = dir.path().to_string_lossy().to_string();
-    let r = support::run(&["plan", "--source", &p, "--path", ".", "--worktree"], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let r = support::run(
+        &["plan", "--source", &p, "--path", ".", "--worktree"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("cannot reach the Docker Engine") && r.stderr.contains("hint:"), "{r:?}");
+    assert!(
+        r.stderr.contains("cannot reach the Docker Engine") && r.stderr.contains("hint:"),
+        "{r:?}"
+    );
 }

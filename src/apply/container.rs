@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountTmpfsOptions,
-    MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, Mount,
+    MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions, RenameContainerOptions,
+    StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -22,16 +23,30 @@ use crate::spec::{labels, DesiredContainer, DesiredNetwork, DesiredVolume, Mount
 
 fn step(container: &str, what: &'static str) -> impl FnOnce(bollard::errors::Error) -> ApplyError {
     let container = container.to_string();
-    move |e| ApplyError::Step { container, what, message: e.to_string() }
+    move |e| ApplyError::Step {
+        container,
+        what,
+        message: e.to_string(),
+    }
 }
 
 fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 /// Makes `image` (`repo@sha256:…`) present locally; returns whether it had to be pulled.
 /// A digest-pinned image already present is content-addressed, so it is not pulled again.
-pub async fn ensure_image(docker: &Docker, image: &str, progress: &Progress) -> Result<bool, ApplyError> {
+pub async fn ensure_image(
+    docker: &Docker,
+    image: &str,
+    progress: &Progress,
+) -> Result<bool, ApplyError> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(false),
         Err(e) if is_not_found(&e) => {}
@@ -40,7 +55,10 @@ pub async fn ensure_image(docker: &Docker, image: &str, progress: &Progress) -> 
     progress.line(&format!("pulling {image}"));
     let started = Instant::now();
     let mut stream = docker.create_image(
-        Some(CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() }),
+        Some(CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        }),
         None,
         None,
     );
@@ -51,28 +69,55 @@ pub async fn ensure_image(docker: &Docker, image: &str, progress: &Progress) -> 
                 if last_report.elapsed() > Duration::from_secs(2) {
                     last_report = Instant::now();
                     let status = info.status.unwrap_or_default();
-                    progress.line(&format!("pulling {image}: {status} ({:.0}s)", started.elapsed().as_secs_f64()));
+                    progress.line(&format!(
+                        "pulling {image}: {status} ({:.0}s)",
+                        started.elapsed().as_secs_f64()
+                    ));
                 }
             }
-            Err(e) => return Err(ApplyError::Pull { image: image.to_string(), message: e.to_string() }),
+            Err(e) => {
+                return Err(ApplyError::Pull {
+                    image: image.to_string(),
+                    message: e.to_string(),
+                })
+            }
         }
     }
     // Verify that what we got is what we asked for.
     let inspected = docker
         .inspect_image(image)
         .await
-        .map_err(|e| ApplyError::Pull { image: image.to_string(), message: format!("pulled, but cannot inspect it: {e}") })?;
+        .map_err(|e| ApplyError::Pull {
+            image: image.to_string(),
+            message: format!("pulled, but cannot inspect it: {e}"),
+        })?;
     if let Some((_, digest)) = image.split_once('@') {
-        let ok = inspected.repo_digests.unwrap_or_default().iter().any(|d| d.ends_with(&format!("@{digest}")));
+        let ok = inspected
+            .repo_digests
+            .unwrap_or_default()
+            .iter()
+            .any(|d| d.ends_with(&format!("@{digest}")));
         if !ok {
-            return Err(ApplyError::Pull { image: image.to_string(), message: "the pulled image does not carry the pinned digest".into() });
+            return Err(ApplyError::Pull {
+                image: image.to_string(),
+                message: "the pulled image does not carry the pinned digest".into(),
+            });
         }
     }
-    progress.line(&format!("pulled {image} in {:.1}s", started.elapsed().as_secs_f64()));
+    progress.line(&format!(
+        "pulled {image} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(true)
 }
 
-pub async fn create_network(docker: &Docker, project: &str, stack: &str, name: &str, net: Option<&DesiredNetwork>) -> Result<(), ApplyError> {
+pub async fn create_network(
+    docker: &Docker,
+    project: &str,
+    stack: &str,
+    name: &str,
+    net: Option<&DesiredNetwork>,
+) -> Result<(), ApplyError> {
     docker
         .create_network(NetworkCreateRequest {
             name: name.to_string(),
@@ -86,7 +131,13 @@ pub async fn create_network(docker: &Docker, project: &str, stack: &str, name: &
     Ok(())
 }
 
-pub async fn create_volume(docker: &Docker, project: &str, stack: &str, name: &str, vol: Option<&DesiredVolume>) -> Result<(), ApplyError> {
+pub async fn create_volume(
+    docker: &Docker,
+    project: &str,
+    stack: &str,
+    name: &str,
+    vol: Option<&DesiredVolume>,
+) -> Result<(), ApplyError> {
     docker
         .create_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
@@ -106,14 +157,16 @@ pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), String> {
     std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
     if let Some(mode) = &create.mode {
         let bits = u32::from_str_radix(mode, 8).map_err(|e| format!("bad mode {mode}: {e}"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).map_err(|e| format!("cannot chmod {mode} {path}: {e}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits))
+            .map_err(|e| format!("cannot chmod {mode} {path}: {e}"))?;
     }
     if let Some(owner) = &create.owner {
         let (uid, gid) = match owner.split_once(':') {
             Some((u, g)) => (u.parse().ok(), g.parse().ok()),
             None => (owner.parse().ok(), None),
         };
-        std::os::unix::fs::chown(path, uid, gid).map_err(|e| format!("cannot chown {owner} {path}: {e}"))?;
+        std::os::unix::fs::chown(path, uid, gid)
+            .map_err(|e| format!("cannot chown {owner} {path}: {e}"))?;
     }
     Ok(())
 }
@@ -149,23 +202,35 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
         let (ip, host_port) = rest.rsplit_once(':').unwrap_or(("", rest));
         let key = format!("{container_port}/{proto}");
         exposed.push(key.clone());
-        port_bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
-            host_ip: (!ip.is_empty()).then(|| ip.to_string()),
-            host_port: Some(host_port.to_string()),
-        });
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: (!ip.is_empty()).then(|| ip.to_string()),
+                host_port: Some(host_port.to_string()),
+            });
     }
     let mounts = s
         .mounts
         .iter()
         .map(|m| match m {
-            MountSpec::Bind { source, target, read_only } => Mount {
+            MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => Mount {
                 typ: Some(MountType::BIND),
                 source: Some(source.clone()),
                 target: Some(target.clone()),
                 read_only: Some(*read_only),
                 ..Default::default()
             },
-            MountSpec::Volume { source, target, read_only } => Mount {
+            MountSpec::Volume {
+                source,
+                target,
+                read_only,
+            } => Mount {
                 typ: Some(MountType::VOLUME),
                 source: Some(source.clone()),
                 target: Some(target.clone()),
@@ -175,7 +240,10 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
             MountSpec::Tmpfs { target, size } => Mount {
                 typ: Some(MountType::TMPFS),
                 target: Some(target.clone()),
-                tmpfs_options: size.map(|b| MountTmpfsOptions { size_bytes: Some(b as i64), ..Default::default() }),
+                tmpfs_options: size.map(|b| MountTmpfsOptions {
+                    size_bytes: Some(b as i64),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         })
@@ -207,7 +275,10 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
         }),
         host_config: Some(HostConfig {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
             mounts: Some(mounts),
             network_mode: first_net.cloned(),
             ..Default::default()
@@ -215,7 +286,10 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
         networking_config: first_net.map(|n| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 n.clone(),
-                EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() },
+                EndpointSettings {
+                    aliases: Some(vec![c.alias.clone()]),
+                    ..Default::default()
+                },
             )])),
         }),
         ..Default::default()
@@ -224,7 +298,13 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
 
 async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
     docker
-        .create_container(Some(CreateContainerOptions { name: Some(c.name.clone()), ..Default::default() }), create_body(c)?)
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(c.name.clone()),
+                ..Default::default()
+            }),
+            create_body(c)?,
+        )
         .await
         .map_err(step(&c.name, "create"))?;
     // The Engine attaches one network at create (API < 1.44); the rest are connected here.
@@ -234,7 +314,10 @@ async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError>
                 net,
                 NetworkConnectRequest {
                     container: c.name.clone(),
-                    endpoint_config: Some(EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() }),
+                    endpoint_config: Some(EndpointSettings {
+                        aliases: Some(vec![c.alias.clone()]),
+                        ..Default::default()
+                    }),
                 },
             )
             .await
@@ -244,7 +327,10 @@ async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError>
 }
 
 pub async fn start(docker: &Docker, name: &str) -> Result<(), ApplyError> {
-    docker.start_container(name, None).await.map_err(step(name, "start"))
+    docker
+        .start_container(name, None)
+        .await
+        .map_err(step(name, "start"))
 }
 
 pub async fn create_and_start(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
@@ -253,15 +339,39 @@ pub async fn create_and_start(docker: &Docker, c: &DesiredContainer) -> Result<(
 }
 
 async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
-    docker.remove_container(name, Some(RemoveContainerOptions { force: true, v: false, ..Default::default() })).await
+    docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: false,
+                ..Default::default()
+            }),
+        )
+        .await
 }
 
-pub async fn stop_and_remove(docker: &Docker, name: &str, grace: Duration) -> Result<(), ApplyError> {
-    match docker.stop_container(name, Some(StopContainerOptions { t: Some(grace.as_secs() as i32), ..Default::default() })).await {
+pub async fn stop_and_remove(
+    docker: &Docker,
+    name: &str,
+    grace: Duration,
+) -> Result<(), ApplyError> {
+    match docker
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(grace.as_secs() as i32),
+                ..Default::default()
+            }),
+        )
+        .await
+    {
         Ok(()) => {}
         Err(e) if is_not_found(&e) => return Ok(()),
         // 304: already stopped.
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => {}
         Err(e) => return Err(step(name, "stop")(e)),
     }
     match remove(docker, name).await {
@@ -277,12 +387,29 @@ pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyE
     // A leftover from an interrupted run is ours (same labels); clear it.
     let _ = remove(docker, &aside).await;
     let grace = Duration::from_secs(c.spec.stop_grace_secs.unwrap_or(10));
-    match docker.stop_container(&c.name, Some(StopContainerOptions { t: Some(grace.as_secs() as i32), ..Default::default() })).await {
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+    match docker
+        .stop_container(
+            &c.name,
+            Some(StopContainerOptions {
+                t: Some(grace.as_secs() as i32),
+                ..Default::default()
+            }),
+        )
+        .await
+    {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => {}
         Err(e) => return Err(step(&c.name, "stop")(e)),
     }
     docker
-        .rename_container(&c.name, RenameContainerOptions { name: aside.clone() })
+        .rename_container(
+            &c.name,
+            RenameContainerOptions {
+                name: aside.clone(),
+            },
+        )
         .await
         .map_err(step(&c.name, "rename old container"))?;
     match create_and_start(docker, c).await {
@@ -293,7 +420,14 @@ pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyE
         Err(err) => {
             let _ = remove(docker, &c.name).await;
             let restored = async {
-                docker.rename_container(&aside, RenameContainerOptions { name: c.name.clone() }).await?;
+                docker
+                    .rename_container(
+                        &aside,
+                        RenameContainerOptions {
+                            name: c.name.clone(),
+                        },
+                    )
+                    .await?;
                 docker.start_container(&c.name, None).await
             }
             .await;
@@ -310,25 +444,45 @@ pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyE
 }
 
 /// Waits until `c` runs, and is healthy if it has a healthcheck.
-pub async fn wait_ready(docker: &Docker, c: &DesiredContainer, progress: &Progress) -> Result<(), ApplyError> {
+pub async fn wait_ready(
+    docker: &Docker,
+    c: &DesiredContainer,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
     let started = Instant::now();
-    let deadline = c.spec.healthcheck.as_ref().map_or(Duration::from_secs(30), |h| h.deadline());
+    let deadline = c
+        .spec
+        .healthcheck
+        .as_ref()
+        .map_or(Duration::from_secs(30), |h| h.deadline());
     let mut announced = Instant::now();
     loop {
-        let info = docker.inspect_container(&c.name, None).await.map_err(step(&c.name, "inspect"))?;
+        let info = docker
+            .inspect_container(&c.name, None)
+            .await
+            .map_err(step(&c.name, "inspect"))?;
         let state = info.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
         if !running && !state.restarting.unwrap_or(false) {
             return Err(ApplyError::Unhealthy {
                 container: c.name.clone(),
-                message: format!("it is not running (exit code {})", state.exit_code.unwrap_or_default()),
+                message: format!(
+                    "it is not running (exit code {})",
+                    state.exit_code.unwrap_or_default()
+                ),
             });
         }
         match state.health.as_ref().and_then(|h| h.status) {
-            None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) if running => return Ok(()),
+            None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) if running => {
+                return Ok(())
+            }
             Some(HealthStatusEnum::HEALTHY) => {
                 if c.spec.healthcheck.is_some() {
-                    progress.line(&format!("{}: healthy after {:.1}s", c.name, started.elapsed().as_secs_f64()));
+                    progress.line(&format!(
+                        "{}: healthy after {:.1}s",
+                        c.name,
+                        started.elapsed().as_secs_f64()
+                    ));
                 }
                 return Ok(());
             }
@@ -354,7 +508,11 @@ pub async fn wait_ready(docker: &Docker, c: &DesiredContainer, progress: &Progre
         }
         if announced.elapsed() > Duration::from_secs(2) {
             announced = Instant::now();
-            progress.line(&format!("{}: waiting for healthy ({:.0}s)", c.name, started.elapsed().as_secs_f64()));
+            progress.line(&format!(
+                "{}: waiting for healthy ({:.0}s)",
+                c.name,
+                started.elapsed().as_secs_f64()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -71,11 +71,20 @@ pub struct ApplyReport {
 ///
 /// # Errors
 /// See [`ApplyError`]; each says whether anything was changed.
-pub async fn apply(docker: &Docker, plan: &Plan, desired: &Desired, progress: &Progress) -> Result<ApplyReport, ApplyError> {
+pub async fn apply(
+    docker: &Docker,
+    plan: &Plan,
+    desired: &Desired,
+    progress: &Progress,
+) -> Result<ApplyReport, ApplyError> {
     if !plan.conflicts.is_empty() {
         return Err(ApplyError::Conflicts(plan.conflicts.len()));
     }
-    let specs: HashMap<&str, &DesiredContainer> = desired.containers.iter().map(|c| (c.name.as_str(), c)).collect();
+    let specs: HashMap<&str, &DesiredContainer> = desired
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     let changing: Vec<&DesiredContainer> = plan
         .actions
         .iter()
@@ -84,7 +93,10 @@ pub async fn apply(docker: &Docker, plan: &Plan, desired: &Desired, progress: &P
         .collect();
 
     preflight(&changing)?;
-    let mut report = ApplyReport { pulled: pull_all(docker, &changing, progress).await?, ..Default::default() };
+    let mut report = ApplyReport {
+        pulled: pull_all(docker, &changing, progress).await?,
+        ..Default::default()
+    };
 
     for c in &changing {
         for (path, create) in &c.bind_creates {
@@ -114,18 +126,32 @@ pub async fn apply(docker: &Docker, plan: &Plan, desired: &Desired, progress: &P
     let actions: HashMap<&str, &Action> = plan
         .actions
         .iter()
-        .filter(|a| matches!(a, Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. }))
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. }
+            )
+        })
         .filter_map(|a| a.container().map(|n| (n, a)))
         .collect();
     let waves = waves(desired);
-    let needed_by_later: BTreeSet<&str> = desired.containers.iter().flat_map(|c| c.depends_on.iter().map(String::as_str)).collect();
+    let needed_by_later: BTreeSet<&str> = desired
+        .containers
+        .iter()
+        .flat_map(|c| c.depends_on.iter().map(String::as_str))
+        .collect();
     for wave in waves {
-        let work: Vec<(&DesiredContainer, &Action)> = wave.iter().filter_map(|c| actions.get(c.name.as_str()).map(|a| (*c, *a))).collect();
+        let work: Vec<(&DesiredContainer, &Action)> = wave
+            .iter()
+            .filter_map(|c| actions.get(c.name.as_str()).map(|a| (*c, *a)))
+            .collect();
         let done: Vec<&'static str> = stream::iter(work.into_iter().map(|(c, a)| async move {
             match a {
                 Action::Create { .. } => {
                     progress.line(&format!("{}: creating", c.name));
-                    container::create_and_start(docker, c).await.map(|_| "created")
+                    container::create_and_start(docker, c)
+                        .await
+                        .map(|_| "created")
                 }
                 Action::Recreate { .. } => {
                     progress.line(&format!("{}: recreating", c.name));
@@ -149,17 +175,28 @@ pub async fn apply(docker: &Docker, plan: &Plan, desired: &Desired, progress: &P
         }
         // Changed containers, and dependencies of later waves, must be up (healthy if they
         // have a healthcheck) before the next wave starts.
-        let to_wait: Vec<&DesiredContainer> =
-            wave.iter().copied().filter(|c| actions.contains_key(c.name.as_str()) || needed_by_later.contains(c.name.as_str())).collect();
-        stream::iter(to_wait.into_iter().map(|c| container::wait_ready(docker, c, progress)))
-            .buffer_unordered(PARALLEL)
-            .try_collect::<Vec<()>>()
-            .await?;
+        let to_wait: Vec<&DesiredContainer> = wave
+            .iter()
+            .copied()
+            .filter(|c| {
+                actions.contains_key(c.name.as_str()) || needed_by_later.contains(c.name.as_str())
+            })
+            .collect();
+        stream::iter(
+            to_wait
+                .into_iter()
+                .map(|c| container::wait_ready(docker, c, progress)),
+        )
+        .buffer_unordered(PARALLEL)
+        .try_collect::<Vec<()>>()
+        .await?;
     }
 
     for a in &plan.actions {
         match a {
-            Action::Remove { container: name, .. } => {
+            Action::Remove {
+                container: name, ..
+            } => {
                 progress.line(&format!("{name}: stopping and removing"));
                 container::stop_and_remove(docker, name, Duration::from_secs(10)).await?;
                 report.removed += 1;
@@ -196,12 +233,20 @@ fn preflight(changing: &[&DesiredContainer]) -> Result<(), ApplyError> {
     }
 }
 
-async fn pull_all(docker: &Docker, changing: &[&DesiredContainer], progress: &Progress) -> Result<usize, ApplyError> {
+async fn pull_all(
+    docker: &Docker,
+    changing: &[&DesiredContainer],
+    progress: &Progress,
+) -> Result<usize, ApplyError> {
     let images: BTreeSet<&str> = changing.iter().map(|c| c.spec.image.as_str()).collect();
-    let pulled: Vec<bool> = stream::iter(images.into_iter().map(|image| container::ensure_image(docker, image, progress)))
-        .buffer_unordered(4)
-        .try_collect()
-        .await?;
+    let pulled: Vec<bool> = stream::iter(
+        images
+            .into_iter()
+            .map(|image| container::ensure_image(docker, image, progress)),
+    )
+    .buffer_unordered(4)
+    .try_collect()
+    .await?;
     Ok(pulled.into_iter().filter(|p| *p).count())
 }
 
@@ -209,11 +254,24 @@ async fn pull_all(docker: &Docker, changing: &[&DesiredContainer], progress: &Pr
 fn waves(desired: &Desired) -> Vec<Vec<&DesiredContainer>> {
     let mut level: HashMap<&str, usize> = HashMap::new();
     for c in crate::plan::dependency_order(desired) {
-        let l = c.depends_on.iter().filter_map(|d| level.get(d.as_str())).map(|l| l + 1).max().unwrap_or(0);
+        let l = c
+            .depends_on
+            .iter()
+            .filter_map(|d| level.get(d.as_str()))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
         level.insert(c.name.as_str(), l);
     }
     let max = level.values().copied().max().unwrap_or(0);
-    let mut out: Vec<Vec<&DesiredContainer>> = vec![Vec::new(); if desired.containers.is_empty() { 0 } else { max + 1 }];
+    let mut out: Vec<Vec<&DesiredContainer>> = vec![
+        Vec::new();
+        if desired.containers.is_empty() {
+            0
+        } else {
+            max + 1
+        }
+    ];
     for c in &desired.containers {
         out[level[c.name.as_str()]].push(c);
     }

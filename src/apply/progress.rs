@@ -11,7 +11,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Progress { start: Instant::now(), quiet }
+        Progress {
+            start: Instant::now(),
+            quiet,
+        }
     }
 
     pub fn line(&self, message: &str) {

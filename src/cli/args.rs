@@ -23,19 +23,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the desired state: YAML, schema and meaning. Touches nothing, needs no Docker.
-    #[command(after_help = "Example:\n  dockhand validate --source . --ref main --path desired-state")]
+    #[command(
+        after_help = "Example:\n  dockhand validate --source . --ref main --path desired-state"
+    )]
     Validate(SourceArgs),
     /// Show what apply would change, without changing anything.
-    #[command(after_help = "Exit codes with --detailed-exitcode: 0 no changes, 2 changes, 1 error.\n\nExample:\n  dockhand plan --detailed-exitcode || echo \"host differs from git\"")]
+    #[command(
+        after_help = "Exit codes with --detailed-exitcode: 0 no changes, 2 changes, 1 error.\n\nExample:\n  dockhand plan --detailed-exitcode || echo \"host differs from git\""
+    )]
     Plan(PlanArgs),
     /// The plan with the full field-by-field diff of every container to recreate.
     #[command(after_help = "Example:\n  dockhand diff --ref HEAD~1")]
     Diff(SourceArgs),
     /// Show the plan, then converge the host to it.
-    #[command(after_help = "On a terminal apply asks before changing anything; elsewhere it refuses without --yes.\n\nExample:\n  dockhand apply --yes")]
+    #[command(
+        after_help = "On a terminal apply asks before changing anything; elsewhere it refuses without --yes.\n\nExample:\n  dockhand apply --yes"
+    )]
     Apply(ApplyArgs),
     /// Per service: running, stopped, missing or drifted, with image digest and commit.
-    #[command(after_help = "Example:\n  dockhand status --json | jq '.[] | select(.state != \"running\")'")]
+    #[command(
+        after_help = "Example:\n  dockhand status --json | jq '.[] | select(.state != \"running\")'"
+    )]
     Status(StatusArgs),
     /// Write the JSON Schemas of dockhand.yaml and stack files into a directory.
     #[command(after_help = "Example:\n  dockhand schema --out schemas")]

@@ -32,7 +32,11 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         Command::Validate(src) => {
             let (snap, desired) = load(&src)?;
             let services: usize = desired.stacks.iter().map(|s| s.spec.services.len()).sum();
-            println!("{}: valid ({} stack(s), {services} service(s))", snap.origin, desired.stacks.len());
+            println!(
+                "{}: valid ({} stack(s), {services} service(s))",
+                snap.origin,
+                desired.stacks.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(a) => {
@@ -43,7 +47,11 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
                 println!("source: {}\n", ctx.snapshot.origin);
                 print!("{}", render::text(&ctx.plan, false));
             }
-            Ok(if a.detailed_exitcode && !ctx.plan.is_empty() { ExitCode::from(EXIT_CHANGES) } else { ExitCode::SUCCESS })
+            Ok(if a.detailed_exitcode && !ctx.plan.is_empty() {
+                ExitCode::from(EXIT_CHANGES)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Diff(src) => {
             let ctx = PlanContext::build(&src).await?;
@@ -67,7 +75,8 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for kind in [FileKind::Repo, FileKind::Stack] {
                 let path = out.join(kind.schema_file());
-                std::fs::write(&path, crate::load::schema::schema_text(kind)).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, crate::load::schema::schema_text(kind))
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -103,7 +112,9 @@ fn load(src: &SourceArgs) -> Result<(Snapshot, DesiredState)> {
     let snap = snapshot(src)?;
     match crate::load::load(&snap.files) {
         Ok(d) => Ok((snap, d)),
-        Err(diags) => Err(Reported(format!("invalid desired state ({}):\n{diags}", snap.origin)).into()),
+        Err(diags) => {
+            Err(Reported(format!("invalid desired state ({}):\n{diags}", snap.origin)).into())
+        }
     }
 }
 
@@ -119,14 +130,25 @@ impl PlanContext {
     async fn build(src: &SourceArgs) -> Result<PlanContext> {
         let (snapshot, state) = load(src)?;
         let env_hashes = crate::host::hash_env_files(&state).map_err(|errs| {
-            Reported(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n") + "\nnothing was changed.")
+            Reported(
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + "\nnothing was changed.",
+            )
         })?;
         let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
         let docker = crate::observe::connect().await?;
         let names: Vec<String> = desired.containers.iter().map(|c| c.name.clone()).collect();
         let actual = crate::observe::observe(&docker, &desired.project, &names).await?;
         let plan = crate::plan::plan(&desired, &actual);
-        Ok(PlanContext { snapshot, desired, actual, plan })
+        Ok(PlanContext {
+            snapshot,
+            desired,
+            actual,
+            plan,
+        })
     }
 }
 
@@ -185,14 +207,25 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
     let mut rows = Vec::new();
     for d in &desired.containers {
         let ac = actual.managed.iter().find(|c| c.name == d.name);
-        let action = plan.actions.iter().find(|a| a.container() == Some(d.name.as_str()));
+        let action = plan
+            .actions
+            .iter()
+            .find(|a| a.container() == Some(d.name.as_str()));
         let conflict = plan.conflicts.iter().find(|c| c.name == d.name);
         let (state, detail) = match (conflict, action, ac) {
             (Some(c), _, _) => ("conflict", c.message.clone()),
             (_, Some(Action::Create { .. }), _) => ("missing", String::new()),
-            (_, Some(Action::Recreate { changes, .. }), _) => {
-                ("drifted", format!("{} differ", changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>().join(", ")))
-            }
+            (_, Some(Action::Recreate { changes, .. }), _) => (
+                "drifted",
+                format!(
+                    "{} differ",
+                    changes
+                        .iter()
+                        .map(|c| c.field.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             (_, Some(Action::Start { reason, .. }), _) => ("stopped", reason.clone()),
             (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
             _ => ("unknown", String::new()),
@@ -203,20 +236,34 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
             container: d.name.clone(),
             state: state.into(),
             image: ac.map(|c| c.image.clone()).unwrap_or_default(),
-            commit: ac.and_then(|c| c.label(labels::COMMIT)).unwrap_or_default().to_string(),
+            commit: ac
+                .and_then(|c| c.label(labels::COMMIT))
+                .unwrap_or_default()
+                .to_string(),
             detail,
         });
     }
     for a in &plan.actions {
-        if let Action::Remove { stack, container, reason } = a {
+        if let Action::Remove {
+            stack,
+            container,
+            reason,
+        } = a
+        {
             let ac = actual.managed.iter().find(|c| &c.name == container);
             rows.push(StatusRow {
                 stack: stack.clone(),
-                service: ac.and_then(|c| c.label(labels::SERVICE)).unwrap_or_default().into(),
+                service: ac
+                    .and_then(|c| c.label(labels::SERVICE))
+                    .unwrap_or_default()
+                    .into(),
                 container: container.clone(),
                 state: "undesired".into(),
                 image: ac.map(|c| c.image.clone()).unwrap_or_default(),
-                commit: ac.and_then(|c| c.label(labels::COMMIT)).unwrap_or_default().into(),
+                commit: ac
+                    .and_then(|c| c.label(labels::COMMIT))
+                    .unwrap_or_default()
+                    .into(),
                 detail: reason.clone(),
             });
         }

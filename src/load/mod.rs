@@ -34,9 +34,9 @@ pub struct SourceFile {
 /// Whether `path` (relative to the root) is a file dockhand reads.
 pub fn is_desired_state_file(path: &str) -> bool {
     path == REPO_FILE
-        || path
-            .strip_prefix("stacks/")
-            .is_some_and(|rest| !rest.contains('/') && (rest.ends_with(".yaml") || rest.ends_with(".yml")))
+        || path.strip_prefix("stacks/").is_some_and(|rest| {
+            !rest.contains('/') && (rest.ends_with(".yaml") || rest.ends_with(".yml"))
+        })
 }
 
 /// Loads and validates a whole desired state.
@@ -50,8 +50,13 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
     let config = match files.iter().find(|f| f.path == REPO_FILE) {
         None => {
             problems.push(
-                Diagnostic::new(REPO_FILE, Pos { line: 1, col: 1 }, "", "dockhand.yaml is missing")
-                    .hint("create it at the desired-state root with at least `version: 1`"),
+                Diagnostic::new(
+                    REPO_FILE,
+                    Pos { line: 1, col: 1 },
+                    "",
+                    "dockhand.yaml is missing",
+                )
+                .hint("create it at the desired-state root with at least `version: 1`"),
             );
             None
         }
@@ -59,18 +64,28 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
     };
 
     let mut stacks = Vec::new();
-    let mut stack_files: Vec<&SourceFile> =
-        files.iter().filter(|f| f.path != REPO_FILE && is_desired_state_file(&f.path)).collect();
+    let mut stack_files: Vec<&SourceFile> = files
+        .iter()
+        .filter(|f| f.path != REPO_FILE && is_desired_state_file(&f.path))
+        .collect();
     stack_files.sort_by(|a, b| a.path.cmp(&b.path));
     if stack_files.is_empty() {
         problems.push(
-            Diagnostic::new(STACKS_DIR, Pos { line: 1, col: 1 }, "", "no stack files found")
-                .hint("add stacks/<name>.yaml with `stack:` and `services:`"),
+            Diagnostic::new(
+                STACKS_DIR,
+                Pos { line: 1, col: 1 },
+                "",
+                "no stack files found",
+            )
+            .hint("add stacks/<name>.yaml with `stack:` and `services:`"),
         );
     }
     for f in stack_files {
         if let Some(spec) = load_one::<StackFile>(f, FileKind::Stack, &mut problems, &mut indexes) {
-            stacks.push(Stack { file: f.path.clone(), spec });
+            stacks.push(Stack {
+                file: f.path.clone(),
+                spec,
+            });
         }
     }
 
@@ -94,8 +109,13 @@ fn load_one<T: DeserializeOwned>(
         Ok(parsed) => parsed,
         Err(e) => {
             problems.push(
-                Diagnostic::new(&file.path, e.pos, "", format!("invalid YAML: {}", e.message))
-                    .hint("fix the YAML syntax (indentation, quotes, `key: value` pairs)"),
+                Diagnostic::new(
+                    &file.path,
+                    e.pos,
+                    "",
+                    format!("invalid YAML: {}", e.message),
+                )
+                .hint("fix the YAML syntax (indentation, quotes, `key: value` pairs)"),
             );
             return None;
         }

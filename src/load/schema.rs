@@ -89,14 +89,22 @@ fn report(
                 let key_ptr = format!("{pointer}/{}", escape_pointer_token(key));
                 let hint = match closest(key, &allowed) {
                     Some(best) => {
-                        format!("did you mean `{best}`? allowed here: {}", allowed.join(", "))
+                        format!(
+                            "did you mean `{best}`? allowed here: {}",
+                            allowed.join(", ")
+                        )
                     }
                     None if allowed.is_empty() => "remove it".to_string(),
                     None => format!("allowed here: {}", allowed.join(", ")),
                 };
                 out.push(
-                    Diagnostic::new(file, index.key(&key_ptr), &pointer, format!("unknown field `{key}`"))
-                        .hint(hint),
+                    Diagnostic::new(
+                        file,
+                        index.key(&key_ptr),
+                        &pointer,
+                        format!("unknown field `{key}`"),
+                    )
+                    .hint(hint),
                 );
             }
             return;
@@ -219,13 +227,19 @@ fn hint_for(pointer: &str, kind: &ValidationErrorKind) -> Option<String> {
         }
         _ if matches!(
             field,
-            "interval" | "timeout" | "start_period" | "start_interval" | "stop_grace_period" | "drain"
+            "interval"
+                | "timeout"
+                | "start_period"
+                | "start_interval"
+                | "stop_grace_period"
+                | "drain"
         ) =>
         {
             "write a duration such as 500ms, 1s or 2m30s".into()
         }
         _ if field == "stack" => {
-            "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit".into()
+            "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"
+                .into()
         }
         _ if in_list("mounts") || field == "mounts" => {
             "a mount is one of {bind: /host/path, target: /path}, {volume: NAME, target: /path} \
@@ -238,7 +252,9 @@ fn hint_for(pointer: &str, kind: &ValidationErrorKind) -> Option<String> {
              {command: [...], service: NAME}"
                 .into()
         }
-        ValidationErrorKind::Type { .. } => "check the type expected for this field in schemas/".into(),
+        ValidationErrorKind::Type { .. } => {
+            "check the type expected for this field in schemas/".into()
+        }
         ValidationErrorKind::Enum { options } => format!("use one of {options}"),
         _ => return None,
     };

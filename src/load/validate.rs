@@ -64,19 +64,35 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             );
         }
         if spec.services.is_empty() {
-            cx.at(file, "/services", "a stack needs at least one service", "add a service, or delete the file to remove the stack");
+            cx.at(
+                file,
+                "/services",
+                "a stack needs at least one service",
+                "add a service, or delete the file to remove the stack",
+            );
         }
         for (key, net) in &spec.networks {
             if net.external && net.driver.is_some() {
-                cx.at(file, &format!("/networks/{}/driver", escape_pointer_token(key)), "an external network has no driver to set", "remove `driver`, or drop `external: true` to let dockhand own it");
+                cx.at(
+                    file,
+                    &format!("/networks/{}/driver", escape_pointer_token(key)),
+                    "an external network has no driver to set",
+                    "remove `driver`, or drop `external: true` to let dockhand own it",
+                );
             }
         }
 
         for (name, svc) in &spec.services {
             let ptr = |rest: &str| svc_ptr(name, rest);
             let cname = container_name(&spec.stack, name);
-            if let Some((f, s)) = names_seen.insert(cname.clone(), (file.to_string(), name.clone())) {
-                cx.at(file, &ptr(""), format!("container name `{cname}` is also produced by service `{s}` in {f}"), "rename the service or the stack so that `<stack>-<service>` is unique");
+            if let Some((f, s)) = names_seen.insert(cname.clone(), (file.to_string(), name.clone()))
+            {
+                cx.at(
+                    file,
+                    &ptr(""),
+                    format!("container name `{cname}` is also produced by service `{s}` in {f}"),
+                    "rename the service or the stack so that `<stack>-<service>` is unique",
+                );
             }
 
             match ImageRef::parse(&svc.image) {
@@ -99,10 +115,17 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             for (i, port) in svc.ports.iter().enumerate() {
                 let pp = ptr(&format!("/ports/{i}"));
                 let Some(mapping) = PortMapping::parse(port) else {
-                    cx.at(file, &pp, format!("`{port}` is not a valid port mapping"), "write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535");
+                    cx.at(
+                        file,
+                        &pp,
+                        format!("`{port}` is not a valid port mapping"),
+                        "write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535",
+                    );
                     continue;
                 };
-                if let Some((_, f, s)) = ports_seen.iter().find(|(m, _, _)| m.clashes_with(&mapping)) {
+                if let Some((_, f, s)) =
+                    ports_seen.iter().find(|(m, _, _)| m.clashes_with(&mapping))
+                {
                     cx.at(file, &pp, format!("host port {} is also published by `{s}` in {f}", mapping.host_port), "two containers cannot bind the same host port; pick another port or bind to another IP");
                 }
                 ports_seen.push((mapping, file.to_string(), cname.clone()));
@@ -123,13 +146,26 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                             cx.at(file, &format!("{mp}/bind"), format!("bind source `{}` is not an absolute host path", b.bind), "bind mounts need an absolute path on the host, e.g. /srv/app/media");
                         }
                         if b.bind.split('/').any(|c| c == "..") {
-                            cx.at(file, &format!("{mp}/bind"), format!("bind source `{}` contains `..`", b.bind), "write the path without `..`");
+                            cx.at(
+                                file,
+                                &format!("{mp}/bind"),
+                                format!("bind source `{}` contains `..`", b.bind),
+                                "write the path without `..`",
+                            );
                         }
                         &b.target
                     }
                     Mount::Volume(v) => {
                         if !spec.volumes.contains_key(&v.volume) {
-                            cx.at(file, &format!("{mp}/volume"), format!("volume `{}` is not declared in this stack", v.volume), &format!("add it under `volumes:` at the top of the file (`{}: {{}}`)", v.volume));
+                            cx.at(
+                                file,
+                                &format!("{mp}/volume"),
+                                format!("volume `{}` is not declared in this stack", v.volume),
+                                &format!(
+                                    "add it under `volumes:` at the top of the file (`{}: {{}}`)",
+                                    v.volume
+                                ),
+                            );
                         }
                         &v.target
                     }
@@ -140,10 +176,20 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                     _ => format!("{mp}/target"),
                 };
                 if !is_abs(target) {
-                    cx.at(file, &target_ptr, format!("mount target `{target}` is not an absolute path in the container"), "write the target as an absolute path, e.g. /app/media");
+                    cx.at(
+                        file,
+                        &target_ptr,
+                        format!("mount target `{target}` is not an absolute path in the container"),
+                        "write the target as an absolute path, e.g. /app/media",
+                    );
                 }
                 if let Some(j) = targets.insert(target.as_str(), i) {
-                    cx.at(file, &target_ptr, format!("mount target `{target}` is also used by mounts[{j}]"), "each container path can be mounted once");
+                    cx.at(
+                        file,
+                        &target_ptr,
+                        format!("mount target `{target}` is also used by mounts[{j}]"),
+                        "each container path can be mounted once",
+                    );
                 }
             }
 
@@ -152,13 +198,25 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             }
 
             if let Some(route) = &svc.route {
-                let key = (route.host.to_ascii_lowercase(), route.path.clone().unwrap_or_else(|| "/".into()));
-                if let Some((f, s)) = routes_seen.insert(key.clone(), (file.to_string(), cname.clone())) {
-                    cx.at(file, &ptr("/route"), format!("route {}{} is also claimed by `{s}` in {f}", key.0, key.1), "two services cannot serve the same host and path; change `host` or `path`");
+                let key = (
+                    route.host.to_ascii_lowercase(),
+                    route.path.clone().unwrap_or_else(|| "/".into()),
+                );
+                if let Some((f, s)) =
+                    routes_seen.insert(key.clone(), (file.to_string(), cname.clone()))
+                {
+                    cx.at(
+                        file,
+                        &ptr("/route"),
+                        format!("route {}{} is also claimed by `{s}` in {f}", key.0, key.1),
+                        "two services cannot serve the same host and path; change `host` or `path`",
+                    );
                 }
                 if let Some(tnet) = &desired.config.traefik.network {
                     let joined = svc.networks.iter().any(|n| {
-                        spec.networks.get(n).is_some_and(|d| object_name(&spec.stack, n, d.name.as_deref(), d.external) == *tnet)
+                        spec.networks.get(n).is_some_and(|d| {
+                            object_name(&spec.stack, n, d.name.as_deref(), d.external) == *tnet
+                        })
                     });
                     if !joined {
                         cx.at(file, &ptr("/route"), format!("a routed service must join Traefik's network `{tnet}` (traefik.network in dockhand.yaml)"), &format!("declare `networks: {{proxy: {{name: {tnet}, external: true}}}}` and add `proxy` to this service's networks"));
@@ -168,16 +226,34 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
 
             for key in svc.labels.keys() {
                 if key.starts_with("dockhand.") {
-                    cx.at(file, &format!("{}/{}", ptr("/labels"), escape_pointer_token(key)), format!("label `{key}` uses the reserved prefix `dockhand.`"), "dockhand sets these itself to record ownership; choose another prefix");
+                    cx.at(
+                        file,
+                        &format!("{}/{}", ptr("/labels"), escape_pointer_token(key)),
+                        format!("label `{key}` uses the reserved prefix `dockhand.`"),
+                        "dockhand sets these itself to record ownership; choose another prefix",
+                    );
                 }
             }
 
             for (i, dep) in svc.depends_on.iter().enumerate() {
                 let dp = ptr(&format!("/depends_on/{i}"));
                 if dep == name {
-                    cx.at(file, &dp, "a service cannot depend on itself", "remove this entry");
+                    cx.at(
+                        file,
+                        &dp,
+                        "a service cannot depend on itself",
+                        "remove this entry",
+                    );
                 } else if !spec.services.contains_key(dep) {
-                    cx.at(file, &dp, format!("depends_on names `{dep}`, which is not a service in this stack"), &format!("services here: {}", spec.services.keys().cloned().collect::<Vec<_>>().join(", ")));
+                    cx.at(
+                        file,
+                        &dp,
+                        format!("depends_on names `{dep}`, which is not a service in this stack"),
+                        &format!(
+                            "services here: {}",
+                            spec.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
                 }
             }
 
@@ -185,7 +261,12 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 if rel.strategy == Strategy::BlueGreen {
                     cx.at(file, &ptr("/release/strategy"), "release strategy `blue-green` is not supported by this version of dockhand yet", "use `strategy: recreate` for now; blue/green releases are being built");
                 } else if rel.active.is_some() || rel.keep_idle.is_some() || rel.drain.is_some() {
-                    cx.at(file, &ptr("/release"), "`active`, `keep_idle` and `drain` only apply to `strategy: blue-green`", "remove them, or use the blue-green strategy");
+                    cx.at(
+                        file,
+                        &ptr("/release"),
+                        "`active`, `keep_idle` and `drain` only apply to `strategy: blue-green`",
+                        "remove them, or use the blue-green strategy",
+                    );
                 }
             }
             if svc.hooks.as_ref().is_some_and(|h| !h.is_empty()) {
@@ -195,7 +276,12 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
 
         for cycle in dependency_cycles(spec) {
             let first = &cycle[0];
-            cx.at(file, &svc_ptr(first, "/depends_on"), format!("depends_on forms a cycle: {}", cycle.join(" → ")), "break the cycle: one of these services must start without the other");
+            cx.at(
+                file,
+                &svc_ptr(first, "/depends_on"),
+                format!("depends_on forms a cycle: {}", cycle.join(" → ")),
+                "break the cycle: one of these services must start without the other",
+            );
         }
     }
     cx.out
@@ -203,13 +289,28 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
 
 fn check_health(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &Health) {
     if h.cmd.is_some() && h.shell.is_some() {
-        cx.at(file, ptr, "health sets both `cmd` and `shell`", "keep one: `cmd` (exec form) or `shell` (run by /bin/sh -c)");
+        cx.at(
+            file,
+            ptr,
+            "health sets both `cmd` and `shell`",
+            "keep one: `cmd` (exec form) or `shell` (run by /bin/sh -c)",
+        );
     }
     if h.cmd.is_none() && h.shell.is_none() && h.http.is_none() {
-        cx.at(file, ptr, "health needs a check: `cmd`, `shell` or `http`", "e.g. cmd: [wget, -q, -O, /dev/null, http://127.0.0.1:8080/health]");
+        cx.at(
+            file,
+            ptr,
+            "health needs a check: `cmd`, `shell` or `http`",
+            "e.g. cmd: [wget, -q, -O, /dev/null, http://127.0.0.1:8080/health]",
+        );
     }
     if h.cmd.as_ref().is_some_and(Vec::is_empty) {
-        cx.at(file, &format!("{ptr}/cmd"), "health.cmd is empty", "give the command and its arguments");
+        cx.at(
+            file,
+            &format!("{ptr}/cmd"),
+            "health.cmd is empty",
+            "give the command and its arguments",
+        );
     }
 }
 
@@ -241,7 +342,11 @@ fn dependency_cycles(spec: &crate::model::StackFile) -> Vec<Vec<String>> {
                     Mark::Active => {
                         let start = path.iter().position(|p| p == dep).unwrap_or(0);
                         let mut cycle: Vec<String> = path[start..].to_vec();
-                        let min = cycle.iter().enumerate().min_by_key(|(_, n)| n.as_str()).map_or(0, |(i, _)| i);
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| n.as_str())
+                            .map_or(0, |(i, _)| i);
                         cycle.rotate_left(min);
                         cycle.push(cycle[0].clone());
                         if !out.contains(&cycle) {

@@ -6,6 +6,7 @@
 //! Every type denies unknown fields so that a typo is an error, not a silently ignored key.
 
 pub mod actual;
+mod checked;
 pub mod duration;
 pub mod image;
 
@@ -20,20 +21,27 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
 /// A duration such as `500ms`, `1s`, `2m30s`.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 /// `[IP:]HOST:CONTAINER[/tcp|udp]`.
-pub const PORT_PATTERN: &str =
-    r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
+pub const MODE_PATTERN: &str = r"^[0-7]{3,4}$";
+pub const OWNER_PATTERN: &str = r"^[0-9]+(:[0-9]+)?$";
+pub const HOST_PATTERN: &str = r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$";
+pub const PATH_PATTERN: &str = r"^/";
+pub const PORT_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
 
 /// `dockhand.yaml`: settings that apply to every stack in the repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "dockhand.yaml", description = "Repository settings for dockhand (format v1).")]
+#[schemars(
+    title = "dockhand.yaml",
+    description = "Repository settings for dockhand (format v1)."
+)]
 pub struct RepoConfig {
     /// Format version; must be 1.
     #[schemars(range(min = 1, max = 1))]
+    #[serde(deserialize_with = "checked::version")]
     pub version: u32,
     /// Scope of ownership on the host: dockhand only plans for, and only ever removes, objects
     /// labelled with this project. Two repositories deploying to one host need two projects.
-    #[serde(default = "default_project")]
+    #[serde(default = "default_project", deserialize_with = "checked::name")]
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub project: String,
     /// How `route:` blocks are rendered as Traefik labels.
@@ -122,22 +130,27 @@ fn yes() -> bool {
 /// `stacks/<stack>.yaml`: one stack of services with the networks and volumes it owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "dockhand stack", description = "One stack of services (format v1).")]
+#[schemars(
+    title = "dockhand stack",
+    description = "One stack of services (format v1)."
+)]
 pub struct StackFile {
     /// Stack name; prefixes every container, network and volume it owns.
     #[schemars(regex(pattern = NAME_PATTERN))]
+    #[serde(deserialize_with = "checked::name")]
     pub stack: String,
     /// Networks this stack uses. Owned ones are created as `<stack>_<name>`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::named_map")]
     #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
     pub networks: BTreeMap<String, NetworkDecl>,
     /// Named volumes this stack uses. Owned ones are created as `<stack>_<name>` and never
     /// deleted unless asked explicitly.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::named_map")]
     #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
     pub volumes: BTreeMap<String, VolumeDecl>,
     /// The services, by name.
     #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
+    #[serde(deserialize_with = "checked::named_map")]
     pub services: BTreeMap<String, Service>,
 }
 
@@ -192,7 +205,7 @@ pub struct Service {
     #[serde(default)]
     pub env_file: Option<String>,
     /// Published ports, `[IP:]HOST:CONTAINER[/proto]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::ports")]
     #[schemars(inner(regex(pattern = PORT_PATTERN)))]
     pub ports: Vec<String>,
     /// Keys of `networks:` in this stack to attach to.
@@ -220,7 +233,7 @@ pub struct Service {
     #[serde(default)]
     pub working_dir: Option<String>,
     /// Time between SIGTERM and SIGKILL when the container is stopped.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub stop_grace_period: Option<String>,
     /// How a new version replaces the old one.
@@ -279,12 +292,12 @@ pub struct BindMount {
 #[serde(deny_unknown_fields)]
 pub struct BindCreate {
     /// Octal mode, e.g. `"2775"` (setgid, group-writable).
-    #[serde(default)]
-    #[schemars(regex(pattern = r"^[0-7]{3,4}$"))]
+    #[serde(default, deserialize_with = "checked::mode_opt")]
+    #[schemars(regex(pattern = MODE_PATTERN))]
     pub mode: Option<String>,
     /// `UID[:GID]` to chown the directory to.
-    #[serde(default)]
-    #[schemars(regex(pattern = r"^[0-9]+(:[0-9]+)?$"))]
+    #[serde(default, deserialize_with = "checked::owner_opt")]
+    #[schemars(regex(pattern = OWNER_PATTERN))]
     pub owner: Option<String>,
 }
 
@@ -342,19 +355,19 @@ pub struct Health {
     /// HTTP probe run by dockhand from the host side (release gates).
     #[serde(default)]
     pub http: Option<HttpProbe>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub interval: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub timeout: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::retries")]
     #[schemars(range(min = 1, max = 1000))]
     pub retries: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub start_period: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub start_interval: Option<String>,
 }
@@ -363,6 +376,7 @@ pub struct Health {
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
     #[schemars(range(min = 1, max = 65535))]
+    #[serde(deserialize_with = "checked::port_number")]
     pub port: u16,
     #[serde(default = "root_path")]
     pub path: String,
@@ -385,14 +399,16 @@ fn ok_status() -> u16 {
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Host name matched by the router.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$"))]
+    #[schemars(regex(pattern = HOST_PATTERN))]
+    #[serde(deserialize_with = "checked::host")]
     pub host: String,
     /// Optional path prefix, starting with `/`.
-    #[serde(default)]
-    #[schemars(regex(pattern = r"^/"))]
+    #[serde(default, deserialize_with = "checked::path_opt")]
+    #[schemars(regex(pattern = PATH_PATTERN))]
     pub path: Option<String>,
     /// Container port Traefik sends traffic to.
     #[schemars(range(min = 1, max = 65535))]
+    #[serde(deserialize_with = "checked::port_number")]
     pub port: u16,
     #[serde(default)]
     pub entrypoints: Vec<String>,
@@ -418,7 +434,7 @@ pub struct Release {
     #[serde(default)]
     pub keep_idle: Option<KeepIdle>,
     /// Time the retired color keeps serving in-flight requests before it is stopped.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub drain: Option<String>,
 }
@@ -487,7 +503,7 @@ pub struct HookDetail {
     pub image: Option<String>,
     #[serde(default)]
     pub mounts: Vec<Mount>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub timeout: Option<String>,
 }
@@ -576,7 +592,10 @@ mod port_tests {
     #[test]
     fn parses_ports_with_and_without_ip() {
         let p = PortMapping::parse("127.0.0.1:8080:80").unwrap();
-        assert_eq!((p.host_ip.as_str(), p.host_port, p.container_port), ("127.0.0.1", 8080, 80));
+        assert_eq!(
+            (p.host_ip.as_str(), p.host_port, p.container_port),
+            ("127.0.0.1", 8080, 80)
+        );
         assert_eq!(PortMapping::parse("53:53/udp").unwrap().protocol, "udp");
         assert!(PortMapping::parse("0:80").is_none());
         assert!(PortMapping::parse("99999:80").is_none());

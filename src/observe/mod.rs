@@ -44,7 +44,10 @@ fn host_description() -> String {
 /// API version with it, so that old (20.10) and new engines both work.
 pub async fn connect() -> Result<Docker, EngineError> {
     let host = host_description();
-    let docker = Docker::connect_with_defaults().map_err(|source| EngineError::Unreachable { host: host.clone(), source })?;
+    let docker = Docker::connect_with_defaults().map_err(|source| EngineError::Unreachable {
+        host: host.clone(),
+        source,
+    })?;
     docker
         .negotiate_version()
         .await
@@ -77,12 +80,17 @@ fn to_container(c: bollard::models::ContainerSummary) -> ActualContainer {
 /// as foreign to this one as hand-made ones).
 fn owner(project: &str, labels_map: Option<&HashMap<String, String>>) -> Option<String> {
     let l = labels_map?;
-    (l.get(labels::MANAGED).map(String::as_str) == Some("true") && l.get(labels::PROJECT).map(String::as_str) == Some(project))
-        .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
+    (l.get(labels::MANAGED).map(String::as_str) == Some("true")
+        && l.get(labels::PROJECT).map(String::as_str) == Some(project))
+    .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
 }
 
 /// Observes everything a plan needs. `wanted` are the container names the desired state uses.
-pub async fn observe(docker: &Docker, project: &str, wanted: &[String]) -> Result<Actual, EngineError> {
+pub async fn observe(
+    docker: &Docker,
+    project: &str,
+    wanted: &[String],
+) -> Result<Actual, EngineError> {
     let managed = docker.list_containers(Some(ListContainersOptions {
         all: true,
         filters: filter("label", labels::project_filters(project)),
@@ -91,7 +99,11 @@ pub async fn observe(docker: &Docker, project: &str, wanted: &[String]) -> Resul
     let networks = docker.list_networks(Some(ListNetworksOptions::default()));
     let volumes = docker.list_volumes(Some(ListVolumesOptions::default()));
     let (managed, networks, volumes) = tokio::try_join!(
-        async { managed.await.map_err(EngineError::api("listing containers")) },
+        async {
+            managed
+                .await
+                .map_err(EngineError::api("listing containers"))
+        },
         async { networks.await.map_err(EngineError::api("listing networks")) },
         async { volumes.await.map_err(EngineError::api("listing volumes")) },
     )?;
@@ -105,33 +117,60 @@ pub async fn observe(docker: &Docker, project: &str, wanted: &[String]) -> Resul
     let mut foreign = Vec::new();
     if !missing.is_empty() {
         // Docker's name filter is a regex; anchor it so `web` does not match `web2`.
-        let patterns = missing.iter().map(|n| format!("^/{}$", regex_escape(n))).collect();
+        let patterns = missing
+            .iter()
+            .map(|n| format!("^/{}$", regex_escape(n)))
+            .collect();
         let found = docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: filter("name", patterns), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: filter("name", patterns),
+                ..Default::default()
+            }))
             .await
             .map_err(EngineError::api("looking up container names"))?;
         foreign = found
             .into_iter()
             .map(to_container)
-            .filter(|c| missing.contains(&c.name) && owner(project, Some(&c.labels.clone().into_iter().collect())).is_none())
+            .filter(|c| {
+                missing.contains(&c.name)
+                    && owner(project, Some(&c.labels.clone().into_iter().collect())).is_none()
+            })
             .collect();
     }
 
     let networks = networks
         .into_iter()
-        .map(|n| ActualObject { owner_stack: owner(project, n.labels.as_ref()), name: n.name.unwrap_or_default() })
+        .map(|n| ActualObject {
+            owner_stack: owner(project, n.labels.as_ref()),
+            name: n.name.unwrap_or_default(),
+        })
         .collect();
     let volumes = volumes
         .volumes
         .unwrap_or_default()
         .into_iter()
-        .map(|v| ActualObject { owner_stack: owner(project, Some(&v.labels)), name: v.name })
+        .map(|v| ActualObject {
+            owner_stack: owner(project, Some(&v.labels)),
+            name: v.name,
+        })
         .collect();
-    Ok(Actual { managed, foreign, networks, volumes })
+    Ok(Actual {
+        managed,
+        foreign,
+        networks,
+        volumes,
+    })
 }
 
 fn regex_escape(name: &str) -> String {
     name.chars()
-        .flat_map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { vec![c] } else { vec!['\\', c] })
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
         .collect()
 }

@@ -124,7 +124,9 @@ impl Plan {
         let mut s = Summary::default();
         for a in &self.actions {
             match a {
-                Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::Create { .. } => s.create += 1,
+                Action::CreateNetwork { .. }
+                | Action::CreateVolume { .. }
+                | Action::Create { .. } => s.create += 1,
                 Action::Recreate { .. } => s.recreate += 1,
                 Action::Start { .. } => s.start += 1,
                 Action::Remove { .. } | Action::RemoveNetwork { .. } => s.remove += 1,
@@ -165,12 +167,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     for vol in &desired.volumes {
         let found = actual.volumes.iter().find(|a| a.name == vol.name);
         match (found, vol.external) {
-            (None, false) => p.actions.push(Action::CreateVolume { stack: vol.stack.clone(), name: vol.name.clone() }),
+            (None, false) => p.actions.push(Action::CreateVolume {
+                stack: vol.stack.clone(),
+                name: vol.name.clone(),
+            }),
             (None, true) => p.conflicts.push(Conflict {
                 stack: vol.stack.clone(),
                 name: vol.name.clone(),
                 message: format!("external volume `{}` does not exist", vol.name),
-                hint: format!("create it (docker volume create {}) or drop `external: true`", vol.name),
+                hint: format!(
+                    "create it (docker volume create {}) or drop `external: true`",
+                    vol.name
+                ),
             }),
             (Some(a), false) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: vol.stack.clone(),
@@ -183,8 +191,11 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
 
     // Containers, in dependency order so that apply (and the reader) sees dependencies first.
-    let by_name: HashMap<&str, &ActualContainer> =
-        actual.managed.iter().map(|c| (c.name.as_str(), c)).collect();
+    let by_name: HashMap<&str, &ActualContainer> = actual
+        .managed
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     for dc in dependency_order(desired) {
         let image = dc.spec.image.clone();
         if let Some(f) = actual.foreign.iter().find(|f| f.name == dc.name) {
@@ -235,7 +246,11 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 stack: dc.stack.clone(),
                 service: dc.service.clone(),
                 container: dc.name.clone(),
-                reason: if ac.status.is_empty() { format!("container is {:?}", ac.state).to_lowercase() } else { format!("container is {}", ac.status.to_lowercase()) },
+                reason: if ac.status.is_empty() {
+                    format!("container is {:?}", ac.state).to_lowercase()
+                } else {
+                    format!("container is {}", ac.status.to_lowercase())
+                },
             });
         } else {
             p.unchanged.push(dc.name.clone());
@@ -244,27 +259,41 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
 
     // Managed containers nobody wants any more.
     let wanted: BTreeSet<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
-    let mut extra: Vec<&ActualContainer> =
-        actual.managed.iter().filter(|c| !wanted.contains(c.name.as_str())).collect();
+    let mut extra: Vec<&ActualContainer> = actual
+        .managed
+        .iter()
+        .filter(|c| !wanted.contains(c.name.as_str()))
+        .collect();
     extra.sort_by(|a, b| a.name.cmp(&b.name));
     for c in extra {
         let stack = c.label(labels::STACK).unwrap_or_default().to_string();
         let service = c.label(labels::SERVICE).unwrap_or_default();
         let reason = if !desired_stacks.contains(stack.as_str()) {
             format!("stack `{stack}` is no longer in the desired state")
-        } else if desired.containers.iter().any(|d| d.stack == stack && d.service == service) {
+        } else if desired
+            .containers
+            .iter()
+            .any(|d| d.stack == stack && d.service == service)
+        {
             format!("leftover container of service `{service}` (not the name dockhand uses now)")
         } else {
             format!("service `{service}` is no longer in the desired state")
         };
-        p.actions.push(Action::Remove { stack, container: c.name.clone(), reason });
+        p.actions.push(Action::Remove {
+            stack,
+            container: c.name.clone(),
+            reason,
+        });
     }
 
     let declared_nets: BTreeSet<&str> = desired.networks.iter().map(|n| n.name.as_str()).collect();
     for n in &actual.networks {
         if let Some(stack) = &n.owner_stack {
             if !declared_nets.contains(n.name.as_str()) {
-                p.actions.push(Action::RemoveNetwork { stack: stack.clone(), name: n.name.clone() });
+                p.actions.push(Action::RemoveNetwork {
+                    stack: stack.clone(),
+                    name: n.name.clone(),
+                });
             }
         }
     }
@@ -281,8 +310,11 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
 /// name so the order is deterministic. Validation guarantees there are no cycles; should one
 /// slip through, the remaining containers are appended rather than lost.
 pub fn dependency_order(desired: &Desired) -> Vec<&crate::spec::DesiredContainer> {
-    let mut remaining: BTreeMap<&str, &crate::spec::DesiredContainer> =
-        desired.containers.iter().map(|c| (c.name.as_str(), c)).collect();
+    let mut remaining: BTreeMap<&str, &crate::spec::DesiredContainer> = desired
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     let names: BTreeSet<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
     let mut done: BTreeSet<&str> = BTreeSet::new();
     let mut out = Vec::with_capacity(remaining.len());
@@ -296,7 +328,11 @@ pub fn dependency_order(desired: &Desired) -> Vec<&crate::spec::DesiredContainer
             })
             .map(|(n, _)| *n)
             .collect();
-        let batch = if ready.is_empty() { remaining.keys().copied().collect() } else { ready };
+        let batch = if ready.is_empty() {
+            remaining.keys().copied().collect()
+        } else {
+            ready
+        };
         for n in batch {
             if let Some(c) = remaining.remove(n) {
                 done.insert(n);
@@ -316,7 +352,10 @@ fn field_changes(actual: &ActualContainer, want: &ContainerSpec) -> Vec<FieldCha
         return vec![FieldChange {
             field: "spec".into(),
             before: vec!["(recorded by another dockhand version)".into()],
-            after: vec![format!("spec {}", &crate::spec::sha256_hex(want.to_string().as_bytes())[..12])],
+            after: vec![format!(
+                "spec {}",
+                &crate::spec::sha256_hex(want.to_string().as_bytes())[..12]
+            )],
         }];
     };
     let empty = serde_json::Map::new();

@@ -10,7 +10,9 @@ use super::{Action, Plan};
 /// Lines for one spec field. For env, values are never shown: a key whose marker differs from
 /// the other side's reads as changed, the rest as hidden.
 pub fn value_lines(field: &str, value: Option<&Value>, other: Option<&Value>) -> Vec<String> {
-    let Some(value) = value else { return Vec::new() };
+    let Some(value) = value else {
+        return Vec::new();
+    };
     match (field, value) {
         ("env", Value::Object(map)) => map
             .keys()
@@ -32,7 +34,10 @@ pub fn value_lines(field: &str, value: Option<&Value>, other: Option<&Value>) ->
                 .map(|h| format!("sha256:{}", &h[..h.len().min(12)]))
                 .unwrap_or_else(|| "unreadable".into())
         )],
-        (_, Value::Object(map)) => map.iter().map(|(k, v)| format!("{k}={}", scalar(v))).collect(),
+        (_, Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .collect(),
         (_, Value::Array(items)) => items.iter().map(scalar).collect(),
         _ => vec![scalar(value)],
     }
@@ -61,7 +66,12 @@ pub fn short_image(image: &str) -> String {
 /// Text rendering. `detailed` adds the field-by-field diff of every recreate (`dockhand diff`).
 pub fn text(plan: &Plan, detailed: bool) -> String {
     let mut out = String::new();
-    let mut stacks: Vec<&str> = plan.actions.iter().map(Action::stack).chain(plan.conflicts.iter().map(|c| c.stack.as_str())).collect();
+    let mut stacks: Vec<&str> = plan
+        .actions
+        .iter()
+        .map(Action::stack)
+        .chain(plan.conflicts.iter().map(|c| c.stack.as_str()))
+        .collect();
     stacks.sort();
     stacks.dedup();
     for stack in stacks {
@@ -74,12 +84,20 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                 Action::CreateVolume { name, .. } => {
                     let _ = writeln!(out, "  + volume {name}");
                 }
-                Action::Create { container, image, .. } => {
+                Action::Create {
+                    container, image, ..
+                } => {
                     let _ = writeln!(out, "  + container {container}  ({})", short_image(image));
                 }
-                Action::Recreate { container, changes, .. } => {
+                Action::Recreate {
+                    container, changes, ..
+                } => {
                     let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-                    let _ = writeln!(out, "  ~ container {container}  (recreate: {} changed)", fields.join(", "));
+                    let _ = writeln!(
+                        out,
+                        "  ~ container {container}  (recreate: {} changed)",
+                        fields.join(", ")
+                    );
                     for c in changes {
                         if detailed || c.field == "image" || c.field == "image (running)" {
                             let _ = writeln!(out, "      {}:", c.field);
@@ -99,10 +117,14 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                         }
                     }
                 }
-                Action::Start { container, reason, .. } => {
+                Action::Start {
+                    container, reason, ..
+                } => {
                     let _ = writeln!(out, "  > container {container}  (start: {reason})");
                 }
-                Action::Remove { container, reason, .. } => {
+                Action::Remove {
+                    container, reason, ..
+                } => {
                     let _ = writeln!(out, "  - container {container}  ({reason})");
                 }
                 Action::RemoveNetwork { name, .. } => {
@@ -122,7 +144,11 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
         );
     }
     if plan.is_empty() {
-        let _ = writeln!(out, "No changes. The host matches the desired state ({} containers).", plan.unchanged.len());
+        let _ = writeln!(
+            out,
+            "No changes. The host matches the desired state ({} containers).",
+            plan.unchanged.len()
+        );
         return out;
     }
     let s = plan.summary();

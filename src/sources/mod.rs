@@ -50,27 +50,51 @@ pub enum SourceError {
 pub fn from_dir(root: &Path, path: &str) -> Result<Snapshot, SourceError> {
     let dir = root.join(path);
     let mut files = Vec::new();
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|source| SourceError::Dir { path: p.to_path_buf(), source });
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|source| SourceError::Dir {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
     let repo_file = dir.join(crate::load::REPO_FILE);
     if repo_file.exists() {
-        files.push(SourceFile { path: crate::load::REPO_FILE.into(), text: read(&repo_file)? });
+        files.push(SourceFile {
+            path: crate::load::REPO_FILE.into(),
+            text: read(&repo_file)?,
+        });
     } else if !dir.is_dir() {
-        return Err(SourceError::Dir { path: dir, source: std::io::Error::from(std::io::ErrorKind::NotFound) });
+        return Err(SourceError::Dir {
+            path: dir,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
     }
     let stacks = dir.join(crate::load::STACKS_DIR);
     if stacks.is_dir() {
-        let entries = std::fs::read_dir(&stacks).map_err(|source| SourceError::Dir { path: stacks.clone(), source })?;
+        let entries = std::fs::read_dir(&stacks).map_err(|source| SourceError::Dir {
+            path: stacks.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| SourceError::Dir { path: stacks.clone(), source })?;
+            let entry = entry.map_err(|source| SourceError::Dir {
+                path: stacks.clone(),
+                source,
+            })?;
             let name = entry.file_name().to_string_lossy().to_string();
             let rel = format!("stacks/{name}");
             if is_desired_state_file(&rel) && entry.path().is_file() {
-                files.push(SourceFile { path: rel, text: read(&entry.path())? });
+                files.push(SourceFile {
+                    path: rel,
+                    text: read(&entry.path())?,
+                });
             }
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Snapshot { files, origin: format!("directory {}", dir.display()), commit: None })
+    Ok(Snapshot {
+        files,
+        origin: format!("directory {}", dir.display()),
+        commit: None,
+    })
 }
 
 /// Resolves `--source` into a local repository path: a path, or a `file://` URL.
@@ -78,7 +102,9 @@ pub fn local_repo_path(source: &str) -> Result<PathBuf, SourceError> {
     if let Some(rest) = source.strip_prefix("file://") {
         return Ok(PathBuf::from(rest));
     }
-    if source.contains("://") || (source.contains('@') && source.contains(':') && !Path::new(source).exists()) {
+    if source.contains("://")
+        || (source.contains('@') && source.contains(':') && !Path::new(source).exists())
+    {
         return Err(SourceError::Remote(source.to_string()));
     }
     Ok(PathBuf::from(source))
@@ -87,8 +113,14 @@ pub fn local_repo_path(source: &str) -> Result<PathBuf, SourceError> {
 /// Reads `path` from the tree of `reference` (default `HEAD`) in the repository at `repo`.
 pub fn from_git(repo: &Path, reference: Option<&str>, path: &str) -> Result<Snapshot, SourceError> {
     let location = repo.display().to_string();
-    let git = |e: git2::Error| SourceError::Git { location: location.clone(), message: e.message().to_string() };
-    let r = git2::Repository::open(repo).map_err(|e| SourceError::Open { location: location.clone(), message: e.message().to_string() })?;
+    let git = |e: git2::Error| SourceError::Git {
+        location: location.clone(),
+        message: e.message().to_string(),
+    };
+    let r = git2::Repository::open(repo).map_err(|e| SourceError::Open {
+        location: location.clone(),
+        message: e.message().to_string(),
+    })?;
     let reference = reference.unwrap_or("HEAD");
     let object = r.revparse_single(reference).map_err(|e| SourceError::Ref {
         location: location.clone(),
@@ -106,24 +138,38 @@ pub fn from_git(repo: &Path, reference: Option<&str>, path: &str) -> Result<Snap
     let root = if trimmed.is_empty() || trimmed == "." {
         tree
     } else {
-        let entry = tree.get_path(Path::new(trimmed)).map_err(|_| SourceError::MissingPath {
-            location: location.clone(),
-            commit: commit_id[..12].to_string(),
-            path: trimmed.to_string(),
-        })?;
-        entry.to_object(&r).and_then(|o| o.peel_to_tree()).map_err(git)?
+        let entry = tree
+            .get_path(Path::new(trimmed))
+            .map_err(|_| SourceError::MissingPath {
+                location: location.clone(),
+                commit: commit_id[..12].to_string(),
+                path: trimmed.to_string(),
+            })?;
+        entry
+            .to_object(&r)
+            .and_then(|o| o.peel_to_tree())
+            .map_err(git)?
     };
     let mut files = Vec::new();
     let mut blob_text = |entry: &git2::TreeEntry<'_>, rel: String| -> Result<(), SourceError> {
-        let blob = entry.to_object(&r).and_then(|o| o.peel_to_blob()).map_err(git)?;
-        files.push(SourceFile { path: rel, text: String::from_utf8_lossy(blob.content()).into_owned() });
+        let blob = entry
+            .to_object(&r)
+            .and_then(|o| o.peel_to_blob())
+            .map_err(git)?;
+        files.push(SourceFile {
+            path: rel,
+            text: String::from_utf8_lossy(blob.content()).into_owned(),
+        });
         Ok(())
     };
     if let Some(entry) = root.get_name(crate::load::REPO_FILE) {
         blob_text(&entry, crate::load::REPO_FILE.to_string())?;
     }
     if let Some(stacks) = root.get_name(crate::load::STACKS_DIR) {
-        let stacks_tree = stacks.to_object(&r).and_then(|o| o.peel_to_tree()).map_err(git)?;
+        let stacks_tree = stacks
+            .to_object(&r)
+            .and_then(|o| o.peel_to_tree())
+            .map_err(git)?;
         for entry in stacks_tree.iter() {
             let name = entry.name().unwrap_or_default().to_string();
             let rel = format!("stacks/{name}");
@@ -135,7 +181,10 @@ pub fn from_git(repo: &Path, reference: Option<&str>, path: &str) -> Result<Snap
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Snapshot {
         files,
-        origin: format!("git {location} @ {} ({reference}), {trimmed}/", &commit_id[..12]),
+        origin: format!(
+            "git {location} @ {} ({reference}), {trimmed}/",
+            &commit_id[..12]
+        ),
         commit: Some(commit_id),
     })
 }

@@ -63,7 +63,10 @@ mod tests {
             image: "r/x@sha256:00".into(),
             command: None,
             entrypoint: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             env_file: None,
             ports: vec![],
             networks: vec![],

@@ -187,7 +187,9 @@ fn ms(text: &Option<String>) -> Option<u64> {
 
 fn health_spec(h: &Health) -> Option<HealthSpec> {
     let test = match (&h.cmd, &h.shell) {
-        (Some(cmd), _) => std::iter::once("CMD".to_string()).chain(cmd.iter().cloned()).collect(),
+        (Some(cmd), _) => std::iter::once("CMD".to_string())
+            .chain(cmd.iter().cloned())
+            .collect(),
         (None, Some(sh)) => vec!["CMD-SHELL".to_string(), sh.clone()],
         // An http-only health block is dockhand's own probe, not a Docker healthcheck.
         (None, None) => return None,
@@ -205,7 +207,10 @@ fn health_spec(h: &Health) -> Option<HealthSpec> {
 /// Renders the whole desired state. `commit` is recorded in labels, not in the spec hash, so
 /// a commit that does not change a service does not recreate it.
 pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<&str>) -> Desired {
-    let mut out = Desired { project: desired.config.project.clone(), ..Desired::default() };
+    let mut out = Desired {
+        project: desired.config.project.clone(),
+        ..Desired::default()
+    };
     for stack in &desired.stacks {
         let s = &stack.spec;
         out.stacks.push(s.stack.clone());
@@ -258,7 +263,9 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                         source: s
                             .volumes
                             .get(&v.volume)
-                            .map(|d| object_name(&s.stack, &v.volume, d.name.as_deref(), d.external))
+                            .map(|d| {
+                                object_name(&s.stack, &v.volume, d.name.as_deref(), d.external)
+                            })
                             .unwrap_or_else(|| v.volume.clone()),
                         target: v.target.clone(),
                         read_only: v.read_only,
@@ -278,7 +285,11 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 .iter()
                 .filter_map(|p| PortMapping::parse(p))
                 .map(|p| {
-                    let ip = if p.host_ip.is_empty() { String::new() } else { format!("{}:", p.host_ip) };
+                    let ip = if p.host_ip.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}:", p.host_ip)
+                    };
                     format!("{ip}{}:{}/{}", p.host_port, p.container_port, p.protocol)
                 })
                 .collect();
@@ -291,7 +302,11 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 image,
                 command: svc.command.clone(),
                 entrypoint: svc.entrypoint.clone(),
-                env: svc.env.iter().map(|(k, v)| (k.clone(), v.render())).collect(),
+                env: svc
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.render()))
+                    .collect(),
                 env_file: svc.env_file.as_ref().map(|path| EnvFileRef {
                     path: path.clone(),
                     sha256: env_files.get(path).cloned().unwrap_or_default(),
@@ -310,11 +325,16 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                     .and_then(duration::parse)
                     .map(|d| d.as_secs()),
             };
-            let labels = labels::ownership(&desired.config.project, &s.stack, svc_name, &spec, commit);
+            let labels =
+                labels::ownership(&desired.config.project, &s.stack, svc_name, &spec, commit);
             out.containers.push(DesiredContainer {
                 stack: s.stack.clone(),
                 service: svc_name.clone(),
-                depends_on: svc.depends_on.iter().map(|d| container_name(&s.stack, d)).collect(),
+                depends_on: svc
+                    .depends_on
+                    .iter()
+                    .map(|d| container_name(&s.stack, d))
+                    .collect(),
                 bind_creates,
                 bind_required,
                 labels,

@@ -12,7 +12,11 @@ pub fn labels(cfg: &TraefikConfig, name: &str, route: &Route) -> BTreeMap<String
     if let Some(net) = &cfg.network {
         l.insert("traefik.docker.network".into(), net.clone());
     }
-    let entrypoints = if route.entrypoints.is_empty() { &cfg.entrypoints } else { &route.entrypoints };
+    let entrypoints = if route.entrypoints.is_empty() {
+        &cfg.entrypoints
+    } else {
+        &route.entrypoints
+    };
     match cfg.dialect {
         TraefikDialect::V1 => {
             let mut rule = format!("Host:{}", route.host);
@@ -104,9 +108,15 @@ mod tests {
 
     #[test]
     fn v1_labels_use_frontend_rule_and_port() {
-        let cfg = TraefikConfig { dialect: TraefikDialect::V1, ..TraefikConfig::default() };
+        let cfg = TraefikConfig {
+            dialect: TraefikDialect::V1,
+            ..TraefikConfig::default()
+        };
         let l = labels(&cfg, "site-web", &route());
-        assert_eq!(l["traefik.frontend.rule"], "Host:demo.localhost;PathPrefix:/api");
+        assert_eq!(
+            l["traefik.frontend.rule"],
+            "Host:demo.localhost;PathPrefix:/api"
+        );
         assert_eq!(l["traefik.port"], "8080");
         assert_eq!(l["traefik.enable"], "true");
         assert!(!l.keys().any(|k| k.starts_with("traefik.http.")));

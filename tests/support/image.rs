@@ -8,7 +8,10 @@
 use sha2::{Digest, Sha256};
 
 pub const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &["sh", "httpd", "wget", "sleep", "echo", "cat", "true", "false", "ls", "env", "id", "touch", "mkdir"];
+const APPLETS: &[&str] = &[
+    "sh", "httpd", "wget", "sleep", "echo", "cat", "true", "false", "ls", "env", "id", "touch",
+    "mkdir",
+];
 
 fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -33,11 +36,21 @@ pub fn layer(files: &[(&str, &str)]) -> Vec<u8> {
     });
     let mut b = tar::Builder::new(Vec::new());
     for dir in ["bin/", "tmp/", "www/"] {
-        let mut h = header(dir, 0, if dir == "tmp/" { 0o1777 } else { 0o755 }, tar::EntryType::Directory);
+        let mut h = header(
+            dir,
+            0,
+            if dir == "tmp/" { 0o1777 } else { 0o755 },
+            tar::EntryType::Directory,
+        );
         h.set_cksum();
         b.append(&h, std::io::empty()).expect("tar dir");
     }
-    let mut h = header("bin/busybox", busybox.len() as u64, 0o755, tar::EntryType::Regular);
+    let mut h = header(
+        "bin/busybox",
+        busybox.len() as u64,
+        0o755,
+        tar::EntryType::Regular,
+    );
     h.set_cksum();
     b.append(&h, busybox.as_slice()).expect("tar busybox");
     for applet in APPLETS {
@@ -49,7 +62,12 @@ pub fn layer(files: &[(&str, &str)]) -> Vec<u8> {
     let mut sorted: Vec<&(&str, &str)> = files.iter().collect();
     sorted.sort();
     for (name, content) in sorted {
-        let mut h = header(&format!("www/{name}"), content.len() as u64, 0o644, tar::EntryType::Regular);
+        let mut h = header(
+            &format!("www/{name}"),
+            content.len() as u64,
+            0o644,
+            tar::EntryType::Regular,
+        );
         h.set_cksum();
         b.append(&h, content.as_bytes()).expect("tar file");
     }
@@ -67,12 +85,24 @@ fn arch() -> &'static str {
 fn upload_blob(registry: &str, repo: &str, blob: &[u8]) -> Result<String, String> {
     let digest = sha(blob);
     let base = format!("http://{registry}");
-    if ureq::head(&format!("{base}/v2/{repo}/blobs/{digest}")).call().is_ok() {
+    if ureq::head(&format!("{base}/v2/{repo}/blobs/{digest}"))
+        .call()
+        .is_ok()
+    {
         return Ok(digest);
     }
-    let resp = ureq::post(&format!("{base}/v2/{repo}/blobs/uploads/")).call().map_err(|e| format!("starting upload: {e}"))?;
-    let location = resp.header("Location").ok_or("registry gave no upload location")?.to_string();
-    let url = if location.starts_with("http") { location } else { format!("{base}{location}") };
+    let resp = ureq::post(&format!("{base}/v2/{repo}/blobs/uploads/"))
+        .call()
+        .map_err(|e| format!("starting upload: {e}"))?;
+    let location = resp
+        .header("Location")
+        .ok_or("registry gave no upload location")?
+        .to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
     let sep = if url.contains('?') { '&' } else { '?' };
     ureq::put(&format!("{url}{sep}digest={digest}"))
         .set("Content-Type", "application/octet-stream")
@@ -83,7 +113,13 @@ fn upload_blob(registry: &str, repo: &str, blob: &[u8]) -> Result<String, String
 
 /// Pushes an image made of `layer` running `cmd` as `registry/repo:tag`; returns the manifest
 /// digest (what `repo@sha256:…` pins).
-pub fn push(registry: &str, repo: &str, tag: &str, layer: &[u8], cmd: &[&str]) -> Result<String, String> {
+pub fn push(
+    registry: &str,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+    cmd: &[&str],
+) -> Result<String, String> {
     let layer_digest = upload_blob(registry, repo, layer)?;
     let config = serde_json::json!({
         "architecture": arch(),
@@ -109,5 +145,8 @@ pub fn push(registry: &str, repo: &str, tag: &str, layer: &[u8], cmd: &[&str]) -
 
 /// Whether a registry answers at `registry` (host:port).
 pub fn registry_up(registry: &str) -> bool {
-    ureq::get(&format!("http://{registry}/v2/")).timeout(std::time::Duration::from_secs(2)).call().is_ok()
+    ureq::get(&format!("http://{registry}/v2/"))
+        .timeout(std::time::Duration::from_secs(2))
+        .call()
+        .is_ok()
 }

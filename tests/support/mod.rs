@@ -16,7 +16,11 @@ pub fn registry() -> String {
 
 /// Fails loudly (never skips) when the Engine or the registry is missing.
 pub fn require_env() {
-    let ok = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(ok, "no Docker Engine answers (docker info failed): these tests need a real Engine.\n  hint: run scripts/test-env.sh (as root) to install and start one");
     assert!(
         image::registry_up(&registry()),
@@ -26,12 +30,19 @@ pub fn require_env() {
 }
 
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("running docker")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running docker")
 }
 
 pub fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
-    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -39,8 +50,16 @@ pub fn docker_ok(args: &[&str]) -> String {
 /// reruns never collide.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}x{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos % 100_000
+    )
 }
 
 /// A test's stack: its desired-state directory and the cleanup guard.
@@ -57,8 +76,16 @@ impl Stack {
         std::fs::create_dir_all(dir.path().join("stacks")).expect("mkdir");
         let name = unique(prefix);
         // Each test is its own project, so that one test's plan never prunes another's stack.
-        std::fs::write(dir.path().join("dockhand.yaml"), format!("version: 1\nproject: {name}\n")).expect("write");
-        Stack { name, dir, foreign: Vec::new() }
+        std::fs::write(
+            dir.path().join("dockhand.yaml"),
+            format!("version: 1\nproject: {name}\n"),
+        )
+        .expect("write");
+        Stack {
+            name,
+            dir,
+            foreign: Vec::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -67,14 +94,25 @@ impl Stack {
 
     /// Writes `stacks/<name>.yaml` with `body` (everything after the `stack:` line).
     pub fn write(&self, body: &str) {
-        std::fs::write(self.path().join(format!("stacks/{}.yaml", self.name)), format!("stack: {}\n{body}", self.name)).expect("write stack");
+        std::fs::write(
+            self.path().join(format!("stacks/{}.yaml", self.name)),
+            format!("stack: {}\n{body}", self.name),
+        )
+        .expect("write stack");
     }
 
     /// Pushes an image unique to this stack; `marker` makes its digest differ from others.
     pub fn image(&self, marker: &str) -> String {
         let layer = image::layer(&[("index.html", marker), ("readyz", "ok\n")]);
         let repo = format!("dockhand-test/{}", self.name);
-        let digest = image::push(&registry(), &repo, marker, &layer, &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]).expect("push test image");
+        let digest = image::push(
+            &registry(),
+            &repo,
+            marker,
+            &layer,
+            &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+        )
+        .expect("push test image");
         format!("{}/{repo}:{marker}@{digest}", registry())
     }
 
@@ -120,7 +158,11 @@ pub struct Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 

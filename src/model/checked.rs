@@ -1,0 +1,100 @@
+//! serde checks that mirror the schema's `pattern`, `propertyNames` and `range` keywords, so
+//! that the Rust types accept exactly what the generated schema accepts (a test holds both to
+//! the same fixtures).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::de::{Deserialize, Deserializer, Error};
+
+fn matches(pattern: &'static str, cell: &'static OnceLock<Option<Regex>>, text: &str) -> bool {
+    cell.get_or_init(|| Regex::new(pattern).ok())
+        .as_ref()
+        .is_some_and(|r| r.is_match(text))
+}
+
+macro_rules! pattern_check {
+    ($fn:ident, $opt:ident, $vec:ident, $pat:expr, $what:expr) => {
+        #[allow(dead_code)]
+        pub fn $fn<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+            static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+            let s = String::deserialize(d)?;
+            if matches($pat, &CELL, &s) {
+                Ok(s)
+            } else {
+                Err(D::Error::custom(format!("`{s}` is not a valid {}", $what)))
+            }
+        }
+        #[allow(dead_code)]
+        pub fn $opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+            static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+            match Option::<String>::deserialize(d)? {
+                Some(s) if !matches($pat, &CELL, &s) => {
+                    Err(D::Error::custom(format!("`{s}` is not a valid {}", $what)))
+                }
+                other => Ok(other),
+            }
+        }
+        #[allow(dead_code)]
+        pub fn $vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+            static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+            let v = Vec::<String>::deserialize(d)?;
+            match v.iter().find(|s| !matches($pat, &CELL, s)) {
+                Some(s) => Err(D::Error::custom(format!("`{s}` is not a valid {}", $what))),
+                None => Ok(v),
+            }
+        }
+    };
+}
+
+pattern_check!(name, name_opt, name_vec, super::NAME_PATTERN, "name");
+pattern_check!(
+    duration,
+    duration_opt,
+    duration_vec,
+    super::DURATION_PATTERN,
+    "duration"
+);
+pattern_check!(port, port_opt, ports, super::PORT_PATTERN, "port mapping");
+pattern_check!(mode, mode_opt, mode_vec, super::MODE_PATTERN, "mode");
+pattern_check!(owner, owner_opt, owner_vec, super::OWNER_PATTERN, "owner");
+pattern_check!(host, host_opt, host_vec, super::HOST_PATTERN, "host");
+pattern_check!(path, path_opt, path_vec, super::PATH_PATTERN, "path prefix");
+
+/// A map whose keys must be valid names.
+pub fn named_map<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, T>, D::Error> {
+    static CELL: OnceLock<Option<Regex>> = OnceLock::new();
+    let m = BTreeMap::<String, T>::deserialize(d)?;
+    match m.keys().find(|k| !matches(super::NAME_PATTERN, &CELL, k)) {
+        Some(k) => Err(D::Error::custom(format!("name `{k}` is not allowed"))),
+        None => Ok(m),
+    }
+}
+
+pub fn version<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match u32::deserialize(d)? {
+        1 => Ok(1),
+        v => Err(D::Error::custom(format!(
+            "format version {v} is not supported (only 1)"
+        ))),
+    }
+}
+
+pub fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match u16::deserialize(d)? {
+        0 => Err(D::Error::custom("port 0 is not allowed")),
+        p => Ok(p),
+    }
+}
+
+pub fn retries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<u32>::deserialize(d)? {
+        Some(r) if !(1..=1000).contains(&r) => {
+            Err(D::Error::custom("retries must be from 1 to 1000"))
+        }
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,150 @@
+//! Loader and validator: every error kind with its location, and schema ↔ types agreement.
+
+use dockhand::load::schema::{schema_text, FileKind};
+use dockhand::load::{load, schema_and_types_accept, SourceFile};
+
+const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn files(stacks: &[(&str, &str)]) -> Vec<SourceFile> {
+    let mut v = vec![SourceFile {
+        path: "dockhand.yaml".into(),
+        text: "version: 1\n".into(),
+    }];
+    v.extend(stacks.iter().map(|(p, t)| SourceFile {
+        path: p.to_string(),
+        text: t.to_string(),
+    }));
+    v
+}
+
+fn errors(stacks: &[(&str, &str)]) -> String {
+    load(&files(stacks))
+        .expect_err("expected validation errors")
+        .to_string()
+}
+
+#[test]
+fn committed_schemas_match_the_types() {
+    for kind in [FileKind::Repo, FileKind::Stack] {
+        let path = format!(
+            "{}/schemas/{}",
+            env!("CARGO_MANIFEST_DIR"),
+            kind.schema_file()
+        );
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == schema_text(kind),
+            "{path} is out of date with the Rust types; regenerate it with: cargo run -- schema --out schemas"
+        );
+    }
+}
+
+#[test]
+fn schema_and_types_accept_and_reject_the_same_fixtures() {
+    let root = format!("{}/tests/fixtures/stack", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for (dir, expect) in [("valid", true), ("invalid", false)] {
+        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (schema_ok, types_ok) =
+                schema_and_types_accept(FileKind::Stack, &text).expect("fixtures are valid YAML");
+            assert_eq!(
+                schema_ok,
+                types_ok,
+                "schema and types disagree on {}",
+                path.display()
+            );
+            assert_eq!(
+                schema_ok,
+                expect,
+                "{} should be {}",
+                path.display(),
+                if expect { "accepted" } else { "rejected" }
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 15, "fixtures missing ({seen})");
+    // The embedded default and the repo settings too.
+    let demo = std::fs::read_to_string(format!(
+        "{}/desired-state/stacks/demo.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert_eq!(
+        schema_and_types_accept(FileKind::Stack, &demo),
+        Some((true, true))
+    );
+    for repo in [
+        "version: 1\n",
+        "version: 1\nproject: p\ntraefik: {dialect: v1}\n",
+        "version: 2\n",
+        "version: 1\ntraefik: {dialect: v4}\n",
+        "version: 1\nextra: 1\n",
+    ] {
+        let (a, b) = schema_and_types_accept(FileKind::Repo, repo).unwrap();
+        assert_eq!(a, b, "schema and types disagree on {repo:?}");
+    }
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let dir = format!("{}/desired-state", env!("CARGO_MANIFEST_DIR"));
+    let snap = dockhand::sources::from_dir(std::path::Path::new(&dir), ".").unwrap();
+    let desired = load(&snap.files).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(desired.stacks.len(), 1);
+}
+
+#[test]
+fn bad_yaml_names_file_line_and_column() {
+    insta::assert_snapshot!(errors(&[("stacks/a.yaml", "stack: a\nservices:\n  web: [unclosed\n")]), @r"
+    stacks/a.yaml:4:1: invalid YAML: while parsing a flow sequence, expected ',' or ']'
+      hint: fix the YAML syntax (indentation, quotes, `key: value` pairs)
+    1 problem found; nothing was changed.
+    ");
+}
+
+#[test]
+fn schema_errors_are_all_reported_with_field_paths_and_hints() {
+    let text = "stack: a\nservices:\n  web:\n    image: r/x\n    imgae: x\n    ports: [\"80\"]\n    env: {SECRET: {nested: hunter2}}\n    health: {interval: soon, cmd: [x]}\n";
+    let out = errors(&[("stacks/a.yaml", text)]);
+    assert!(
+        !out.contains("hunter2"),
+        "env values are never echoed: {out}"
+    );
+    insta::assert_snapshot!(out, @r#"
+    stacks/a.yaml:5:5: services.web: unknown field `imgae`
+      hint: did you mean `image`? allowed here: command, depends_on, entrypoint, env, env_file, health, hooks, image, labels, mounts, networks, ports, release, restart, route, stop_grace_period, user, working_dir
+    stacks/a.yaml:6:13: services.web.ports[0]: "80" does not match "^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$"
+      hint: write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. "127.0.0.1:8080:80"
+    stacks/a.yaml:7:19: services.web.env.SECRET: value is not valid under any of the schemas listed in the 'anyOf' keyword
+      hint: env values are strings, numbers or booleans
+    stacks/a.yaml:8:24: services.web.health.interval: "soon" does not match "^([0-9]+(ms|s|m|h))+$"
+      hint: write a duration such as 500ms, 1s or 2m30s
+    4 problems found; nothing was changed.
+    "#);
+}
+
+#[test]
+fn semantic_errors_across_files_are_all_reported() {
+    let a = "stack: a\nnetworks: {net: {}}\nservices:\n  web:\n    image: r/web:1\n    ports: [\"8080:80\"]\n    route: {host: x.localhost, port: 80}\n    mounts:\n      - {bind: relative/dir, target: /m}\n      - {volume: nope, target: data}\n    networks: [net, missing]\n    depends_on: [db, ghost]\n  db:\n    image: r/db@sha256:abc\n    depends_on: [web]\n";
+    let b = format!("stack: b\nservices:\n  web:\n    image: r/w@{D}\n    ports: [\"127.0.0.1:8080:81\"]\n    route: {{host: X.localhost, port: 81}}\n    labels: {{dockhand.stack: x}}\n");
+    insta::assert_snapshot!(errors(&[("stacks/a.yaml", a), ("stacks/b.yaml", &b)]));
+}
+
+#[test]
+fn duplicate_container_names_and_missing_files() {
+    let a = format!("stack: a-b\nservices:\n  c: {{image: r/x@{D}}}\n");
+    let b = format!("stack: a\nservices:\n  b-c: {{image: r/x@{D}}}\n");
+    let out = errors(&[("stacks/1.yaml", &a), ("stacks/2.yaml", &b)]);
+    assert!(
+        out.contains("container name `a-b-c` is also produced by service `c` in stacks/1.yaml"),
+        "{out}"
+    );
+    let out = load(&[]).unwrap_err().to_string();
+    assert!(
+        out.contains("dockhand.yaml is missing") && out.contains("no stack files found"),
+        "{out}"
+    );
+}

@@ -351,27 +351,34 @@ async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Erro
         .await
 }
 
-pub async fn stop_and_remove(
-    docker: &Docker,
-    name: &str,
-    grace: Duration,
-) -> Result<(), ApplyError> {
+/// Stops `name`; a container that is already stopped (304) counts as stopped.
+async fn stop(docker: &Docker, name: &str, grace: Duration) -> Result<(), bollard::errors::Error> {
+    let t = Some(grace.as_secs() as i32);
     match docker
         .stop_container(
             name,
             Some(StopContainerOptions {
-                t: Some(grace.as_secs() as i32),
+                t,
                 ..Default::default()
             }),
         )
         .await
     {
-        Ok(()) => {}
-        Err(e) if is_not_found(&e) => return Ok(()),
-        // 304: already stopped.
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 304, ..
-        }) => {}
+        }) => Ok(()),
+        other => other,
+    }
+}
+
+pub async fn stop_and_remove(
+    docker: &Docker,
+    name: &str,
+    grace: Duration,
+) -> Result<(), ApplyError> {
+    match stop(docker, name, grace).await {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => return Ok(()),
         Err(e) => return Err(step(name, "stop")(e)),
     }
     match remove(docker, name).await {
@@ -387,22 +394,9 @@ pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyE
     // A leftover from an interrupted run is ours (same labels); clear it.
     let _ = remove(docker, &aside).await;
     let grace = Duration::from_secs(c.spec.stop_grace_secs.unwrap_or(10));
-    match docker
-        .stop_container(
-            &c.name,
-            Some(StopContainerOptions {
-                t: Some(grace.as_secs() as i32),
-                ..Default::default()
-            }),
-        )
+    stop(docker, &c.name, grace)
         .await
-    {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => {}
-        Err(e) => return Err(step(&c.name, "stop")(e)),
-    }
+        .map_err(step(&c.name, "stop"))?;
     docker
         .rename_container(
             &c.name,

@@ -80,9 +80,12 @@ fn to_container(c: bollard::models::ContainerSummary) -> ActualContainer {
 /// as foreign to this one as hand-made ones).
 fn owner(project: &str, labels_map: Option<&HashMap<String, String>>) -> Option<String> {
     let l = labels_map?;
-    (l.get(labels::MANAGED).map(String::as_str) == Some("true")
-        && l.get(labels::PROJECT).map(String::as_str) == Some(project))
-    .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
+    owned_by(project, |k| l.get(k).map(String::as_str))
+        .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
+}
+
+fn owned_by<'a>(project: &str, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+    get(labels::MANAGED) == Some("true") && get(labels::PROJECT) == Some(project)
 }
 
 /// Observes everything a plan needs. `wanted` are the container names the desired state uses.
@@ -132,10 +135,7 @@ pub async fn observe(
         foreign = found
             .into_iter()
             .map(to_container)
-            .filter(|c| {
-                missing.contains(&c.name)
-                    && owner(project, Some(&c.labels.clone().into_iter().collect())).is_none()
-            })
+            .filter(|c| missing.contains(&c.name) && !owned_by(project, |k| c.label(k)))
             .collect();
     }
 

@@ -16,14 +16,11 @@ pub fn value_lines(field: &str, value: Option<&Value>, other: Option<&Value>) ->
     match (field, value) {
         ("env", Value::Object(map)) => map
             .keys()
-            .map(|k| {
-                let same = other.and_then(|o| o.get(k)) == map.get(k);
-                let present = other.and_then(|o| o.get(k)).is_some();
-                match (present, same) {
-                    (true, true) => format!("{k}=(hidden)"),
-                    (true, false) => format!("{k}=(hidden, value changed)"),
-                    (false, _) => format!("{k}=(hidden)"),
+            .map(|k| match other.and_then(|o| o.get(k)) {
+                Some(theirs) if Some(theirs) != map.get(k) => {
+                    format!("{k}=(hidden, value changed)")
                 }
+                _ => format!("{k}=(hidden)"),
             })
             .collect(),
         ("env_file", Value::Object(map)) => vec![format!(

@@ -125,7 +125,9 @@ fn load_one<T: DeserializeOwned>(
     problems.extend(schema_problems);
     indexes.insert(file.path.clone(), index);
     if !ok {
-        return None;
+        // Keep going without the rejected parts so that the cross-file checks still report
+        // what else is wrong; the load fails anyway because `problems` is not empty.
+        return serde_json::from_value::<T>(schema::without_invalid_parts(kind, &value)).ok();
     }
     match serde_json::from_value::<T>(value) {
         Ok(v) => Some(v),

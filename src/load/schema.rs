@@ -74,6 +74,61 @@ pub fn check(kind: FileKind, file: &str, value: &Value, index: &PosIndex) -> Vec
     out
 }
 
+/// A copy of `value` without the parts the schema rejects: unknown keys and invalid values are
+/// dropped. The loader deserializes this copy so that a typo in one field does not hide the
+/// cross-file problems of the rest (a dropped required field still stops the file).
+pub fn without_invalid_parts(kind: FileKind, value: &Value) -> Value {
+    let (validator, _) = validator(kind);
+    let mut pointers: Vec<String> = Vec::new();
+    for err in validator.iter_errors(value) {
+        let at = err.instance_path().as_str().to_string();
+        match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => pointers.extend(
+                unexpected
+                    .iter()
+                    .map(|k| format!("{at}/{}", escape_pointer_token(k))),
+            ),
+            _ => pointers.push(at),
+        }
+    }
+    // Deepest and last first, so that removing an array element does not shift the index of
+    // another pointer still to be removed.
+    pointers.sort_by(|a, b| {
+        let key = |p: &str| {
+            p.split('/')
+                .map(|t| t.parse::<usize>().map_or(Err(t.to_string()), Ok))
+                .collect::<Vec<_>>()
+        };
+        key(b).cmp(&key(a))
+    });
+    pointers.dedup();
+    let mut out = value.clone();
+    for p in pointers {
+        remove_pointer(&mut out, &p);
+    }
+    out
+}
+
+fn remove_pointer(value: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    match value.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.shift_remove(&last);
+        }
+        Some(Value::Array(items)) => {
+            if let Ok(i) = last.parse::<usize>() {
+                if i < items.len() {
+                    items.remove(i);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn report(
     err: &jsonschema::ValidationError<'_>,
     schema: &Value,

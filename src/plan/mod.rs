@@ -5,6 +5,7 @@
 //! be shown, stored and replayed. It never holds a secret: env values appear only as markers.
 
 pub mod render;
+pub mod simulate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -197,7 +198,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .map(|c| (c.name.as_str(), c))
         .collect();
     for dc in dependency_order(desired) {
-        let image = dc.spec.image.clone();
+        let image = dc.image_ref.clone();
         if let Some(f) = actual.foreign.iter().find(|f| f.name == dc.name) {
             p.conflicts.push(Conflict {
                 stack: dc.stack.clone(),
@@ -286,23 +287,29 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         });
     }
 
+    // Sorted by name: the Engine lists objects in no promised order, and the plan must not
+    // depend on it (the determinism property test found this).
     let declared_nets: BTreeSet<&str> = desired.networks.iter().map(|n| n.name.as_str()).collect();
-    for n in &actual.networks {
-        if let Some(stack) = &n.owner_stack {
-            if !declared_nets.contains(n.name.as_str()) {
-                p.actions.push(Action::RemoveNetwork {
-                    stack: stack.clone(),
-                    name: n.name.clone(),
-                });
-            }
-        }
+    let stale_nets: BTreeMap<&str, &str> = actual
+        .networks
+        .iter()
+        .filter(|n| !declared_nets.contains(n.name.as_str()))
+        .filter_map(|n| Some((n.name.as_str(), n.owner_stack.as_deref()?)))
+        .collect();
+    for (name, stack) in stale_nets {
+        p.actions.push(Action::RemoveNetwork {
+            stack: stack.to_string(),
+            name: name.to_string(),
+        });
     }
     let declared_vols: BTreeSet<&str> = desired.volumes.iter().map(|v| v.name.as_str()).collect();
-    for v in &actual.volumes {
-        if v.owner_stack.is_some() && !declared_vols.contains(v.name.as_str()) {
-            p.kept_volumes.push(v.name.clone());
-        }
-    }
+    let kept: BTreeSet<&str> = actual
+        .volumes
+        .iter()
+        .filter(|v| v.owner_stack.is_some() && !declared_vols.contains(v.name.as_str()))
+        .map(|v| v.name.as_str())
+        .collect();
+    p.kept_volumes = kept.into_iter().map(str::to_string).collect();
     p
 }
 

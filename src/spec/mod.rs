@@ -136,6 +136,9 @@ pub struct DesiredContainer {
     pub service: String,
     pub name: String,
     pub spec: ContainerSpec,
+    /// The image as written in the stack file (`repo:tag@sha256:…`): what plans show, since
+    /// the tag is what people recognise. `spec.image` is the digest-only pull reference.
+    pub image_ref: String,
     /// Container names this one waits for.
     pub depends_on: Vec<String>,
     /// Host directories to create before start, with mode and owner.
@@ -339,6 +342,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 bind_required,
                 labels,
                 alias: svc_name.clone(),
+                image_ref: svc.image.clone(),
                 name,
                 spec,
             });

@@ -1,0 +1,66 @@
+//! A model of what `apply` does to the host, as pure data: `effect(plan, desired, actual)`
+//! returns the `Actual` a successful apply would leave behind.
+//!
+//! The planner's central promise is "apply the plan, plan again, nothing to do". The property
+//! tests, the fuzz targets and the planner benchmark check that promise through this model,
+//! so it must follow the executor's rules exactly: created containers carry the labels
+//! `DesiredContainer::labels` holds, removed ones disappear, conflicts change nothing.
+
+use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::spec::{Desired, DesiredContainer};
+
+use super::{Action, Plan};
+
+/// The container a successful create or recreate of `dc` leaves running.
+pub fn running(dc: &DesiredContainer) -> ActualContainer {
+    ActualContainer {
+        id: format!("sim-{}", dc.name),
+        name: dc.name.clone(),
+        state: RunState::Running,
+        status: "Up 1 second".into(),
+        image: dc.spec.image.clone(),
+        labels: dc.labels.clone(),
+    }
+}
+
+/// The host after every action of `plan` succeeded.
+pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
+    let mut out = actual.clone();
+    let wanted = |name: &str| desired.containers.iter().find(|c| c.name == name);
+    for action in &plan.actions {
+        match action {
+            Action::CreateNetwork { stack, name } => out.networks.push(ActualObject {
+                name: name.clone(),
+                owner_stack: Some(stack.clone()),
+            }),
+            Action::CreateVolume { stack, name } => out.volumes.push(ActualObject {
+                name: name.clone(),
+                owner_stack: Some(stack.clone()),
+            }),
+            Action::Create { container, .. } | Action::Recreate { container, .. } => {
+                out.managed.retain(|c| &c.name != container);
+                if let Some(dc) = wanted(container) {
+                    out.managed.push(running(dc));
+                }
+            }
+            Action::Start { container, .. } => {
+                for c in out.managed.iter_mut().filter(|c| &c.name == container) {
+                    c.state = RunState::Running;
+                    c.status = "Up 1 second".into();
+                }
+            }
+            Action::Remove { container, .. } => out.managed.retain(|c| &c.name != container),
+            Action::RemoveNetwork { name, .. } => out.networks.retain(|n| &n.name != name),
+        }
+    }
+    out
+}
+
+/// The host as it is right after a clean apply of `desired` on an empty Engine.
+pub fn converged(desired: &Desired) -> Actual {
+    effect(
+        &super::plan(desired, &Actual::default()),
+        desired,
+        &Actual::default(),
+    )
+}

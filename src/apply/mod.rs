@@ -252,28 +252,5 @@ async fn pull_all(
 
 /// Containers grouped so that each group depends only on earlier groups.
 fn waves(desired: &Desired) -> Vec<Vec<&DesiredContainer>> {
-    let mut level: HashMap<&str, usize> = HashMap::new();
-    for c in crate::plan::dependency_order(desired) {
-        let l = c
-            .depends_on
-            .iter()
-            .filter_map(|d| level.get(d.as_str()))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        level.insert(c.name.as_str(), l);
-    }
-    let max = level.values().copied().max().unwrap_or(0);
-    let mut out: Vec<Vec<&DesiredContainer>> = vec![
-        Vec::new();
-        if desired.containers.is_empty() {
-            0
-        } else {
-            max + 1
-        }
-    ];
-    for c in &desired.containers {
-        out[level[c.name.as_str()]].push(c);
-    }
-    out
+    crate::plan::dependency_levels(desired)
 }

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::model::actual::{Actual, ActualContainer, RunState};
+use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
 use crate::spec::labels;
-use crate::spec::{ContainerSpec, Desired};
+use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,8 +143,18 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let desired_stacks: BTreeSet<&str> = desired.stacks.iter().map(String::as_str).collect();
 
     // Networks and volumes first: containers need them.
+    let nets: HashMap<&str, &ActualObject> = actual
+        .networks
+        .iter()
+        .map(|n| (n.name.as_str(), n))
+        .collect();
+    let vols: HashMap<&str, &ActualObject> = actual
+        .volumes
+        .iter()
+        .map(|v| (v.name.as_str(), v))
+        .collect();
     for net in desired.networks.iter().filter(|n| !n.external) {
-        match actual.networks.iter().find(|a| a.name == net.name) {
+        match nets.get(net.name.as_str()) {
             None => p.actions.push(Action::CreateNetwork { stack: net.stack.clone(), name: net.name.clone() }),
             Some(a) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: net.stack.clone(),
@@ -156,7 +166,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         }
     }
     for net in desired.networks.iter().filter(|n| n.external) {
-        if !actual.networks.iter().any(|a| a.name == net.name) {
+        if !nets.contains_key(net.name.as_str()) {
             p.conflicts.push(Conflict {
                 stack: net.stack.clone(),
                 name: net.name.clone(),
@@ -166,7 +176,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         }
     }
     for vol in &desired.volumes {
-        let found = actual.volumes.iter().find(|a| a.name == vol.name);
+        let found = vols.get(vol.name.as_str());
         match (found, vol.external) {
             (None, false) => p.actions.push(Action::CreateVolume {
                 stack: vol.stack.clone(),
@@ -197,9 +207,14 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .iter()
         .map(|c| (c.name.as_str(), c))
         .collect();
+    let foreign: HashMap<&str, &ActualContainer> = actual
+        .foreign
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
     for dc in dependency_order(desired) {
         let image = dc.image_ref.clone();
-        if let Some(f) = actual.foreign.iter().find(|f| f.name == dc.name) {
+        if let Some(f) = foreign.get(dc.name.as_str()) {
             p.conflicts.push(Conflict {
                 stack: dc.stack.clone(),
                 name: dc.name.clone(),
@@ -223,9 +238,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             });
             continue;
         };
-        let want_hash = dc.spec.hash();
+        // The hash was computed once at render time, into the label the container will carry.
+        let want_hash = dc.labels.get(labels::SPEC).map(String::as_str);
         let mut changes = Vec::new();
-        if ac.label(labels::SPEC) != Some(want_hash.as_str()) {
+        if ac.label(labels::SPEC) != want_hash {
             changes = field_changes(ac, &dc.spec.redacted());
         } else if ac.image != dc.spec.image {
             changes.push(FieldChange {
@@ -313,41 +329,71 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     p
 }
 
-/// Desired containers ordered so that each comes after what it depends on; ties broken by
-/// name so the order is deterministic. Validation guarantees there are no cycles; should one
-/// slip through, the remaining containers are appended rather than lost.
-pub fn dependency_order(desired: &Desired) -> Vec<&crate::spec::DesiredContainer> {
-    let mut remaining: BTreeMap<&str, &crate::spec::DesiredContainer> = desired
+/// Desired containers ordered so that each comes after what it depends on: the
+/// [`dependency_levels`] one after the other.
+pub fn dependency_order(desired: &Desired) -> Vec<&DesiredContainer> {
+    dependency_levels(desired).into_iter().flatten().collect()
+}
+
+/// Desired containers in levels: level 0 depends on nothing, each later level only on earlier
+/// ones, each level sorted by name so the result is deterministic. Kahn's algorithm, linear in
+/// containers plus edges. Validation guarantees there are no cycles; should one slip through,
+/// the containers on it form a last level rather than being lost.
+pub fn dependency_levels(desired: &Desired) -> Vec<Vec<&DesiredContainer>> {
+    let index: HashMap<&str, usize> = desired
         .containers
         .iter()
-        .map(|c| (c.name.as_str(), c))
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
         .collect();
-    let names: BTreeSet<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    let mut out = Vec::with_capacity(remaining.len());
-    while !remaining.is_empty() {
-        let ready: Vec<&str> = remaining
+    let mut waiting_on = vec![0usize; desired.containers.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); desired.containers.len()];
+    for (i, c) in desired.containers.iter().enumerate() {
+        let deps: BTreeSet<usize> = c
+            .depends_on
             .iter()
-            .filter(|(_, c)| {
-                c.depends_on
-                    .iter()
-                    .all(|d| done.contains(d.as_str()) || !names.contains(d.as_str()))
-            })
-            .map(|(n, _)| *n)
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .filter(|&d| d != i)
             .collect();
-        let batch = if ready.is_empty() {
-            remaining.keys().copied().collect()
-        } else {
-            ready
-        };
-        for n in batch {
-            if let Some(c) = remaining.remove(n) {
-                done.insert(n);
-                out.push(c);
-            }
+        waiting_on[i] = deps.len();
+        for d in deps {
+            dependents[d].push(i);
         }
     }
-    out
+    let by_name = |mut level: Vec<usize>| {
+        level.sort_by(|&a, &b| desired.containers[a].name.cmp(&desired.containers[b].name));
+        level
+    };
+    let mut levels = Vec::new();
+    let mut placed = vec![false; desired.containers.len()];
+    let mut current = by_name(
+        (0..desired.containers.len())
+            .filter(|&i| waiting_on[i] == 0)
+            .collect(),
+    );
+    while !current.is_empty() {
+        let mut next = Vec::new();
+        for &i in &current {
+            placed[i] = true;
+            for &d in &dependents[i] {
+                waiting_on[d] -= 1;
+                if waiting_on[d] == 0 {
+                    next.push(d);
+                }
+            }
+        }
+        levels.push(current.iter().map(|&i| &desired.containers[i]).collect());
+        current = by_name(next);
+    }
+    let stuck = by_name(
+        (0..desired.containers.len())
+            .filter(|&i| !placed[i])
+            .collect(),
+    );
+    if !stuck.is_empty() {
+        levels.push(stuck.iter().map(|&i| &desired.containers[i]).collect());
+    }
+    levels
 }
 
 fn field_changes(actual: &ActualContainer, want: &ContainerSpec) -> Vec<FieldChange> {

@@ -21,7 +21,10 @@ use crate::model::BindCreate;
 use crate::observe::EngineError;
 use crate::spec::{labels, DesiredContainer, DesiredNetwork, DesiredVolume, MountSpec};
 
-fn step(container: &str, what: &'static str) -> impl FnOnce(bollard::errors::Error) -> ApplyError {
+pub(super) fn step(
+    container: &str,
+    what: &'static str,
+) -> impl FnOnce(bollard::errors::Error) -> ApplyError {
     let container = container.to_string();
     move |e| ApplyError::Step {
         container,
@@ -352,7 +355,11 @@ async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Erro
 }
 
 /// Stops `name`; a container that is already stopped (304) counts as stopped.
-async fn stop(docker: &Docker, name: &str, grace: Duration) -> Result<(), bollard::errors::Error> {
+pub(super) async fn stop(
+    docker: &Docker,
+    name: &str,
+    grace: Duration,
+) -> Result<(), bollard::errors::Error> {
     let t = Some(grace.as_secs() as i32);
     match docker
         .stop_container(

@@ -18,6 +18,7 @@
 
 mod container;
 pub mod progress;
+mod release;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -49,6 +50,12 @@ pub enum ApplyError {
     },
     #[error("{container} did not become healthy: {message}\n  hint: docker logs {container} shows its output; the container was left running for inspection")]
     Unhealthy { container: String, message: String },
+    #[error("release to {container} stopped at the health gate: {message}\n  {}\n  hint: docker logs {container} shows why; fix the image or its health settings and commit again", match .serving { Some(s) => format!("{s} was not touched and still serves"), None => "no other color was serving".to_string() })]
+    GateFailed {
+        container: String,
+        serving: Option<String>,
+        message: String,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -64,6 +71,7 @@ pub struct ApplyReport {
     pub recreated: usize,
     pub started: usize,
     pub removed: usize,
+    pub released: usize,
 }
 
 /// Executes `plan`. `desired` supplies the full container specs (with env values), which the
@@ -88,8 +96,16 @@ pub async fn apply(
     let changing: Vec<&DesiredContainer> = plan
         .actions
         .iter()
-        .filter(|a| matches!(a, Action::Create { .. } | Action::Recreate { .. }))
-        .filter_map(|a| a.container().and_then(|n| specs.get(n).copied()))
+        .filter_map(|a| match a {
+            Action::Create { container, .. } | Action::Recreate { container, .. } => {
+                specs.get(container.as_str()).copied()
+            }
+            Action::Release { stack, service, .. } => desired
+                .containers
+                .iter()
+                .find(|c| &c.stack == stack && &c.service == service),
+            _ => None,
+        })
         .collect();
 
     preflight(&changing)?;
@@ -190,6 +206,58 @@ pub async fn apply(
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
         .await?;
+    }
+
+    // Blue/green releases, after the waves so that what they depend on is up.
+    for a in &plan.actions {
+        let base = |stack: &str, service: &str| {
+            desired
+                .containers
+                .iter()
+                .find(|c| c.stack == stack && c.service == service)
+        };
+        match a {
+            Action::Release {
+                stack,
+                service,
+                color,
+                step,
+                retire,
+                ..
+            } => {
+                let (Some(b), Some(color)) =
+                    (base(stack, service), crate::model::Color::parse(color))
+                else {
+                    continue;
+                };
+                release::release(
+                    docker,
+                    release::Release {
+                        base: b,
+                        color,
+                        step: *step,
+                        retire: retire.as_deref(),
+                        api: desired.traefik_api.as_deref(),
+                    },
+                    progress,
+                )
+                .await?;
+                report.released += 1;
+            }
+            Action::Retire {
+                stack,
+                service,
+                container: old,
+                ..
+            } => {
+                if let Some(b) = base(stack, service) {
+                    release::retire(docker, b, old, desired.traefik_api.as_deref(), progress)
+                        .await?;
+                    report.removed += 1;
+                }
+            }
+            _ => {}
+        }
     }
 
     for a in &plan.actions {

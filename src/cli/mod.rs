@@ -140,7 +140,11 @@ impl PlanContext {
         })?;
         let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
         let docker = crate::observe::connect().await?;
-        let names: Vec<String> = desired.containers.iter().map(|c| c.name.clone()).collect();
+        let names: Vec<String> = desired
+            .containers
+            .iter()
+            .flat_map(crate::spec::DesiredContainer::container_names)
+            .collect();
         let actual = crate::observe::observe(&docker, &desired.project, &names).await?;
         let plan = crate::plan::plan(&desired, &actual);
         Ok(PlanContext {
@@ -180,12 +184,17 @@ async fn apply(a: &args::ApplyArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let report = crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &progress).await?;
     println!(
-        "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {} removed; {} image(s) pulled.",
+        "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {} removed{}; {} image(s) pulled.",
         started.elapsed().as_secs_f64(),
         report.created,
         report.recreated,
         report.started,
         report.removed,
+        if report.released > 0 {
+            format!(", {} released blue/green", report.released)
+        } else {
+            String::new()
+        },
         report.pulled
     );
     Ok(ExitCode::SUCCESS)
@@ -206,42 +215,56 @@ struct StatusRow {
 fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow> {
     let mut rows = Vec::new();
     for d in &desired.containers {
-        let ac = actual.managed.iter().find(|c| c.name == d.name);
-        let action = plan
-            .actions
-            .iter()
-            .find(|a| a.container() == Some(d.name.as_str()));
-        let conflict = plan.conflicts.iter().find(|c| c.name == d.name);
-        let (state, detail) = match (conflict, action, ac) {
-            (Some(c), _, _) => ("conflict", c.message.clone()),
-            (_, Some(Action::Create { .. }), _) => ("missing", String::new()),
-            (_, Some(Action::Recreate { changes, .. }), _) => (
-                "drifted",
-                format!(
-                    "{} differ",
-                    changes
-                        .iter()
-                        .map(|c| c.field.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+        let blue_green = d.blue_green.is_some();
+        for name in d.container_names() {
+            let ac = actual.managed.iter().find(|c| c.name == name);
+            let action = plan
+                .actions
+                .iter()
+                .find(|a| a.container() == Some(name.as_str()));
+            let conflict = plan.conflicts.iter().find(|c| c.name == name);
+            let (state, detail) = match (conflict, action, ac) {
+                (Some(c), _, _) => ("conflict", c.message.clone()),
+                (_, Some(Action::Create { .. }), _) => ("missing", String::new()),
+                (_, Some(Action::Recreate { changes, .. }), _) => (
+                    "drifted",
+                    format!(
+                        "{} differ",
+                        changes
+                            .iter()
+                            .map(|c| c.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ),
-            ),
-            (_, Some(Action::Start { reason, .. }), _) => ("stopped", reason.clone()),
-            (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
-            _ => ("unknown", String::new()),
-        };
-        rows.push(StatusRow {
-            stack: d.stack.clone(),
-            service: d.service.clone(),
-            container: d.name.clone(),
-            state: state.into(),
-            image: ac.map(|c| c.image.clone()).unwrap_or_default(),
-            commit: ac
-                .and_then(|c| c.label(labels::COMMIT))
-                .unwrap_or_default()
-                .to_string(),
-            detail,
-        });
+                (_, Some(Action::Start { reason, .. }), _) => ("stopped", reason.clone()),
+                (_, Some(Action::Release { step, .. }), _) => (
+                    "to release",
+                    format!("next release goes here ({})", step.as_str()),
+                ),
+                (_, Some(Action::Retire { reason, .. }), _) => ("to retire", reason.clone()),
+                (_, _, Some(c)) if blue_green && c.serving() => ("serving", c.status.clone()),
+                (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
+                (_, _, Some(c)) if blue_green => (
+                    "idle",
+                    format!("kept for rollback; {}", c.status.to_lowercase()),
+                ),
+                (_, _, None) if blue_green => continue,
+                _ => ("unknown", String::new()),
+            };
+            rows.push(StatusRow {
+                stack: d.stack.clone(),
+                service: d.service.clone(),
+                container: name.clone(),
+                state: state.into(),
+                image: ac.map(|c| c.image.clone()).unwrap_or_default(),
+                commit: ac
+                    .and_then(|c| c.label(labels::COMMIT))
+                    .unwrap_or_default()
+                    .to_string(),
+                detail,
+            });
+        }
     }
     for a in &plan.actions {
         if let Action::Remove {
@@ -272,13 +295,22 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
 }
 
 fn status_table(rows: &[StatusRow]) -> String {
-    let header = ["STACK", "SERVICE", "STATE", "IMAGE", "COMMIT", "DETAIL"];
-    let cells: Vec<[String; 6]> = rows
+    let header = [
+        "STACK",
+        "SERVICE",
+        "CONTAINER",
+        "STATE",
+        "IMAGE",
+        "COMMIT",
+        "DETAIL",
+    ];
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
                 r.stack.clone(),
                 r.service.clone(),
+                r.container.clone(),
                 r.state.clone(),
                 render::short_image(&r.image),
                 r.commit.chars().take(12).collect(),

@@ -52,6 +52,17 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
     let mut ports_seen: Vec<(PortMapping, String, String)> = Vec::new();
     let mut routes_seen: HashMap<(String, String), (String, String)> = HashMap::new();
 
+    if let Some(api) = &desired.config.traefik.api {
+        let host = api.strip_prefix("http://").unwrap_or_default();
+        if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+            cx.at(
+                crate::load::REPO_FILE,
+                "/traefik/api",
+                format!("`{api}` is not a Traefik API address"),
+                "write http://HOST:PORT, e.g. http://127.0.0.1:8080 (Traefik's --api with its `traefik` entrypoint)",
+            );
+        }
+    }
     for stack in &desired.stacks {
         let file = stack.file.as_str();
         let spec = &stack.spec;
@@ -259,7 +270,19 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
 
             if let Some(rel) = &svc.release {
                 if rel.strategy == Strategy::BlueGreen {
-                    cx.at(file, &ptr("/release/strategy"), "release strategy `blue-green` is not supported by this version of dockhand yet", "use `strategy: recreate` for now; blue/green releases are being built");
+                    let shell_or_cmd = svc
+                        .health
+                        .as_ref()
+                        .is_some_and(|h| h.cmd.is_some() || h.shell.is_some());
+                    if !shell_or_cmd {
+                        cx.at(file, &ptr("/release/strategy"), "blue-green needs a Docker healthcheck (`health.cmd` or `health.shell`)", "it gates the switch and takes the old color out of the proxy: add e.g. `health: {cmd: [wget, -q, -O, /dev/null, http://127.0.0.1:8080/readyz], interval: 1s}`");
+                    }
+                    if svc.route.is_none() {
+                        cx.at(file, &ptr("/release/strategy"), "blue-green needs a `route`", "the colors are swapped behind Traefik; add `route: {host: ..., port: ...}`");
+                    }
+                    if !svc.ports.is_empty() {
+                        cx.at(file, &ptr("/ports"), "blue-green services cannot publish host ports", "two colors cannot bind the same host port; reach the service through its `route`");
+                    }
                 } else if rel.active.is_some() || rel.keep_idle.is_some() || rel.drain.is_some() {
                     cx.at(
                         file,

@@ -42,9 +42,38 @@ pub struct ActualContainer {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Docker's health verdict, as the list call reports it inside `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// No healthcheck.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
 impl ActualContainer {
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
+    }
+
+    /// Read from `status` (`Up 3 minutes (healthy)`), so that no inspect is needed.
+    pub fn health(&self) -> Health {
+        if self.status.ends_with("(healthy)") {
+            Health::Healthy
+        } else if self.status.ends_with("(unhealthy)") {
+            Health::Unhealthy
+        } else if self.status.ends_with("(health: starting)") {
+            Health::Starting
+        } else {
+            Health::None
+        }
+    }
+
+    /// Running and, if it has a healthcheck, healthy: what Traefik sends traffic to.
+    pub fn serving(&self) -> bool {
+        self.state == RunState::Running && matches!(self.health(), Health::None | Health::Healthy)
     }
 }
 

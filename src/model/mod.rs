@@ -71,6 +71,11 @@ pub struct TraefikConfig {
     /// Certificate resolver used by routes with `tls: true` that do not name one.
     #[serde(default)]
     pub cert_resolver: Option<String>,
+    /// Traefik's API (`http://HOST:PORT`, v2/v3). When set, blue/green releases confirm that
+    /// Traefik routes to the new color before retiring the old one, and that it stopped
+    /// routing to the old one before stopping it, instead of waiting `release.drain`.
+    #[serde(default)]
+    pub api: Option<String>,
 }
 
 impl Default for TraefikConfig {
@@ -80,6 +85,7 @@ impl Default for TraefikConfig {
             network: None,
             entrypoints: Vec::new(),
             cert_resolver: None,
+            api: None,
         }
     }
 }
@@ -447,11 +453,39 @@ pub enum Strategy {
     BlueGreen,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Color {
     Blue,
     Green,
+}
+
+impl Color {
+    pub const ALL: [Color; 2] = [Color::Blue, Color::Green];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Color> {
+        match s {
+            "blue" => Some(Color::Blue),
+            "green" => Some(Color::Green),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::model::{Color, KeepIdle};
 use crate::spec::labels;
 use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
@@ -53,6 +54,52 @@ pub enum Action {
     },
     /// Remove a managed network that is no longer declared.
     RemoveNetwork { stack: String, name: String },
+    /// Release a blue/green service to `color`: bring its container up (`step`), wait for the
+    /// health gate, wait until the proxy routes to it, then retire `retire` (take it out of
+    /// the proxy, drain, stop). The serving color is never stopped before the new one passed.
+    Release {
+        stack: String,
+        service: String,
+        container: String,
+        color: String,
+        image: String,
+        step: ReleaseStep,
+        changes: Vec<FieldChange>,
+        retire: Option<String>,
+    },
+    /// Take a running color that should not serve out of the proxy, then stop it.
+    Retire {
+        stack: String,
+        service: String,
+        container: String,
+        reason: String,
+    },
+}
+
+/// How a release brings up the container of its color.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStep {
+    /// The color has no container yet.
+    Create,
+    /// The color's container holds another spec (it is idle: not serving).
+    Recreate,
+    /// The color's container holds this spec but is stopped: the instant rollback path.
+    Start,
+    /// The container runs with this spec but has not passed its healthcheck yet (a release
+    /// interrupted before the switch).
+    Gate,
+}
+
+impl ReleaseStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStep::Create => "create",
+            ReleaseStep::Recreate => "recreate",
+            ReleaseStep::Start => "start",
+            ReleaseStep::Gate => "gate",
+        }
+    }
 }
 
 impl Action {
@@ -64,7 +111,9 @@ impl Action {
             | Action::Recreate { stack, .. }
             | Action::Start { stack, .. }
             | Action::Remove { stack, .. }
-            | Action::RemoveNetwork { stack, .. } => stack,
+            | Action::RemoveNetwork { stack, .. }
+            | Action::Release { stack, .. }
+            | Action::Retire { stack, .. } => stack,
         }
     }
 
@@ -74,7 +123,9 @@ impl Action {
             Action::Create { container, .. }
             | Action::Recreate { container, .. }
             | Action::Start { container, .. }
-            | Action::Remove { container, .. } => Some(container),
+            | Action::Remove { container, .. }
+            | Action::Release { container, .. }
+            | Action::Retire { container, .. } => Some(container),
             _ => None,
         }
     }
@@ -114,6 +165,7 @@ pub struct Summary {
     pub recreate: usize,
     pub start: usize,
     pub remove: usize,
+    pub release: usize,
 }
 
 impl Plan {
@@ -130,7 +182,10 @@ impl Plan {
                 | Action::Create { .. } => s.create += 1,
                 Action::Recreate { .. } => s.recreate += 1,
                 Action::Start { .. } => s.start += 1,
-                Action::Remove { .. } | Action::RemoveNetwork { .. } => s.remove += 1,
+                Action::Remove { .. } | Action::RemoveNetwork { .. } | Action::Retire { .. } => {
+                    s.remove += 1
+                }
+                Action::Release { .. } => s.release += 1,
             }
         }
         s
@@ -214,19 +269,27 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .collect();
     for dc in dependency_order(desired) {
         let image = dc.image_ref.clone();
-        if let Some(f) = foreign.get(dc.name.as_str()) {
+        let squatter = dc
+            .container_names()
+            .into_iter()
+            .find_map(|n| foreign.get(n.as_str()).copied());
+        if let Some(f) = squatter {
             p.conflicts.push(Conflict {
                 stack: dc.stack.clone(),
                 name: dc.name.clone(),
                 message: format!(
                     "container `{}` ({}, image {}) exists but was not created by dockhand",
-                    dc.name, f.status, f.image
+                    f.name, f.status, f.image
                 ),
                 hint: format!(
                     "dockhand never touches containers it does not own: remove or rename it (docker rm -f {}) to let dockhand manage `{}`",
-                    dc.name, dc.service
+                    f.name, dc.service
                 ),
             });
+            continue;
+        }
+        if let Some(bg) = &dc.blue_green {
+            plan_blue_green(dc, bg, &by_name, &mut p);
             continue;
         }
         let Some(ac) = by_name.get(dc.name.as_str()) else {
@@ -275,11 +338,15 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
 
     // Managed containers nobody wants any more.
-    let wanted: BTreeSet<&str> = desired.containers.iter().map(|c| c.name.as_str()).collect();
+    let wanted: BTreeSet<String> = desired
+        .containers
+        .iter()
+        .flat_map(DesiredContainer::container_names)
+        .collect();
     let mut extra: Vec<&ActualContainer> = actual
         .managed
         .iter()
-        .filter(|c| !wanted.contains(c.name.as_str()))
+        .filter(|c| !wanted.contains(&c.name))
         .collect();
     extra.sort_by(|a, b| a.name.cmp(&b.name));
     for c in extra {
@@ -394,6 +461,117 @@ pub fn dependency_levels(desired: &Desired) -> Vec<Vec<&DesiredContainer>> {
         levels.push(stuck.iter().map(|&i| &desired.containers[i]).collect());
     }
     levels
+}
+
+/// One blue/green service. Which color serves is read back from the containers alone (running
+/// and healthy), so a release interrupted at any step is picked up where it stopped.
+fn plan_blue_green(
+    dc: &DesiredContainer,
+    bg: &crate::spec::BlueGreen,
+    by_name: &HashMap<&str, &ActualContainer>,
+    p: &mut Plan,
+) {
+    let name = |c: Color| format!("{}-{}", dc.name, c.as_str());
+    let get = |c: Color| by_name.get(name(c).as_str()).copied();
+    let want = dc.labels.get(labels::SPEC).map(String::as_str);
+    let matches = |a: &ActualContainer| a.label(labels::SPEC) == want && a.image == dc.spec.image;
+
+    let serving_colors: Vec<Color> = Color::ALL
+        .into_iter()
+        .filter(|&c| get(c).is_some_and(ActualContainer::serving))
+        .collect();
+    // Both serve only when a release stopped between the switch and the retire: the one that
+    // holds the desired spec passed its gate, so it is the one that stays.
+    let serving = match serving_colors.as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        both => both.iter().copied().max_by_key(|&c| {
+            (
+                get(c).is_some_and(matches),
+                Some(c) == bg.active,
+                c == Color::Blue,
+            )
+        }),
+    };
+    let target = match bg.active {
+        Some(c) => c,
+        None => match serving {
+            Some(s) if get(s).is_some_and(matches) => s,
+            _ => Color::ALL
+                .into_iter()
+                .find(|&c| Some(c) != serving && get(c).is_some_and(matches))
+                .unwrap_or_else(|| serving.map_or(Color::Blue, Color::other)),
+        },
+    };
+    let other = target.other();
+    match get(target) {
+        Some(t) if matches(t) && t.serving() => {
+            if let Some(o) = get(other) {
+                if o.state == RunState::Running {
+                    p.actions.push(Action::Retire {
+                        stack: dc.stack.clone(),
+                        service: dc.service.clone(),
+                        container: o.name.clone(),
+                        reason: format!("{} serves; only one color runs", name(target)),
+                    });
+                } else if bg.keep_idle == KeepIdle::Removed {
+                    p.actions.push(Action::Remove {
+                        stack: dc.stack.clone(),
+                        container: o.name.clone(),
+                        reason: "idle color (keep_idle: removed)".into(),
+                    });
+                }
+            }
+            p.unchanged.push(name(target));
+        }
+        Some(t) if Some(target) == serving => {
+            // Only reachable with `active` pinning the serving color while its spec changed.
+            let _ = t;
+            p.conflicts.push(Conflict {
+                stack: dc.stack.clone(),
+                name: name(target),
+                message: format!(
+                    "`release.active: {}` pins the serving color, and the spec of `{}` changed",
+                    target.as_str(),
+                    dc.service
+                ),
+                hint: format!(
+                    "a blue/green service never replaces its serving container in place: set `active: {}` to release this change with a swap, or drop `active` to alternate automatically",
+                    other.as_str()
+                ),
+            });
+        }
+        t => {
+            let (step, changes) = match t {
+                None => (ReleaseStep::Create, Vec::new()),
+                Some(a) if !matches(a) => {
+                    let mut changes = field_changes(a, &dc.spec.redacted());
+                    if changes.is_empty() {
+                        changes.push(FieldChange {
+                            field: "image (running)".into(),
+                            before: vec![a.image.clone()],
+                            after: vec![dc.spec.image.clone()],
+                        });
+                    }
+                    (ReleaseStep::Recreate, changes)
+                }
+                Some(a) if a.state == RunState::Running => (ReleaseStep::Gate, Vec::new()),
+                Some(_) => (ReleaseStep::Start, Vec::new()),
+            };
+            p.actions.push(Action::Release {
+                stack: dc.stack.clone(),
+                service: dc.service.clone(),
+                container: name(target),
+                color: target.as_str().into(),
+                image: dc.image_ref.clone(),
+                step,
+                changes,
+                retire: get(other)
+                    .filter(|o| o.state == RunState::Running)
+                    .map(|o| o.name.clone()),
+            });
+        }
+    }
 }
 
 fn field_changes(actual: &ActualContainer, want: &ContainerSpec) -> Vec<FieldChange> {

@@ -95,24 +95,7 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                         "  ~ container {container}  (recreate: {} changed)",
                         fields.join(", ")
                     );
-                    for c in changes {
-                        if detailed || c.field == "image" || c.field == "image (running)" {
-                            let _ = writeln!(out, "      {}:", c.field);
-                            let before: Vec<&str> = c.before.iter().map(String::as_str).collect();
-                            let after: Vec<&str> = c.after.iter().map(String::as_str).collect();
-                            let diff = TextDiff::from_slices(&before, &after);
-                            for change in diff.iter_all_changes() {
-                                let sign = match change.tag() {
-                                    ChangeTag::Delete => '-',
-                                    ChangeTag::Insert => '+',
-                                    ChangeTag::Equal => ' ',
-                                };
-                                if detailed || change.tag() != ChangeTag::Equal {
-                                    let _ = writeln!(out, "        {sign} {}", change.value());
-                                }
-                            }
-                        }
-                    }
+                    write_changes(&mut out, changes, detailed);
                 }
                 Action::Start {
                     container, reason, ..
@@ -126,6 +109,40 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                 }
                 Action::RemoveNetwork { name, .. } => {
                     let _ = writeln!(out, "  - network {name}  (no longer declared)");
+                }
+                Action::Release {
+                    container,
+                    image,
+                    step,
+                    changes,
+                    retire,
+                    ..
+                } => {
+                    let then = match retire {
+                        Some(old) => format!(", switch from {old}, retire {old}"),
+                        None => ", switch".into(),
+                    };
+                    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+                    let changed = if fields.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} changed", fields.join(", "))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  ~ container {container}  (release {}: {}, health gate{then}{changed})",
+                        short_image(image),
+                        step.as_str()
+                    );
+                    write_changes(&mut out, changes, detailed);
+                }
+                Action::Retire {
+                    container, reason, ..
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "  - container {container}  (retire: drain, stop; {reason})"
+                    );
                 }
             }
         }
@@ -149,9 +166,14 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
         return out;
     }
     let s = plan.summary();
+    let release = if s.release > 0 {
+        format!(", {} to release blue/green", s.release)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\nPlan: {} to create, {} to recreate, {} to start, {} to remove.",
+        "\nPlan: {} to create, {} to recreate, {} to start, {} to remove{release}.",
         s.create, s.recreate, s.start, s.remove
     );
     if !plan.conflicts.is_empty() {
@@ -163,6 +185,27 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
         );
     }
     out
+}
+
+fn write_changes(out: &mut String, changes: &[super::FieldChange], detailed: bool) {
+    for c in changes {
+        if detailed || c.field == "image" || c.field == "image (running)" {
+            let _ = writeln!(out, "      {}:", c.field);
+            let before: Vec<&str> = c.before.iter().map(String::as_str).collect();
+            let after: Vec<&str> = c.after.iter().map(String::as_str).collect();
+            let diff = TextDiff::from_slices(&before, &after);
+            for change in diff.iter_all_changes() {
+                let sign = match change.tag() {
+                    ChangeTag::Delete => '-',
+                    ChangeTag::Insert => '+',
+                    ChangeTag::Equal => ' ',
+                };
+                if detailed || change.tag() != ChangeTag::Equal {
+                    let _ = writeln!(out, "        {sign} {}", change.value());
+                }
+            }
+        }
+    }
 }
 
 /// Machine rendering: the plan plus its summary.

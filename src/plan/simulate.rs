@@ -7,6 +7,7 @@
 //! `DesiredContainer::labels` holds, removed ones disappear, conflicts change nothing.
 
 use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::model::{Color, KeepIdle};
 use crate::spec::{Desired, DesiredContainer};
 
 use super::{Action, Plan};
@@ -17,7 +18,11 @@ pub fn running(dc: &DesiredContainer) -> ActualContainer {
         id: format!("sim-{}", dc.name),
         name: dc.name.clone(),
         state: RunState::Running,
-        status: "Up 1 second".into(),
+        status: if dc.spec.healthcheck.is_some() {
+            "Up 1 second (healthy)".into()
+        } else {
+            "Up 1 second".into()
+        },
         image: dc.spec.image.clone(),
         labels: dc.labels.clone(),
     }
@@ -51,9 +56,60 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
             }
             Action::Remove { container, .. } => out.managed.retain(|c| &c.name != container),
             Action::RemoveNetwork { name, .. } => out.networks.retain(|n| &n.name != name),
+            Action::Release {
+                stack,
+                service,
+                container,
+                color,
+                retire,
+                ..
+            } => {
+                let dc = desired
+                    .containers
+                    .iter()
+                    .find(|c| &c.stack == stack && &c.service == service);
+                let (Some(dc), Some(color)) = (dc, Color::parse(color)) else {
+                    continue;
+                };
+                out.managed.retain(|c| &c.name != container);
+                out.managed.push(running(&dc.colored(color)));
+                if let Some(old) = retire {
+                    retired(&mut out, old, dc);
+                }
+            }
+            Action::Retire {
+                stack,
+                service,
+                container,
+                ..
+            } => {
+                if let Some(dc) = desired
+                    .containers
+                    .iter()
+                    .find(|c| &c.stack == stack && &c.service == service)
+                {
+                    retired(&mut out, container, dc);
+                }
+            }
         }
     }
     out
+}
+
+/// A retired color: stopped, or gone with `keep_idle: removed`.
+fn retired(out: &mut Actual, name: &str, dc: &DesiredContainer) {
+    let removed = dc
+        .blue_green
+        .as_ref()
+        .is_some_and(|bg| bg.keep_idle == KeepIdle::Removed);
+    if removed {
+        out.managed.retain(|c| c.name != name);
+    } else {
+        for c in out.managed.iter_mut().filter(|c| c.name == name) {
+            c.state = RunState::Exited;
+            c.status = "Exited (143) 1 second ago".into();
+        }
+    }
 }
 
 /// The host as it is right after a clean apply of `desired` on an empty Engine.

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::model::duration;
 use crate::model::image::ImageRef;
 use crate::model::{
-    container_name, object_name, BindCreate, DesiredState, Health, Mount, PortMapping,
-    RestartPolicy,
+    container_name, object_name, BindCreate, Color, DesiredState, Health, KeepIdle, Mount,
+    PortMapping, RestartPolicy, Strategy,
 };
 
 /// The container dockhand creates for a service. Field order is fixed, maps are sorted, so
@@ -149,6 +149,84 @@ pub struct DesiredContainer {
     pub labels: BTreeMap<String, String>,
     /// Network alias (the service name) so that siblings reach it by name.
     pub alias: String,
+    /// Set for `strategy: blue-green`: `name` is then the service's base name, and the
+    /// containers are `<name>-blue` and `<name>-green` (see [`DesiredContainer::colored`]).
+    pub blue_green: Option<BlueGreen>,
+}
+
+/// How a blue/green service is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlueGreen {
+    /// The color git pins as serving; `None` alternates on each new spec.
+    pub active: Option<Color>,
+    pub keep_idle: KeepIdle,
+    /// Wait for the proxy to pick up a change when its API cannot be asked.
+    pub drain_ms: u64,
+    /// Traefik's service name (`<name>@docker` in its API) and the port it routes to.
+    pub traefik_service: Option<String>,
+    /// The network Traefik reaches the containers on.
+    pub proxy_network: Option<String>,
+}
+
+/// Inside every blue/green container: a tmpfs (empty on every start) holding the drain flag
+/// that the wrapped healthcheck tests, so that dockhand can take a color out of the proxy
+/// (unhealthy containers get no traffic from Traefik) before stopping it.
+pub const DRAIN_DIR: &str = "/.dockhand";
+pub const DRAIN_FLAG: &str = "/.dockhand/drain";
+
+impl DesiredContainer {
+    /// The container of one color of a blue/green service: its name and `dockhand.color`.
+    pub fn colored(&self, color: Color) -> DesiredContainer {
+        let mut c = self.clone();
+        c.name = format!("{}-{}", self.name, color.as_str());
+        c.labels
+            .insert(labels::COLOR.to_string(), color.as_str().to_string());
+        c
+    }
+
+    /// Every container name this service may use.
+    pub fn container_names(&self) -> Vec<String> {
+        match &self.blue_green {
+            None => vec![self.name.clone()],
+            Some(_) => Color::ALL
+                .iter()
+                .map(|c| format!("{}-{}", self.name, c.as_str()))
+                .collect(),
+        }
+    }
+}
+
+/// Quotes `arg` for a POSIX shell.
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// The healthcheck of a blue/green container: the service's own test, failing while the drain
+/// flag exists.
+fn with_drain(mut h: HealthSpec) -> HealthSpec {
+    let inner = match h.test.first().map(String::as_str) {
+        Some("CMD-SHELL") => h.test.get(1).cloned().unwrap_or_default(),
+        _ => h
+            .test
+            .iter()
+            .skip(1)
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    h.test = vec![
+        "CMD-SHELL".into(),
+        format!("test ! -e {DRAIN_FLAG} && {{ {inner}; }}"),
+    ];
+    h
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -177,7 +255,13 @@ pub struct Desired {
     pub containers: Vec<DesiredContainer>,
     pub networks: Vec<DesiredNetwork>,
     pub volumes: Vec<DesiredVolume>,
+    /// `traefik.api` from dockhand.yaml: where releases confirm routing changes.
+    pub traefik_api: Option<String>,
 }
+
+/// Default `release.drain`: longer than Traefik's default provider throttle (2 s), so that a
+/// change it has been told about has taken effect.
+pub const DEFAULT_DRAIN_MS: u64 = 3_000;
 
 /// sha256 of each env file's contents, keyed by path (read at the edge).
 pub type EnvFileHashes = BTreeMap<String, String>;
@@ -212,6 +296,7 @@ fn health_spec(h: &Health) -> Option<HealthSpec> {
 pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<&str>) -> Desired {
     let mut out = Desired {
         project: desired.config.project.clone(),
+        traefik_api: desired.config.traefik.api.clone(),
         ..Desired::default()
     };
     for stack in &desired.stacks {
@@ -247,7 +332,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
             };
             let mut bind_creates = Vec::new();
             let mut bind_required = Vec::new();
-            let mounts = svc
+            let mounts: Vec<MountSpec> = svc
                 .mounts
                 .iter()
                 .map(|m| match m {
@@ -279,6 +364,33 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                     },
                 })
                 .collect();
+            let blue_green = svc
+                .release
+                .as_ref()
+                .filter(|r| r.strategy == Strategy::BlueGreen)
+                .map(|r| BlueGreen {
+                    active: r.active,
+                    keep_idle: r.keep_idle.unwrap_or(KeepIdle::Stopped),
+                    drain_ms: r
+                        .drain
+                        .as_deref()
+                        .and_then(duration::parse)
+                        .map_or(DEFAULT_DRAIN_MS, |d| d.as_millis() as u64),
+                    traefik_service: svc.route.as_ref().map(|_| name.replace('.', "-")),
+                    proxy_network: desired
+                        .config
+                        .traefik
+                        .network
+                        .clone()
+                        .or_else(|| svc.networks.first().map(net_name)),
+                });
+            let mut mounts = mounts;
+            if blue_green.is_some() {
+                mounts.push(MountSpec::Tmpfs {
+                    target: DRAIN_DIR.into(),
+                    size: Some(65_536),
+                });
+            }
             let mut spec_labels = svc.labels.clone();
             if let Some(route) = &svc.route {
                 spec_labels.extend(traefik::labels(&desired.config.traefik, &name, route));
@@ -318,7 +430,13 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 networks: svc.networks.iter().map(net_name).collect(),
                 mounts,
                 restart: restart.docker_name().to_string(),
-                healthcheck: svc.health.as_ref().and_then(health_spec),
+                healthcheck: svc.health.as_ref().and_then(health_spec).map(|h| {
+                    if blue_green.is_some() {
+                        with_drain(h)
+                    } else {
+                        h
+                    }
+                }),
                 labels: spec_labels,
                 user: svc.user.clone(),
                 working_dir: svc.working_dir.clone(),
@@ -343,6 +461,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 labels,
                 alias: svc_name.clone(),
                 image_ref: svc.image.clone(),
+                blue_green,
                 name,
                 spec,
             });

@@ -90,6 +90,7 @@ mod tests {
             network: Some("proxy".into()),
             entrypoints: vec!["websecure".into()],
             cert_resolver: Some("le".into()),
+            api: None,
         };
         insta::assert_debug_snapshot!(labels(&cfg, "demo-web", &route()), @r#"
         {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod image;
+pub mod traefik;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

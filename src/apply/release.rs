@@ -1,0 +1,373 @@
+//! Blue/green releases behind Traefik: the one place where dockhand changes what serves.
+//!
+//! Order, and the promise each step keeps (the serving color is never stopped before its
+//! replacement passed; any failure before the retire leaves it serving):
+//! 1. bring up the target color (create, recreate the idle container, or start it);
+//! 2. **health gate**: its Docker healthcheck must pass before the deadline, else the target
+//!    is stopped and the release fails with the old color untouched;
+//! 3. **routed**: Traefik must send traffic to the target (asked through its API when
+//!    `traefik.api` is set, else `release.drain` is waited out);
+//! 4. **retire** the old color: set its drain flag so its healthcheck fails and Traefik takes
+//!    it out of the load balancer, wait until it is out, then stop it (and remove it with
+//!    `keep_idle: removed`). Stopping a container Traefik still routes to would send requests
+//!    to an address nobody answers, so the order matters.
+//!
+//! All state lives in the containers (labels, running, health), so a release interrupted at any
+//! step is planned again from what the Engine shows.
+
+use std::time::{Duration, Instant};
+
+use bollard::exec::StartExecOptions;
+use bollard::models::{ExecConfig, HealthStatusEnum};
+use bollard::Docker;
+
+use super::container::{self, step};
+use super::progress::Progress;
+use super::ApplyError;
+use crate::model::{Color, KeepIdle};
+use crate::plan::ReleaseStep;
+use crate::spec::{BlueGreen, DesiredContainer, DRAIN_FLAG};
+
+/// One release, as the plan decided it.
+pub struct Release<'a> {
+    pub base: &'a DesiredContainer,
+    pub color: Color,
+    pub step: ReleaseStep,
+    pub retire: Option<&'a str>,
+    /// Traefik's API (`http://host:port`), when configured.
+    pub api: Option<&'a str>,
+}
+
+fn bg(c: &DesiredContainer) -> BlueGreen {
+    c.blue_green.clone().unwrap_or(BlueGreen {
+        active: None,
+        keep_idle: KeepIdle::Stopped,
+        drain_ms: crate::spec::DEFAULT_DRAIN_MS,
+        traefik_service: None,
+        proxy_network: None,
+    })
+}
+
+pub async fn release(
+    docker: &Docker,
+    r: Release<'_>,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let target = r.base.colored(r.color);
+    let name = target.name.as_str();
+    let started = Instant::now();
+    match r.step {
+        ReleaseStep::Create => {
+            progress.line(&format!("{name}: creating (blue/green)"));
+            container::create_and_start(docker, &target).await?;
+        }
+        ReleaseStep::Recreate => {
+            progress.line(&format!("{name}: replacing the idle container"));
+            container::stop_and_remove(docker, name, Duration::from_secs(10)).await?;
+            container::create_and_start(docker, &target).await?;
+        }
+        ReleaseStep::Start => {
+            progress.line(&format!("{name}: starting the idle color"));
+            container::start(docker, name).await?;
+        }
+        ReleaseStep::Gate => {}
+    }
+    if let Err(e) = container::wait_ready(docker, &target, progress).await {
+        // The old color was never touched: it keeps serving. The failed one is stopped (kept
+        // for `docker logs`), so it gets no traffic.
+        let _ = container::stop(docker, name, Duration::from_secs(5)).await;
+        return Err(ApplyError::GateFailed {
+            container: name.to_string(),
+            serving: r.retire.map(str::to_string),
+            message: e.to_string(),
+        });
+    }
+    let b = bg(r.base);
+    wait_routing(docker, &b, r.api, name, true, progress).await?;
+    progress.line(&format!(
+        "{name}: serving ({:.1}s after start of release)",
+        started.elapsed().as_secs_f64()
+    ));
+    if let Some(old) = r.retire {
+        retire(docker, r.base, old, r.api, progress).await?;
+    }
+    Ok(())
+}
+
+/// Takes `old` out of the proxy, then stops it (or removes it with `keep_idle: removed`).
+pub async fn retire(
+    docker: &Docker,
+    base: &DesiredContainer,
+    old: &str,
+    api: Option<&str>,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let b = bg(base);
+    progress.line(&format!("{old}: draining"));
+    match set_drain_flag(docker, old).await {
+        Ok(()) => {
+            wait_unhealthy(docker, base, old).await?;
+            wait_routing(docker, &b, api, old, false, progress).await?;
+        }
+        Err(why) => {
+            // Without the flag Traefik learns of the stop only from the Engine's event; give it
+            // the drain time to move new requests away first.
+            progress.line(&format!(
+                "{old}: cannot set the drain flag ({why}); waiting {} ms before stopping",
+                b.drain_ms
+            ));
+            tokio::time::sleep(Duration::from_millis(b.drain_ms)).await;
+        }
+    }
+    let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
+    container::stop(docker, old, grace)
+        .await
+        .map_err(step(old, "stop"))?;
+    if b.keep_idle == KeepIdle::Removed {
+        container::stop_and_remove(docker, old, grace).await?;
+        progress.line(&format!("{old}: retired and removed"));
+    } else {
+        progress.line(&format!(
+            "{old}: retired (stopped, kept for instant rollback)"
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the drain flag in `name`'s tmpfs, with `touch` or, failing that, the shell.
+async fn set_drain_flag(docker: &Docker, name: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for cmd in [
+        vec!["touch", DRAIN_FLAG],
+        vec!["/bin/sh", "-c", &format!(": > {DRAIN_FLAG}")],
+    ] {
+        let exec = docker
+            .create_exec(
+                name,
+                ExecConfig {
+                    cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                    attach_stdout: Some(false),
+                    attach_stderr: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            last = e.to_string();
+            continue;
+        }
+        for _ in 0..50 {
+            let info = docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if info.running != Some(true) {
+                if info.exit_code == Some(0) {
+                    return Ok(());
+                }
+                last = format!("`{}` exited with {:?}", cmd.join(" "), info.exit_code);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Err(last)
+}
+
+/// Waits until Docker no longer calls `name` healthy (its healthcheck saw the drain flag).
+async fn wait_unhealthy(
+    docker: &Docker,
+    base: &DesiredContainer,
+    name: &str,
+) -> Result<(), ApplyError> {
+    let deadline = base
+        .spec
+        .healthcheck
+        .as_ref()
+        .map_or(Duration::from_secs(30), |h| h.deadline());
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        let info = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(step(name, "inspect"))?;
+        let state = info.state.unwrap_or_default();
+        let health = state.health.and_then(|h| h.status);
+        if state.running != Some(true) || health != Some(HealthStatusEnum::HEALTHY) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(ApplyError::Step {
+        container: name.to_string(),
+        what: "draining",
+        message: format!(
+            "still healthy {:.0}s after its drain flag was set; it was not stopped",
+            deadline.as_secs_f64()
+        ),
+    })
+}
+
+/// Waits until Traefik routes to `name` (`present`) or no longer does. With no API to ask,
+/// waits `drain`.
+async fn wait_routing(
+    docker: &Docker,
+    b: &BlueGreen,
+    api: Option<&str>,
+    name: &str,
+    present: bool,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let (Some(api), Some(service)) = (api, b.traefik_service.as_deref()) else {
+        tokio::time::sleep(Duration::from_millis(b.drain_ms)).await;
+        return Ok(());
+    };
+    let ip = container_ip(docker, name, b.proxy_network.as_deref()).await?;
+    let path = format!("/api/http/services/{service}@docker");
+    let deadline = Duration::from_millis(b.drain_ms.max(2_000) * 5);
+    let started = Instant::now();
+    loop {
+        let routed = match traefik_get(api, &path).await {
+            Ok((200, body)) => server_up(&body, &ip),
+            Ok((404, _)) => false,
+            Ok((status, _)) => {
+                return Err(ApplyError::Step {
+                    container: name.to_string(),
+                    what: "asking Traefik",
+                    message: format!("GET {api}{path} answered {status}"),
+                })
+            }
+            Err(e) => {
+                return Err(ApplyError::Step {
+                    container: name.to_string(),
+                    what: "asking Traefik",
+                    message: format!("{e} (traefik.api is {api}; is Traefik's API enabled there?)"),
+                })
+            }
+        };
+        if routed == present {
+            return Ok(());
+        }
+        if started.elapsed() > deadline {
+            return Err(ApplyError::Step {
+                container: name.to_string(),
+                what: if present {
+                    "waiting for Traefik to route to it"
+                } else {
+                    "waiting for Traefik to stop routing to it"
+                },
+                message: format!(
+                    "Traefik's service {service} still {} {ip} after {:.0}s",
+                    if present { "lacks" } else { "lists" },
+                    deadline.as_secs_f64()
+                ),
+            });
+        }
+        if started.elapsed() > Duration::from_secs(2) && started.elapsed().as_millis() % 2_000 < 100
+        {
+            progress.line(&format!("{name}: waiting for Traefik"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether Traefik's service document lists a server at `ip` as UP.
+fn server_up(body: &str, ip: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    doc.get("serverStatus")
+        .and_then(|s| s.as_object())
+        .is_some_and(|m| {
+            m.iter().any(|(url, status)| {
+                status == "UP"
+                    && url
+                        .strip_prefix("http://")
+                        .is_some_and(|rest| rest.starts_with(&format!("{ip}:")))
+            })
+        })
+}
+
+async fn container_ip(
+    docker: &Docker,
+    name: &str,
+    network: Option<&str>,
+) -> Result<String, ApplyError> {
+    let info = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(step(name, "inspect"))?;
+    let nets = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let endpoint = match network {
+        Some(n) => nets.get(n).cloned(),
+        None => nets.values().next().cloned(),
+    };
+    endpoint
+        .and_then(|e| e.ip_address)
+        .filter(|ip| !ip.is_empty())
+        .ok_or_else(|| ApplyError::Step {
+            container: name.to_string(),
+            what: "finding its address",
+            message: format!(
+                "it has no IP address on {}",
+                network.unwrap_or("any network")
+            ),
+        })
+}
+
+/// A minimal HTTP/1.0 GET to Traefik's API on a trusted local address: (status, body).
+async fn traefik_get(api: &str, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = api
+        .strip_prefix("http://")
+        .unwrap_or(api)
+        .trim_end_matches('/');
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(host).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = Vec::new();
+        s.take(4 * 1024 * 1024).read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .map_err(|_| "Traefik's API did not answer within 5s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer from {api}"))?;
+    Ok((status, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_up;
+
+    #[test]
+    fn server_up_matches_the_ip_exactly() {
+        let body =
+            r#"{"serverStatus":{"http://10.0.0.12:8080":"UP","http://10.0.0.3:8080":"DOWN"}}"#;
+        assert!(server_up(body, "10.0.0.12"));
+        assert!(!server_up(body, "10.0.0.1"));
+        assert!(!server_up(body, "10.0.0.3"));
+        assert!(!server_up("not json", "10.0.0.12"));
+    }
+}

@@ -40,6 +40,18 @@ fn body(host: &str, img: &str, readyz: &str, active: Option<&str>) -> String {
     )
 }
 
+fn assert_no_failures(seen: &support::traefik::Seen, what: &str) {
+    let failed = seen.failed();
+    assert!(
+        failed.is_empty(),
+        "{what}: {} of {} requests failed: {:?}",
+        failed.len(),
+        seen.responses.len(),
+        &failed[..failed.len().min(10)]
+    );
+    eprintln!("{what}: {} requests, 0 failed", seen.responses.len());
+}
+
 fn state(name: &str) -> String {
     docker_ok(&["inspect", "--format", "{{.State.Status}}", name])
 }
@@ -68,19 +80,12 @@ fn swap_under_load_has_zero_failed_requests_and_ends_on_the_new_version() {
     let plan = x.s.dockhand(&["plan"]);
     assert!(plan.stdout.contains("release"), "{plan:?}");
     let (seen, done) = apply_under_load(&x, true);
-    let failed = seen.failed();
     assert!(
         seen.responses.len() > 500,
         "too little load: {}",
         seen.responses.len()
     );
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        seen.responses.len(),
-        &failed[..failed.len().min(10)]
-    );
+    assert_no_failures(&seen, "swap v1 -> v2");
     let late: Vec<&String> = seen
         .responses
         .iter()
@@ -97,7 +102,6 @@ fn swap_under_load_has_zero_failed_requests_and_ends_on_the_new_version() {
         "exited",
         "the old color is kept stopped for rollback"
     );
-    eprintln!("swap: {} requests, 0 failed", seen.responses.len());
 
     let again = x.s.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
@@ -114,14 +118,7 @@ fn failed_gate_keeps_the_old_color_serving_with_zero_failed_requests() {
     // v2's healthcheck never passes.
     x.s.write(&body(&x.host, &v2, "no-such-page", None));
     let (seen, _) = apply_under_load(&x, false);
-    let failed = seen.failed();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        seen.responses.len(),
-        &failed[..failed.len().min(10)]
-    );
+    assert_no_failures(&seen, "failed gate");
     assert!(
         seen.responses.iter().all(|(_, _, b)| b.trim() == "v1"),
         "v1 must serve throughout"
@@ -140,14 +137,7 @@ fn flipping_active_swaps_and_flipping_back_rolls_back_with_zero_failed_requests(
     for (active, serving, idle) in [("green", "green", "blue"), ("blue", "blue", "green")] {
         x.s.write(&body(&x.host, &v1, "readyz", Some(active)));
         let (seen, _) = apply_under_load(&x, true);
-        let failed = seen.failed();
-        assert!(
-            failed.is_empty(),
-            "flip to {active}: {} of {} requests failed: {:?}",
-            failed.len(),
-            seen.responses.len(),
-            &failed[..failed.len().min(10)]
-        );
+        assert_no_failures(&seen, &format!("flip to {active}"));
         assert_eq!(state(&format!("{}-web-{serving}", x.s.name)), "running");
         assert_eq!(state(&format!("{}-web-{idle}", x.s.name)), "exited");
     }

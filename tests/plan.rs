@@ -167,6 +167,55 @@ fn planner_cases() {
     );
 }
 
+fn web(digest: &str, active: Option<&str>, keep_idle: &str) -> String {
+    let active = active.map(|a| format!(", active: {a}")).unwrap_or_default();
+    format!(
+        "stack: bg\nservices:\n  web:\n    image: 127.0.0.1:5000/bg/web:1.0@{digest}\n    route: {{host: bg.localhost, port: 8080}}\n    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 1s}}\n    release: {{strategy: blue-green, keep_idle: {keep_idle}{active}}}\n"
+    )
+}
+
+#[test]
+fn blue_green_cases() {
+    let v1 = desired(&[&web(A, None, "stopped")]);
+    let v2 = desired(&[&web(B, None, "stopped")]);
+    check("bg_first_release_goes_to_blue", &v1, &Actual::default());
+    let on_blue = converged(&v1);
+    check("bg_converged_is_unchanged", &v1, &on_blue);
+    check(
+        "bg_new_digest_releases_to_green_and_retires_blue",
+        &v2,
+        &on_blue,
+    );
+
+    let on_green = effect(&plan(&v2, &on_blue), &v2, &on_blue);
+    check("bg_revert_starts_the_idle_color", &v1, &on_green);
+
+    // Killed after green passed its gate but before blue was retired: both serve.
+    let mut both = on_green.clone();
+    let blue = container(&mut both, "bg-web-blue");
+    blue.state = RunState::Running;
+    blue.status = "Up 5 minutes (healthy)".into();
+    check("bg_interrupted_swap_retires_the_old_color", &v2, &both);
+
+    // Killed before green passed its gate: blue serves, green runs unhealthy-yet.
+    let mut starting = both.clone();
+    container(&mut starting, "bg-web-green").status = "Up 1 second (health: starting)".into();
+    check("bg_interrupted_before_gate_gates_again", &v2, &starting);
+
+    let pinned = desired(&[&web(A, Some("green"), "removed")]);
+    check(
+        "bg_active_flip_releases_to_the_pinned_color",
+        &pinned,
+        &on_blue,
+    );
+    let pinned_changed = desired(&[&web(B, Some("blue"), "stopped")]);
+    check(
+        "bg_active_pins_serving_color_whose_spec_changed",
+        &pinned_changed,
+        &on_blue,
+    );
+}
+
 #[test]
 fn secrets_never_appear_in_any_rendering() {
     let host = converged(&desired(&[&shop(A, "s3cret-one")]));
@@ -201,6 +250,7 @@ struct GenService {
     env: u8,
     depends_on_prev: bool,
     on_net: bool,
+    blue_green: bool,
 }
 
 fn stack_yaml(stack: &str, services: &[GenService]) -> String {
@@ -215,6 +265,9 @@ fn stack_yaml(stack: &str, services: &[GenService]) -> String {
         if s.on_net {
             y += "    networks: [net]\n";
         }
+        if s.blue_green {
+            y += &format!("    route: {{host: s{i}.{stack}.localhost, port: 80}}\n    health: {{cmd: [wget, -q, http://127.0.0.1/]}}\n    release: {{strategy: blue-green}}\n");
+        }
         if s.depends_on_prev && i > 0 {
             y += &format!("    depends_on: [s{}]\n", i - 1);
         }
@@ -223,14 +276,20 @@ fn stack_yaml(stack: &str, services: &[GenService]) -> String {
 }
 
 fn gen_service() -> impl Strategy<Value = GenService> {
-    (any::<bool>(), 0u8..3, any::<bool>(), any::<bool>()).prop_map(|(digest, env, d, n)| {
-        GenService {
+    (
+        any::<bool>(),
+        0u8..3,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(digest, env, d, n, bg)| GenService {
             digest,
             env,
             depends_on_prev: d,
             on_net: n,
-        }
-    })
+            blue_green: bg,
+        })
 }
 
 /// A desired state of one to three stacks (an empty desired state is refused by the loader, so

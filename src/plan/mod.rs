@@ -97,7 +97,7 @@ impl ReleaseStep {
             ReleaseStep::Create => "create",
             ReleaseStep::Recreate => "recreate",
             ReleaseStep::Start => "start",
-            ReleaseStep::Gate => "gate",
+            ReleaseStep::Gate => "already up",
         }
     }
 }

@@ -377,6 +377,16 @@ fn noop_plan(img: &str, services: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // 3. Bring-up of N independent services: dockhand vs docker compose.
 
+/// Asserts that exactly `services` containers matching `filter` are running.
+fn assert_running(filter: &str, services: usize, who: &str) {
+    let running = sh("docker", &["ps", "-q", "--filter", filter]);
+    assert_eq!(
+        running.lines().count(),
+        services,
+        "{who} must leave {services} running"
+    );
+}
+
 fn compose_bin() -> String {
     let local = format!("{STATE}/bin/docker-compose");
     if std::path::Path::new(&local).exists() {
@@ -403,19 +413,10 @@ fn bring_up(img: &str, services: usize, rounds: usize) -> String {
             "apply failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let running = sh(
-            "docker",
-            &[
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=dockhand.project={project}"),
-            ],
-        );
-        assert_eq!(
-            running.lines().count(),
+        assert_running(
+            &format!("label=dockhand.project={project}"),
             services,
-            "dockhand must leave {services} running"
+            "dockhand",
         );
         dh_times.push(took.as_secs_f64());
         drop(cleanup);
@@ -449,19 +450,10 @@ fn bring_up(img: &str, services: usize, rounds: usize) -> String {
             "compose up failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let running = sh(
-            "docker",
-            &[
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=com.docker.compose.project={cproject}"),
-            ],
-        );
-        assert_eq!(
-            running.lines().count(),
+        assert_running(
+            &format!("label=com.docker.compose.project={cproject}"),
             services,
-            "compose must leave {services} running"
+            "compose",
         );
         co_times.push(took.as_secs_f64());
         drop(cleanup);

@@ -120,13 +120,13 @@ pub async fn retire(
         }
     }
     let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
-    container::stop(docker, old, grace)
-        .await
-        .map_err(step(old, "stop"))?;
     if b.keep_idle == KeepIdle::Removed {
         container::stop_and_remove(docker, old, grace).await?;
         progress.line(&format!("{old}: retired and removed"));
     } else {
+        container::stop(docker, old, grace)
+            .await
+            .map_err(step(old, "stop"))?;
         progress.line(&format!(
             "{old}: retired (stopped, kept for instant rollback)"
         ));
@@ -236,6 +236,7 @@ async fn wait_routing(
     let path = format!("/api/http/services/{service}@docker");
     let deadline = Duration::from_millis(b.drain_ms.max(2_000) * 5);
     let started = Instant::now();
+    let mut announced = started;
     loop {
         let routed = match traefik_get(api, &path).await {
             Ok((200, body)) => server_up(&body, &ip),
@@ -273,8 +274,8 @@ async fn wait_routing(
                 ),
             });
         }
-        if started.elapsed() > Duration::from_secs(2) && started.elapsed().as_millis() % 2_000 < 100
-        {
+        if announced.elapsed() > Duration::from_secs(2) {
+            announced = Instant::now();
             progress.line(&format!("{name}: waiting for Traefik"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

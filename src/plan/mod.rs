@@ -524,9 +524,8 @@ fn plan_blue_green(
             }
             p.unchanged.push(name(target));
         }
-        Some(t) if Some(target) == serving => {
+        Some(_) if Some(target) == serving => {
             // Only reachable with `active` pinning the serving color while its spec changed.
-            let _ = t;
             p.conflicts.push(Conflict {
                 stack: dc.stack.clone(),
                 name: name(target),

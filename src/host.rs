@@ -16,11 +16,9 @@ pub struct EnvFileError {
     pub source: std::io::Error,
 }
 
-/// Hashes every env file the desired state names.
-///
-/// # Errors
-/// Every unreadable file, so that one run reports them all.
-pub fn hash_env_files(desired: &DesiredState) -> Result<EnvFileHashes, Vec<EnvFileError>> {
+/// Hashes every env file the desired state names, and lists every one that cannot be read
+/// (preflight reports them all together; a plan still shows everything else).
+pub fn hash_env_files(desired: &DesiredState) -> (EnvFileHashes, Vec<EnvFileError>) {
     let mut hashes = EnvFileHashes::new();
     let mut errors = Vec::new();
     let mut seen = BTreeSet::new();
@@ -43,11 +41,25 @@ pub fn hash_env_files(desired: &DesiredState) -> Result<EnvFileHashes, Vec<EnvFi
             }
         }
     }
-    if errors.is_empty() {
-        Ok(hashes)
-    } else {
-        Err(errors)
+    (hashes, errors)
+}
+
+/// The values in the env files the desired state names (those that can be read): what must
+/// never appear in output or records.
+pub fn env_file_values(desired: &DesiredState) -> Vec<String> {
+    let mut out = Vec::new();
+    for stack in &desired.stacks {
+        for svc in stack.spec.services.values() {
+            if let Some(text) = svc
+                .env_file
+                .as_deref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+            {
+                out.extend(parse_env_file(&text).into_iter().map(|(_, v)| v));
+            }
+        }
     }
+    out
 }
 
 /// Parses an env file: `KEY=VALUE` lines, `#` comments and blank lines ignored, an optional

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod history;
 pub mod host;
 pub mod load;
 pub mod model;

@@ -207,7 +207,8 @@ fn digest_missing_from_registry_fails_before_anything_is_stopped() {
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
-        r.stderr.contains("cannot pull") && r.stderr.contains("nothing was changed"),
+        r.stderr.contains("available from its registry")
+            && r.stderr.contains("nothing was changed"),
         "{r:?}"
     );
     assert_eq!(id(&s.container("web")), before);
@@ -243,6 +244,11 @@ fn missing_bind_source_fails_preflight_and_create_makes_dirs_with_mode() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o2775);
+    // The container sees the directory with the setgid bit and can write into it.
+    let seen = docker_ok(&["exec", &s.container("web"), "ls", "-ld", "/data"]);
+    assert!(seen.starts_with("drwxrwsr-x"), "{seen}");
+    docker_ok(&["exec", &s.container("web"), "touch", "/data/written"]);
+    assert!(made.join("written").exists());
 }
 
 #[test]

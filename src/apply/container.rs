@@ -299,7 +299,7 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
     })
 }
 
-async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
+pub(super) async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
     docker
         .create_container(
             Some(CreateContainerOptions {
@@ -341,7 +341,7 @@ pub async fn create_and_start(docker: &Docker, c: &DesiredContainer) -> Result<(
     start(docker, &c.name).await
 }
 
-async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
+pub(super) async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
     docker
         .remove_container(
             name,
@@ -395,8 +395,13 @@ pub async fn stop_and_remove(
 }
 
 /// Replaces a container: the old one is stopped and set aside under another name, the new one
-/// created and started; if that fails the old one is put back and started again.
-pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
+/// created and started and then `verify`d (ready, hooks passed); if any of that fails the new
+/// one is removed and the old one put back and started again.
+pub async fn replace(
+    docker: &Docker,
+    c: &DesiredContainer,
+    verify: impl std::future::Future<Output = Result<(), ApplyError>>,
+) -> Result<(), ApplyError> {
     let aside = format!("{}-dockhand-old", c.name);
     // A leftover from an interrupted run is ours (same labels); clear it.
     let _ = remove(docker, &aside).await;
@@ -413,25 +418,35 @@ pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyE
         )
         .await
         .map_err(step(&c.name, "rename old container"))?;
-    match create_and_start(docker, c).await {
+    let created = create_and_start(docker, c).await;
+    let result = match created {
+        Ok(()) => verify.await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => {
             let _ = remove(docker, &aside).await;
             Ok(())
         }
+        Err(err) if matches!(err, ApplyError::Hook { .. } | ApplyError::Unhealthy { .. }) => {
+            let _ = remove(docker, &c.name).await;
+            let restored = restore(docker, &aside, &c.name).await;
+            Err(ApplyError::RolledBack {
+                cause: Box::new(err),
+                note: match restored {
+                    Ok(()) => format!(
+                        "the new {} was removed; the previous container was restored and started",
+                        c.name
+                    ),
+                    Err(e) => format!(
+                        "restoring the previous container also failed: {e} (it is kept as {aside})"
+                    ),
+                },
+            })
+        }
         Err(err) => {
             let _ = remove(docker, &c.name).await;
-            let restored = async {
-                docker
-                    .rename_container(
-                        &aside,
-                        RenameContainerOptions {
-                            name: c.name.clone(),
-                        },
-                    )
-                    .await?;
-                docker.start_container(&c.name, None).await
-            }
-            .await;
+            let restored = restore(docker, &aside, &c.name).await;
             Err(ApplyError::Step {
                 container: c.name.clone(),
                 what: "recreate",
@@ -441,6 +456,65 @@ pub async fn replace(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyE
                 },
             })
         }
+    }
+}
+
+async fn restore(docker: &Docker, aside: &str, name: &str) -> Result<(), bollard::errors::Error> {
+    docker
+        .rename_container(
+            aside,
+            RenameContainerOptions {
+                name: name.to_string(),
+            },
+        )
+        .await?;
+    docker.start_container(name, None).await
+}
+
+/// Waits until the job `c` has exited; an exit code other than 0 is an error.
+pub async fn wait_exit(
+    docker: &Docker,
+    c: &DesiredContainer,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    let mut announced = Instant::now();
+    loop {
+        let info = docker
+            .inspect_container(&c.name, None)
+            .await
+            .map_err(step(&c.name, "inspect"))?;
+        let state = info.state.unwrap_or_default();
+        if state.running != Some(true) && state.restarting != Some(true) {
+            return match state.exit_code {
+                Some(0) => {
+                    progress.line(&format!(
+                        "{}: job completed in {:.1}s",
+                        c.name,
+                        started.elapsed().as_secs_f64()
+                    ));
+                    Ok(())
+                }
+                code => Err(ApplyError::Step {
+                    container: c.name.clone(),
+                    what: "job",
+                    message: format!(
+                        "exited with {}\n  hint: docker logs {} shows why; dependents were not started",
+                        code.unwrap_or(-1),
+                        c.name
+                    ),
+                }),
+            };
+        }
+        if announced.elapsed() > Duration::from_secs(5) {
+            announced = Instant::now();
+            progress.line(&format!(
+                "{}: job running ({:.0}s)",
+                c.name,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -1,22 +1,26 @@
 //! Carrying out a plan against the Engine, strategy `recreate`.
 //!
 //! Order, and the promise each step keeps:
-//! 1. **Refuse** on conflicts (objects dockhand does not own) and on missing bind sources:
-//!    nothing has been touched.
+//! 1. **Refuse** on conflicts (objects dockhand does not own), then **preflight** (see
+//!    [`preflight`]): every failed check is reported together and nothing has been touched.
 //! 2. **Pull** every image a create/recreate needs, by digest, and check the digest. A failure
 //!    here also leaves the host untouched.
 //! 3. Create bind directories, owned networks and volumes.
-//! 4. Containers wave by wave in `depends_on` order, independent ones in parallel; a
-//!    dependency with a healthcheck must be healthy before its dependents start. A recreate
-//!    keeps the old container (stopped and renamed) until the new one has started, and puts it
-//!    back if the new one cannot be created or started.
-//! 5. Remove managed containers and networks that are no longer desired. Volumes are never
+//! 4. Containers wave by wave in `depends_on` order, independent ones in parallel. Per
+//!    container: `before` hooks, create (or recreate), wait until ready (healthy if it has a
+//!    healthcheck; exited 0 for a job), `after_start` hooks, `after_switch` hooks. A recreate
+//!    keeps the old container (stopped and renamed) until the new one is ready and its
+//!    `after_start` hooks passed, and puts it back otherwise.
+//! 5. Blue/green releases (see [`release`]).
+//! 6. Remove managed containers and networks that are no longer desired. Volumes are never
 //!    removed here.
 //!
 //! Edge module: bollard and the file system. It executes the plan's actions and decides
 //! nothing on its own.
 
 mod container;
+mod hooks;
+pub mod preflight;
 pub mod progress;
 mod release;
 
@@ -56,12 +60,40 @@ pub enum ApplyError {
         serving: Option<String>,
         message: String,
     },
+    #[error("{container}: hook {hook} failed: {message}{}\n  hint: the hook's full output is in `dockhand history`; fix the cause and commit again (or `dockhand apply --retry`)", if .output.trim().is_empty() { String::new() } else { format!("\n  last output:\n{}", .output.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")) })]
+    Hook {
+        container: String,
+        hook: String,
+        message: String,
+        output: String,
+    },
+    #[error("{cause}\n  {note}")]
+    RolledBack {
+        #[source]
+        cause: Box<ApplyError>,
+        note: String,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ApplyOptions {}
+impl ApplyError {
+    /// A new version failed its gate or a hook and what served before serves again: the
+    /// revision should not be tried again by itself.
+    pub fn rolled_back(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::GateFailed { .. } | ApplyError::RolledBack { .. }
+        )
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ApplyOptions {
+    pub checks: preflight::Checks,
+    /// Run the checks, then stop.
+    pub preflight_only: bool,
+}
 
 /// What apply did, for the summary line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -83,6 +115,7 @@ pub async fn apply(
     docker: &Docker,
     plan: &Plan,
     desired: &Desired,
+    options: &ApplyOptions,
     progress: &Progress,
 ) -> Result<ApplyReport, ApplyError> {
     if !plan.conflicts.is_empty() {
@@ -108,7 +141,21 @@ pub async fn apply(
         })
         .collect();
 
-    preflight(&changing)?;
+    let problems = progress
+        .step("host", "preflight", async {
+            let p = preflight::run(docker, &changing, &options.checks).await;
+            if p.is_empty() {
+                Ok(())
+            } else {
+                Err(ApplyError::Preflight(p))
+            }
+        })
+        .await;
+    problems?;
+    progress.line("preflight: all checks passed");
+    if options.preflight_only {
+        return Ok(ApplyReport::default());
+    }
     let mut report = ApplyReport {
         pulled: pull_all(docker, &changing, progress).await?,
         ..Default::default()
@@ -161,24 +208,10 @@ pub async fn apply(
             .iter()
             .filter_map(|c| actions.get(c.name.as_str()).map(|a| (*c, *a)))
             .collect();
-        let done: Vec<&'static str> = stream::iter(work.into_iter().map(|(c, a)| async move {
-            match a {
-                Action::Create { .. } => {
-                    progress.line(&format!("{}: creating", c.name));
-                    container::create_and_start(docker, c)
-                        .await
-                        .map(|_| "created")
-                }
-                Action::Recreate { .. } => {
-                    progress.line(&format!("{}: recreating", c.name));
-                    container::replace(docker, c).await.map(|_| "recreated")
-                }
-                _ => {
-                    progress.line(&format!("{}: starting", c.name));
-                    container::start(docker, &c.name).await.map(|_| "started")
-                }
-            }
-        }))
+        let done: Vec<&'static str> = stream::iter(
+            work.into_iter()
+                .map(|(c, a)| converge_one(docker, c, a, progress)),
+        )
         .buffer_unordered(PARALLEL)
         .try_collect()
         .await?;
@@ -189,20 +222,23 @@ pub async fn apply(
                 _ => report.started += 1,
             }
         }
-        // Changed containers, and dependencies of later waves, must be up (healthy if they
-        // have a healthcheck) before the next wave starts.
+        // Unchanged dependencies of later waves must be up too before those start.
         let to_wait: Vec<&DesiredContainer> = wave
             .iter()
             .copied()
             .filter(|c| {
-                actions.contains_key(c.name.as_str()) || needed_by_later.contains(c.name.as_str())
+                !actions.contains_key(c.name.as_str()) && needed_by_later.contains(c.name.as_str())
             })
             .collect();
-        stream::iter(
-            to_wait
-                .into_iter()
-                .map(|c| container::wait_ready(docker, c, progress)),
-        )
+        stream::iter(to_wait.into_iter().map(|c| async move {
+            if c.job {
+                container::wait_exit(docker, c, progress).await
+            } else if started_is_enough(desired, &c.name) {
+                Ok(())
+            } else {
+                container::wait_ready(docker, c, progress).await
+            }
+        }))
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
         .await?;
@@ -230,18 +266,23 @@ pub async fn apply(
                 else {
                     continue;
                 };
-                release::release(
-                    docker,
-                    release::Release {
-                        base: b,
-                        color,
-                        step: *step,
-                        retire: retire.as_deref(),
-                        api: desired.traefik_api.as_deref(),
-                    },
-                    progress,
-                )
-                .await?;
+                progress
+                    .step(
+                        &format!("{}-{}", b.name, color.as_str()),
+                        "release",
+                        release::release(
+                            docker,
+                            release::Release {
+                                base: b,
+                                color,
+                                step: *step,
+                                retire: retire.as_deref(),
+                                api: desired.traefik_api.as_deref(),
+                            },
+                            progress,
+                        ),
+                    )
+                    .await?;
                 report.released += 1;
             }
             Action::Retire {
@@ -251,7 +292,18 @@ pub async fn apply(
                 ..
             } => {
                 if let Some(b) = base(stack, service) {
-                    release::retire(docker, b, old, desired.traefik_api.as_deref(), progress)
+                    progress
+                        .step(
+                            old,
+                            "retire",
+                            release::retire(
+                                docker,
+                                b,
+                                old,
+                                desired.traefik_api.as_deref(),
+                                progress,
+                            ),
+                        )
                         .await?;
                     report.removed += 1;
                 }
@@ -266,7 +318,13 @@ pub async fn apply(
                 container: name, ..
             } => {
                 progress.line(&format!("{name}: stopping and removing"));
-                container::stop_and_remove(docker, name, Duration::from_secs(10)).await?;
+                progress
+                    .step(
+                        name,
+                        "remove",
+                        container::stop_and_remove(docker, name, Duration::from_secs(10)),
+                    )
+                    .await?;
                 report.removed += 1;
             }
             Action::RemoveNetwork { name, .. } => {
@@ -282,23 +340,78 @@ pub async fn apply(
     Ok(report)
 }
 
-fn preflight(changing: &[&DesiredContainer]) -> Result<(), ApplyError> {
-    let mut problems = Vec::new();
-    for c in changing {
-        for path in &c.bind_required {
-            if !std::path::Path::new(path).exists() {
-                problems.push(format!(
-                    "  {}: bind source {path} does not exist\n    hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it",
-                    c.name
-                ));
-            }
+/// One container of a wave, from its `before` hooks to its `after_switch` hooks.
+async fn converge_one(
+    docker: &Docker,
+    c: &DesiredContainer,
+    action: &Action,
+    progress: &Progress,
+) -> Result<&'static str, ApplyError> {
+    let name = c.name.as_str();
+    // Ready means healthy for a service, exited 0 for a job; then the `after_start` hooks.
+    let verify = || async {
+        if c.job {
+            progress
+                .step(
+                    name,
+                    "wait completed",
+                    container::wait_exit(docker, c, progress),
+                )
+                .await?;
+        } else {
+            progress
+                .step(
+                    name,
+                    "wait ready",
+                    container::wait_ready(docker, c, progress),
+                )
+                .await?;
         }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApplyError::Preflight(problems))
-    }
+        hooks::run_phase(docker, c, name, &c.hooks.after_start, progress).await
+    };
+    let what = match action {
+        Action::Create { .. } => {
+            hooks::run_phase(docker, c, name, &c.hooks.before, progress).await?;
+            progress.line(&format!("{name}: creating"));
+            progress
+                .step(name, "create", container::create_and_start(docker, c))
+                .await?;
+            verify().await?;
+            "created"
+        }
+        Action::Recreate { .. } => {
+            hooks::run_phase(docker, c, name, &c.hooks.before, progress).await?;
+            progress.line(&format!("{name}: recreating"));
+            progress
+                .step(name, "recreate", container::replace(docker, c, verify()))
+                .await?;
+            "recreated"
+        }
+        _ => {
+            progress.line(&format!("{name}: starting"));
+            progress
+                .step(name, "start", container::start(docker, name))
+                .await?;
+            if c.job {
+                container::wait_exit(docker, c, progress).await?;
+            } else {
+                container::wait_ready(docker, c, progress).await?;
+            }
+            return Ok("started");
+        }
+    };
+    hooks::run_phase(docker, c, name, &c.hooks.after_switch, progress).await?;
+    Ok(what)
+}
+
+/// Whether every dependent of `name` only asks for it to have started.
+fn started_is_enough(desired: &Desired, name: &str) -> bool {
+    let mut asked = desired
+        .containers
+        .iter()
+        .filter_map(|d| d.conditions.get(name))
+        .peekable();
+    asked.peek().is_some() && asked.all(|c| *c == crate::model::Condition::Started)
 }
 
 async fn pull_all(

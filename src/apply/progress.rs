@@ -1,12 +1,67 @@
-//! Progress lines for long work: one plain line per step on stderr with the elapsed time, so
-//! that a terminal and a log file read the same.
+//! Progress and the step journal of one apply.
+//!
+//! Every step shows as a plain line on stderr with the elapsed time (so a terminal and a log
+//! file read the same), and, when a deploy record is open, is written to it with its duration,
+//! outcome and output tail as soon as it ends — a crash loses at most the step in flight.
+//! Long waits print a line every few seconds with the time waited so far.
+//!
+//! Text that reaches the record passes through a [`Redactor`] first: env values of the desired
+//! state never appear in it, even when a hook prints its environment.
 
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-#[derive(Debug)]
+use crate::history::{now_ms, StepRecord, Store};
+
+/// Replaces known secret values in free text with `***`.
+#[derive(Debug, Default, Clone)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// Values shorter than 4 characters are not redacted: masking every `1` or `on` in hook
+    /// output would hide more than it protects.
+    pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
+        let mut secrets: Vec<String> = values.into_iter().filter(|v| v.len() >= 4).collect();
+        // Longest first, so a value that contains another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor { secrets }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+struct Journal {
+    store: Arc<Store>,
+    deploy: i64,
+}
+
 pub struct Progress {
     start: Instant,
     quiet: bool,
+    journal: Option<Journal>,
+    redactor: Redactor,
+    steps: Mutex<Vec<StepRecord>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("quiet", &self.quiet)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Progress {
@@ -14,13 +69,98 @@ impl Progress {
         Progress {
             start: Instant::now(),
             quiet,
+            journal: None,
+            redactor: Redactor::default(),
+            steps: Mutex::new(Vec::new()),
         }
     }
 
+    /// Also write every step to `deploy` in `store`.
+    #[must_use]
+    pub fn recording(mut self, store: Arc<Store>, deploy: i64) -> Self {
+        self.journal = Some(Journal { store, deploy });
+        self
+    }
+
+    #[must_use]
+    pub fn redacting(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     pub fn line(&self, message: &str) {
-        tracing::debug!(target: "dockhand::progress", "{message}");
+        tracing::info!(target: "dockhand::progress", "{message}");
         if !self.quiet {
             eprintln!("[{:>6.1}s] {message}", self.start.elapsed().as_secs_f64());
         }
+    }
+
+    /// Runs `work` as the step `name` of `target`, recording its duration and outcome.
+    pub async fn step<T, E: Display>(
+        &self,
+        target: &str,
+        name: &str,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started_ms = now_ms();
+        let t = Instant::now();
+        let result = work.await;
+        let (outcome, error) = match &result {
+            Ok(_) => ("ok", String::new()),
+            Err(e) => ("failed", e.to_string()),
+        };
+        self.record(StepRecord {
+            target: target.to_string(),
+            name: name.to_string(),
+            started_ms,
+            duration_ms: i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX),
+            outcome: outcome.to_string(),
+            output: String::new(),
+            error,
+        });
+        result
+    }
+
+    /// Records a finished step (redacting its output and error first).
+    pub fn record(&self, mut step: StepRecord) {
+        step.output = self.redactor.redact(&step.output);
+        step.error = self.redactor.redact(&step.error);
+        if let Some(j) = &self.journal {
+            if let Err(e) = j.store.record_step(j.deploy, &step) {
+                // The deploy goes on: losing a journal line must not stop a release half way.
+                tracing::warn!("cannot write to the deploy record: {e}");
+                self.line(&format!("warning: deploy record not updated: {e}"));
+            }
+        }
+        self.steps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(step);
+    }
+
+    /// The steps recorded so far.
+    pub fn steps(&self) -> Vec<StepRecord> {
+        self.steps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Redactor;
+
+    #[test]
+    fn masks_longest_value_first_and_skips_short_ones() {
+        let r = Redactor::new(["hunter2".into(), "hunter2-extra".into(), "on".into()]);
+        assert_eq!(
+            r.redact("pw=hunter2-extra old=hunter2 debug=on"),
+            "pw=*** old=*** debug=on"
+        );
     }
 }

@@ -22,11 +22,13 @@ use bollard::models::{ExecConfig, HealthStatusEnum};
 use bollard::Docker;
 
 use super::container::{self, step};
+use super::hooks;
 use super::progress::Progress;
 use super::ApplyError;
 use crate::model::{Color, KeepIdle};
 use crate::plan::ReleaseStep;
-use crate::spec::{BlueGreen, DesiredContainer, DRAIN_FLAG};
+use crate::spec::{BlueGreen, DesiredContainer, DRAIN_FLAG, HOLD_FLAG};
+use bollard::query_parameters::UploadToContainerOptions;
 
 /// One release, as the plan decided it.
 pub struct Release<'a> {
@@ -45,6 +47,8 @@ fn bg(c: &DesiredContainer) -> BlueGreen {
         drain_ms: crate::spec::DEFAULT_DRAIN_MS,
         traefik_service: None,
         proxy_network: None,
+        probe: Vec::new(),
+        hold: false,
     })
 }
 
@@ -56,33 +60,64 @@ pub async fn release(
     let target = r.base.colored(r.color);
     let name = target.name.as_str();
     let started = Instant::now();
+    let b = bg(r.base);
+    hooks::run_phase(docker, r.base, name, &r.base.hooks.before, progress).await?;
     match r.step {
         ReleaseStep::Create => {
             progress.line(&format!("{name}: creating (blue/green)"));
-            container::create_and_start(docker, &target).await?;
+            container::create(docker, &target).await?;
         }
         ReleaseStep::Recreate => {
             progress.line(&format!("{name}: replacing the idle container"));
             container::stop_and_remove(docker, name, Duration::from_secs(10)).await?;
-            container::create_and_start(docker, &target).await?;
+            container::create(docker, &target).await?;
         }
         ReleaseStep::Start => {
             progress.line(&format!("{name}: starting the idle color"));
-            container::start(docker, name).await?;
         }
         ReleaseStep::Gate => {}
     }
-    if let Err(e) = container::wait_ready(docker, &target, progress).await {
+    if r.step != ReleaseStep::Gate {
+        if b.hold {
+            put_hold(docker, name).await?;
+        }
+        container::start(docker, name).await?;
+    }
+    let gate = if b.hold {
+        probe_gate(docker, &target, &b.probe, progress).await
+    } else {
+        container::wait_ready(docker, &target, progress).await
+    };
+    let fail = |e: ApplyError| async move {
         // The old color was never touched: it keeps serving. The failed one is stopped (kept
         // for `docker logs`), so it gets no traffic.
         let _ = container::stop(docker, name, Duration::from_secs(5)).await;
-        return Err(ApplyError::GateFailed {
+        e
+    };
+    if let Err(e) = gate {
+        return Err(fail(ApplyError::GateFailed {
             container: name.to_string(),
             serving: r.retire.map(str::to_string),
             message: e.to_string(),
-        });
+        })
+        .await);
     }
-    let b = bg(r.base);
+    if b.hold {
+        if let Err(e) =
+            hooks::run_phase(docker, r.base, name, &r.base.hooks.after_start, progress).await
+        {
+            let note = match r.retire {
+                Some(s) => format!("{name} never received traffic and was stopped; {s} was not touched and still serves"),
+                None => format!("{name} never received traffic and was stopped"),
+            };
+            return Err(ApplyError::RolledBack {
+                cause: Box::new(fail(e).await),
+                note,
+            });
+        }
+        clear_hold(docker, name).await?;
+        container::wait_ready(docker, &target, progress).await?;
+    }
     wait_routing(docker, &b, r.api, name, true, progress).await?;
     progress.line(&format!(
         "{name}: serving ({:.1}s after start of release)",
@@ -91,7 +126,107 @@ pub async fn release(
     if let Some(old) = r.retire {
         retire(docker, r.base, old, r.api, progress).await?;
     }
-    Ok(())
+    hooks::run_phase(docker, r.base, name, &r.base.hooks.after_switch, progress).await
+}
+
+/// The gate for a held color: Docker cannot call it healthy yet, so dockhand runs the health
+/// test itself (every 100 ms: readiness is noticed well within 250 ms).
+async fn probe_gate(
+    docker: &Docker,
+    target: &DesiredContainer,
+    probe: &[String],
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let name = target.name.as_str();
+    let deadline = target
+        .spec
+        .healthcheck
+        .as_ref()
+        .map_or(Duration::from_secs(60), |h| h.deadline());
+    let started = Instant::now();
+    let mut announced = started;
+    loop {
+        if hooks::exit_code(docker, name, probe).await == Some(0) {
+            progress.line(&format!(
+                "{name}: ready after {:.1}s (dockhand's probe)",
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        let info = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(step(name, "inspect"))?;
+        if info.state.and_then(|s| s.running) != Some(true) {
+            return Err(ApplyError::Unhealthy {
+                container: name.to_string(),
+                message: "it stopped before it became ready".into(),
+            });
+        }
+        if started.elapsed() > deadline {
+            return Err(ApplyError::Unhealthy {
+                container: name.to_string(),
+                message: format!("not ready after {:.0}s", deadline.as_secs_f64()),
+            });
+        }
+        if announced.elapsed() > Duration::from_secs(2) {
+            announced = Instant::now();
+            progress.line(&format!(
+                "{name}: waiting for ready ({:.0}s)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Puts the hold flag into the stopped container's root file system.
+async fn put_hold(docker: &Docker, name: &str) -> Result<(), ApplyError> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let content = b"held by dockhand until the after_start hooks pass\n";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o666);
+    header.set_cksum();
+    let flag = HOLD_FLAG.trim_start_matches('/');
+    tar.append_data(&mut header, flag, &content[..])
+        .map_err(|e| ApplyError::Step {
+            container: name.to_string(),
+            what: "preparing the hold flag",
+            message: e.to_string(),
+        })?;
+    let bytes = tar.into_inner().map_err(|e| ApplyError::Step {
+        container: name.to_string(),
+        what: "preparing the hold flag",
+        message: e.to_string(),
+    })?;
+    docker
+        .upload_to_container(
+            name,
+            Some(UploadToContainerOptions {
+                path: "/".into(),
+                ..Default::default()
+            }),
+            bollard::body_full(bytes::Bytes::from(bytes)),
+        )
+        .await
+        .map_err(step(name, "setting the hold flag"))
+}
+
+async fn clear_hold(docker: &Docker, name: &str) -> Result<(), ApplyError> {
+    let cmd = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        format!(": > {HOLD_FLAG}"),
+    ];
+    match hooks::exit_code(docker, name, &cmd).await {
+        Some(0) => Ok(()),
+        other => Err(ApplyError::Step {
+            container: name.to_string(),
+            what: "clearing the hold flag",
+            message: format!("`: > {HOLD_FLAG}` exited with {other:?}"),
+        }),
+    }
 }
 
 /// Takes `old` out of the proxy, then stops it (or removes it with `keep_idle: removed`).

@@ -16,6 +16,9 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Where dockhand keeps its deploy record (SQLite) and apply lock.
+    #[arg(long, global = true, env = "DOCKHAND_STATE_DIR", default_value = crate::history::DEFAULT_STATE_DIR)]
+    pub state_dir: std::path::PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,11 +43,18 @@ pub enum Command {
         after_help = "On a terminal apply asks before changing anything; elsewhere it refuses without --yes.\n\nExample:\n  dockhand apply --yes"
     )]
     Apply(ApplyArgs),
-    /// Per service: running, stopped, missing or drifted, with image digest and commit.
+    /// Per service: running, stopped, missing or drifted, with image digest, commit and the
+    /// deploy that put it there; quarantined revisions.
     #[command(
-        after_help = "Example:\n  dockhand status --json | jq '.[] | select(.state != \"running\")'"
+        after_help = "Example:\n  dockhand status --json | jq '.services[] | select(.state != \"running\")'"
     )]
     Status(StatusArgs),
+    /// The deploy record, newest first: trigger, revision, outcome, duration, and per deploy
+    /// (--id) every step with its duration and hook output.
+    #[command(
+        after_help = "Examples:\n  dockhand history -n 5\n  dockhand history --stack shop --json\n  dockhand history --id 12"
+    )]
+    History(HistoryArgs),
     /// Write the JSON Schemas of dockhand.yaml and stack files into a directory.
     #[command(after_help = "Example:\n  dockhand schema --out schemas")]
     Schema {
@@ -91,6 +101,29 @@ pub struct ApplyArgs {
     /// Do not ask; required when standard input is not a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Run the preflight checks (images, bind sources, env files, ports, disk), then stop.
+    #[arg(long)]
+    pub preflight_only: bool,
+    /// Apply a revision that is quarantined because its release failed before.
+    #[arg(long)]
+    pub retry: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Only deploys that changed this stack.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// How many deploys to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+    /// Show one deploy in full: services, steps, hook output.
+    #[arg(long)]
+    pub id: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

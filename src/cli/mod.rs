@@ -2,6 +2,8 @@
 //! code. The only module that prints user output (stdout) besides apply's progress (stderr).
 
 pub mod args;
+mod history;
+mod table;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::apply::progress::Progress;
+use std::sync::Arc;
+
+use crate::apply::progress::{Progress, Redactor};
+use crate::history::{Outcome, ServiceChange, Store};
 use crate::load::schema::FileKind;
 use crate::model::actual::{Actual, RunState};
 use crate::model::DesiredState;
@@ -59,15 +64,75 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
             print!("{}", render::text(&ctx.plan, true));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Apply(a) => apply(&a).await,
+        Command::Apply(a) => apply(&a, &cli.state_dir).await,
         Command::Status(a) => {
             let ctx = PlanContext::build(&a.source).await?;
-            let rows = status_rows(&ctx.desired, &ctx.actual, &ctx.plan);
+            let mut rows = status_rows(&ctx.desired, &ctx.actual, &ctx.plan);
+            let store = Store::open_existing(&cli.state_dir)?;
+            let mut quarantined = Vec::new();
+            if let Some(store) = &store {
+                let last = store.last_deploys(&ctx.desired.project)?;
+                for r in &mut rows {
+                    if let Some((_, id, at)) = last.iter().find(|(c, _, _)| *c == r.container) {
+                        r.deployed = format!("{} #{id}", crate::history::format_utc(*at));
+                    }
+                }
+                quarantined = store.quarantine_list(&ctx.desired.project)?;
+            }
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "source": ctx.snapshot.origin,
+                        "revision": revision(&ctx.snapshot),
+                        "in_sync": ctx.plan.is_empty(),
+                        "services": rows,
+                        "quarantined": quarantined,
+                    }))?
+                );
             } else {
                 println!("source: {}\n", ctx.snapshot.origin);
                 print!("{}", status_table(&rows));
+                for q in &quarantined {
+                    println!(
+                        "\nquarantined: {} (deploy #{}, {}): {}\n  hint: commit a fix, or `dockhand apply --retry` to try this revision again",
+                        q.revision,
+                        q.deploy_id,
+                        crate::history::format_utc(q.at_ms),
+                        q.reason.lines().next().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History(a) => {
+            let project = load(&a.source).ok().map(|(_, d)| d.config.project);
+            let Some(store) = Store::open_existing(&cli.state_dir)? else {
+                println!(
+                    "no deploy record in {} yet\n  hint: `dockhand apply` writes one; pass --state-dir if it lives elsewhere",
+                    cli.state_dir.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            if let Some(id) = a.id {
+                let Some(d) = store.deploy(project.as_deref(), id)? else {
+                    bail!(
+                        "no deploy #{id} in {}\n  hint: `dockhand history` lists them",
+                        store.path().display()
+                    );
+                };
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&d)?);
+                } else {
+                    print!("{}", history::detail(&d));
+                }
+            } else {
+                let deploys = store.deploys(project.as_deref(), a.stack.as_deref(), a.limit)?;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&deploys)?);
+                } else {
+                    print!("{}", history::table(&deploys));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -121,23 +186,37 @@ fn load(src: &SourceArgs) -> Result<(Snapshot, DesiredState)> {
 /// Everything a plan-based verb needs, gathered once.
 struct PlanContext {
     snapshot: Snapshot,
+    state: DesiredState,
     desired: Desired,
     actual: Actual,
     plan: Plan,
+    /// Env files that cannot be read: apply's preflight refuses on them.
+    env_problems: Vec<String>,
+}
+
+/// The commit, or for files on disk a hash of their contents: what quarantine and the deploy
+/// record key on.
+fn revision(snap: &Snapshot) -> String {
+    snap.commit.clone().unwrap_or_else(|| {
+        let mut all = Vec::new();
+        for f in &snap.files {
+            all.extend_from_slice(f.path.as_bytes());
+            all.push(0);
+            all.extend_from_slice(f.text.as_bytes());
+            all.push(0);
+        }
+        format!("worktree:{}", &crate::spec::sha256_hex(&all)[..16])
+    })
 }
 
 impl PlanContext {
     async fn build(src: &SourceArgs) -> Result<PlanContext> {
         let (snapshot, state) = load(src)?;
-        let env_hashes = crate::host::hash_env_files(&state).map_err(|errs| {
-            Reported(
-                errs.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-                    + "\nnothing was changed.",
-            )
-        })?;
+        let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
+        let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
+        for p in &env_problems {
+            tracing::warn!("{p}");
+        }
         let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
         let docker = crate::observe::connect().await?;
         let names: Vec<String> = desired
@@ -149,14 +228,16 @@ impl PlanContext {
         let plan = crate::plan::plan(&desired, &actual);
         Ok(PlanContext {
             snapshot,
+            state,
             desired,
             actual,
             plan,
+            env_problems,
         })
     }
 }
 
-async fn apply(a: &args::ApplyArgs) -> Result<ExitCode> {
+async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     let ctx = PlanContext::build(&a.source).await?;
     println!("source: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, false));
@@ -165,6 +246,40 @@ async fn apply(a: &args::ApplyArgs) -> Result<ExitCode> {
     }
     if !ctx.plan.conflicts.is_empty() {
         return Err(crate::apply::ApplyError::Conflicts(ctx.plan.conflicts.len()).into());
+    }
+    let project = ctx.desired.project.clone();
+    let rev = revision(&ctx.snapshot);
+    let options = crate::apply::ApplyOptions {
+        checks: crate::apply::preflight::Checks {
+            env_problems: ctx.env_problems.clone(),
+            min_free_disk: crate::model::parse_size(&ctx.state.config.preflight.min_free_disk),
+        },
+        preflight_only: a.preflight_only,
+    };
+    let redactor = Redactor::new(
+        ctx.desired
+            .containers
+            .iter()
+            .flat_map(|c| c.spec.env.values().cloned())
+            .chain(crate::host::env_file_values(&ctx.state)),
+    );
+    let docker = crate::observe::connect().await?;
+    if a.preflight_only {
+        let progress = Progress::new(false).redacting(redactor);
+        crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await?;
+        println!("\nPreflight passed; nothing was changed (--preflight-only).");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Arc::new(Store::open(state_dir)?);
+    if let Some(q) = store.quarantined(&project, &rev)? {
+        if !a.retry {
+            bail!(
+                "revision {rev} is quarantined: deploy #{} failed at {}:\n  {}\nnothing was changed.\n  hint: commit a fix (a new revision is applied normally), or pass --retry to try this one again",
+                q.deploy_id,
+                crate::history::format_utc(q.at_ms),
+                q.reason.lines().next().unwrap_or_default()
+            );
+        }
     }
     if !a.yes {
         if !std::io::stdin().is_terminal() {
@@ -179,12 +294,53 @@ async fn apply(a: &args::ApplyArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let docker = crate::observe::connect().await?;
-    let progress = Progress::new(false);
+    let lock = store.lock_apply()?;
+    let services = service_changes(&ctx.plan, &ctx.desired, &ctx.actual);
+    let summary = render::summary_line(&ctx.plan);
+    let deploy = store.begin(
+        &crate::history::NewDeploy {
+            project: &project,
+            trigger: if a.retry { "cli (retry)" } else { "cli" },
+            revision: &rev,
+            source: &ctx.snapshot.origin,
+            services: &services,
+            summary: &summary,
+        },
+        &lock,
+    )?;
+    let progress = Progress::new(false)
+        .redacting(redactor.clone())
+        .recording(store.clone(), deploy);
     let started = std::time::Instant::now();
-    let report = crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &progress).await?;
+    let result = crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await;
+    let report = match result {
+        Ok(r) => {
+            store.finish(deploy, Outcome::Succeeded, None)?;
+            store.release_quarantine(&project, &rev)?;
+            r
+        }
+        Err(e) => {
+            let text = redactor.redact(&e.to_string());
+            let outcome = match &e {
+                crate::apply::ApplyError::Preflight(_) => Outcome::FailedPreflight,
+                e if e.rolled_back() => Outcome::RolledBack,
+                _ => Outcome::Failed,
+            };
+            store.finish(deploy, outcome, Some(&text))?;
+            if outcome == Outcome::RolledBack {
+                store.quarantine(&project, &rev, deploy, &text)?;
+                return Err(anyhow::Error::new(e).context(format!(
+                    "deploy #{deploy} rolled back; revision {} is quarantined (not applied again until a new revision or `dockhand apply --retry`)",
+                    rev.chars().take(12).collect::<String>()
+                )));
+            }
+            return Err(
+                anyhow::Error::new(e).context(format!("deploy #{deploy} {}", outcome.as_str()))
+            );
+        }
+    };
     println!(
-        "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {} removed{}; {} image(s) pulled.",
+        "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {} removed{}; {} image(s) pulled. Recorded as deploy #{deploy}.",
         started.elapsed().as_secs_f64(),
         report.created,
         report.recreated,
@@ -200,6 +356,71 @@ async fn apply(a: &args::ApplyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Per container the plan touches: the image before (from the Engine) and after (desired).
+fn service_changes(plan: &Plan, desired: &Desired, actual: &Actual) -> Vec<ServiceChange> {
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        let (stack, service, container, kind) = match a {
+            Action::Create {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "create"),
+            Action::Recreate {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "recreate"),
+            Action::Start {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "start"),
+            Action::Release {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "release"),
+            Action::Retire {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "retire"),
+            Action::Remove {
+                stack, container, ..
+            } => (stack, String::new(), container.clone(), "remove"),
+            _ => continue,
+        };
+        let before = actual.managed.iter().find(|c| c.name == container);
+        let after = desired
+            .containers
+            .iter()
+            .find(|c| &c.stack == stack && c.service == service)
+            .filter(|_| !matches!(kind, "remove" | "retire"));
+        out.push(ServiceChange {
+            stack: stack.clone(),
+            service: if service.is_empty() {
+                before
+                    .and_then(|c| c.label(labels::SERVICE))
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                service
+            },
+            container,
+            action: kind.into(),
+            image_before: before.map(|c| c.image.clone()),
+            image_after: after.map(|c| c.image_ref.clone()),
+        });
+    }
+    out
+}
+
 #[derive(Debug, Serialize)]
 struct StatusRow {
     stack: String,
@@ -209,6 +430,8 @@ struct StatusRow {
     state: String,
     image: String,
     commit: String,
+    /// When, and by which deploy, this container was last changed (from the deploy record).
+    deployed: String,
     detail: String,
 }
 
@@ -262,6 +485,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     .and_then(|c| c.label(labels::COMMIT))
                     .unwrap_or_default()
                     .to_string(),
+                deployed: String::new(),
                 detail,
             });
         }
@@ -287,6 +511,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     .and_then(|c| c.label(labels::COMMIT))
                     .unwrap_or_default()
                     .into(),
+                deployed: String::new(),
                 detail: reason.clone(),
             });
         }
@@ -295,16 +520,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
 }
 
 fn status_table(rows: &[StatusRow]) -> String {
-    let header = [
-        "STACK",
-        "SERVICE",
-        "CONTAINER",
-        "STATE",
-        "IMAGE",
-        "COMMIT",
-        "DETAIL",
-    ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -314,30 +530,22 @@ fn status_table(rows: &[StatusRow]) -> String {
                 r.state.clone(),
                 render::short_image(&r.image),
                 r.commit.chars().take(12).collect(),
+                r.deployed.clone(),
                 r.detail.clone(),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            if i + 1 == cols.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for row in &cells {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    table::render(
+        [
+            "STACK",
+            "SERVICE",
+            "CONTAINER",
+            "STATE",
+            "IMAGE",
+            "COMMIT",
+            "DEPLOYED",
+            "DETAIL",
+        ],
+        &cells,
+    )
 }

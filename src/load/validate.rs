@@ -8,7 +8,8 @@ use super::diagnostic::Diagnostic;
 use super::yaml::{escape_pointer_token, PosIndex};
 use crate::model::image::ImageRef;
 use crate::model::{
-    container_name, object_name, DesiredState, Health, Mount, PortMapping, Strategy,
+    container_name, object_name, Condition, DependsOn, DesiredState, Health, HookStep, Mount,
+    PortMapping, Strategy,
 };
 
 /// Where each loaded file's nodes are.
@@ -246,25 +247,129 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 }
             }
 
-            for (i, dep) in svc.depends_on.iter().enumerate() {
-                let dp = ptr(&format!("/depends_on/{i}"));
-                if dep == name {
+            for (i, (dep, cond)) in svc.depends_on.entries().into_iter().enumerate() {
+                let dp = match &svc.depends_on {
+                    DependsOn::Names(_) => ptr(&format!("/depends_on/{i}")),
+                    DependsOn::Conditions(_) => {
+                        ptr(&format!("/depends_on/{}", escape_pointer_token(dep)))
+                    }
+                };
+                let Some(target) = spec.services.get(dep).filter(|_| dep != name) else {
+                    if dep == name {
+                        cx.at(
+                            file,
+                            &dp,
+                            "a service cannot depend on itself",
+                            "remove this entry",
+                        );
+                    } else {
+                        cx.at(
+                            file,
+                            &dp,
+                            format!(
+                                "depends_on names `{dep}`, which is not a service in this stack"
+                            ),
+                            &format!(
+                                "services here: {}",
+                                spec.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                let has_check = target
+                    .health
+                    .as_ref()
+                    .is_some_and(|h| h.cmd.is_some() || h.shell.is_some());
+                match cond {
+                    Condition::Healthy if !has_check => cx.at(file, &dp, format!("`{dep}` has no Docker healthcheck, so it can never be `healthy`"), &format!("give `{dep}` a `health.cmd` or `health.shell`, or use `started`")),
+                    Condition::Completed if !target.job => cx.at(file, &dp, format!("`{dep}` is not a job, so it never `completed`"), &format!("set `job: true` on `{dep}` (it then runs once per change), or use `healthy`/`started`")),
+                    Condition::Started | Condition::Healthy | Condition::Ready if target.job => cx.at(file, &dp, format!("`{dep}` is a job: it runs and exits"), "wait for it with `completed`"),
+                    _ => {}
+                }
+            }
+
+            if svc.job {
+                if svc.route.is_some()
+                    || svc
+                        .release
+                        .as_ref()
+                        .is_some_and(|r| r.strategy == Strategy::BlueGreen)
+                {
                     cx.at(
                         file,
-                        &dp,
-                        "a service cannot depend on itself",
-                        "remove this entry",
+                        &ptr("/job"),
+                        "a job cannot have a `route` or a blue-green release",
+                        "jobs run once and exit; route to a long-running service instead",
                     );
-                } else if !spec.services.contains_key(dep) {
+                }
+                if svc
+                    .restart
+                    .is_some_and(|r| r != crate::model::RestartPolicy::No)
+                {
                     cx.at(
                         file,
-                        &dp,
-                        format!("depends_on names `{dep}`, which is not a service in this stack"),
-                        &format!(
-                            "services here: {}",
-                            spec.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
+                        &ptr("/restart"),
+                        "a job is never restarted",
+                        "remove `restart` from the job",
                     );
+                }
+            }
+
+            if let Some(hooks) = &svc.hooks {
+                for (phase, steps) in [
+                    ("before", &hooks.before),
+                    ("after_start", &hooks.after_start),
+                    ("after_switch", &hooks.after_switch),
+                ] {
+                    for (i, step) in steps.iter().enumerate() {
+                        let hp = ptr(&format!("/hooks/{phase}/{i}"));
+                        let (command, detail) = match step {
+                            HookStep::Command(c) => (c, None),
+                            HookStep::Detailed(d) => (&d.command, Some(d)),
+                        };
+                        if command.is_empty() {
+                            cx.at(file, &hp, "hook command is empty", "give the command and its arguments, e.g. [python, manage.py, migrate]");
+                        }
+                        let Some(d) = detail else { continue };
+                        if d.service.is_some() && d.image.is_some() {
+                            cx.at(file, &hp, "hook sets both `service` and `image`", "`service` runs it with exec in that running service; `image` runs it in a one-off container: keep one");
+                        }
+                        if let Some(other) = &d.service {
+                            if other == name {
+                                cx.at(file, &format!("{hp}/service"), "`service` names this service itself", "drop `service`: a bare command runs in this service's new container (or, for `before`, a one-off container from its new image)");
+                            } else if !spec.services.contains_key(other) {
+                                cx.at(file, &format!("{hp}/service"), format!("hook runs in `{other}`, which is not a service in this stack"), &format!("services here: {}", spec.services.keys().cloned().collect::<Vec<_>>().join(", ")));
+                            }
+                            if !d.mounts.is_empty() {
+                                cx.at(
+                                    file,
+                                    &format!("{hp}/mounts"),
+                                    "`mounts` only apply to a one-off container",
+                                    "the exec runs with the mounts that service already has",
+                                );
+                            }
+                        }
+                        if let Some(image) = &d.image {
+                            match ImageRef::parse(image) {
+                                Err(e) => cx.at(file, &format!("{hp}/image"), e.to_string(), "write images as registry/repo:tag@sha256:<64 hex>"),
+                                Ok(r) if r.digest.is_none() && desired.config.policy.require_digest => cx.at(file, &format!("{hp}/image"), format!("hook image `{image}` is not pinned by digest"), "append @sha256:<digest>, or set policy.require_digest: false"),
+                                Ok(_) => {}
+                            }
+                        }
+                        for (j, m) in d.mounts.iter().enumerate() {
+                            if let Mount::Bind(b) = m {
+                                if !is_abs(&b.bind) {
+                                    cx.at(
+                                        file,
+                                        &format!("{hp}/mounts/{j}/bind"),
+                                        format!("bind source `{}` is not an absolute path", b.bind),
+                                        "use an absolute host path",
+                                    );
+                                }
+                            }
+                        }
+                    }
                 }
             }
 
@@ -291,9 +396,6 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                         "remove them, or use the blue-green strategy",
                     );
                 }
-            }
-            if svc.hooks.as_ref().is_some_and(|h| !h.is_empty()) {
-                cx.at(file, &ptr("/hooks"), "release hooks are not run by this version of dockhand yet", "remove `hooks` for now: dockhand refuses to deploy rather than skip a migration silently");
             }
         }
 
@@ -356,14 +458,14 @@ fn dependency_cycles(spec: &crate::model::StackFile) -> Vec<Vec<String>> {
         marks.insert(node.to_string(), Mark::Active);
         path.push(node.to_string());
         if let Some(svc) = spec.services.get(node) {
-            for dep in &svc.depends_on {
+            for dep in svc.depends_on.names() {
                 if dep == node || !spec.services.contains_key(dep) {
                     continue;
                 }
-                match marks.get(dep.as_str()).copied().unwrap_or(Mark::New) {
+                match marks.get(dep).copied().unwrap_or(Mark::New) {
                     Mark::New => visit(dep, spec, marks, path, out),
                     Mark::Active => {
-                        let start = path.iter().position(|p| p == dep).unwrap_or(0);
+                        let start = path.iter().position(|p| p.as_str() == dep).unwrap_or(0);
                         let mut cycle: Vec<String> = path[start..].to_vec();
                         let min = cycle
                             .iter()

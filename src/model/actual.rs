@@ -71,6 +71,12 @@ impl ActualContainer {
         }
     }
 
+    /// The exit code of an exited container, read from `status` (`Exited (0) 3 seconds ago`).
+    pub fn exit_code(&self) -> Option<i64> {
+        let rest = self.status.strip_prefix("Exited (")?;
+        rest.split(')').next()?.parse().ok()
+    }
+
     /// Running and, if it has a healthcheck, healthy: what Traefik sends traffic to.
     pub fn serving(&self) -> bool {
         self.state == RunState::Running && matches!(self.health(), Health::None | Health::Healthy)

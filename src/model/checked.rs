@@ -61,6 +61,14 @@ pattern_check!(mode, mode_opt, mode_vec, super::MODE_PATTERN, "mode");
 pattern_check!(owner, owner_opt, owner_vec, super::OWNER_PATTERN, "owner");
 pattern_check!(host, host_opt, host_vec, super::HOST_PATTERN, "host");
 pattern_check!(path, path_opt, path_vec, super::PATH_PATTERN, "path prefix");
+pattern_check!(
+    abs_path,
+    abs_path_opt,
+    abs_path_vec,
+    super::PATH_PATTERN,
+    "absolute path"
+);
+pattern_check!(size, size_opt, size_vec, super::SIZE_PATTERN, "size");
 
 /// A map whose keys must be valid names.
 pub fn named_map<'de, D: Deserializer<'de>, T: Deserialize<'de>>(

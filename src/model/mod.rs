@@ -53,6 +53,9 @@ pub struct RepoConfig {
     /// Rules every commit must satisfy before it is applied.
     #[serde(default)]
     pub policy: Policy,
+    /// Host checks run before anything is touched.
+    #[serde(default)]
+    pub preflight: Preflight,
 }
 
 /// Traefik settings shared by all routed services.
@@ -230,10 +233,14 @@ pub struct Service {
     /// Extra container labels. Keys starting with `dockhand.` are reserved.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Services (in this stack) that must be running, and healthy if they have a
-    /// healthcheck, before this one starts.
+    /// Services (in this stack) that must be up before this one starts: a list of names
+    /// (running, and healthy if they have a healthcheck) or a map of name to condition.
     #[serde(default)]
-    pub depends_on: Vec<String>,
+    pub depends_on: DependsOn,
+    /// A one-off job (a migration, a backup): it runs to completion once per change of its
+    /// spec, is never restarted, and an exit code other than 0 fails the deploy.
+    #[serde(default)]
+    pub job: bool,
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]
@@ -248,6 +255,48 @@ pub struct Service {
     /// Commands run around a release.
     #[serde(default)]
     pub hooks: Option<Hooks>,
+}
+
+/// `depends_on`: `[db, cache]` or `{db: healthy, migrate: completed}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DependsOn {
+    Names(Vec<String>),
+    Conditions(BTreeMap<String, Condition>),
+}
+
+impl Default for DependsOn {
+    fn default() -> Self {
+        DependsOn::Names(Vec::new())
+    }
+}
+
+impl DependsOn {
+    /// Each dependency with its condition; a bare name means [`Condition::Ready`].
+    pub fn entries(&self) -> Vec<(&str, Condition)> {
+        match self {
+            DependsOn::Names(n) => n.iter().map(|n| (n.as_str(), Condition::Ready)).collect(),
+            DependsOn::Conditions(m) => m.iter().map(|(n, c)| (n.as_str(), *c)).collect(),
+        }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries().into_iter().map(|(n, _)| n)
+    }
+}
+
+/// What a dependency must have reached before its dependents start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Running.
+    Started,
+    /// Running and healthy (requires a healthcheck).
+    Healthy,
+    /// Running, and healthy if it has a healthcheck (what a bare name means).
+    Ready,
+    /// Exited with code 0 (a `job`).
+    Completed,
 }
 
 /// An environment value; numbers and booleans are written as YAML writes them.
@@ -537,9 +586,70 @@ pub struct HookDetail {
     pub image: Option<String>,
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Longest the step may run (default 5m); a step that runs over fails the release.
     #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub timeout: Option<String>,
+    /// After the step succeeds, keep only the newest `keep` files in this host directory
+    /// (backups written through a bind mount).
+    #[serde(default)]
+    pub rotate: Option<Rotate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// Absolute host directory.
+    #[serde(deserialize_with = "checked::abs_path")]
+    #[schemars(regex(pattern = PATH_PATTERN))]
+    pub dir: String,
+    #[schemars(range(min = 1))]
+    pub keep: u32,
+}
+
+/// Checks run before anything is touched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preflight {
+    /// Least free space on the Docker data root, e.g. `2GB`, `10GiB`, `500MB` (default 1GB).
+    #[serde(default = "default_min_free", deserialize_with = "checked::size")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub min_free_disk: String,
+}
+
+impl Default for Preflight {
+    fn default() -> Self {
+        Preflight {
+            min_free_disk: default_min_free(),
+        }
+    }
+}
+
+fn default_min_free() -> String {
+    "1GB".into()
+}
+
+/// A size such as `500MB`, `2GB`, `10GiB`.
+pub const SIZE_PATTERN: &str = r"^[0-9]+(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$";
+
+/// Bytes in a size written as [`SIZE_PATTERN`].
+pub fn parse_size(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit {
+        "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// A repository after loading and validation: the settings and every stack.

@@ -321,6 +321,11 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 image,
                 changes,
             });
+        } else if dc.job && ac.state == RunState::Running {
+            p.unchanged.push(dc.name.clone());
+        } else if dc.job && ac.state == RunState::Exited && ac.exit_code() == Some(0) {
+            // A job that completed for this spec is done; it runs again only when it changes.
+            p.unchanged.push(dc.name.clone());
         } else if ac.state != RunState::Running {
             p.actions.push(Action::Start {
                 stack: dc.stack.clone(),

@@ -165,17 +165,7 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
         );
         return out;
     }
-    let s = plan.summary();
-    let release = if s.release > 0 {
-        format!(", {} to release blue/green", s.release)
-    } else {
-        String::new()
-    };
-    let _ = writeln!(
-        out,
-        "\nPlan: {} to create, {} to recreate, {} to start, {} to remove{release}.",
-        s.create, s.recreate, s.start, s.remove
-    );
+    let _ = writeln!(out, "\nPlan: {}.", summary_line(plan));
     if !plan.conflicts.is_empty() {
         let _ = writeln!(
             out,
@@ -185,6 +175,20 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
         );
     }
     out
+}
+
+/// `1 to create, 0 to recreate, …`: the plan in one line (also stored with each deploy).
+pub fn summary_line(plan: &Plan) -> String {
+    let s = plan.summary();
+    let release = if s.release > 0 {
+        format!(", {} to release blue/green", s.release)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} to create, {} to recreate, {} to start, {} to remove{release}",
+        s.create, s.recreate, s.start, s.remove
+    )
 }
 
 fn write_changes(out: &mut String, changes: &[super::FieldChange], detailed: bool) {

@@ -17,8 +17,14 @@ pub fn running(dc: &DesiredContainer) -> ActualContainer {
     ActualContainer {
         id: format!("sim-{}", dc.name),
         name: dc.name.clone(),
-        state: RunState::Running,
-        status: if dc.spec.healthcheck.is_some() {
+        state: if dc.job {
+            RunState::Exited
+        } else {
+            RunState::Running
+        },
+        status: if dc.job {
+            "Exited (0) 1 second ago".into()
+        } else if dc.spec.healthcheck.is_some() {
             "Up 1 second (healthy)".into()
         } else {
             "Up 1 second".into()
@@ -49,9 +55,15 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
                 }
             }
             Action::Start { container, .. } => {
+                let job = wanted(container).is_some_and(|d| d.job);
                 for c in out.managed.iter_mut().filter(|c| &c.name == container) {
-                    c.state = RunState::Running;
-                    c.status = "Up 1 second".into();
+                    if job {
+                        c.state = RunState::Exited;
+                        c.status = "Exited (0) 1 second ago".into();
+                    } else {
+                        c.state = RunState::Running;
+                        c.status = "Up 1 second".into();
+                    }
                 }
             }
             Action::Remove { container, .. } => out.managed.retain(|c| &c.name != container),

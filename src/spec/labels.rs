@@ -13,6 +13,8 @@ pub const COLOR: &str = "dockhand.color";
 pub const SPEC: &str = "dockhand.spec";
 pub const SPEC_DOC: &str = "dockhand.spec-doc";
 pub const COMMIT: &str = "dockhand.commit";
+/// `hook` on the one-off containers release hooks run in (removed after each step).
+pub const ROLE: &str = "dockhand.role";
 
 /// The label filters that select exactly the objects this project owns.
 pub fn project_filters(project: &str) -> Vec<String> {

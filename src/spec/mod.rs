@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::model::duration;
 use crate::model::image::ImageRef;
 use crate::model::{
-    container_name, object_name, BindCreate, Color, DesiredState, Health, KeepIdle, Mount,
-    PortMapping, RestartPolicy, Strategy,
+    container_name, object_name, BindCreate, Color, Condition, DesiredState, Health, HookStep,
+    KeepIdle, Mount, PortMapping, RestartPolicy, StackFile, Strategy,
 };
 
 /// The container dockhand creates for a service. Field order is fixed, maps are sorted, so
@@ -141,6 +141,12 @@ pub struct DesiredContainer {
     pub image_ref: String,
     /// Container names this one waits for.
     pub depends_on: Vec<String>,
+    /// What each of `depends_on` must reach first (keyed by container name).
+    pub conditions: BTreeMap<String, Condition>,
+    /// A one-off job: runs to completion once per spec, never restarted.
+    pub job: bool,
+    /// Release hooks, resolved to where each step runs.
+    pub hooks: ServiceHooks,
     /// Host directories to create before start, with mode and owner.
     pub bind_creates: Vec<(String, BindCreate)>,
     /// Bind sources that must already exist.
@@ -154,6 +160,53 @@ pub struct DesiredContainer {
     pub blue_green: Option<BlueGreen>,
 }
 
+/// The hooks of one service by phase.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ServiceHooks {
+    pub before: Vec<HookSpec>,
+    pub after_start: Vec<HookSpec>,
+    pub after_switch: Vec<HookSpec>,
+}
+
+impl ServiceHooks {
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty() && self.after_start.is_empty() && self.after_switch.is_empty()
+    }
+}
+
+/// One hook step, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookSpec {
+    /// `before[0]`, `after_start[1]`, …: how records and errors name it.
+    pub label: String,
+    pub command: Vec<String>,
+    pub place: HookPlace,
+    pub timeout_ms: u64,
+    /// Keep only the newest `keep` files of this host directory after success.
+    pub rotate: Option<(String, u32)>,
+}
+
+/// Where a hook step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum HookPlace {
+    /// `exec` in the service's new container.
+    NewContainer,
+    /// `exec` in another service's running container (any of these names, for blue/green).
+    Exec {
+        service: String,
+        containers: Vec<String>,
+    },
+    /// A one-off container from `image` with the service's env and networks and these mounts,
+    /// removed afterwards.
+    OneOff {
+        image: String,
+        mounts: Vec<MountSpec>,
+    },
+}
+
+/// A hook step may run this long unless it says otherwise.
+pub const DEFAULT_HOOK_TIMEOUT_MS: u64 = 300_000;
+
 /// How a blue/green service is released.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlueGreen {
@@ -166,6 +219,11 @@ pub struct BlueGreen {
     pub traefik_service: Option<String>,
     /// The network Traefik reaches the containers on.
     pub proxy_network: Option<String>,
+    /// The service's own health test as an exec command (without the drain and hold
+    /// wrappers): dockhand's probe during the gate.
+    pub probe: Vec<String>,
+    /// `after_start` hooks must pass before the new color may turn healthy.
+    pub hold: bool,
 }
 
 /// Inside every blue/green container: a tmpfs (empty on every start) holding the drain flag
@@ -173,6 +231,12 @@ pub struct BlueGreen {
 /// (unhealthy containers get no traffic from Traefik) before stopping it.
 pub const DRAIN_DIR: &str = "/.dockhand";
 pub const DRAIN_FLAG: &str = "/.dockhand/drain";
+/// In the root file system of a blue/green container whose service has `after_start` hooks:
+/// put there (non-empty) before the first start, so the container cannot turn healthy (and so
+/// cannot receive traffic) until dockhand empties it after the hooks passed. Emptying needs
+/// only the shell the healthcheck already uses (no `rm` in the image), and the file lives
+/// outside the tmpfs so that a restart does not bring the hold back.
+pub const HOLD_FLAG: &str = "/.dockhand-hold";
 
 impl DesiredContainer {
     /// The container of one color of a blue/green service: its name and `dockhand.color`.
@@ -196,6 +260,18 @@ impl DesiredContainer {
     }
 }
 
+/// A Docker healthcheck test (`CMD …` or `CMD-SHELL …`) as a command to exec.
+fn probe_command(test: &[String]) -> Vec<String> {
+    match test.first().map(String::as_str) {
+        Some("CMD-SHELL") => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            test.get(1).cloned().unwrap_or_default(),
+        ],
+        _ => test.iter().skip(1).cloned().collect(),
+    }
+}
+
 /// Quotes `arg` for a POSIX shell.
 fn shell_quote(arg: &str) -> String {
     if !arg.is_empty()
@@ -210,8 +286,8 @@ fn shell_quote(arg: &str) -> String {
 }
 
 /// The healthcheck of a blue/green container: the service's own test, failing while the drain
-/// flag exists.
-fn with_drain(mut h: HealthSpec) -> HealthSpec {
+/// flag (or, with `after_start` hooks, the hold flag) exists.
+fn with_drain(mut h: HealthSpec, hold: bool) -> HealthSpec {
     let inner = match h.test.first().map(String::as_str) {
         Some("CMD-SHELL") => h.test.get(1).cloned().unwrap_or_default(),
         _ => h
@@ -224,7 +300,11 @@ fn with_drain(mut h: HealthSpec) -> HealthSpec {
     };
     h.test = vec![
         "CMD-SHELL".into(),
-        format!("test ! -e {DRAIN_FLAG} && {{ {inner}; }}"),
+        if hold {
+            format!("test ! -e {DRAIN_FLAG} && test ! -s {HOLD_FLAG} && {{ {inner}; }}")
+        } else {
+            format!("test ! -e {DRAIN_FLAG} && {{ {inner}; }}")
+        },
     ];
     h
 }
@@ -383,6 +463,16 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                         .network
                         .clone()
                         .or_else(|| svc.networks.first().map(net_name)),
+                    probe: svc
+                        .health
+                        .as_ref()
+                        .and_then(health_spec)
+                        .map(|h| probe_command(&h.test))
+                        .unwrap_or_default(),
+                    hold: svc
+                        .hooks
+                        .as_ref()
+                        .is_some_and(|h| !h.after_start.is_empty()),
                 });
             let mut mounts = mounts;
             if blue_green.is_some() {
@@ -409,10 +499,31 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 })
                 .collect();
             ports.sort();
-            let restart = svc
-                .restart
-                .or(desired.config.defaults.restart)
-                .unwrap_or(RestartPolicy::UnlessStopped);
+            let restart = if svc.job {
+                RestartPolicy::No
+            } else {
+                svc.restart
+                    .or(desired.config.defaults.restart)
+                    .unwrap_or(RestartPolicy::UnlessStopped)
+            };
+            let hold = svc
+                .hooks
+                .as_ref()
+                .is_some_and(|h| !h.after_start.is_empty());
+            let hooks = svc.hooks.as_ref().map_or_else(ServiceHooks::default, |h| {
+                let mut ctx = HookCtx {
+                    stack: s,
+                    image: &image,
+                    mounts: &mounts,
+                    creates: &mut bind_creates,
+                    required: &mut bind_required,
+                };
+                ServiceHooks {
+                    before: render_hooks("before", &h.before, true, &mut ctx),
+                    after_start: render_hooks("after_start", &h.after_start, false, &mut ctx),
+                    after_switch: render_hooks("after_switch", &h.after_switch, false, &mut ctx),
+                }
+            });
             let spec = ContainerSpec {
                 image,
                 command: svc.command.clone(),
@@ -432,7 +543,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 restart: restart.docker_name().to_string(),
                 healthcheck: svc.health.as_ref().and_then(health_spec).map(|h| {
                     if blue_green.is_some() {
-                        with_drain(h)
+                        with_drain(h, hold)
                     } else {
                         h
                     }
@@ -453,9 +564,17 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 service: svc_name.clone(),
                 depends_on: svc
                     .depends_on
-                    .iter()
+                    .names()
                     .map(|d| container_name(&s.stack, d))
                     .collect(),
+                conditions: svc
+                    .depends_on
+                    .entries()
+                    .into_iter()
+                    .map(|(d, c)| (container_name(&s.stack, d), c))
+                    .collect(),
+                job: svc.job,
+                hooks,
                 bind_creates,
                 bind_required,
                 labels,
@@ -468,4 +587,128 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
         }
     }
     out
+}
+
+/// What rendering a service's hooks needs from the service around them.
+struct HookCtx<'a> {
+    stack: &'a StackFile,
+    image: &'a str,
+    mounts: &'a [MountSpec],
+    creates: &'a mut Vec<(String, BindCreate)>,
+    required: &'a mut Vec<String>,
+}
+
+/// Resolves each step to where it runs. A bare command runs in the new container, except in
+/// `before`, where there is none yet: it runs in a one-off container from the new image with
+/// the service's mounts (the migration pattern).
+fn render_hooks(
+    phase: &str,
+    steps: &[HookStep],
+    before: bool,
+    cx: &mut HookCtx<'_>,
+) -> Vec<HookSpec> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let label = format!("{phase}[{i}]");
+            let one_off_new = || HookPlace::OneOff {
+                image: cx.image.to_string(),
+                mounts: cx.mounts.to_vec(),
+            };
+            match step {
+                HookStep::Command(command) => HookSpec {
+                    label,
+                    command: command.clone(),
+                    place: if before {
+                        one_off_new()
+                    } else {
+                        HookPlace::NewContainer
+                    },
+                    timeout_ms: DEFAULT_HOOK_TIMEOUT_MS,
+                    rotate: None,
+                },
+                HookStep::Detailed(d) => {
+                    let place = if let Some(svc) = &d.service {
+                        let base = container_name(&cx.stack.stack, svc);
+                        let bg = cx.stack.services.get(svc).is_some_and(|o| {
+                            o.release
+                                .as_ref()
+                                .is_some_and(|r| r.strategy == Strategy::BlueGreen)
+                        });
+                        HookPlace::Exec {
+                            service: svc.clone(),
+                            containers: if bg {
+                                Color::ALL
+                                    .iter()
+                                    .map(|c| format!("{base}-{}", c.as_str()))
+                                    .collect()
+                            } else {
+                                vec![base]
+                            },
+                        }
+                    } else if d.image.is_some() || !d.mounts.is_empty() || before {
+                        let image = d
+                            .image
+                            .as_deref()
+                            .map(|i| {
+                                ImageRef::parse(i).map_or_else(|_| i.to_string(), |r| r.pull_ref())
+                            })
+                            .unwrap_or_else(|| cx.image.to_string());
+                        let mut mounts = if d.image.is_none() {
+                            cx.mounts.to_vec()
+                        } else {
+                            Vec::new()
+                        };
+                        for m in &d.mounts {
+                            mounts.push(match m {
+                                Mount::Bind(b) => {
+                                    match &b.create {
+                                        Some(c) => cx.creates.push((b.bind.clone(), c.clone())),
+                                        None => cx.required.push(b.bind.clone()),
+                                    }
+                                    MountSpec::Bind {
+                                        source: b.bind.clone(),
+                                        target: b.target.clone(),
+                                        read_only: b.read_only,
+                                    }
+                                }
+                                Mount::Volume(v) => MountSpec::Volume {
+                                    source: cx
+                                        .stack
+                                        .volumes
+                                        .get(&v.volume)
+                                        .map(|decl| {
+                                            object_name(
+                                                &cx.stack.stack,
+                                                &v.volume,
+                                                decl.name.as_deref(),
+                                                decl.external,
+                                            )
+                                        })
+                                        .unwrap_or_else(|| v.volume.clone()),
+                                    target: v.target.clone(),
+                                    read_only: v.read_only,
+                                },
+                                Mount::Tmpfs(t) => MountSpec::Tmpfs {
+                                    target: t.tmpfs.clone(),
+                                    size: t.size,
+                                },
+                            });
+                        }
+                        HookPlace::OneOff { image, mounts }
+                    } else {
+                        HookPlace::NewContainer
+                    };
+                    HookSpec {
+                        label,
+                        command: d.command.clone(),
+                        place,
+                        timeout_ms: ms(&d.timeout).unwrap_or(DEFAULT_HOOK_TIMEOUT_MS),
+                        rotate: d.rotate.as_ref().map(|r| (r.dir.clone(), r.keep)),
+                    }
+                }
+            }
+        })
+        .collect()
 }

@@ -125,8 +125,22 @@ impl Stack {
     pub fn dockhand(&self, args: &[&str]) -> Run {
         let mut full: Vec<&str> = args.to_vec();
         let p = self.path().to_string_lossy().to_string();
-        full.extend(["--source", &p, "--path", ".", "--worktree"]);
+        let state = self.state_dir().to_string_lossy().to_string();
+        full.extend([
+            "--source",
+            &p,
+            "--path",
+            ".",
+            "--worktree",
+            "--state-dir",
+            &state,
+        ]);
         run(&full, &[])
+    }
+
+    /// This test's deploy record directory (beside, not inside, the desired state).
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.path().join("state")
     }
 }
 

@@ -1,0 +1,213 @@
+//! Preflight: the runbooks' "stop if" checks, run before anything is touched. Every check runs
+//! and every failure is reported together, so one run tells the whole story:
+//! - every image a change needs is present locally or in its registry, by digest;
+//! - bind sources exist (or are declared with `create`);
+//! - env files can be read;
+//! - host ports are free, or held by the very container being replaced;
+//! - the Docker data root has at least `preflight.min_free_disk` free.
+//!
+//! Edge module: asks the Engine and the host file system; changes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bollard::query_parameters::ListContainersOptions;
+use bollard::Docker;
+
+use crate::model::PortMapping;
+use crate::spec::{DesiredContainer, HookPlace};
+
+/// What preflight needs besides the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Env files that could not be read (already formatted problems).
+    pub env_problems: Vec<String>,
+    /// Least free bytes on the Docker data root; `None` skips the check.
+    pub min_free_disk: Option<u64>,
+}
+
+/// Runs every check; returns the problems, empty when all passed.
+pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Checks) -> Vec<String> {
+    let mut problems: Vec<String> = checks.env_problems.iter().map(|p| indent(p)).collect();
+
+    for c in changing {
+        for path in &c.bind_required {
+            if !std::path::Path::new(path).exists() {
+                problems.push(format!(
+                    "  {}: bind source {path} does not exist\n    hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it",
+                    c.name
+                ));
+            }
+        }
+    }
+
+    let mut images: BTreeSet<&str> = changing.iter().map(|c| c.spec.image.as_str()).collect();
+    for c in changing {
+        for h in c
+            .hooks
+            .before
+            .iter()
+            .chain(&c.hooks.after_start)
+            .chain(&c.hooks.after_switch)
+        {
+            if let HookPlace::OneOff { image, .. } = &h.place {
+                images.insert(image);
+            }
+        }
+    }
+    for image in images {
+        if let Some(p) = image_problem(docker, image).await {
+            problems.push(p);
+        }
+    }
+
+    problems.extend(port_problems(docker, changing).await);
+
+    if let Some(floor) = checks.min_free_disk {
+        if let Some(p) = disk_problem(docker, floor).await {
+            problems.push(p);
+        }
+    }
+    problems
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("  {l}")
+            } else {
+                format!(
+                    "  {}",
+                    l.trim_start_matches(' ').replace("hint:", "  hint:")
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn image_problem(docker: &Docker, image: &str) -> Option<String> {
+    if docker.inspect_image(image).await.is_ok() {
+        return None;
+    }
+    match docker.inspect_registry_image(image, None).await {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "  image {image} is neither on this host nor available from its registry: {}\n    hint: check that this digest was pushed (`docker buildx imagetools inspect` or the registry UI shows it) and that the registry is reachable from the Docker host",
+            short_error(&e)
+        )),
+    }
+}
+
+fn short_error(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} ({status_code})"),
+        other => other.to_string(),
+    }
+}
+
+/// Host ports of the containers about to be created, recreated or started.
+async fn port_problems(docker: &Docker, changing: &[&DesiredContainer]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for c in changing {
+        for text in &c.spec.ports {
+            let Some(p) = PortMapping::parse(text) else {
+                continue;
+            };
+            if port_free(&p) {
+                continue;
+            }
+            let holders = publishers(docker, p.host_port).await;
+            // The container being replaced holds the port until it is stopped: that is fine.
+            if !holders.is_empty()
+                && holders
+                    .iter()
+                    .all(|h| h == &c.name || h == &format!("{}-dockhand-old", c.name))
+            {
+                continue;
+            }
+            let who = if holders.is_empty() {
+                "a process on the host (not a container)".to_string()
+            } else {
+                format!("container {}", holders.join(", "))
+            };
+            problems.push(format!(
+                "  {}: host port {}{}/{} is taken by {who}\n    hint: free the port, or publish another one in the stack file",
+                c.name,
+                if p.host_ip.is_empty() { String::new() } else { format!("{}:", p.host_ip) },
+                p.host_port,
+                p.protocol
+            ));
+        }
+    }
+    problems
+}
+
+/// Whether dockhand itself can bind the port now (on the address the mapping names).
+fn port_free(p: &PortMapping) -> bool {
+    let ip = if p.host_ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        p.host_ip.as_str()
+    };
+    let addr = if ip.contains(':') {
+        format!("[{ip}]:{}", p.host_port)
+    } else {
+        format!("{ip}:{}", p.host_port)
+    };
+    match p.protocol.as_str() {
+        "udp" => std::net::UdpSocket::bind(&addr).is_ok(),
+        _ => std::net::TcpListener::bind(&addr).is_ok(),
+    }
+}
+
+/// Names of containers (any owner) that publish `port`.
+async fn publishers(docker: &Docker, port: u16) -> Vec<String> {
+    let filters = HashMap::from([("publish".to_string(), vec![port.to_string()])]);
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect()
+}
+
+async fn disk_problem(docker: &Docker, floor: u64) -> Option<String> {
+    let root = docker.info().await.ok()?.docker_root_dir?;
+    // dockhand may run where the data root is not visible (a remote Engine): then say nothing
+    // rather than guess.
+    let stat = nix::sys::statvfs::statvfs(root.as_str()).ok()?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    (free < floor).then(|| {
+        format!(
+            "  only {} free on the Docker data root {root}, below preflight.min_free_disk ({})\n    hint: free space (docker image prune, old backups), or lower preflight.min_free_disk in dockhand.yaml",
+            human_bytes(free),
+            human_bytes(floor)
+        )
+    })
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

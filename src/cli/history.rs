@@ -1,0 +1,154 @@
+//! `dockhand history`: the deploy record as a table (newest first) or one deploy in full.
+
+use crate::history::{format_utc, Deploy};
+
+use super::table;
+
+fn duration(d: &Deploy) -> String {
+    d.finished_ms.map_or_else(
+        || "-".to_string(),
+        |f| format!("{:.1}s", (f - d.started_ms) as f64 / 1000.0),
+    )
+}
+
+fn short_rev(rev: &str) -> String {
+    match rev.strip_prefix("worktree:") {
+        Some(h) => format!("worktree:{}", &h[..h.len().min(8)]),
+        None => rev.chars().take(12).collect(),
+    }
+}
+
+fn outcome(d: &Deploy) -> String {
+    let mut s = d.outcome.as_str().to_string();
+    if d.quarantined {
+        s.push_str(", quarantined");
+    }
+    s
+}
+
+pub fn table(deploys: &[Deploy]) -> String {
+    if deploys.is_empty() {
+        return "no deploys recorded yet\n".to_string();
+    }
+    let rows: Vec<[String; 7]> = deploys
+        .iter()
+        .map(|d| {
+            let stacks: std::collections::BTreeSet<&str> =
+                d.services.iter().map(|s| s.stack.as_str()).collect();
+            [
+                format!("#{}", d.id),
+                format_utc(d.started_ms),
+                d.trigger.clone(),
+                short_rev(&d.revision),
+                outcome(d),
+                duration(d),
+                format!(
+                    "{}{}",
+                    stacks.into_iter().collect::<Vec<_>>().join(","),
+                    d.error
+                        .as_deref()
+                        .and_then(|e| e.lines().next())
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
+                ),
+            ]
+        })
+        .collect();
+    table::render(
+        [
+            "DEPLOY",
+            "STARTED (UTC)",
+            "TRIGGER",
+            "REVISION",
+            "OUTCOME",
+            "TOOK",
+            "STACKS / ERROR",
+        ],
+        &rows,
+    )
+}
+
+/// One deploy: what changed, every step, hook output.
+pub fn detail(d: &Deploy) -> String {
+    let mut out = format!(
+        "deploy #{} ({})\n  started:  {}\n  took:     {}\n  trigger:  {}\n  revision: {}\n  source:   {}\n  plan:     {}\n  outcome:  {}\n",
+        d.id,
+        d.project,
+        format_utc(d.started_ms),
+        duration(d),
+        d.trigger,
+        d.revision,
+        d.source,
+        d.summary,
+        outcome(d)
+    );
+    if let Some(e) = &d.error {
+        out.push_str("  error:\n");
+        for l in e.lines() {
+            out.push_str(&format!("    {l}\n"));
+        }
+    }
+    out.push_str("\nservices:\n");
+    let rows: Vec<[String; 4]> = d
+        .services
+        .iter()
+        .map(|s| {
+            [
+                s.container.clone(),
+                s.action.clone(),
+                s.image_before
+                    .as_deref()
+                    .map(crate::plan::render::short_image)
+                    .unwrap_or_else(|| "-".into()),
+                s.image_after
+                    .as_deref()
+                    .map(crate::plan::render::short_image)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&indent(&table::render(
+        ["CONTAINER", "ACTION", "BEFORE", "AFTER"],
+        &rows,
+    )));
+    out.push_str("\nsteps:\n");
+    let rows: Vec<[String; 5]> = d
+        .steps
+        .iter()
+        .map(|s| {
+            [
+                format!("+{:.1}s", (s.started_ms - d.started_ms) as f64 / 1000.0),
+                s.target.clone(),
+                s.name.clone(),
+                format!("{:.1}s", s.duration_ms as f64 / 1000.0),
+                if s.error.is_empty() {
+                    s.outcome.clone()
+                } else {
+                    format!(
+                        "{}: {}",
+                        s.outcome,
+                        s.error.lines().next().unwrap_or_default()
+                    )
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&indent(&table::render(
+        ["AT", "TARGET", "STEP", "TOOK", "OUTCOME"],
+        &rows,
+    )));
+    for s in d.steps.iter().filter(|s| !s.output.trim().is_empty()) {
+        out.push_str(&format!(
+            "\noutput of {} {} (last lines):\n",
+            s.target, s.name
+        ));
+        for l in s.output.lines() {
+            out.push_str(&format!("    | {l}\n"));
+        }
+    }
+    out
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}

@@ -467,6 +467,9 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 ),
                 (_, Some(Action::Retire { reason, .. }), _) => ("to retire", reason.clone()),
                 (_, _, Some(c)) if blue_green && c.serving() => ("serving", c.status.clone()),
+                (_, _, Some(c)) if d.job && c.exit_code() == Some(0) => {
+                    ("completed", c.status.clone())
+                }
                 (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
                 (_, _, Some(c)) if blue_green => (
                     "idle",

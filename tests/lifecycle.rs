@@ -1,0 +1,378 @@
+//! Runbook steps from a commit, on the real Engine: preflight, jobs and `depends_on`
+//! conditions, release hooks with stop-on-failure, and the deploy record (`history`,
+//! `status`, quarantine, a kill -9 mid-apply).
+
+mod support;
+
+use std::time::Duration;
+
+use support::traefik::{Load, Traefik};
+use support::{docker, docker_ok, Stack};
+
+fn id(name: &str) -> String {
+    docker_ok(&["inspect", "--format", "{{.Id}}", name])
+}
+
+fn history_json(s: &Stack) -> serde_json::Value {
+    let r = s.dockhand(&["history", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    serde_json::from_str(&r.stdout).expect("history --json")
+}
+
+#[test]
+fn preflight_reports_every_problem_in_one_run_and_changes_nothing() {
+    let s = Stack::new("preflight");
+    let img = s.image("v1");
+    s.write(&format!("services:\n  keep:\n    image: {img}\n"));
+    assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
+    let before = id(&s.container("keep"));
+
+    // A port held by someone else (this test), a bind source that is not there, an env file
+    // that is not there, and a digest the registry never saw.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let missing_dir = s.path().join("no-such-dir");
+    let missing_env = s.path().join("no-such.env");
+    let (repo, _) = img.split_once('@').unwrap();
+    let ghost = format!("{repo}@sha256:{}", "1".repeat(64));
+    s.write(&format!(
+        "services:\n  keep:\n    image: {img}\n    env: {{CHANGED: \"1\"}}\n    ports: [\"127.0.0.1:{port}:8080\"]\n  media:\n    image: {img}\n    mounts: [{{bind: {}, target: /media}}]\n  app:\n    image: {img}\n    env_file: {}\n  ghost:\n    image: {ghost}\n",
+        missing_dir.display(),
+        missing_env.display()
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    for needle in [
+        format!("host port 127.0.0.1:{port}/tcp is taken"),
+        format!("bind source {} does not exist", missing_dir.display()),
+        format!("env file {}", missing_env.display()),
+        "available from its registry".to_string(),
+        "nothing was changed".to_string(),
+    ] {
+        assert!(r.stderr.contains(&needle), "missing `{needle}` in {r:?}");
+    }
+    assert_eq!(id(&s.container("keep")), before, "keep was not recreated");
+    for svc in ["media", "app", "ghost"] {
+        assert!(!docker(&["inspect", &s.container(svc)]).status.success());
+    }
+    let h = history_json(&s);
+    assert_eq!(h[0]["outcome"], "failed-preflight", "{h:#}");
+    assert_eq!(h[1]["outcome"], "succeeded", "{h:#}");
+
+    // --preflight-only runs the same checks and records nothing.
+    let r = s.dockhand(&["apply", "--preflight-only"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(history_json(&s).as_array().unwrap().len(), 2);
+    drop(taken);
+}
+
+#[test]
+fn healthy_dependency_and_completed_job_order_the_start_and_the_job_runs_once_per_change() {
+    let s = Stack::new("jobs");
+    let img = s.image("v1");
+    let out = s.path().join("out");
+    let body = |release: &str| {
+        format!(
+            "networks: {{net: {{}}}}\nservices:\n  db:\n    image: {img}\n    networks: [net]\n    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 500ms, retries: 20}}\n  migrate:\n    image: {img}\n    job: true\n    networks: [net]\n    env: {{RELEASE: \"{release}\"}}\n    command: [sh, -c, 'wget -q -O /dev/null http://db:8080/readyz && echo \"migrated $RELEASE\" >> /out/runs.log']\n    mounts: [{{bind: {}, target: /out, create: {{mode: \"0777\"}}}}]\n    depends_on: {{db: healthy}}\n  web:\n    image: {img}\n    networks: [net]\n    depends_on: {{migrate: completed}}\n",
+            out.display()
+        )
+    };
+    s.write(&body("1"));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let runs = || std::fs::read_to_string(out.join("runs.log")).unwrap_or_default();
+    assert_eq!(
+        runs(),
+        "migrated 1\n",
+        "the job reached the healthy db once"
+    );
+    let finished = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.FinishedAt}}",
+        &s.container("migrate"),
+    ]);
+    let web_started = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.StartedAt}}",
+        &s.container("web"),
+    ]);
+    assert!(
+        web_started > finished,
+        "web started {web_started}, job finished {finished}"
+    );
+
+    // Nothing changed: the completed job is not run again.
+    let r = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
+    assert_eq!(runs(), "migrated 1\n");
+
+    // A new release of the job runs it once more.
+    s.write(&body("2"));
+    assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
+    assert_eq!(runs(), "migrated 1\nmigrated 2\n");
+}
+
+struct Release {
+    s: Stack,
+    traefik: Traefik,
+    host: String,
+    backups: std::path::PathBuf,
+}
+
+fn release_setup() -> Release {
+    let s = Stack::new("hooks");
+    let traefik = Traefik::start(&s.name);
+    std::fs::write(
+        s.path().join("dockhand.yaml"),
+        format!(
+            "version: 1\nproject: {}\ntraefik: {{network: {}_proxy, api: \"{}\"}}\n",
+            s.name,
+            s.name,
+            traefik.api_url()
+        ),
+    )
+    .unwrap();
+    let host = format!("{}.localhost", s.name);
+    let backups = s.path().join("backups");
+    Release {
+        s,
+        traefik,
+        host,
+        backups,
+    }
+}
+
+/// Seed 004 as a stack: a db, and a blue/green web whose release backs the db up (keeping 3),
+/// migrates and collects static files before it gets traffic, and smoke-tests after.
+fn release_body(x: &Release, img: &str, migrate: &str) -> String {
+    format!(
+        r#"networks: {{proxy: {{}}}}
+services:
+  db:
+    image: {img}
+    networks: [proxy]
+    env: {{DB_PASSWORD: s3cr3t-db-pw}}
+    mounts: [{{bind: {backups}, target: /backups, create: {{mode: "0777"}}}}]
+  web:
+    image: {img}
+    networks: [proxy]
+    env: {{API_TOKEN: t0k3n-never-shown}}
+    route: {{host: {host}, port: 8080}}
+    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 500ms, timeout: 2s, retries: 3}}
+    stop_grace_period: 1s
+    release: {{strategy: blue-green}}
+    hooks:
+      before:
+        - service: db
+          command: [sh, -c, 'echo "dump of $DB_PASSWORD" > /backups/db-$(cat /proc/sys/kernel/random/uuid).sql && echo backup written']
+          rotate: {{dir: {backups}, keep: 3}}
+      after_start:
+        - [sh, -c, '{migrate}']
+        - [sh, -c, 'echo collectstatic done']
+      after_switch:
+        - [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz']
+"#,
+        backups = x.backups.display(),
+        host = x.host,
+    )
+}
+
+#[test]
+fn release_hooks_run_in_order_and_a_failing_after_start_hook_never_serves() {
+    let x = release_setup();
+    let (v1, v2) = (x.s.image("v1"), x.s.image("v2"));
+    // Five old backups: rotation keeps the newest three, the new dump among them.
+    std::fs::create_dir_all(&x.backups).unwrap();
+    for i in 0..5 {
+        let p = x.backups.join(format!("old-{i}.sql"));
+        std::fs::write(&p, "old").unwrap();
+        let t = std::time::SystemTime::now() - Duration::from_secs(3600 - i * 60);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    // db first (the before hook execs in it), then the release.
+    x.s.write(&release_body(&x, &v1, "echo migrate 0041 ok"));
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+    let mut left: Vec<String> = std::fs::read_dir(&x.backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.iter().any(|f| f.starts_with("db-")), "{left:?}");
+    assert!(left.contains(&"old-4.sql".to_string()) && left.contains(&"old-3.sql".to_string()));
+
+    let h = history_json(&x.s);
+    let steps: Vec<String> = h[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .filter(|n| n.starts_with("hook"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "hook before[0]",
+            "hook after_start[0]",
+            "hook after_start[1]",
+            "hook after_switch[0]"
+        ],
+        "{h:#}"
+    );
+
+    // v2's migration fails: under load, v2 must never serve and v1 must serve throughout.
+    x.s.write(&release_body(
+        &x,
+        &v2,
+        "echo applying migration 0042; echo error: column already exists >&2; exit 3",
+    ));
+    let load = Load::start(x.traefik.web, &x.host, 200, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = load.finish();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("hook after_start[0] failed")
+            && r.stderr.contains("column already exists")
+            && r.stderr.contains("quarantined"),
+        "{r:?}"
+    );
+    let failed = seen.failed();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        seen.responses
+            .iter()
+            .all(|(_, _, body)| body.contains("v1")),
+        "every response came from v1"
+    );
+    eprintln!(
+        "failed hook under load: {} requests, 0 failed",
+        seen.responses.len()
+    );
+
+    let h = history_json(&x.s);
+    assert_eq!(h[0]["outcome"], "rolled-back", "{h:#}");
+    assert_eq!(h[0]["quarantined"], true);
+    let hook = h[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "hook after_start[0]")
+        .expect("the failed hook is recorded");
+    assert_eq!(hook["outcome"], "failed");
+    assert!(hook["output"]
+        .as_str()
+        .unwrap()
+        .contains("column already exists"));
+
+    // The same revision is not tried again by itself.
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("is quarantined"), "{r:?}");
+    let status = x.s.dockhand(&["status"]);
+    assert!(status.stdout.contains("quarantined:"), "{status:?}");
+
+    // Secrets never reach the record or the output.
+    let db = std::fs::read(x.s.state_dir().join("dockhand.db")).unwrap();
+    let hist = x.s.dockhand(&["history", "--id", "2"]);
+    for secret in ["s3cr3t-db-pw", "t0k3n-never-shown"] {
+        assert!(
+            !String::from_utf8_lossy(&db).contains(secret),
+            "{secret} in the store"
+        );
+        assert!(!hist.stdout.contains(secret) && !r.stderr.contains(secret));
+    }
+}
+
+#[test]
+fn the_record_survives_a_kill_during_apply_and_history_reads_well() {
+    let s = Stack::new("record");
+    let img = s.image("v1");
+    s.write(&format!("services:\n  web:\n    image: {img}\n"));
+    assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
+
+    // A slow job keeps the apply busy; kill -9 it half way.
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n  slow:\n    image: {img}\n    job: true\n    command: [sleep, '30']\n"
+    ));
+    let state = s.state_dir().to_string_lossy().to_string();
+    let src = s.path().to_string_lossy().to_string();
+    let mut child = std::process::Command::new(support::bin())
+        .args([
+            "apply",
+            "--yes",
+            "--source",
+            &src,
+            "--path",
+            ".",
+            "--worktree",
+            "--state-dir",
+            &state,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the job container runs, then kill.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !docker(&["inspect", &s.container("slow")]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let h = history_json(&s);
+    assert_eq!(h.as_array().unwrap().len(), 2, "{h:#}");
+    assert_eq!(h[1]["outcome"], "succeeded");
+    assert_eq!(h[0]["outcome"], "running");
+
+    // The job still runs; make it quick and apply again: the killed deploy is marked.
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n  slow:\n    image: {img}\n    job: true\n    command: [sleep, '0']\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let h = history_json(&s);
+    let outcomes: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "interrupted", "succeeded"]);
+
+    let table = s.dockhand(&["history"]);
+    let status = s.dockhand(&["status"]);
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", "[time]");
+    settings.add_filter(r"\d+\.\ds", "[took]");
+    settings.add_filter(&s.name, "[stack]");
+    settings.add_filter(r"worktree:[0-9a-f]{8}", "worktree:[rev]");
+    settings.add_filter(r"/tmp/\.tmp\w+", "[dir]");
+    settings.add_filter(r"sha256:[0-9a-f]{12}", "sha256:[digest]");
+    settings.add_filter(r"(Up|Exited \(0\)) [^\n]*", "[docker status]");
+    // Column widths follow the (per-run) stack name: compare content, not padding.
+    settings.add_filter(r" {2,}", "  ");
+    settings.add_filter(r" +\n", "\n");
+    settings.bind(|| {
+        insta::assert_snapshot!("history_table", table.stdout);
+        insta::assert_snapshot!("status_table", status.stdout);
+    });
+}

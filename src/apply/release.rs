@@ -2,9 +2,11 @@
 //!
 //! Order, and the promise each step keeps (the serving color is never stopped before its
 //! replacement passed; any failure before the retire leaves it serving):
-//! 1. bring up the target color (create, recreate the idle container, or start it);
-//! 2. **health gate**: its Docker healthcheck must pass before the deadline, else the target
-//!    is stopped and the release fails with the old color untouched;
+//! 1. `before` hooks, then bring up the target color (create, recreate the idle container, or
+//!    start it), with the hold flag set when there are `after_start` hooks;
+//! 2. **health gate**: its Docker healthcheck (or, while held, dockhand's own probe) must pass
+//!    before the deadline, else the target is stopped and the release fails with the old
+//!    color untouched; then the `after_start` hooks, then the hold is lifted;
 //! 3. **routed**: Traefik must send traffic to the target (asked through its API when
 //!    `traefik.api` is set, else `release.drain` is waited out);
 //! 4. **retire** the old color: set its drain flag so its healthcheck fails and Traefik takes

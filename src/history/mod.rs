@@ -523,3 +523,92 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(store: &Store, lock: &ApplyLock, rev: &str) -> i64 {
+        let services = [ServiceChange {
+            stack: "shop".into(),
+            service: "web".into(),
+            container: "shop-web".into(),
+            action: "recreate".into(),
+            image_before: Some("r/web@sha256:1".into()),
+            image_after: Some("r/web:2@sha256:2".into()),
+        }];
+        store
+            .begin(
+                &NewDeploy {
+                    project: "p",
+                    trigger: "cli",
+                    revision: rev,
+                    source: "test",
+                    services: &services,
+                    summary: "0 to create, 1 to recreate",
+                },
+                lock,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn records_steps_outcomes_quarantine_and_marks_dead_deploys_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.lock_apply().unwrap();
+        assert!(matches!(store.lock_apply(), Err(StoreError::Busy { .. })));
+        let first = new(&store, &lock, "aaa");
+        store
+            .record_step(
+                first,
+                &StepRecord {
+                    target: "shop-web".into(),
+                    name: "hook after_start[0]".into(),
+                    started_ms: 1,
+                    duration_ms: 2,
+                    outcome: "failed".into(),
+                    output: "boom".into(),
+                    error: "exited with 3".into(),
+                },
+            )
+            .unwrap();
+        store
+            .finish(first, Outcome::RolledBack, Some("hook failed"))
+            .unwrap();
+        store.quarantine("p", "aaa", first, "hook failed").unwrap();
+        // A deploy left running (its process died) is marked when the next one begins.
+        let second = new(&store, &lock, "bbb");
+        let third = new(&store, &lock, "bbb");
+        store.finish(third, Outcome::Succeeded, None).unwrap();
+
+        let all = store.deploys(Some("p"), None, 10).unwrap();
+        let outcomes: Vec<_> = all.iter().map(|d| (d.id, d.outcome)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                (third, Outcome::Succeeded),
+                (second, Outcome::Interrupted),
+                (first, Outcome::RolledBack)
+            ]
+        );
+        assert!(all[2].quarantined);
+        assert_eq!(all[2].steps[0].output, "boom");
+        assert_eq!(
+            store.quarantined("p", "aaa").unwrap().unwrap().deploy_id,
+            first
+        );
+        assert!(store.quarantined("p", "bbb").unwrap().is_none());
+        assert_eq!(
+            store.deploys(Some("p"), Some("other"), 10).unwrap().len(),
+            0
+        );
+        assert_eq!(store.deploys(Some("other"), None, 10).unwrap().len(), 0);
+        store.release_quarantine("p", "aaa").unwrap();
+        assert!(store.quarantine_list("p").unwrap().is_empty());
+        let last = store.last_deploys("p").unwrap();
+        assert_eq!(last, [("shop-web".to_string(), third, last[0].2)]);
+        drop(lock);
+        assert!(store.lock_apply().is_ok());
+    }
+}

@@ -157,6 +157,9 @@ pub struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Owned volumes no longer declared: kept, because data is never deleted implicitly.
     pub kept_volumes: Vec<String>,
+    /// Per changed container, what else its change runs or implies (hooks, downtime).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -398,7 +401,59 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .map(|v| v.name.as_str())
         .collect();
     p.kept_volumes = kept.into_iter().map(str::to_string).collect();
+    p.notes = release_notes(desired, &p.actions);
     p
+}
+
+/// What a change runs besides the container itself, said up front: the hooks in order, and
+/// for `recreate` that the service is down until its replacement is ready.
+fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for a in actions {
+        let (container, recreate) = match a {
+            Action::Create { container, .. } => (container, false),
+            Action::Recreate { container, .. } => (container, true),
+            Action::Release { container, .. } => (container, false),
+            _ => continue,
+        };
+        let Some(dc) = desired
+            .containers
+            .iter()
+            .find(|d| &d.name == container || d.container_names().iter().any(|n| n == container))
+        else {
+            continue;
+        };
+        let mut notes = Vec::new();
+        let h = &dc.hooks;
+        for step in h.before.iter().chain(&h.after_start).chain(&h.after_switch) {
+            let place = match &step.place {
+                crate::spec::HookPlace::NewContainer => "in the new container".to_string(),
+                crate::spec::HookPlace::Exec { service, .. } => format!("exec in {service}"),
+                crate::spec::HookPlace::OneOff { image, .. } => {
+                    format!("one-off container of {}", render::short_image(image))
+                }
+            };
+            notes.push(format!(
+                "hook {} ({place}): {}",
+                step.label,
+                step.command.join(" ")
+            ));
+        }
+        if recreate && !dc.job {
+            notes.push(format!(
+                "downtime: {container} is stopped until its replacement is ready{}",
+                if h.after_start.is_empty() {
+                    ""
+                } else {
+                    " and its after_start hooks passed"
+                }
+            ));
+        }
+        if !notes.is_empty() {
+            out.insert(container.clone(), notes);
+        }
+    }
+    out
 }
 
 /// Desired containers ordered so that each comes after what it depends on: the

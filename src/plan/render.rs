@@ -145,6 +145,11 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                     );
                 }
             }
+            if let Some(notes) = a.container().and_then(|c| plan.notes.get(c)) {
+                for n in notes {
+                    let _ = writeln!(out, "      {n}");
+                }
+            }
         }
         for c in plan.conflicts.iter().filter(|c| c.stack == stack) {
             let _ = writeln!(out, "  ! {}: {}\n      hint: {}", c.name, c.message, c.hint);

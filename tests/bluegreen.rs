@@ -17,19 +17,7 @@ struct Setup {
 }
 
 fn setup(prefix: &str) -> Setup {
-    let s = Stack::new(prefix);
-    let traefik = Traefik::start(&s.name);
-    std::fs::write(
-        s.path().join("dockhand.yaml"),
-        format!(
-            "version: 1\nproject: {}\ntraefik: {{network: {}_proxy, api: \"{}\"}}\n",
-            s.name,
-            s.name,
-            traefik.api_url()
-        ),
-    )
-    .unwrap();
-    let host = format!("{}.localhost", s.name);
+    let (s, traefik, host) = Traefik::with_stack(prefix);
     Setup { s, traefik, host }
 }
 

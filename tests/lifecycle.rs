@@ -123,19 +123,7 @@ struct Release {
 }
 
 fn release_setup() -> Release {
-    let s = Stack::new("hooks");
-    let traefik = Traefik::start(&s.name);
-    std::fs::write(
-        s.path().join("dockhand.yaml"),
-        format!(
-            "version: 1\nproject: {}\ntraefik: {{network: {}_proxy, api: \"{}\"}}\n",
-            s.name,
-            s.name,
-            traefik.api_url()
-        ),
-    )
-    .unwrap();
-    let host = format!("{}.localhost", s.name);
+    let (s, traefik, host) = Traefik::with_stack("hooks");
     let backups = s.path().join("backups");
     Release {
         s,

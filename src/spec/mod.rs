@@ -415,34 +415,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
             let mounts: Vec<MountSpec> = svc
                 .mounts
                 .iter()
-                .map(|m| match m {
-                    Mount::Bind(b) => {
-                        match &b.create {
-                            Some(c) => bind_creates.push((b.bind.clone(), c.clone())),
-                            None => bind_required.push(b.bind.clone()),
-                        }
-                        MountSpec::Bind {
-                            source: b.bind.clone(),
-                            target: b.target.clone(),
-                            read_only: b.read_only,
-                        }
-                    }
-                    Mount::Volume(v) => MountSpec::Volume {
-                        source: s
-                            .volumes
-                            .get(&v.volume)
-                            .map(|d| {
-                                object_name(&s.stack, &v.volume, d.name.as_deref(), d.external)
-                            })
-                            .unwrap_or_else(|| v.volume.clone()),
-                        target: v.target.clone(),
-                        read_only: v.read_only,
-                    },
-                    Mount::Tmpfs(t) => MountSpec::Tmpfs {
-                        target: t.tmpfs.clone(),
-                        size: t.size,
-                    },
-                })
+                .map(|m| mount_spec(s, m, &mut bind_creates, &mut bind_required))
                 .collect();
             let blue_green = svc
                 .release
@@ -589,6 +562,41 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
     out
 }
 
+/// One declared mount as Docker gets it; bind sources are noted as to-create or must-exist.
+fn mount_spec(
+    stack: &StackFile,
+    m: &Mount,
+    creates: &mut Vec<(String, BindCreate)>,
+    required: &mut Vec<String>,
+) -> MountSpec {
+    match m {
+        Mount::Bind(b) => {
+            match &b.create {
+                Some(c) => creates.push((b.bind.clone(), c.clone())),
+                None => required.push(b.bind.clone()),
+            }
+            MountSpec::Bind {
+                source: b.bind.clone(),
+                target: b.target.clone(),
+                read_only: b.read_only,
+            }
+        }
+        Mount::Volume(v) => MountSpec::Volume {
+            source: stack
+                .volumes
+                .get(&v.volume)
+                .map(|d| object_name(&stack.stack, &v.volume, d.name.as_deref(), d.external))
+                .unwrap_or_else(|| v.volume.clone()),
+            target: v.target.clone(),
+            read_only: v.read_only,
+        },
+        Mount::Tmpfs(t) => MountSpec::Tmpfs {
+            target: t.tmpfs.clone(),
+            size: t.size,
+        },
+    }
+}
+
 /// What rendering a service's hooks needs from the service around them.
 struct HookCtx<'a> {
     stack: &'a StackFile,
@@ -661,40 +669,7 @@ fn render_hooks(
                             Vec::new()
                         };
                         for m in &d.mounts {
-                            mounts.push(match m {
-                                Mount::Bind(b) => {
-                                    match &b.create {
-                                        Some(c) => cx.creates.push((b.bind.clone(), c.clone())),
-                                        None => cx.required.push(b.bind.clone()),
-                                    }
-                                    MountSpec::Bind {
-                                        source: b.bind.clone(),
-                                        target: b.target.clone(),
-                                        read_only: b.read_only,
-                                    }
-                                }
-                                Mount::Volume(v) => MountSpec::Volume {
-                                    source: cx
-                                        .stack
-                                        .volumes
-                                        .get(&v.volume)
-                                        .map(|decl| {
-                                            object_name(
-                                                &cx.stack.stack,
-                                                &v.volume,
-                                                decl.name.as_deref(),
-                                                decl.external,
-                                            )
-                                        })
-                                        .unwrap_or_else(|| v.volume.clone()),
-                                    target: v.target.clone(),
-                                    read_only: v.read_only,
-                                },
-                                Mount::Tmpfs(t) => MountSpec::Tmpfs {
-                                    target: t.tmpfs.clone(),
-                                    size: t.size,
-                                },
-                            });
+                            mounts.push(mount_spec(cx.stack, m, cx.creates, cx.required));
                         }
                         HookPlace::OneOff { image, mounts }
                     } else {

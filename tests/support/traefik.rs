@@ -64,6 +64,25 @@ impl Traefik {
         t
     }
 
+    /// A test stack behind its own Traefik: `dockhand.yaml` points releases at Traefik's API
+    /// and network `<stack>_proxy`; returns the stack, Traefik and the stack's host name.
+    pub fn with_stack(prefix: &str) -> (super::Stack, Traefik, String) {
+        let s = super::Stack::new(prefix);
+        let traefik = Traefik::start(&s.name);
+        std::fs::write(
+            s.path().join("dockhand.yaml"),
+            format!(
+                "version: 1\nproject: {}\ntraefik: {{network: {}_proxy, api: \"{}\"}}\n",
+                s.name,
+                s.name,
+                traefik.api_url()
+            ),
+        )
+        .expect("write dockhand.yaml");
+        let host = format!("{}.localhost", s.name);
+        (s, traefik, host)
+    }
+
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api)
     }

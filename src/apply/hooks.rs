@@ -327,9 +327,15 @@ fn rotate(dir: &str, keep: usize) -> std::io::Result<usize> {
     Ok(removed)
 }
 
-/// Exit code of `cmd` run in `container` (None when it could not run): the release gate's
-/// own probe, polled much faster than Docker's healthcheck interval.
-pub async fn exit_code(docker: &Docker, container: &str, cmd: &[String]) -> Option<i64> {
+/// Exit code of `cmd` run in `container` as `user` (default: the container's own, as Docker's
+/// healthcheck runs it), None when it could not run: the release gate's own probe, polled much
+/// faster than Docker's healthcheck interval.
+pub async fn exit_code(
+    docker: &Docker,
+    container: &str,
+    cmd: &[String],
+    user: Option<&str>,
+) -> Option<i64> {
     let created = docker
         .create_exec(
             container,
@@ -337,7 +343,7 @@ pub async fn exit_code(docker: &Docker, container: &str, cmd: &[String]) -> Opti
                 cmd: Some(cmd.to_vec()),
                 attach_stdout: Some(false),
                 attach_stderr: Some(false),
-                user: Some("0".into()),
+                user: user.map(str::to_string),
                 ..Default::default()
             },
         )

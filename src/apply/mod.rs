@@ -141,17 +141,16 @@ pub async fn apply(
         })
         .collect();
 
-    let problems = progress
+    progress
         .step("host", "preflight", async {
-            let p = preflight::run(docker, &changing, &options.checks).await;
-            if p.is_empty() {
+            let problems = preflight::run(docker, &changing, &options.checks).await;
+            if problems.is_empty() {
                 Ok(())
             } else {
-                Err(ApplyError::Preflight(p))
+                Err(ApplyError::Preflight(problems))
             }
         })
-        .await;
-    problems?;
+        .await?;
     progress.line("preflight: all checks passed");
     if options.preflight_only {
         return Ok(ApplyReport::default());

@@ -148,7 +148,7 @@ async fn probe_gate(
     let started = Instant::now();
     let mut announced = started;
     loop {
-        if hooks::exit_code(docker, name, probe).await == Some(0) {
+        if hooks::exit_code(docker, name, probe, None).await == Some(0) {
             progress.line(&format!(
                 "{name}: ready after {:.1}s (dockhand's probe)",
                 started.elapsed().as_secs_f64()
@@ -221,7 +221,8 @@ async fn clear_hold(docker: &Docker, name: &str) -> Result<(), ApplyError> {
         "-c".to_string(),
         format!(": > {HOLD_FLAG}"),
     ];
-    match hooks::exit_code(docker, name, &cmd).await {
+    // As root: the flag was put there by the Engine, owned by root, whatever the image's user.
+    match hooks::exit_code(docker, name, &cmd, Some("0")).await {
         Some(0) => Ok(()),
         other => Err(ApplyError::Step {
             container: name.to_string(),

@@ -408,19 +408,35 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
 /// What a change runs besides the container itself, said up front: the hooks in order, and
 /// for `recreate` that the service is down until its replacement is ready.
 fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<String>> {
+    let by_service: HashMap<(&str, &str), &DesiredContainer> = desired
+        .containers
+        .iter()
+        .map(|d| ((d.stack.as_str(), d.service.as_str()), d))
+        .collect();
     let mut out = BTreeMap::new();
     for a in actions {
-        let (container, recreate) = match a {
-            Action::Create { container, .. } => (container, false),
-            Action::Recreate { container, .. } => (container, true),
-            Action::Release { container, .. } => (container, false),
+        let (stack, service, container, recreate) = match a {
+            Action::Create {
+                stack,
+                service,
+                container,
+                ..
+            }
+            | Action::Release {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service, container, false),
+            Action::Recreate {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service, container, true),
             _ => continue,
         };
-        let Some(dc) = desired
-            .containers
-            .iter()
-            .find(|d| &d.name == container || d.container_names().iter().any(|n| n == container))
-        else {
+        let Some(dc) = by_service.get(&(stack.as_str(), service.as_str())) else {
             continue;
         };
         let mut notes = Vec::new();

@@ -115,7 +115,7 @@ fn schema_errors_are_all_reported_with_field_paths_and_hints() {
     );
     insta::assert_snapshot!(out, @r#"
     stacks/a.yaml:4:12: services.web.image: image `r/x` is not pinned by digest
-      hint: append @sha256:<digest> (docker inspect --format '{{index .RepoDigests 0}}' IMAGE shows it), or set policy.require_digest: false in dockhand.yaml
+      hint: run `dockhand pin` to resolve its tag to the digest the registry serves and write it in place, or set policy.require_digest: false in dockhand.yaml
     stacks/a.yaml:5:5: services.web: unknown field `imgae`
       hint: did you mean `image`? allowed here: command, depends_on, entrypoint, env, env_file, health, hooks, image, job, labels, mounts, networks, ports, release, restart, route, stop_grace_period, user, working_dir
     stacks/a.yaml:6:13: services.web.ports[0]: "80" does not match "^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$"

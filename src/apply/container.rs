@@ -428,7 +428,12 @@ pub async fn replace(
             let _ = remove(docker, &aside).await;
             Ok(())
         }
-        Err(err) if matches!(err, ApplyError::Hook { .. } | ApplyError::Unhealthy { .. }) => {
+        Err(err)
+            if matches!(
+                err,
+                ApplyError::Hook { .. } | ApplyError::Unhealthy { .. } | ApplyError::Smoke { .. }
+            ) =>
+        {
             let _ = remove(docker, &c.name).await;
             let restored = restore(docker, &aside, &c.name).await;
             Err(ApplyError::RolledBack {

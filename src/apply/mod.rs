@@ -8,11 +8,13 @@
 //! 3. Create bind directories, owned networks and volumes.
 //! 4. Containers wave by wave in `depends_on` order, independent ones in parallel. Per
 //!    container: `before` hooks, create (or recreate), wait until ready (healthy if it has a
-//!    healthcheck; exited 0 for a job), `after_start` hooks, `after_switch` hooks. A recreate
-//!    keeps the old container (stopped and renamed) until the new one is ready and its
-//!    `after_start` hooks passed, and puts it back otherwise.
-//! 5. Blue/green releases (see [`release`]).
-//! 6. Remove managed containers and networks that are no longer desired. Volumes are never
+//!    healthcheck, then dockhand's own `http`/`tcp` probes; exited 0 for a job), `after_start`
+//!    hooks, smoke checks, `after_switch` hooks. A recreate keeps the old container (stopped
+//!    and renamed) until the new one is ready, its `after_start` hooks and smoke checks
+//!    passed, and puts it back otherwise; a maintenance container holds the route meanwhile.
+//!    Blue/green services are released in their wave too (see [`release`]), so they can be
+//!    dependencies like any other service.
+//! 5. Remove managed containers and networks that are no longer desired. Volumes are never
 //!    removed here.
 //!
 //! Edge module: bollard and the file system. It executes the plan's actions and decides
@@ -20,7 +22,9 @@
 
 mod container;
 mod hooks;
+mod maintenance;
 pub mod preflight;
+mod probe;
 pub mod progress;
 mod release;
 
@@ -66,6 +70,12 @@ pub enum ApplyError {
         hook: String,
         message: String,
         output: String,
+    },
+    #[error("{container}: smoke check {check} failed: {message}\n  hint: fix the new version (or the check) and commit again; `dockhand history` has the step")]
+    Smoke {
+        container: String,
+        check: String,
+        message: String,
     },
     #[error("{cause}\n  {note}")]
     RolledBack {
@@ -185,39 +195,55 @@ pub async fn apply(
         }
     }
 
+    // Container actions by the desired container they converge (a blue/green service's
+    // `Release` or `Retire` by its base name), so that each runs in its dependency wave.
+    let by_service: HashMap<(&str, &str), &DesiredContainer> = desired
+        .containers
+        .iter()
+        .map(|c| ((c.stack.as_str(), c.service.as_str()), c))
+        .collect();
     let actions: HashMap<&str, &Action> = plan
         .actions
         .iter()
-        .filter(|a| {
-            matches!(
-                a,
-                Action::Create { .. } | Action::Recreate { .. } | Action::Start { .. }
-            )
+        .filter_map(|a| match a {
+            Action::Create { container, .. }
+            | Action::Recreate { container, .. }
+            | Action::Start { container, .. } => Some((container.as_str(), a)),
+            Action::Release { stack, service, .. } | Action::Retire { stack, service, .. } => {
+                by_service
+                    .get(&(stack.as_str(), service.as_str()))
+                    .map(|c| (c.name.as_str(), a))
+            }
+            _ => None,
         })
-        .filter_map(|a| a.container().map(|n| (n, a)))
         .collect();
-    let waves = waves(desired);
+    let api = desired.traefik_api.as_deref();
     let needed_by_later: BTreeSet<&str> = desired
         .containers
         .iter()
         .flat_map(|c| c.depends_on.iter().map(String::as_str))
         .collect();
-    for wave in waves {
+    for wave in waves(desired) {
         let work: Vec<(&DesiredContainer, &Action)> = wave
             .iter()
             .filter_map(|c| actions.get(c.name.as_str()).map(|a| (*c, *a)))
             .collect();
-        let done: Vec<&'static str> = stream::iter(
+        // Every started change runs to its end (a recreate puts its old container back, a
+        // release leaves one color serving) even when a sibling fails: the first error is
+        // reported once all of them have settled.
+        let done: Vec<Result<&'static str, ApplyError>> = stream::iter(
             work.into_iter()
-                .map(|(c, a)| converge_one(docker, c, a, progress)),
+                .map(|(c, a)| converge_one(docker, c, a, api, progress)),
         )
         .buffer_unordered(PARALLEL)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
         for what in done {
-            match what {
+            match what? {
                 "created" => report.created += 1,
                 "recreated" => report.recreated += 1,
+                "released" => report.released += 1,
+                "retired" => report.removed += 1,
                 _ => report.started += 1,
             }
         }
@@ -234,6 +260,8 @@ pub async fn apply(
                 container::wait_exit(docker, c, progress).await
             } else if started_is_enough(desired, &c.name) {
                 Ok(())
+            } else if c.blue_green.is_some() {
+                release::wait_serving(docker, c, progress).await
             } else {
                 container::wait_ready(docker, c, progress).await
             }
@@ -241,74 +269,6 @@ pub async fn apply(
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
         .await?;
-    }
-
-    // Blue/green releases, after the waves so that what they depend on is up.
-    for a in &plan.actions {
-        let base = |stack: &str, service: &str| {
-            desired
-                .containers
-                .iter()
-                .find(|c| c.stack == stack && c.service == service)
-        };
-        match a {
-            Action::Release {
-                stack,
-                service,
-                color,
-                step,
-                retire,
-                ..
-            } => {
-                let (Some(b), Some(color)) =
-                    (base(stack, service), crate::model::Color::parse(color))
-                else {
-                    continue;
-                };
-                progress
-                    .step(
-                        &format!("{}-{}", b.name, color.as_str()),
-                        "release",
-                        release::release(
-                            docker,
-                            release::Release {
-                                base: b,
-                                color,
-                                step: *step,
-                                retire: retire.as_deref(),
-                                api: desired.traefik_api.as_deref(),
-                            },
-                            progress,
-                        ),
-                    )
-                    .await?;
-                report.released += 1;
-            }
-            Action::Retire {
-                stack,
-                service,
-                container: old,
-                ..
-            } => {
-                if let Some(b) = base(stack, service) {
-                    progress
-                        .step(
-                            old,
-                            "retire",
-                            release::retire(
-                                docker,
-                                b,
-                                old,
-                                desired.traefik_api.as_deref(),
-                                progress,
-                            ),
-                        )
-                        .await?;
-                    report.removed += 1;
-                }
-            }
-            _ => {}
-        }
     }
 
     for a in &plan.actions {
@@ -339,14 +299,42 @@ pub async fn apply(
     Ok(report)
 }
 
-/// One container of a wave, from its `before` hooks to its `after_switch` hooks.
+/// One container of a wave, from its `before` hooks to its `after_switch` hooks (a blue/green
+/// service: its whole release, or the retire of a color that should not serve).
 async fn converge_one(
     docker: &Docker,
     c: &DesiredContainer,
     action: &Action,
+    api: Option<&str>,
     progress: &Progress,
 ) -> Result<&'static str, ApplyError> {
     let name = c.name.as_str();
+    match action {
+        Action::Release {
+            color, step, retire, ..
+        } => {
+            let color = crate::model::Color::parse(color).unwrap_or(crate::model::Color::Blue);
+            let target = format!("{name}-{}", color.as_str());
+            let r = release::Release {
+                base: c,
+                color,
+                step: *step,
+                retire: retire.as_deref(),
+                api,
+            };
+            progress
+                .step(&target, "release", release::release(docker, r, progress))
+                .await?;
+            return Ok("released");
+        }
+        Action::Retire { container: old, .. } => {
+            progress
+                .step(old, "retire", release::retire(docker, c, old, api, progress))
+                .await?;
+            return Ok("retired");
+        }
+        _ => {}
+    }
     // Ready means healthy for a service, exited 0 for a job; then the `after_start` hooks.
     let verify = || async {
         if c.job {
@@ -359,14 +347,25 @@ async fn converge_one(
                 .await?;
         } else {
             progress
-                .step(
-                    name,
-                    "wait ready",
-                    container::wait_ready(docker, c, progress),
-                )
+                .step(name, "wait ready", async {
+                    container::wait_ready(docker, c, progress).await?;
+                    probe::wait_pass(
+                        docker,
+                        name,
+                        probe::network_of(c),
+                        &c.probes,
+                        c.spec
+                            .healthcheck
+                            .as_ref()
+                            .map_or(Duration::from_secs(60), |h| h.deadline()),
+                        progress,
+                    )
+                    .await
+                })
                 .await?;
         }
-        hooks::run_phase(docker, c, name, &c.hooks.after_start, progress).await
+        hooks::run_phase(docker, c, name, &c.hooks.after_start, progress).await?;
+        probe::smoke(docker, c, name, progress).await
     };
     let what = match action {
         Action::Create { .. } => {
@@ -379,11 +378,22 @@ async fn converge_one(
             "created"
         }
         Action::Recreate { .. } => {
-            hooks::run_phase(docker, c, name, &c.hooks.before, progress).await?;
-            progress.line(&format!("{name}: recreating"));
-            progress
-                .step(name, "recreate", container::replace(docker, c, verify()))
-                .await?;
+            let recreate = async {
+                hooks::run_phase(docker, c, name, &c.hooks.before, progress).await?;
+                progress.line(&format!("{name}: recreating"));
+                progress
+                    .step(name, "recreate", container::replace(docker, c, verify()))
+                    .await
+            };
+            match &c.maintenance {
+                Some(m) if !c.job => {
+                    let drain = crate::spec::DEFAULT_DRAIN_MS;
+                    maintenance::up(docker, m, api, drain, progress).await?;
+                    let result = recreate.await;
+                    maintenance::leave(docker, m, api, drain, result, progress).await?;
+                }
+                _ => recreate.await?,
+            }
             "recreated"
         }
         _ => {
@@ -418,7 +428,7 @@ async fn pull_all(
     changing: &[&DesiredContainer],
     progress: &Progress,
 ) -> Result<usize, ApplyError> {
-    let images: BTreeSet<&str> = changing.iter().map(|c| c.spec.image.as_str()).collect();
+    let images: BTreeSet<&str> = changing.iter().flat_map(|c| c.images()).collect();
     let pulled: Vec<bool> = stream::iter(
         images
             .into_iter()

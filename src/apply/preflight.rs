@@ -14,7 +14,7 @@ use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 
 use crate::model::PortMapping;
-use crate::spec::{DesiredContainer, HookPlace};
+use crate::spec::DesiredContainer;
 
 /// What preflight needs besides the plan.
 #[derive(Debug, Clone, Default)]
@@ -40,20 +40,7 @@ pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Check
         }
     }
 
-    let mut images: BTreeSet<&str> = changing.iter().map(|c| c.spec.image.as_str()).collect();
-    for c in changing {
-        for h in c
-            .hooks
-            .before
-            .iter()
-            .chain(&c.hooks.after_start)
-            .chain(&c.hooks.after_switch)
-        {
-            if let HookPlace::OneOff { image, .. } = &h.place {
-                images.insert(image);
-            }
-        }
-    }
+    let images: BTreeSet<&str> = changing.iter().flat_map(|c| c.images()).collect();
     for image in images {
         if let Some(p) = image_problem(docker, image).await {
             problems.push(p);

@@ -24,12 +24,12 @@ use bollard::models::{ExecConfig, HealthStatusEnum};
 use bollard::Docker;
 
 use super::container::{self, step};
-use super::hooks;
 use super::progress::Progress;
 use super::ApplyError;
+use super::{hooks, maintenance, probe};
 use crate::model::{Color, KeepIdle};
 use crate::plan::ReleaseStep;
-use crate::spec::{BlueGreen, DesiredContainer, DRAIN_FLAG, HOLD_FLAG};
+use crate::spec::{BlueGreen, DesiredContainer, ProbeSpec, DRAIN_FLAG, HOLD_FLAG};
 use bollard::query_parameters::UploadToContainerOptions;
 
 /// One release, as the plan decided it.
@@ -50,7 +50,6 @@ fn bg(c: &DesiredContainer) -> BlueGreen {
         traefik_service: None,
         proxy_network: None,
         probe: Vec::new(),
-        hold: false,
     })
 }
 
@@ -59,10 +58,32 @@ pub async fn release(
     r: Release<'_>,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
+    let b = bg(r.base);
+    let maintenance = r
+        .base
+        .maintenance
+        .as_ref()
+        .filter(|_| r.base.change_has_downtime());
+    if let Some(m) = maintenance {
+        maintenance::up(docker, m, r.api, b.drain_ms, progress).await?;
+    }
+    let result = swap(docker, &r, &b, progress).await;
+    match maintenance {
+        // It leaves last: once the new color serves alone, or the old one serves again.
+        Some(m) => maintenance::leave(docker, m, r.api, b.drain_ms, result, progress).await,
+        None => result,
+    }
+}
+
+async fn swap(
+    docker: &Docker,
+    r: &Release<'_>,
+    b: &BlueGreen,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
     let target = r.base.colored(r.color);
     let name = target.name.as_str();
     let started = Instant::now();
-    let b = bg(r.base);
     hooks::run_phase(docker, r.base, name, &r.base.hooks.before, progress).await?;
     match r.step {
         ReleaseStep::Create => {
@@ -80,23 +101,16 @@ pub async fn release(
         ReleaseStep::Gate => {}
     }
     if r.step != ReleaseStep::Gate {
-        if b.hold {
-            put_hold(docker, name).await?;
-        }
+        put_hold(docker, name).await?;
         container::start(docker, name).await?;
     }
-    let gate = if b.hold {
-        probe_gate(docker, &target, &b.probe, progress).await
-    } else {
-        container::wait_ready(docker, &target, progress).await
-    };
     let fail = |e: ApplyError| async move {
         // The old color was never touched: it keeps serving. The failed one is stopped (kept
         // for `docker logs`), so it gets no traffic.
         let _ = container::stop(docker, name, Duration::from_secs(5)).await;
         e
     };
-    if let Err(e) = gate {
+    if let Err(e) = gate(docker, &target, b, progress).await {
         return Err(fail(ApplyError::GateFailed {
             container: name.to_string(),
             serving: r.retire.map(str::to_string),
@@ -104,82 +118,99 @@ pub async fn release(
         })
         .await);
     }
-    if b.hold {
-        if let Err(e) =
-            hooks::run_phase(docker, r.base, name, &r.base.hooks.after_start, progress).await
-        {
-            let note = match r.retire {
-                Some(s) => format!("{name} never received traffic and was stopped; {s} was not touched and still serves"),
-                None => format!("{name} never received traffic and was stopped"),
-            };
-            return Err(ApplyError::RolledBack {
-                cause: Box::new(fail(e).await),
-                note,
-            });
-        }
-        clear_hold(docker, name).await?;
-        container::wait_ready(docker, &target, progress).await?;
+    let untouched = |what: &str| match r.retire {
+        Some(s) => format!("{name} {what}; {s} was not touched and still serves"),
+        None => format!("{name} {what}"),
+    };
+    if let Err(e) =
+        hooks::run_phase(docker, r.base, name, &r.base.hooks.after_start, progress).await
+    {
+        return Err(ApplyError::RolledBack {
+            cause: Box::new(fail(e).await),
+            note: untouched("never received traffic and was stopped"),
+        });
     }
-    wait_routing(docker, &b, r.api, name, true, progress).await?;
+    clear_hold(docker, name).await?;
+    container::wait_ready(docker, &target, progress).await?;
+    wait_routing(docker, &Routed::color(b, name, r.api), true, progress).await?;
     progress.line(&format!(
         "{name}: serving ({:.1}s after start of release)",
         started.elapsed().as_secs_f64()
     ));
+    if let Err(e) = probe::smoke(docker, r.base, name, progress).await {
+        // The old color still runs and still serves: take the new one back out of the proxy
+        // first, so that no request is sent to a stopping container.
+        let undo = drain_out(docker, r.base, name, r.api, progress).await;
+        let _ = container::stop(docker, name, Duration::from_secs(5)).await;
+        return Err(ApplyError::RolledBack {
+            cause: Box::new(e),
+            note: match undo {
+                Ok(()) => untouched("was taken out of the proxy and stopped"),
+                Err(u) => untouched(&format!("was stopped ({u})")),
+            },
+        });
+    }
     if let Some(old) = r.retire {
         retire(docker, r.base, old, r.api, progress).await?;
     }
     hooks::run_phase(docker, r.base, name, &r.base.hooks.after_switch, progress).await
 }
 
-/// The gate for a held color: Docker cannot call it healthy yet, so dockhand runs the health
-/// test itself (every 100 ms: readiness is noticed well within 250 ms).
-async fn probe_gate(
+/// Waits until a color of `base` serves (running and healthy): what a dependent of an
+/// unchanged blue/green service needs before it starts.
+pub async fn wait_serving(
     docker: &Docker,
-    target: &DesiredContainer,
-    probe: &[String],
+    base: &DesiredContainer,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
-    let name = target.name.as_str();
+    for color in Color::ALL {
+        let c = base.colored(color);
+        let running = docker
+            .inspect_container(&c.name, None)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.running);
+        if running == Some(true) {
+            return container::wait_ready(docker, &c, progress).await;
+        }
+    }
+    Err(ApplyError::Unhealthy {
+        container: base.name.clone(),
+        message: "neither color is running".into(),
+    })
+}
+
+/// The gate of a held color: Docker cannot call it healthy yet, so dockhand runs the health
+/// test itself (exec, as the container's user) together with its own `http`/`tcp` probes, every
+/// 100 ms: readiness is noticed well within 250 ms, whatever the healthcheck interval.
+async fn gate(
+    docker: &Docker,
+    target: &DesiredContainer,
+    b: &BlueGreen,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
     let deadline = target
         .spec
         .healthcheck
         .as_ref()
         .map_or(Duration::from_secs(60), |h| h.deadline());
-    let started = Instant::now();
-    let mut announced = started;
-    loop {
-        if hooks::exit_code(docker, name, probe, None).await == Some(0) {
-            progress.line(&format!(
-                "{name}: ready after {:.1}s (dockhand's probe)",
-                started.elapsed().as_secs_f64()
-            ));
-            return Ok(());
-        }
-        let info = docker
-            .inspect_container(name, None)
-            .await
-            .map_err(step(name, "inspect"))?;
-        if info.state.and_then(|s| s.running) != Some(true) {
-            return Err(ApplyError::Unhealthy {
-                container: name.to_string(),
-                message: "it stopped before it became ready".into(),
-            });
-        }
-        if started.elapsed() > deadline {
-            return Err(ApplyError::Unhealthy {
-                container: name.to_string(),
-                message: format!("not ready after {:.0}s", deadline.as_secs_f64()),
-            });
-        }
-        if announced.elapsed() > Duration::from_secs(2) {
-            announced = Instant::now();
-            progress.line(&format!(
-                "{name}: waiting for ready ({:.0}s)",
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut probes = Vec::with_capacity(target.probes.len() + 1);
+    if !b.probe.is_empty() {
+        probes.push(ProbeSpec::Exec {
+            command: b.probe.clone(),
+        });
     }
+    probes.extend(target.probes.iter().cloned());
+    probe::wait_pass(
+        docker,
+        &target.name,
+        probe::network_of(target),
+        &probes,
+        deadline,
+        progress,
+    )
+    .await
 }
 
 /// Puts the hold flag into the stopped container's root file system.
@@ -240,25 +271,10 @@ pub async fn retire(
     api: Option<&str>,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
-    let b = bg(base);
     progress.line(&format!("{old}: draining"));
-    match set_drain_flag(docker, old).await {
-        Ok(()) => {
-            wait_unhealthy(docker, base, old).await?;
-            wait_routing(docker, &b, api, old, false, progress).await?;
-        }
-        Err(why) => {
-            // Without the flag Traefik learns of the stop only from the Engine's event; give it
-            // the drain time to move new requests away first.
-            progress.line(&format!(
-                "{old}: cannot set the drain flag ({why}); waiting {} ms before stopping",
-                b.drain_ms
-            ));
-            tokio::time::sleep(Duration::from_millis(b.drain_ms)).await;
-        }
-    }
+    drain_out(docker, base, old, api, progress).await?;
     let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
-    if b.keep_idle == KeepIdle::Removed {
+    if bg(base).keep_idle == KeepIdle::Removed {
         container::stop_and_remove(docker, old, grace).await?;
         progress.line(&format!("{old}: retired and removed"));
     } else {
@@ -270,6 +286,75 @@ pub async fn retire(
         ));
     }
     Ok(())
+}
+
+/// Takes `name` out of the proxy: sets its drain flag, waits until Docker calls it unhealthy
+/// and Traefik no longer lists it (or, without the flag, waits `drain`).
+async fn drain_out(
+    docker: &Docker,
+    base: &DesiredContainer,
+    name: &str,
+    api: Option<&str>,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let b = bg(base);
+    let deadline = base
+        .spec
+        .healthcheck
+        .as_ref()
+        .map_or(Duration::from_secs(30), |h| h.deadline());
+    drain_container(docker, &Routed::color(&b, name, api), deadline, progress).await
+}
+
+/// A container Traefik routes to (a color, a maintenance container), and how to ask Traefik
+/// about it.
+pub(super) struct Routed<'a> {
+    pub name: &'a str,
+    /// Traefik's service the container is a server of.
+    pub service: Option<&'a str>,
+    /// The network Traefik reaches it on.
+    pub network: Option<&'a str>,
+    pub api: Option<&'a str>,
+    /// What to wait instead when Traefik cannot be asked.
+    pub drain_ms: u64,
+}
+
+impl<'a> Routed<'a> {
+    fn color(b: &'a BlueGreen, name: &'a str, api: Option<&'a str>) -> Routed<'a> {
+        Routed {
+            name,
+            service: b.traefik_service.as_deref(),
+            network: b.proxy_network.as_deref(),
+            api,
+            drain_ms: b.drain_ms,
+        }
+    }
+}
+
+/// The drain of any container dockhand routes: its healthcheck fails on the flag, so Traefik
+/// drops it.
+pub(super) async fn drain_container(
+    docker: &Docker,
+    r: &Routed<'_>,
+    deadline: Duration,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let (name, drain_ms) = (r.name, r.drain_ms);
+    match set_drain_flag(docker, name).await {
+        Ok(()) => {
+            wait_unhealthy(docker, name, deadline).await?;
+            wait_routing(docker, r, false, progress).await
+        }
+        Err(why) => {
+            // Without the flag Traefik learns of the stop only from the Engine's event; give it
+            // the drain time to move new requests away first.
+            progress.line(&format!(
+                "{name}: cannot set the drain flag ({why}); waiting {drain_ms} ms before stopping"
+            ));
+            tokio::time::sleep(Duration::from_millis(drain_ms)).await;
+            Ok(())
+        }
+    }
 }
 
 /// Creates the drain flag in `name`'s tmpfs, with `touch` or, failing that, the shell.
@@ -323,16 +408,7 @@ async fn set_drain_flag(docker: &Docker, name: &str) -> Result<(), String> {
 }
 
 /// Waits until Docker no longer calls `name` healthy (its healthcheck saw the drain flag).
-async fn wait_unhealthy(
-    docker: &Docker,
-    base: &DesiredContainer,
-    name: &str,
-) -> Result<(), ApplyError> {
-    let deadline = base
-        .spec
-        .healthcheck
-        .as_ref()
-        .map_or(Duration::from_secs(30), |h| h.deadline());
+async fn wait_unhealthy(docker: &Docker, name: &str, deadline: Duration) -> Result<(), ApplyError> {
     let started = Instant::now();
     while started.elapsed() < deadline {
         let info = docker
@@ -356,27 +432,31 @@ async fn wait_unhealthy(
     })
 }
 
-/// Waits until Traefik routes to `name` (`present`) or no longer does. With no API to ask,
+/// Waits until Traefik routes to `r` (`present`) or no longer does. With no API to ask,
 /// waits `drain`.
-async fn wait_routing(
+pub(super) async fn wait_routing(
     docker: &Docker,
-    b: &BlueGreen,
-    api: Option<&str>,
-    name: &str,
+    r: &Routed<'_>,
     present: bool,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
-    let (Some(api), Some(service)) = (api, b.traefik_service.as_deref()) else {
-        tokio::time::sleep(Duration::from_millis(b.drain_ms)).await;
+    let (name, drain_ms) = (r.name, r.drain_ms);
+    let (Some(api), Some(service)) = (r.api, r.service) else {
+        tokio::time::sleep(Duration::from_millis(drain_ms)).await;
         return Ok(());
     };
-    let ip = container_ip(docker, name, b.proxy_network.as_deref()).await?;
+    let ip = probe::address(docker, name, r.network).await?;
     let path = format!("/api/http/services/{service}@docker");
-    let deadline = Duration::from_millis(b.drain_ms.max(2_000) * 5);
+    let deadline = Duration::from_millis(drain_ms.max(2_000) * 5);
+    let host = api
+        .strip_prefix("http://")
+        .unwrap_or(api)
+        .trim_end_matches('/');
     let started = Instant::now();
     let mut announced = started;
     loop {
-        let routed = match traefik_get(api, &path).await {
+        let answer = probe::http_get(host, &path, Duration::from_secs(5), 4 * 1024 * 1024).await;
+        let routed = match answer {
             Ok((200, body)) => server_up(&body, &ip),
             Ok((404, _)) => false,
             Ok((status, _)) => {
@@ -435,65 +515,6 @@ fn server_up(body: &str, ip: &str) -> bool {
                         .is_some_and(|rest| rest.starts_with(&format!("{ip}:")))
             })
         })
-}
-
-async fn container_ip(
-    docker: &Docker,
-    name: &str,
-    network: Option<&str>,
-) -> Result<String, ApplyError> {
-    let info = docker
-        .inspect_container(name, None)
-        .await
-        .map_err(step(name, "inspect"))?;
-    let nets = info
-        .network_settings
-        .and_then(|n| n.networks)
-        .unwrap_or_default();
-    let endpoint = match network {
-        Some(n) => nets.get(n).cloned(),
-        None => nets.values().next().cloned(),
-    };
-    endpoint
-        .and_then(|e| e.ip_address)
-        .filter(|ip| !ip.is_empty())
-        .ok_or_else(|| ApplyError::Step {
-            container: name.to_string(),
-            what: "finding its address",
-            message: format!(
-                "it has no IP address on {}",
-                network.unwrap_or("any network")
-            ),
-        })
-}
-
-/// A minimal HTTP/1.0 GET to Traefik's API on a trusted local address: (status, body).
-async fn traefik_get(api: &str, path: &str) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = api
-        .strip_prefix("http://")
-        .unwrap_or(api)
-        .trim_end_matches('/');
-    let io = async {
-        let mut s = tokio::net::TcpStream::connect(host).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await?;
-        let mut buf = Vec::new();
-        s.take(4 * 1024 * 1024).read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    let buf = tokio::time::timeout(Duration::from_secs(5), io)
-        .await
-        .map_err(|_| "Traefik's API did not answer within 5s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer from {api}"))?;
-    Ok((status, body.to_string()))
 }
 
 #[cfg(test)]

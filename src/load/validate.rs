@@ -8,9 +8,10 @@ use super::diagnostic::Diagnostic;
 use super::yaml::{escape_pointer_token, PosIndex};
 use crate::model::image::ImageRef;
 use crate::model::{
-    container_name, object_name, Condition, DependsOn, DesiredState, Health, HookStep, Mount,
-    PortMapping, Strategy,
+    container_name, object_name, Condition, DependsOn, DesiredState, Health, HookStep, HttpProbe,
+    Mount, PortMapping, Strategy,
 };
+use crate::spec::traefik::MAINTENANCE_PRIORITY;
 
 /// Where each loaded file's nodes are.
 pub type Indexes = HashMap<String, PosIndex>;
@@ -107,16 +108,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 );
             }
 
-            match ImageRef::parse(&svc.image) {
-                Err(e) => cx.at(file, &ptr("/image"), e.to_string(), "write images as registry/repo:tag@sha256:<64 hex>"),
-                Ok(r) if r.digest.is_none() && desired.config.policy.require_digest => cx.at(
-                    file,
-                    &ptr("/image"),
-                    format!("image `{}` is not pinned by digest", svc.image),
-                    "append @sha256:<digest> (docker inspect --format '{{index .RepoDigests 0}}' IMAGE shows it), or set policy.require_digest: false in dockhand.yaml",
-                ),
-                Ok(_) => {}
-            }
+            check_image(&mut cx, desired, file, &ptr("/image"), &svc.image, "image");
 
             if let Some(path) = &svc.env_file {
                 if !is_abs(path) {
@@ -351,11 +343,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                             }
                         }
                         if let Some(image) = &d.image {
-                            match ImageRef::parse(image) {
-                                Err(e) => cx.at(file, &format!("{hp}/image"), e.to_string(), "write images as registry/repo:tag@sha256:<64 hex>"),
-                                Ok(r) if r.digest.is_none() && desired.config.policy.require_digest => cx.at(file, &format!("{hp}/image"), format!("hook image `{image}` is not pinned by digest"), "append @sha256:<digest>, or set policy.require_digest: false"),
-                                Ok(_) => {}
-                            }
+                            check_image(&mut cx, desired, file, &format!("{hp}/image"), image, "hook image");
                         }
                         for (j, m) in d.mounts.iter().enumerate() {
                             if let Mount::Bind(b) = m {
@@ -373,7 +361,31 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 }
             }
 
+            if let Some(route) = &svc.route {
+                if route.priority.is_some_and(|p| p >= MAINTENANCE_PRIORITY) {
+                    cx.at(file, &ptr("/route/priority"), format!("route priority must be below {MAINTENANCE_PRIORITY}"), "that range is reserved for maintenance containers, which must win over every route");
+                }
+            }
             if let Some(rel) = &svc.release {
+                for (i, c) in rel.smoke.iter().enumerate() {
+                    let cp = ptr(&format!("/release/smoke/{i}"));
+                    let set = [c.http.is_some(), c.tcp.is_some(), c.cmd.is_some()];
+                    if set.iter().filter(|x| **x).count() != 1 {
+                        cx.at(file, &cp, "a smoke check needs exactly one of `http`, `tcp` or `cmd`", "e.g. {http: {port: 8080, path: /readyz, body: '\"ready\": true'}}; write several checks as several list items");
+                    }
+                    if let Some(h) = &c.http {
+                        check_http(&mut cx, file, &format!("{cp}/http"), h);
+                    }
+                    if c.cmd.as_ref().is_some_and(Vec::is_empty) {
+                        cx.at(file, &format!("{cp}/cmd"), "smoke cmd is empty", "give the command and its arguments");
+                    }
+                }
+                if let Some(m) = &rel.maintenance {
+                    check_image(&mut cx, desired, file, &ptr("/release/maintenance/image"), &m.image, "maintenance image");
+                    if svc.route.is_none() {
+                        cx.at(file, &ptr("/release/maintenance"), "a maintenance container needs the service's `route`", "it takes over that route while the release has downtime; add `route: {host: ..., port: ...}`");
+                    }
+                }
                 if rel.strategy == Strategy::BlueGreen {
                     let shell_or_cmd = svc
                         .health
@@ -421,13 +433,16 @@ fn check_health(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &Health) {
             "keep one: `cmd` (exec form) or `shell` (run by /bin/sh -c)",
         );
     }
-    if h.cmd.is_none() && h.shell.is_none() && h.http.is_none() {
+    if h.cmd.is_none() && h.shell.is_none() && h.http.is_none() && h.tcp.is_none() {
         cx.at(
             file,
             ptr,
-            "health needs a check: `cmd`, `shell` or `http`",
+            "health needs a check: `cmd`, `shell`, `http` or `tcp`",
             "e.g. cmd: [wget, -q, -O, /dev/null, http://127.0.0.1:8080/health]",
         );
+    }
+    if let Some(http) = &h.http {
+        check_http(cx, file, &format!("{ptr}/http"), http);
     }
     if h.cmd.as_ref().is_some_and(Vec::is_empty) {
         cx.at(
@@ -436,6 +451,46 @@ fn check_health(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &Health) {
             "health.cmd is empty",
             "give the command and its arguments",
         );
+    }
+}
+
+fn check_http(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &HttpProbe) {
+    if !h.path.starts_with('/') {
+        cx.at(
+            file,
+            &format!("{ptr}/path"),
+            format!("probe path `{}` does not start with /", h.path),
+            "write the path part of the URL, e.g. /readyz",
+        );
+    }
+    if h.status.codes().iter().any(|c| !(100..=599).contains(c)) {
+        cx.at(
+            file,
+            &format!("{ptr}/status"),
+            "HTTP status codes run from 100 to 599",
+            "e.g. status: 200, or status: [200, 503] to accept a degraded answer",
+        );
+    }
+}
+
+/// An image reference: parseable, and pinned by digest unless the policy allows tags.
+fn check_image(
+    cx: &mut Ctx<'_>,
+    desired: &DesiredState,
+    file: &str,
+    ptr: &str,
+    image: &str,
+    what: &str,
+) {
+    match ImageRef::parse(image) {
+        Err(e) => cx.at(file, ptr, e.to_string(), "write images as registry/repo:tag@sha256:<64 hex>"),
+        Ok(r) if r.digest.is_none() && desired.config.policy.require_digest => cx.at(
+            file,
+            ptr,
+            format!("{what} `{image}` is not pinned by digest"),
+            "run `dockhand pin` to resolve its tag to the digest the registry serves and write it in place, or set policy.require_digest: false in dockhand.yaml",
+        ),
+        Ok(_) => {}
     }
 }
 

@@ -98,6 +98,13 @@ pub fn port_number<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     }
 }
 
+pub fn port_number_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match Option::<u16>::deserialize(d)? {
+        Some(0) => Err(D::Error::custom("port 0 is not allowed")),
+        p => Ok(p),
+    }
+}
+
 pub fn retries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match Option::<u32>::deserialize(d)? {
         Some(r) if !(1..=1000).contains(&r) => {

@@ -396,8 +396,9 @@ impl RestartPolicy {
     }
 }
 
-/// Health of a service. `cmd` or `shell` becomes the Docker healthcheck; `http` is dockhand's
-/// own probe, used by release gates.
+/// Health of a service. `cmd` or `shell` becomes the Docker healthcheck; `http` and `tcp` are
+/// dockhand's own probes, run from the host against the container's address. A new version is
+/// ready when every check it declares passes; release gates poll them every 100 ms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
@@ -407,9 +408,12 @@ pub struct Health {
     /// Shell-form command (`/bin/sh -c`), if the image has a shell.
     #[serde(default)]
     pub shell: Option<String>,
-    /// HTTP probe run by dockhand from the host side (release gates).
+    /// HTTP probe run by dockhand from the host against the container's address.
     #[serde(default)]
     pub http: Option<HttpProbe>,
+    /// TCP probe run by dockhand from the host: the port accepts a connection.
+    #[serde(default)]
+    pub tcp: Option<TcpProbe>,
     #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub interval: Option<String>,
@@ -435,18 +439,65 @@ pub struct HttpProbe {
     pub port: u16,
     #[serde(default = "root_path")]
     pub path: String,
-    #[serde(default = "ok_status")]
-    pub status: u16,
-    /// Substring the body must contain.
+    /// Status that counts as passing, or a list of them (e.g. `[200, 503]` to accept
+    /// "degraded"); default 200.
+    #[serde(default)]
+    pub status: StatusCodes,
+    /// Substring the body must contain, e.g. `'"ready": true'`.
     #[serde(default)]
     pub body: Option<String>,
 }
 
+/// One HTTP status code or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StatusCodes {
+    One(#[schemars(range(min = 100, max = 599))] u16),
+    Any(#[schemars(inner(range(min = 100, max = 599)), length(min = 1))] Vec<u16>),
+}
+
+impl Default for StatusCodes {
+    fn default() -> Self {
+        StatusCodes::One(200)
+    }
+}
+
+impl StatusCodes {
+    pub fn codes(&self) -> Vec<u16> {
+        match self {
+            StatusCodes::One(c) => vec![*c],
+            StatusCodes::Any(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    #[schemars(range(min = 1, max = 65535))]
+    #[serde(deserialize_with = "checked::port_number")]
+    pub port: u16,
+}
+
+/// A smoke check run once against the new version: exactly one of `http`, `tcp` or `cmd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(default)]
+    pub http: Option<HttpProbe>,
+    #[serde(default)]
+    pub tcp: Option<TcpProbe>,
+    /// Exec-form command run in the new container; exit 0 passes.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Longest the check may take (default 10s).
+    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+}
+
 fn root_path() -> String {
     "/".into()
-}
-fn ok_status() -> u16 {
-    200
 }
 
 /// An HTTP route through Traefik.
@@ -492,6 +543,29 @@ pub struct Release {
     #[serde(default, deserialize_with = "checked::duration_opt")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub drain: Option<String>,
+    /// Checks run once against the new version after it took traffic and before the old one
+    /// is retired (blue-green), or once it is ready (recreate). A failure rolls back: the
+    /// old color, still running, serves alone again; the old container is restored.
+    #[serde(default)]
+    pub smoke: Vec<Check>,
+    /// A container that takes the route while the release runs steps with downtime
+    /// (`before` hooks, or the gap of a recreate), and leaves once the new version serves.
+    #[serde(default)]
+    pub maintenance: Option<Maintenance>,
+}
+
+/// The maintenance page of a routed service (seed 000's cutover container).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    /// `repo:tag@sha256:…`, like any service image.
+    pub image: String,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Container port Traefik sends traffic to (default: the route's port).
+    #[serde(default, deserialize_with = "checked::port_number_opt")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -360,7 +360,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     for c in extra {
         let stack = c.label(labels::STACK).unwrap_or_default().to_string();
         let service = c.label(labels::SERVICE).unwrap_or_default();
-        let reason = if !desired_stacks.contains(stack.as_str()) {
+        let reason = if c.label(labels::ROLE) == Some(labels::ROLE_MAINTENANCE) {
+            format!("maintenance container of `{service}` left by an interrupted release")
+        } else if !desired_stacks.contains(stack.as_str()) {
             format!("stack `{stack}` is no longer in the desired state")
         } else if desired
             .containers
@@ -415,32 +417,37 @@ fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<
         .collect();
     let mut out = BTreeMap::new();
     for a in actions {
-        let (stack, service, container, recreate) = match a {
+        let (stack, service, container, kind) = match a {
             Action::Create {
                 stack,
                 service,
                 container,
                 ..
-            }
-            | Action::Release {
+            } => (stack, service, container, Kind::Create),
+            Action::Release {
                 stack,
                 service,
                 container,
                 ..
-            } => (stack, service, container, false),
+            } => (stack, service, container, Kind::Release),
             Action::Recreate {
                 stack,
                 service,
                 container,
                 ..
-            } => (stack, service, container, true),
+            } => (stack, service, container, Kind::Recreate),
             _ => continue,
         };
+        let recreate = kind == Kind::Recreate;
         let Some(dc) = by_service.get(&(stack.as_str(), service.as_str())) else {
             continue;
         };
         let mut notes = Vec::new();
         let h = &dc.hooks;
+        if kind != Kind::Create && !dc.probes.is_empty() {
+            let probes: Vec<String> = dc.probes.iter().map(ToString::to_string).collect();
+            notes.push(format!("gate: {}", probes.join(", ")));
+        }
         for step in h.before.iter().chain(&h.after_start).chain(&h.after_switch) {
             let place = match &step.place {
                 crate::spec::HookPlace::NewContainer => "in the new container".to_string(),
@@ -455,7 +462,21 @@ fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<
                 step.command.join(" ")
             ));
         }
-        if recreate && !dc.job {
+        for s in &dc.smoke {
+            notes.push(format!("smoke {}: {}", s.label, s.probe));
+        }
+        let maintenance = dc
+            .maintenance
+            .as_ref()
+            .filter(|_| kind != Kind::Create && !dc.job && dc.change_has_downtime());
+        if let Some(m) = maintenance {
+            notes.push(format!(
+                "maintenance: {} ({}) takes the route until the new version serves",
+                m.container.name,
+                render::short_image(&m.container.image_ref)
+            ));
+        }
+        if recreate && !dc.job && maintenance.is_none() {
             notes.push(format!(
                 "downtime: {container} is stopped until its replacement is ready{}",
                 if h.after_start.is_empty() {
@@ -470,6 +491,13 @@ fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<
         }
     }
     out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Create,
+    Recreate,
+    Release,
 }
 
 /// Desired containers ordered so that each comes after what it depends on: the

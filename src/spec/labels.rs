@@ -13,8 +13,10 @@ pub const COLOR: &str = "dockhand.color";
 pub const SPEC: &str = "dockhand.spec";
 pub const SPEC_DOC: &str = "dockhand.spec-doc";
 pub const COMMIT: &str = "dockhand.commit";
-/// `hook` on the one-off containers release hooks run in (removed after each step).
+/// `hook` on the one-off containers release hooks run in (removed after each step),
+/// `maintenance` on a service's maintenance container (up only during a release).
 pub const ROLE: &str = "dockhand.role";
+pub const ROLE_MAINTENANCE: &str = "maintenance";
 
 /// The label filters that select exactly the objects this project owns.
 pub fn project_filters(project: &str) -> Vec<String> {
@@ -44,6 +46,15 @@ pub fn ownership(
         labels.insert(COMMIT.into(), c.into());
     }
     labels
+}
+
+/// Ownership labels of a service's maintenance container: managed and scoped like the service,
+/// with `dockhand.role=maintenance` so that observe and plan tell it from the service.
+pub fn maintenance(project: &str, stack: &str, service: &str) -> BTreeMap<String, String> {
+    let mut l = owned_object(project, stack);
+    l.insert(SERVICE.into(), service.into());
+    l.insert(ROLE.into(), ROLE_MAINTENANCE.into());
+    l
 }
 
 /// Labels of a network or volume dockhand owns.

@@ -158,6 +158,78 @@ pub struct DesiredContainer {
     /// Set for `strategy: blue-green`: `name` is then the service's base name, and the
     /// containers are `<name>-blue` and `<name>-green` (see [`DesiredContainer::colored`]).
     pub blue_green: Option<BlueGreen>,
+    /// dockhand's own readiness probes (`health.http`, `health.tcp`): not part of the container,
+    /// so changing them never recreates it.
+    pub probes: Vec<ProbeSpec>,
+    /// `release.smoke`: run once against the new version; a failure rolls back.
+    pub smoke: Vec<SmokeSpec>,
+    /// `release.maintenance`: takes the route while the release has downtime.
+    pub maintenance: Option<MaintenanceSpec>,
+}
+
+/// A check dockhand runs itself against a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProbeSpec {
+    /// GET `path` on the container's address; passes on one of `status` (and `body` found).
+    Http {
+        port: u16,
+        path: String,
+        status: Vec<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// The port accepts a TCP connection.
+    Tcp { port: u16 },
+    /// The command exits 0 when exec'd in the container (as its own user).
+    Exec { command: Vec<String> },
+}
+
+impl std::fmt::Display for ProbeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeSpec::Http {
+                port,
+                path,
+                status,
+                body,
+            } => {
+                let codes: Vec<String> = status.iter().map(u16::to_string).collect();
+                write!(f, "GET :{port}{path} → {}", codes.join("|"))?;
+                if let Some(b) = body {
+                    write!(f, " containing {b:?}")?;
+                }
+                Ok(())
+            }
+            ProbeSpec::Tcp { port } => write!(f, "TCP :{port}"),
+            ProbeSpec::Exec { command } => write!(f, "`{}`", command.join(" ")),
+        }
+    }
+}
+
+/// One smoke check of `release.smoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SmokeSpec {
+    /// `smoke[0]`, …: how records and errors name it.
+    pub label: String,
+    pub probe: ProbeSpec,
+    pub timeout_ms: u64,
+}
+
+/// A smoke check may take this long unless it says otherwise.
+pub const DEFAULT_SMOKE_TIMEOUT_MS: u64 = 10_000;
+
+/// The maintenance container of a routed service: `<name>-maintenance`, with a router on the
+/// same rule at a priority above any route's, so Traefik sends it everything while it runs.
+/// Its healthcheck only tests the drain flag (so the image needs `/bin/sh`): that is how it
+/// leaves the proxy before it is stopped, without a failed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceSpec {
+    pub container: Box<DesiredContainer>,
+    /// Traefik's service name for it (to ask the API whether it routes).
+    pub traefik_service: String,
+    /// The network Traefik reaches it on.
+    pub proxy_network: Option<String>,
 }
 
 /// The hooks of one service by phase.
@@ -220,10 +292,8 @@ pub struct BlueGreen {
     /// The network Traefik reaches the containers on.
     pub proxy_network: Option<String>,
     /// The service's own health test as an exec command (without the drain and hold
-    /// wrappers): dockhand's probe during the gate.
+    /// wrappers): dockhand runs it itself during the gate, with [`DesiredContainer::probes`].
     pub probe: Vec<String>,
-    /// `after_start` hooks must pass before the new color may turn healthy.
-    pub hold: bool,
 }
 
 /// Inside every blue/green container: a tmpfs (empty on every start) holding the drain flag
@@ -231,11 +301,13 @@ pub struct BlueGreen {
 /// (unhealthy containers get no traffic from Traefik) before stopping it.
 pub const DRAIN_DIR: &str = "/.dockhand";
 pub const DRAIN_FLAG: &str = "/.dockhand/drain";
-/// In the root file system of a blue/green container whose service has `after_start` hooks:
-/// put there (non-empty) before the first start, so the container cannot turn healthy (and so
-/// cannot receive traffic) until dockhand empties it after the hooks passed. Emptying needs
-/// only the shell the healthcheck already uses (no `rm` in the image), and the file lives
-/// outside the tmpfs so that a restart does not bring the hold back.
+/// In the root file system of every blue/green container: put there (non-empty) before the
+/// first start, so the container cannot turn healthy (and so cannot receive traffic) until
+/// dockhand's own gate passed (its probes every 100 ms, then the `after_start` hooks) and it
+/// empties the file. The gate therefore does not wait for Docker's healthcheck interval, and
+/// dockhand-only checks (`health.http` with a body match, smoke of hooks) really gate traffic.
+/// Emptying needs only the shell the healthcheck already uses (no `rm` in the image), and the
+/// file lives outside the tmpfs so that a restart does not bring the hold back.
 pub const HOLD_FLAG: &str = "/.dockhand-hold";
 
 impl DesiredContainer {
@@ -246,6 +318,33 @@ impl DesiredContainer {
         c.labels
             .insert(labels::COLOR.to_string(), color.as_str().to_string());
         c
+    }
+
+    /// Every image a change of this service runs: its own, one-off hook containers', and its
+    /// maintenance container's. Preflight checks them all and apply pulls them all before
+    /// anything is touched.
+    pub fn images(&self) -> Vec<&str> {
+        let h = &self.hooks;
+        let mut out = vec![self.spec.image.as_str()];
+        for step in h.before.iter().chain(&h.after_start).chain(&h.after_switch) {
+            if let HookPlace::OneOff { image, .. } = &step.place {
+                out.push(image);
+            }
+        }
+        if let Some(m) = &self.maintenance {
+            out.push(&m.container.spec.image);
+        }
+        out
+    }
+
+    /// Whether replacing this service's running version has steps during which it should not
+    /// serve, so that its maintenance container (if any) takes the route: a recreate has a
+    /// gap; a blue/green release has none unless it runs hooks before the new version serves
+    /// (a migration may break what the old version relies on).
+    pub fn change_has_downtime(&self) -> bool {
+        self.blue_green.is_none()
+            || !self.hooks.before.is_empty()
+            || !self.hooks.after_start.is_empty()
     }
 
     /// Every container name this service may use.
@@ -286,8 +385,8 @@ fn shell_quote(arg: &str) -> String {
 }
 
 /// The healthcheck of a blue/green container: the service's own test, failing while the drain
-/// flag (or, with `after_start` hooks, the hold flag) exists.
-fn with_drain(mut h: HealthSpec, hold: bool) -> HealthSpec {
+/// flag exists or the hold flag is not empty.
+fn with_drain(mut h: HealthSpec) -> HealthSpec {
     let inner = match h.test.first().map(String::as_str) {
         Some("CMD-SHELL") => h.test.get(1).cloned().unwrap_or_default(),
         _ => h
@@ -300,11 +399,7 @@ fn with_drain(mut h: HealthSpec, hold: bool) -> HealthSpec {
     };
     h.test = vec![
         "CMD-SHELL".into(),
-        if hold {
-            format!("test ! -e {DRAIN_FLAG} && test ! -s {HOLD_FLAG} && {{ {inner}; }}")
-        } else {
-            format!("test ! -e {DRAIN_FLAG} && {{ {inner}; }}")
-        },
+        format!("test ! -e {DRAIN_FLAG} && test ! -s {HOLD_FLAG} && {{ {inner}; }}"),
     ];
     h
 }
@@ -442,10 +537,6 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                         .and_then(health_spec)
                         .map(|h| probe_command(&h.test))
                         .unwrap_or_default(),
-                    hold: svc
-                        .hooks
-                        .as_ref()
-                        .is_some_and(|h| !h.after_start.is_empty()),
                 });
             let mut mounts = mounts;
             if blue_green.is_some() {
@@ -479,10 +570,6 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                     .or(desired.config.defaults.restart)
                     .unwrap_or(RestartPolicy::UnlessStopped)
             };
-            let hold = svc
-                .hooks
-                .as_ref()
-                .is_some_and(|h| !h.after_start.is_empty());
             let hooks = svc.hooks.as_ref().map_or_else(ServiceHooks::default, |h| {
                 let mut ctx = HookCtx {
                     stack: s,
@@ -516,7 +603,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 restart: restart.docker_name().to_string(),
                 healthcheck: svc.health.as_ref().and_then(health_spec).map(|h| {
                     if blue_green.is_some() {
-                        with_drain(h, hold)
+                        with_drain(h)
                     } else {
                         h
                     }
@@ -532,6 +619,47 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
             };
             let labels =
                 labels::ownership(&desired.config.project, &s.stack, svc_name, &spec, commit);
+            let probes = svc.health.as_ref().map_or_else(Vec::new, |h| {
+                h.http
+                    .iter()
+                    .map(http_probe)
+                    .chain(h.tcp.iter().map(|t| ProbeSpec::Tcp { port: t.port }))
+                    .collect()
+            });
+            let release = svc.release.as_ref();
+            let smoke = release.map_or_else(Vec::new, |r| {
+                r.smoke
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| {
+                        let probe = match (&c.http, &c.tcp, &c.cmd) {
+                            (Some(h), _, _) => http_probe(h),
+                            (None, Some(t), _) => ProbeSpec::Tcp { port: t.port },
+                            (None, None, Some(cmd)) => ProbeSpec::Exec {
+                                command: cmd.clone(),
+                            },
+                            (None, None, None) => return None,
+                        };
+                        Some(SmokeSpec {
+                            label: format!("smoke[{i}]"),
+                            probe,
+                            timeout_ms: ms(&c.timeout).unwrap_or(DEFAULT_SMOKE_TIMEOUT_MS),
+                        })
+                    })
+                    .collect()
+            });
+            let maintenance = match (release.and_then(|r| r.maintenance.as_ref()), &svc.route) {
+                (Some(m), Some(route)) => Some(maintenance_spec(
+                    desired,
+                    &s.stack,
+                    svc_name,
+                    &name,
+                    m,
+                    route,
+                    &spec.networks,
+                )),
+                _ => None,
+            };
             out.containers.push(DesiredContainer {
                 stack: s.stack.clone(),
                 service: svc_name.clone(),
@@ -554,12 +682,104 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 alias: svc_name.clone(),
                 image_ref: svc.image.clone(),
                 blue_green,
+                probes,
+                smoke,
+                maintenance,
                 name,
                 spec,
             });
         }
     }
     out
+}
+
+fn http_probe(h: &crate::model::HttpProbe) -> ProbeSpec {
+    ProbeSpec::Http {
+        port: h.port,
+        path: h.path.clone(),
+        status: h.status.codes(),
+        body: h.body.clone(),
+    }
+}
+
+/// The maintenance container of service `svc` (container base name `name`): the route's rule
+/// at the top priority, its own Traefik service, owned by dockhand like the service itself.
+fn maintenance_spec(
+    desired: &DesiredState,
+    stack: &str,
+    svc: &str,
+    name: &str,
+    m: &crate::model::Maintenance,
+    route: &crate::model::Route,
+    networks: &[String],
+) -> MaintenanceSpec {
+    let mname = format!("{name}-maintenance");
+    let mroute = crate::model::Route {
+        port: m.port.unwrap_or(route.port),
+        priority: Some(traefik::MAINTENANCE_PRIORITY),
+        ..route.clone()
+    };
+    let proxy_network = desired
+        .config
+        .traefik
+        .network
+        .clone()
+        .filter(|n| networks.contains(n))
+        .or_else(|| networks.first().cloned());
+    let spec = ContainerSpec {
+        image: ImageRef::parse(&m.image).map_or_else(|_| m.image.clone(), |r| r.pull_ref()),
+        command: m.command.clone(),
+        entrypoint: None,
+        env: BTreeMap::new(),
+        env_file: None,
+        ports: Vec::new(),
+        networks: proxy_network.iter().cloned().collect(),
+        mounts: vec![MountSpec::Tmpfs {
+            target: DRAIN_DIR.into(),
+            size: Some(65_536),
+        }],
+        // It stays up across a daemon restart until dockhand takes it down: a host that
+        // reboots half way through a migration keeps showing the page.
+        restart: RestartPolicy::UnlessStopped.docker_name().into(),
+        healthcheck: Some(HealthSpec {
+            test: vec!["CMD-SHELL".into(), format!("test ! -e {DRAIN_FLAG}")],
+            interval_ms: Some(1_000),
+            timeout_ms: Some(2_000),
+            retries: Some(1),
+            start_period_ms: None,
+            start_interval_ms: None,
+        }),
+        labels: traefik::labels(&desired.config.traefik, &mname, &mroute),
+        user: None,
+        working_dir: None,
+        stop_grace_secs: Some(5),
+    };
+    let mut all_labels = spec.labels.clone();
+    all_labels.extend(labels::maintenance(&desired.config.project, stack, svc));
+    let container = DesiredContainer {
+        stack: stack.to_string(),
+        service: svc.to_string(),
+        name: mname.clone(),
+        image_ref: m.image.clone(),
+        depends_on: Vec::new(),
+        conditions: BTreeMap::new(),
+        job: false,
+        hooks: ServiceHooks::default(),
+        bind_creates: Vec::new(),
+        bind_required: Vec::new(),
+        labels: all_labels,
+        alias: format!("{svc}-maintenance"),
+        blue_green: None,
+        probes: Vec::new(),
+        smoke: Vec::new(),
+        maintenance: None,
+        spec,
+    };
+    MaintenanceSpec {
+        container: Box::new(container),
+        traefik_service: mname.replace('.', "-"),
+        proxy_network,
+    }
 }
 
 /// One declared mount as Docker gets it; bind sources are noted as to-create or must-exist.

@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::model::{Route, TraefikConfig, TraefikDialect};
 
+/// Router priority of a maintenance container: above any route's (validation keeps route
+/// priorities below it) and below Traefik's reserved range (MaxInt32 - 1000 and up).
+pub const MAINTENANCE_PRIORITY: u32 = 2_000_000_000;
+
 /// Labels that make Traefik's docker provider route `route` to the container `name`.
 pub fn labels(cfg: &TraefikConfig, name: &str, route: &Route) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
@@ -114,12 +118,63 @@ mod tests {
             ..TraefikConfig::default()
         };
         let l = labels(&cfg, "site-web", &route());
-        assert_eq!(
-            l["traefik.frontend.rule"],
-            "Host:demo.localhost;PathPrefix:/api"
-        );
-        assert_eq!(l["traefik.port"], "8080");
-        assert_eq!(l["traefik.enable"], "true");
+        insta::assert_debug_snapshot!(l, @r#"
+        {
+            "traefik.enable": "true",
+            "traefik.frontend.rule": "Host:demo.localhost;PathPrefix:/api",
+            "traefik.port": "8080",
+        }
+        "#);
         assert!(!l.keys().any(|k| k.starts_with("traefik.http.")));
+    }
+
+    #[test]
+    fn v1_labels_with_entrypoints_and_priority() {
+        let cfg = TraefikConfig {
+            dialect: TraefikDialect::V1,
+            network: Some("traefik".into()),
+            entrypoints: vec!["http".into(), "https".into()],
+            ..TraefikConfig::default()
+        };
+        let r = Route {
+            path: None,
+            priority: Some(MAINTENANCE_PRIORITY),
+            ..route()
+        };
+        insta::assert_debug_snapshot!(labels(&cfg, "site-web-maintenance", &r), @r#"
+        {
+            "traefik.docker.network": "traefik",
+            "traefik.enable": "true",
+            "traefik.frontend.entryPoints": "http,https",
+            "traefik.frontend.priority": "2000000000",
+            "traefik.frontend.rule": "Host:demo.localhost",
+            "traefik.port": "8080",
+        }
+        "#);
+    }
+
+    #[test]
+    fn v2_labels_without_tls_or_network() {
+        let cfg = TraefikConfig {
+            dialect: TraefikDialect::V2,
+            ..TraefikConfig::default()
+        };
+        let r = Route {
+            tls: false,
+            middlewares: vec![],
+            priority: Some(10),
+            entrypoints: vec!["web".into()],
+            ..route()
+        };
+        insta::assert_debug_snapshot!(labels(&cfg, "shop.api-web-blue", &r), @r#"
+        {
+            "traefik.enable": "true",
+            "traefik.http.routers.shop-api-web-blue.entrypoints": "web",
+            "traefik.http.routers.shop-api-web-blue.priority": "10",
+            "traefik.http.routers.shop-api-web-blue.rule": "Host(`demo.localhost`) && PathPrefix(`/api`)",
+            "traefik.http.routers.shop-api-web-blue.service": "shop-api-web-blue",
+            "traefik.http.services.shop-api-web-blue.loadbalancer.server.port": "8080",
+        }
+        "#);
     }
 }

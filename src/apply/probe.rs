@@ -1,0 +1,235 @@
+//! dockhand's own checks against a container: the `health.http` / `health.tcp` probes that gate
+//! a new version, the `release.smoke` checks, and the small HTTP client they and the Traefik
+//! API queries share.
+//!
+//! HTTP and TCP probes run from the host against the container's address on its network (the
+//! proxy network for a blue/green service), so they need nothing in the image; `cmd` checks
+//! run with exec as the container's own user, as Docker's healthcheck does.
+
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+
+use super::container::step;
+use super::hooks;
+use super::progress::Progress;
+use super::ApplyError;
+use crate::spec::{DesiredContainer, ProbeSpec};
+
+/// How often a gate polls: readiness is noticed within this plus one probe's time.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// The answers a probe reads at most: enough for a JSON readiness document.
+const BODY_LIMIT: u64 = 64 * 1024;
+
+/// The network a container's probes use: the proxy network of a blue/green service, else its
+/// first network (None: whichever it has).
+pub fn network_of(c: &DesiredContainer) -> Option<&str> {
+    c.blue_green
+        .as_ref()
+        .and_then(|b| b.proxy_network.as_deref())
+        .or_else(|| c.spec.networks.first().map(String::as_str))
+}
+
+/// The container's IP address on `network` (or on any network it has).
+pub async fn address(
+    docker: &Docker,
+    name: &str,
+    network: Option<&str>,
+) -> Result<String, ApplyError> {
+    let info = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(step(name, "inspect"))?;
+    let nets = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let endpoint = match network {
+        Some(n) => nets.get(n).cloned(),
+        None => nets.values().next().cloned(),
+    };
+    endpoint
+        .and_then(|e| e.ip_address)
+        .filter(|ip| !ip.is_empty())
+        .ok_or_else(|| ApplyError::Step {
+            container: name.to_string(),
+            what: "finding its address",
+            message: format!(
+                "it has no IP address on {}",
+                network.unwrap_or("any network")
+            ),
+        })
+}
+
+/// A minimal HTTP/1.0 GET to `addr` (`host:port`): (status, body). HTTP/1.0 with no keep-alive
+/// keeps this to one read until the peer closes; the body is cut at `limit` bytes.
+pub async fn http_get(
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+    limit: u64,
+) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: dockhand\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = Vec::new();
+        s.take(limit).read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(timeout, io)
+        .await
+        .map_err(|_| format!("no answer from {addr} within {:.1}s", timeout.as_secs_f64()))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Runs one probe against container `name` (address `ip`): Ok, or why it failed.
+pub async fn check(
+    docker: &Docker,
+    name: &str,
+    ip: &str,
+    probe: &ProbeSpec,
+    timeout: Duration,
+) -> Result<(), String> {
+    match probe {
+        ProbeSpec::Http {
+            port,
+            path,
+            status,
+            body,
+        } => {
+            let (got, text) = http_get(&format!("{ip}:{port}"), path, timeout, BODY_LIMIT).await?;
+            if !status.contains(&got) {
+                return Err(format!("{probe}: answered {got}"));
+            }
+            match body {
+                Some(want) if !text.contains(want.as_str()) => Err(format!(
+                    "{probe}: answered {got} without {want:?} in its body (starts {:?})",
+                    text.chars().take(80).collect::<String>()
+                )),
+                _ => Ok(()),
+            }
+        }
+        ProbeSpec::Tcp { port } => {
+            let addr = format!("{ip}:{port}");
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("{probe}: {e}")),
+                Err(_) => Err(format!("{probe}: no connection within {timeout:?}")),
+            }
+        }
+        ProbeSpec::Exec { command } => {
+            let run = hooks::exit_code(docker, name, command, None);
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Some(0)) => Ok(()),
+                Ok(Some(code)) => Err(format!("{probe} exited with {code}")),
+                Ok(None) => Err(format!("{probe} could not be run")),
+                Err(_) => Err(format!("{probe} did not finish within {timeout:?}")),
+            }
+        }
+    }
+}
+
+/// Polls `probes` (all must pass in the same round) every [`POLL`] until they pass, the
+/// container stops, or `deadline` runs out.
+pub async fn wait_pass(
+    docker: &Docker,
+    name: &str,
+    network: Option<&str>,
+    probes: &[ProbeSpec],
+    deadline: Duration,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    if probes.is_empty() {
+        return Ok(());
+    }
+    let ip = address(docker, name, network).await?;
+    let started = Instant::now();
+    let mut announced = started;
+    loop {
+        let mut failed = None;
+        for p in probes {
+            if let Err(why) = check(docker, name, &ip, p, Duration::from_secs(2)).await {
+                failed = Some(why);
+                break;
+            }
+        }
+        let Some(last) = failed else {
+            progress.line(&format!(
+                "{name}: ready after {:.2}s (dockhand's probes)",
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        };
+        let info = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(step(name, "inspect"))?;
+        if info.state.and_then(|s| s.running) != Some(true) {
+            return Err(ApplyError::Unhealthy {
+                container: name.to_string(),
+                message: format!("it stopped before it became ready (last probe: {last})"),
+            });
+        }
+        if started.elapsed() > deadline {
+            return Err(ApplyError::Unhealthy {
+                container: name.to_string(),
+                message: format!(
+                    "not ready after {:.0}s: {last}",
+                    deadline.as_secs_f64()
+                ),
+            });
+        }
+        if announced.elapsed() > Duration::from_secs(2) {
+            announced = Instant::now();
+            progress.line(&format!(
+                "{name}: waiting for ready ({:.0}s): {last}",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs each of `c`'s smoke checks once against container `name`, in order; the first failure
+/// is the error.
+pub async fn smoke(
+    docker: &Docker,
+    c: &DesiredContainer,
+    name: &str,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    if c.smoke.is_empty() {
+        return Ok(());
+    }
+    let ip = address(docker, name, network_of(c)).await?;
+    for s in &c.smoke {
+        let timeout = Duration::from_millis(s.timeout_ms);
+        let outcome = progress
+            .step(
+                name,
+                &s.label,
+                check(docker, name, &ip, &s.probe, timeout),
+            )
+            .await;
+        if let Err(message) = outcome {
+            return Err(ApplyError::Smoke {
+                container: name.to_string(),
+                check: s.label.clone(),
+                message,
+            });
+        }
+        progress.line(&format!("{name}: {} passed ({})", s.label, s.probe));
+    }
+    Ok(())
+}

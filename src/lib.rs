@@ -9,6 +9,7 @@ pub mod host;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod pin;
 pub mod plan;
 pub mod sources;
 pub mod spec;

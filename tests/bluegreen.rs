@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use support::traefik::{Load, Traefik};
 use support::{docker_ok, Stack};
+#[allow(unused_imports)]
+use support::docker;
 
 const RATE: u32 = 250;
 
@@ -129,4 +131,181 @@ fn flipping_active_swaps_and_flipping_back_rolls_back_with_zero_failed_requests(
         assert_eq!(state(&format!("{}-web-{serving}", x.s.name)), "running");
         assert_eq!(state(&format!("{}-web-{idle}", x.s.name)), "exited");
     }
+}
+
+/// A blue/green `web` with extra `health` and `release` fields (YAML flow-map fragments, each
+/// starting with `, `) and extra top-level service lines.
+fn web_with(host: &str, img: &str, health: &str, release: &str, rest: &str) -> String {
+    format!(
+        "networks: {{proxy: {{}}}}\nservices:\n  web:\n    image: {img}\n    networks: [proxy]\n    route: {{host: {host}, port: 8080}}\n    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 1s, timeout: 2s, retries: 2{health}}}\n    stop_grace_period: 1s\n    release: {{strategy: blue-green{release}}}\n{rest}"
+    )
+}
+
+fn history_outcomes(s: &support::Stack) -> Vec<String> {
+    let h = s.dockhand(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn failed_smoke_check_after_the_switch_rolls_back_with_zero_failed_requests() {
+    let x = setup("bgsmoke");
+    let (v1, v2) = (x.s.image("v1"), x.s.image("v2"));
+    // Seed 004's check: 200 ok, or 503 degraded, accepted.
+    let smoke = |path: &str| format!(", smoke: [{{http: {{port: 8080, path: {path}, status: [200, 503]}}}}]");
+    x.s.write(&web_with(&x.host, &v1, "", &smoke("/"), ""));
+    assert_eq!(x.s.dockhand(&["apply", "--yes"]).code, 0);
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+
+    // v2 passes its gate but its smoke check finds no /version (404).
+    x.s.write(&web_with(&x.host, &v2, "", &smoke("/version"), ""));
+    let plan = x.s.dockhand(&["plan"]);
+    assert!(plan.stdout.contains("smoke smoke[0]: GET :8080/version"), "{plan:?}");
+    let load = Load::start(x.traefik.web, &x.host, RATE, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    let done = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = load.finish();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("smoke check smoke[0] failed") && r.stderr.contains("still serves"),
+        "{r:?}"
+    );
+    assert_no_failures(&seen, "failed smoke");
+    let late: Vec<&str> = seen
+        .responses
+        .iter()
+        .filter(|(t, _, _)| *t > done)
+        .map(|(_, _, b)| b.trim())
+        .collect();
+    assert!(
+        !late.is_empty() && late.iter().all(|b| *b == "v1"),
+        "after the rollback every response must come from v1"
+    );
+    assert_eq!(state(&format!("{}-web-blue", x.s.name)), "running");
+    assert_eq!(state(&format!("{}-web-green", x.s.name)), "exited");
+    assert_eq!(history_outcomes(&x.s)[0], "rolled-back");
+    let again = x.s.dockhand(&["apply", "--yes"]);
+    assert!(
+        again.code != 0 && again.stderr.contains("quarantined"),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn killed_between_switch_and_retire_the_next_run_leaves_one_color_and_no_failed_request() {
+    use std::io::BufRead;
+    let x = setup("bgkill");
+    let (v1, v2) = (x.s.image("v1"), x.s.image("v2"));
+    x.s.write(&body(&x.host, &v1, "readyz", None));
+    assert_eq!(x.s.dockhand(&["apply", "--yes"]).code, 0);
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+
+    x.s.write(&body(&x.host, &v2, "readyz", None));
+    let load = Load::start(x.traefik.web, &x.host, RATE, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut child = x.s.spawn_dockhand(&["apply", "--yes"]);
+    let green = format!("{}-web-green", x.s.name);
+    let blue = format!("{}-web-blue", x.s.name);
+    // "serving" is printed once Traefik routes to green, before blue is drained.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen_lines = Vec::new();
+    let killed = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let hit = line.contains(&format!("{green}: serving ("));
+                seen_lines.push(line);
+                if hit {
+                    child.kill().expect("kill -9");
+                    break true;
+                }
+            }
+            _ => break false,
+        }
+    };
+    let _ = child.wait();
+    assert!(killed, "apply never reached the switch:\n{}", seen_lines.join("\n"));
+    assert_eq!(state(&green), "running");
+    assert_eq!(state(&blue), "running", "killed before the retire: both colors run");
+
+    let plan = x.s.dockhand(&["plan"]);
+    assert!(plan.stdout.contains(&blue) && plan.stdout.contains("retire"), "{plan:?}");
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = load.finish();
+    assert_no_failures(&seen, "kill -9 mid-swap, then apply");
+    assert_eq!(state(&green), "running");
+    assert_eq!(state(&blue), "exited");
+    let again = x.s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let outcomes = history_outcomes(&x.s);
+    assert_eq!(outcomes[..2], ["succeeded", "interrupted"], "{outcomes:?}");
+}
+
+#[test]
+fn maintenance_takes_the_route_during_downtime_steps_and_a_dependent_waits_for_a_color() {
+    let x = setup("bgmaint");
+    let (v1, v2) = (x.s.image("v1"), x.s.image("v2"));
+    let maint = x.s.image("maintenance");
+    // dockhand's own probe gates on the body; the smoke check wants the new version's page;
+    // the `before` hook stands in for a migration the old version must not serve through.
+    let stack = |img: &str, marker: &str| {
+        web_with(
+            &x.host,
+            img,
+            ", http: {port: 8080, path: /readyz, body: ok}",
+            &format!(", smoke: [{{http: {{port: 8080, path: /, body: {marker}}}}}], maintenance: {{image: {maint}}}"),
+            &format!("    hooks: {{before: [[sh, -c, 'sleep 3; echo migrated']]}}\n  client:\n    image: {img}\n    networks: [proxy]\n    depends_on: {{web: healthy}}\n"),
+        )
+    };
+    x.s.write(&stack(&v1, "v1"));
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The dependent started only once a color of web served.
+    let serving = r.stderr.find("-web-blue: serving (").expect("web served");
+    let client = r.stderr.find("-client: creating").expect("client created");
+    assert!(serving < client, "{r:?}");
+    let started = |n: &str| docker_ok(&["inspect", "--format", "{{.State.StartedAt}}", n]);
+    assert!(started(&x.s.container("client")) > started(&format!("{}-web-blue", x.s.name)));
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+
+    x.s.write(&stack(&v2, "v2"));
+    let plan = x.s.dockhand(&["plan"]);
+    assert!(
+        plan.stdout.contains("maintenance:") && plan.stdout.contains("gate: GET :8080/readyz"),
+        "{plan:?}"
+    );
+    let (seen, done) = apply_under_load(&x, true);
+    assert_no_failures(&seen, "release behind a maintenance page");
+    let bodies: Vec<&str> = seen.responses.iter().map(|(_, _, b)| b.trim()).collect();
+    let first_maint = bodies
+        .iter()
+        .position(|b| *b == "maintenance")
+        .expect("the maintenance page served during the release");
+    assert!(
+        bodies[first_maint..].iter().all(|b| *b != "v1"),
+        "once the maintenance page took the route, the old version must not serve again"
+    );
+    assert!(
+        seen.responses
+            .iter()
+            .filter(|(t, _, _)| *t > done)
+            .all(|(_, _, b)| b.trim() == "v2"),
+        "after the release every response comes from v2"
+    );
+    assert!(
+        !support::docker(&["inspect", &format!("{}-web-maintenance", x.s.name)])
+            .status
+            .success(),
+        "the maintenance container is removed"
+    );
+    let again = x.s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
 }

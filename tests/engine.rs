@@ -273,3 +273,109 @@ fn unreachable_engine_is_one_clear_error() {
         "{r:?}"
     );
 }
+
+#[test]
+fn container_recreated_by_hand_from_another_image_with_its_labels_is_corrected() {
+    // What "duplicate/edit" in a container UI does: same name and labels, another image.
+    let s = Stack::new("handmade");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    s.write(&format!("services:\n  web:\n    image: {v1}\n"));
+    assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
+    let name = s.container("web");
+    let labels = docker_ok(&["inspect", "--format", "{{json .Config.Labels}}", &name]);
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&labels).unwrap();
+    let (tagged, d2) = v2.split_once('@').unwrap();
+    let pull_v2 = format!("{}@{d2}", tagged.rsplit_once(':').unwrap().0);
+    docker_ok(&["pull", "-q", &pull_v2]);
+    docker_ok(&["rm", "-f", &name]);
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.clone()];
+    for (k, v) in &labels {
+        args.push("--label".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(pull_v2);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(plan.stdout.contains("image (running)"), "{plan:?}");
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let digest = v1.split_once('@').unwrap().1;
+    let running = docker_ok(&["inspect", "--format", "{{.Config.Image}}", &name]);
+    assert!(running.ends_with(digest), "{running} is not the pinned {digest}");
+    assert_eq!(s.dockhand(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn pin_writes_the_registry_digest_in_place_and_status_reports_a_moved_tag() {
+    let s = Stack::new("pin");
+    let pinned = s.image("v1");
+    let (tagged, digest) = pinned.split_once('@').unwrap();
+    let file = s.path().join(format!("stacks/{}.yaml", s.name));
+    s.write(&format!(
+        "# the pin test: comments, quotes and layout must survive\nservices:\n  web:   # the web tier\n    image: \"{tagged}\"   # a tag, for now\n\n    command: [/bin/httpd, -f, -p, '8080', -h, /www]\n"
+    ));
+    let before = std::fs::read_to_string(&file).unwrap();
+    let v = s.dockhand(&["validate"]);
+    assert!(v.code != 0 && v.stderr.contains("dockhand pin"), "{v:?}");
+
+    let src = s.path().to_string_lossy().to_string();
+    let pin = |extra: &[&str]| {
+        let mut args = vec!["pin", "--source", &src, "--path", "."];
+        args.extend_from_slice(extra);
+        support::run(&args, &[])
+    };
+    let r = pin(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(after, before.replace(tagged, &format!("{tagged}@{digest}")));
+    assert_eq!(pin(&["--check"]).code, 0);
+    assert_eq!(s.dockhand(&["validate"]).code, 0);
+
+    // Someone pushes another image under the same tag: reported, never followed by itself.
+    let repo = tagged
+        .split_once('/')
+        .map(|(_, r)| r.rsplit_once(':').unwrap().0)
+        .unwrap();
+    let layer = support::image::layer(&[("index.html", "v1 rebuilt"), ("readyz", "ok\n")]);
+    let moved = support::image::push(
+        &support::registry(),
+        repo,
+        "v1",
+        &layer,
+        &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+    )
+    .unwrap();
+    assert_ne!(moved, digest);
+    let status = s.dockhand(&["status"]);
+    assert!(
+        status.stdout.contains("tag moved") && status.stdout.contains(&moved),
+        "{status:?}"
+    );
+    let offline = s.dockhand(&["status", "--offline"]);
+    assert!(!offline.stdout.contains("tag moved"), "{offline:?}");
+    let check = pin(&["--check"]);
+    assert_eq!(check.code, 2, "{check:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
+    assert_eq!(pin(&[]).code, 0, "without --update a pin is kept");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), after);
+    let r = pin(&["--update"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        after.replace(digest, &moved)
+    );
+
+    // A tag the registry does not have: an error naming it, and the file untouched.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let missing = tagged.replace(":v1", ":no-such-tag");
+    std::fs::write(&file, text.replace(&format!("{tagged}@{moved}"), &missing)).unwrap();
+    let broken = std::fs::read_to_string(&file).unwrap();
+    let r = pin(&[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("no-such-tag"), "{r:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), broken);
+}

@@ -55,6 +55,17 @@ pub enum Command {
         after_help = "Examples:\n  dockhand history -n 5\n  dockhand history --stack shop --json\n  dockhand history --id 12"
     )]
     History(HistoryArgs),
+    /// Resolve image tags to the digests their registry serves now and write them into the
+    /// stack files in place (only the image values change; comments and layout stay).
+    #[command(
+        after_help = "Reads and writes the files on disk (commit the result). Images already pinned keep their digest unless --update is given; a tag that moved is reported either way.
+
+Examples:
+  dockhand pin                      # pin every unpinned image
+  dockhand pin --stack shop --update   # follow the tags of one stack
+  dockhand pin --check              # exit 2 if anything is unpinned or a tag moved"
+    )]
+    Pin(PinArgs),
     /// Write the JSON Schemas of dockhand.yaml and stack files into a directory.
     #[command(after_help = "Example:\n  dockhand schema --out schemas")]
     Schema {
@@ -132,4 +143,27 @@ pub struct StatusArgs {
     pub source: SourceArgs,
     #[arg(long)]
     pub json: bool,
+    /// Do not ask the registries whether pinned tags moved.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The repository or directory holding the desired state (default: the git repository
+    /// containing the current directory, else the current directory). Files on disk are used.
+    #[arg(long, env = "DOCKHAND_SOURCE")]
+    pub source: Option<String>,
+    /// Folder inside the source that holds dockhand.yaml and stacks/.
+    #[arg(long, default_value = "desired-state", env = "DOCKHAND_PATH")]
+    pub path: String,
+    /// Only this stack.
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Also move pins whose tag now points to another digest.
+    #[arg(long)]
+    pub update: bool,
+    /// Change nothing; exit 2 if an image is unpinned or a pinned tag moved.
+    #[arg(long)]
+    pub check: bool,
 }

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod history;
+mod pin;
 mod table;
 
 use std::io::{IsTerminal, Write};
@@ -79,6 +80,12 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
                 }
                 quarantined = store.quarantine_list(&ctx.desired.project)?;
             }
+            let tags = if a.offline {
+                Vec::new()
+            } else {
+                let docker = crate::observe::connect().await?;
+                pin::tag_checks(&docker, &ctx.desired).await
+            };
             if a.json {
                 println!(
                     "{}",
@@ -88,11 +95,33 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
                         "in_sync": ctx.plan.is_empty(),
                         "services": rows,
                         "quarantined": quarantined,
+                        "tags_moved": tags.iter().filter(|t| t.moved()).collect::<Vec<_>>(),
+                        "tags_unchecked": tags.iter().filter(|t| t.error.is_some()).collect::<Vec<_>>(),
                     }))?
                 );
             } else {
                 println!("source: {}\n", ctx.snapshot.origin);
                 print!("{}", status_table(&rows));
+                for t in tags.iter().filter(|t| t.moved()) {
+                    println!(
+                        "\ntag moved: {} ({}/{}) now points to {}, pinned {}\n  hint: dockhand never follows a tag by itself; `dockhand pin --update --stack {}` writes the new digest for you to commit",
+                        t.image,
+                        t.stack,
+                        t.service,
+                        t.current.as_deref().unwrap_or_default(),
+                        t.pinned,
+                        t.stack
+                    );
+                }
+                for t in tags.iter().filter(|t| t.error.is_some()) {
+                    println!(
+                        "\ntag not checked: {} ({}/{}): {}",
+                        t.image,
+                        t.stack,
+                        t.service,
+                        t.error.as_deref().unwrap_or_default()
+                    );
+                }
                 for q in &quarantined {
                     println!(
                         "\nquarantined: {} (deploy #{}, {}): {}\n  hint: commit a fix, or `dockhand apply --retry` to try this revision again",
@@ -136,6 +165,7 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pin(a) => pin::run(&a).await,
         Command::Schema { out } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for kind in [FileKind::Repo, FileKind::Stack] {

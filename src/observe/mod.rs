@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use bollard::Docker;
 
+pub mod registry;
+
 use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
 use crate::spec::labels;
 

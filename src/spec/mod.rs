@@ -663,11 +663,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
             out.containers.push(DesiredContainer {
                 stack: s.stack.clone(),
                 service: svc_name.clone(),
-                depends_on: svc
-                    .depends_on
-                    .names()
-                    .map(|d| container_name(&s.stack, d))
-                    .collect(),
+                depends_on: ordering_deps(&s.stack, svc),
                 conditions: svc
                     .depends_on
                     .entries()
@@ -691,6 +687,29 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
         }
     }
     out
+}
+
+/// What a service must come after: its `depends_on`, and the services its hooks exec in (a
+/// backup hook in `db` needs `db` running before the release starts).
+fn ordering_deps(stack: &str, svc: &crate::model::Service) -> Vec<String> {
+    let mut deps: Vec<String> = svc
+        .depends_on
+        .names()
+        .map(|d| container_name(stack, d))
+        .collect();
+    if let Some(h) = &svc.hooks {
+        for step in h.before.iter().chain(&h.after_start).chain(&h.after_switch) {
+            if let HookStep::Detailed(d) = step {
+                if let Some(other) = &d.service {
+                    let name = container_name(stack, other);
+                    if !deps.contains(&name) {
+                        deps.push(name);
+                    }
+                }
+            }
+        }
+    }
+    deps
 }
 
 fn http_probe(h: &crate::model::HttpProbe) -> ProbeSpec {

@@ -138,6 +138,21 @@ impl Stack {
         run(&full, &[])
     }
 
+    /// Starts the dockhand binary on this stack's directory with stderr piped (to watch its
+    /// progress lines and kill it at a chosen step).
+    pub fn spawn_dockhand(&self, args: &[&str]) -> std::process::Child {
+        let p = self.path().to_string_lossy().to_string();
+        let state = self.state_dir().to_string_lossy().to_string();
+        Command::new(bin())
+            .args(args)
+            .args(["--source", &p, "--path", ".", "--worktree", "--state-dir", &state])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting dockhand")
+    }
+
     /// This test's deploy record directory (beside, not inside, the desired state).
     pub fn state_dir(&self) -> std::path::PathBuf {
         self.path().join("state")

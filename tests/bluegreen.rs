@@ -5,10 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::traefik::{Load, Traefik};
-use support::{docker_ok, Stack};
 #[allow(unused_imports)]
 use support::docker;
+use support::traefik::{Load, Traefik};
+use support::{docker_ok, Stack};
 
 const RATE: u32 = 250;
 
@@ -156,7 +156,9 @@ fn failed_smoke_check_after_the_switch_rolls_back_with_zero_failed_requests() {
     let x = setup("bgsmoke");
     let (v1, v2) = (x.s.image("v1"), x.s.image("v2"));
     // Seed 004's check: 200 ok, or 503 degraded, accepted.
-    let smoke = |path: &str| format!(", smoke: [{{http: {{port: 8080, path: {path}, status: [200, 503]}}}}]");
+    let smoke = |path: &str| {
+        format!(", smoke: [{{http: {{port: 8080, path: {path}, status: [200, 503]}}}}]")
+    };
     x.s.write(&web_with(&x.host, &v1, "", &smoke("/"), ""));
     assert_eq!(x.s.dockhand(&["apply", "--yes"]).code, 0);
     x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
@@ -164,7 +166,10 @@ fn failed_smoke_check_after_the_switch_rolls_back_with_zero_failed_requests() {
     // v2 passes its gate but its smoke check finds no /version (404).
     x.s.write(&web_with(&x.host, &v2, "", &smoke("/version"), ""));
     let plan = x.s.dockhand(&["plan"]);
-    assert!(plan.stdout.contains("smoke smoke[0]: GET :8080/version"), "{plan:?}");
+    assert!(
+        plan.stdout.contains("smoke smoke[0]: GET :8080/version"),
+        "{plan:?}"
+    );
     let load = Load::start(x.traefik.web, &x.host, RATE, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500));
     let r = x.s.dockhand(&["apply", "--yes"]);
@@ -230,12 +235,23 @@ fn killed_between_switch_and_retire_the_next_run_leaves_one_color_and_no_failed_
         }
     };
     let _ = child.wait();
-    assert!(killed, "apply never reached the switch:\n{}", seen_lines.join("\n"));
+    assert!(
+        killed,
+        "apply never reached the switch:\n{}",
+        seen_lines.join("\n")
+    );
     assert_eq!(state(&green), "running");
-    assert_eq!(state(&blue), "running", "killed before the retire: both colors run");
+    assert_eq!(
+        state(&blue),
+        "running",
+        "killed before the retire: both colors run"
+    );
 
     let plan = x.s.dockhand(&["plan"]);
-    assert!(plan.stdout.contains(&blue) && plan.stdout.contains("retire"), "{plan:?}");
+    assert!(
+        plan.stdout.contains(&blue) && plan.stdout.contains("retire"),
+        "{plan:?}"
+    );
     let r = x.s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     std::thread::sleep(Duration::from_secs(1));

@@ -283,8 +283,7 @@ fn container_recreated_by_hand_from_another_image_with_its_labels_is_corrected()
     assert_eq!(s.dockhand(&["apply", "--yes"]).code, 0);
     let name = s.container("web");
     let labels = docker_ok(&["inspect", "--format", "{{json .Config.Labels}}", &name]);
-    let labels: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&labels).unwrap();
+    let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap();
     let (tagged, d2) = v2.split_once('@').unwrap();
     let pull_v2 = format!("{}@{d2}", tagged.rsplit_once(':').unwrap().0);
     docker_ok(&["pull", "-q", &pull_v2]);
@@ -305,7 +304,10 @@ fn container_recreated_by_hand_from_another_image_with_its_labels_is_corrected()
     assert_eq!(r.code, 0, "{r:?}");
     let digest = v1.split_once('@').unwrap().1;
     let running = docker_ok(&["inspect", "--format", "{{.Config.Image}}", &name]);
-    assert!(running.ends_with(digest), "{running} is not the pinned {digest}");
+    assert!(
+        running.ends_with(digest),
+        "{running} is not the pinned {digest}"
+    );
     assert_eq!(s.dockhand(&["plan", "--detailed-exitcode"]).code, 0);
 }
 

@@ -150,3 +150,9 @@ fn duplicate_container_names_and_missing_files() {
         "{out}"
     );
 }
+
+#[test]
+fn probes_smoke_checks_and_maintenance_are_checked() {
+    let a = format!("stack: a\nservices:\n  web:\n    image: r/web@{D}\n    route: {{host: a.localhost, port: 80, priority: 2000000000}}\n    health: {{cmd: [x], http: {{port: 80, path: readyz, status: [200, 99]}}}}\n    release:\n      smoke: [{{http: {{port: 80}}, tcp: {{port: 80}}}}, {{}}, {{cmd: []}}]\n      maintenance: {{image: r/maint:1}}\n  worker:\n    image: r/w@{D}\n    release: {{maintenance: {{image: r/m@{D}}}}}\n");
+    insta::assert_snapshot!(errors(&[("stacks/a.yaml", &a)]));
+}

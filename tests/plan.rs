@@ -216,6 +216,44 @@ fn blue_green_cases() {
     );
 }
 
+/// A blue/green web with dockhand's own probe, smoke checks, a maintenance page and a
+/// migration before the release.
+fn guarded_web(digest: &str) -> String {
+    format!(
+        "stack: bg\nservices:\n  web:\n    image: 127.0.0.1:5000/bg/web:1.0@{digest}\n    route: {{host: bg.localhost, port: 8080}}\n    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 1s, http: {{port: 8080, path: /readyz, body: '\"ready\": true'}}, tcp: {{port: 8080}}}}\n    release:\n      strategy: blue-green\n      smoke: [{{http: {{port: 8080, path: /health/, status: [200, 503]}}}}, {{cmd: [sh, -c, 'test -f /app/ok']}}]\n      maintenance: {{image: 127.0.0.1:5000/bg/maint:1@{A}}}\n    hooks: {{before: [[python, manage.py, migrate]]}}\n"
+    )
+}
+
+#[test]
+fn guarded_release_cases() {
+    let v1 = desired(&[&guarded_web(A)]);
+    let v2 = desired(&[&guarded_web(B)]);
+    let on_blue = converged(&v1);
+    check(
+        "bg_guarded_release_lists_gate_smoke_and_maintenance",
+        &v2,
+        &on_blue,
+    );
+
+    // Killed while the maintenance page held the route: the next run takes it down.
+    let mut left = on_blue.clone();
+    let mut m = left.managed[0].clone();
+    m.name = "bg-web-maintenance".into();
+    m.image = format!("127.0.0.1:5000/bg/maint@{A}");
+    m.labels = [
+        ("dockhand.managed", "true"),
+        ("dockhand.project", "default"),
+        ("dockhand.stack", "bg"),
+        ("dockhand.service", "web"),
+        ("dockhand.role", "maintenance"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    left.managed.push(m);
+    check("bg_leftover_maintenance_container_is_removed", &v1, &left);
+}
+
 #[test]
 fn secrets_never_appear_in_any_rendering() {
     let host = converged(&desired(&[&shop(A, "s3cret-one")]));

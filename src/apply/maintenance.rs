@@ -80,7 +80,9 @@ pub async fn leave(
         }
         (Ok(()), Err(e)) => Err(e),
         (Err(e), Ok(())) => {
-            progress.line(&format!("{name}: route handed back after the failure, removed"));
+            progress.line(&format!(
+                "{name}: route handed back after the failure, removed"
+            ));
             Err(e)
         }
         (Err(e), Err(left)) => {

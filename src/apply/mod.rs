@@ -311,7 +311,10 @@ async fn converge_one(
     let name = c.name.as_str();
     match action {
         Action::Release {
-            color, step, retire, ..
+            color,
+            step,
+            retire,
+            ..
         } => {
             let color = crate::model::Color::parse(color).unwrap_or(crate::model::Color::Blue);
             let target = format!("{name}-{}", color.as_str());
@@ -329,7 +332,11 @@ async fn converge_one(
         }
         Action::Retire { container: old, .. } => {
             progress
-                .step(old, "retire", release::retire(docker, c, old, api, progress))
+                .step(
+                    old,
+                    "retire",
+                    release::retire(docker, c, old, api, progress),
+                )
                 .await?;
             return Ok("retired");
         }

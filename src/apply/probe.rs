@@ -73,8 +73,11 @@ pub async fn http_get(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: dockhand\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: dockhand\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
         let mut buf = Vec::new();
         s.take(limit).read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
@@ -184,10 +187,7 @@ pub async fn wait_pass(
         if started.elapsed() > deadline {
             return Err(ApplyError::Unhealthy {
                 container: name.to_string(),
-                message: format!(
-                    "not ready after {:.0}s: {last}",
-                    deadline.as_secs_f64()
-                ),
+                message: format!("not ready after {:.0}s: {last}", deadline.as_secs_f64()),
             });
         }
         if announced.elapsed() > Duration::from_secs(2) {
@@ -216,11 +216,7 @@ pub async fn smoke(
     for s in &c.smoke {
         let timeout = Duration::from_millis(s.timeout_ms);
         let outcome = progress
-            .step(
-                name,
-                &s.label,
-                check(docker, name, &ip, &s.probe, timeout),
-            )
+            .step(name, &s.label, check(docker, name, &ip, &s.probe, timeout))
             .await;
         if let Err(message) = outcome {
             return Err(ApplyError::Smoke {
@@ -232,4 +228,84 @@ pub async fn smoke(
         progress.line(&format!("{name}: {} passed ({})", s.label, s.probe));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `answer` to every connection on a loopback port; returns the port.
+    async fn serve(answer: &'static str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    fn http(port: u16, status: &[u16], body: Option<&str>) -> ProbeSpec {
+        ProbeSpec::Http {
+            port,
+            path: "/readyz".into(),
+            status: status.to_vec(),
+            body: body.map(str::to_string),
+        }
+    }
+
+    // No Engine is needed for HTTP and TCP probes; the Docker client is never called.
+    fn docker() -> Docker {
+        Docker::connect_with_http("http://127.0.0.1:9", 1, bollard::API_DEFAULT_VERSION).unwrap()
+    }
+
+    #[tokio::test]
+    async fn http_probe_matches_status_list_and_body() {
+        let ready = serve("HTTP/1.0 200 OK\r\n\r\n{\"ready\": true}").await;
+        let degraded = serve("HTTP/1.1 503 Service Unavailable\r\n\r\ndegraded").await;
+        let d = docker();
+        let t = Duration::from_secs(2);
+        let run = |p: ProbeSpec| {
+            let d = d.clone();
+            async move { check(&d, "x", "127.0.0.1", &p, t).await }
+        };
+        assert!(run(http(ready, &[200], Some("\"ready\": true")))
+            .await
+            .is_ok());
+        let why = run(http(ready, &[200], Some("\"ready\": false")))
+            .await
+            .unwrap_err();
+        assert!(why.contains("without"), "{why}");
+        let why = run(http(degraded, &[200], None)).await.unwrap_err();
+        assert!(why.contains("answered 503"), "{why}");
+        assert!(run(http(degraded, &[200, 503], None)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tcp_probe_and_closed_ports() {
+        let open = serve("").await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let d = docker();
+        let t = Duration::from_secs(2);
+        assert!(
+            check(&d, "x", "127.0.0.1", &ProbeSpec::Tcp { port: open }, t)
+                .await
+                .is_ok()
+        );
+        assert!(
+            check(&d, "x", "127.0.0.1", &ProbeSpec::Tcp { port: closed }, t)
+                .await
+                .is_err()
+        );
+        assert!(check(&d, "x", "127.0.0.1", &http(closed, &[200], None), t)
+            .await
+            .is_err());
+    }
 }

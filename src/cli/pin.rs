@@ -26,7 +26,10 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
     let mut files = Vec::new();
     for f in snap.files.iter().filter(|f| f.path.starts_with("stacks/")) {
         let sites = pin::sites(&f.text).map_err(|e| {
-            anyhow::anyhow!("{}: {e}\n  hint: fix the YAML first (`dockhand validate --worktree`)", f.path)
+            anyhow::anyhow!(
+                "{}: {e}\n  hint: fix the YAML first (`dockhand validate --worktree`)",
+                f.path
+            )
         })?;
         if let Some(only) = &a.stack {
             if pin::stack_of(&f.text).as_deref() != Some(only.as_str()) {
@@ -107,8 +110,7 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
             continue;
         }
         let edits: Vec<(&Site, String)> = edits.into_iter().collect();
-        let text = pin::rewrite(&f.text, &edits)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", f.path))?;
+        let text = pin::rewrite(&f.text, &edits).map_err(|e| anyhow::anyhow!("{}: {e}", f.path))?;
         write_in_place(&dir.join(&f.path), &text)?;
         written += 1;
     }
@@ -188,7 +190,10 @@ pub async fn tag_checks(docker: &bollard::Docker, desired: &Desired) -> Vec<TagC
         }
     }
     let refs: Vec<String> = checks.iter().map(|c| c.image.clone()).collect();
-    for (check, answer) in checks.iter_mut().zip(registry::resolve_all(docker, &refs).await) {
+    for (check, answer) in checks
+        .iter_mut()
+        .zip(registry::resolve_all(docker, &refs).await)
+    {
         match answer {
             Ok(d) => check.current = Some(d),
             Err(e) => check.error = Some(e),

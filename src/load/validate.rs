@@ -343,7 +343,14 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                             }
                         }
                         if let Some(image) = &d.image {
-                            check_image(&mut cx, desired, file, &format!("{hp}/image"), image, "hook image");
+                            check_image(
+                                &mut cx,
+                                desired,
+                                file,
+                                &format!("{hp}/image"),
+                                image,
+                                "hook image",
+                            );
                         }
                         for (j, m) in d.mounts.iter().enumerate() {
                             if let Mount::Bind(b) = m {
@@ -377,11 +384,23 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                         check_http(&mut cx, file, &format!("{cp}/http"), h);
                     }
                     if c.cmd.as_ref().is_some_and(Vec::is_empty) {
-                        cx.at(file, &format!("{cp}/cmd"), "smoke cmd is empty", "give the command and its arguments");
+                        cx.at(
+                            file,
+                            &format!("{cp}/cmd"),
+                            "smoke cmd is empty",
+                            "give the command and its arguments",
+                        );
                     }
                 }
                 if let Some(m) = &rel.maintenance {
-                    check_image(&mut cx, desired, file, &ptr("/release/maintenance/image"), &m.image, "maintenance image");
+                    check_image(
+                        &mut cx,
+                        desired,
+                        file,
+                        &ptr("/release/maintenance/image"),
+                        &m.image,
+                        "maintenance image",
+                    );
                     if svc.route.is_none() {
                         cx.at(file, &ptr("/release/maintenance"), "a maintenance container needs the service's `route`", "it takes over that route while the release has downtime; add `route: {host: ..., port: ...}`");
                     }

@@ -11,7 +11,9 @@ use futures_util::stream::{self, StreamExt};
 pub async fn resolve(docker: &Docker, reference: &str) -> Result<String, String> {
     let ask = docker.inspect_registry_image(reference, None);
     match tokio::time::timeout(Duration::from_secs(20), ask).await {
-        Err(_) => Err(format!("the registry of {reference} did not answer within 20s")),
+        Err(_) => Err(format!(
+            "the registry of {reference} did not answer within 20s"
+        )),
         Ok(Err(bollard::errors::Error::DockerResponseServerError {
             status_code,
             message,

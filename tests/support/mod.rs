@@ -145,7 +145,15 @@ impl Stack {
         let state = self.state_dir().to_string_lossy().to_string();
         Command::new(bin())
             .args(args)
-            .args(["--source", &p, "--path", ".", "--worktree", "--state-dir", &state])
+            .args([
+                "--source",
+                &p,
+                "--path",
+                ".",
+                "--worktree",
+                "--state-dir",
+                &state,
+            ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

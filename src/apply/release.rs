@@ -273,6 +273,7 @@ pub async fn retire(
 ) -> Result<(), ApplyError> {
     progress.line(&format!("{old}: draining"));
     drain_out(docker, base, old, api, progress).await?;
+    progress.line(&format!("{old}: out of the proxy, stopping"));
     let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
     if bg(base).keep_idle == KeepIdle::Removed {
         container::stop_and_remove(docker, old, grace).await?;

@@ -104,16 +104,14 @@ impl Stack {
 
     /// Pushes an image unique to this stack; `marker` makes its digest differ from others.
     pub fn image(&self, marker: &str) -> String {
+        self.image_with(marker, &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"])
+    }
+
+    /// [`Stack::image`] with another command (e.g. one that starts serving late).
+    pub fn image_with(&self, marker: &str, cmd: &[&str]) -> String {
         let layer = image::layer(&[("index.html", marker), ("readyz", "ok\n")]);
         let repo = format!("dockhand-test/{}", self.name);
-        let digest = image::push(
-            &registry(),
-            &repo,
-            marker,
-            &layer,
-            &["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
-        )
-        .expect("push test image");
+        let digest = image::push(&registry(), &repo, marker, &layer, cmd).expect("push test image");
         format!("{}/{repo}:{marker}@{digest}", registry())
     }
 

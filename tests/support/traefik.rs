@@ -133,6 +133,8 @@ pub fn get(port: u16, host: &str) -> std::io::Result<(u16, String)> {
 #[derive(Default)]
 pub struct Seen {
     pub responses: Vec<(Instant, u16, String)>,
+    /// Time each request took, in the order of `responses`.
+    pub latencies: Vec<Duration>,
 }
 
 impl Seen {
@@ -167,10 +169,10 @@ impl Load {
                         let t = Instant::now();
                         let (status, body) =
                             get(port, &host).unwrap_or_else(|e| (0, e.to_string()));
-                        seen.lock()
-                            .unwrap()
-                            .responses
-                            .push((Instant::now(), status, body));
+                        let mut seen = seen.lock().unwrap();
+                        seen.responses.push((Instant::now(), status, body));
+                        seen.latencies.push(t.elapsed());
+                        drop(seen);
                         if let Some(rest) = every.checked_sub(t.elapsed()) {
                             std::thread::sleep(rest);
                         }

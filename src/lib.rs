@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod daemon;
 pub mod history;
 pub mod host;
 pub mod load;

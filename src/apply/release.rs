@@ -2,17 +2,23 @@
 //!
 //! Order, and the promise each step keeps (the serving color is never stopped before its
 //! replacement passed; any failure before the retire leaves it serving):
+//! 0. with `release.maintenance` and steps that imply downtime (`before`/`after_start` hooks),
+//!    the maintenance container takes the route first (see [`super::maintenance`]);
 //! 1. `before` hooks, then bring up the target color (create, recreate the idle container, or
-//!    start it), with the hold flag set when there are `after_start` hooks;
-//! 2. **health gate**: its Docker healthcheck (or, while held, dockhand's own probe) must pass
-//!    before the deadline, else the target is stopped and the release fails with the old
-//!    color untouched; then the `after_start` hooks, then the hold is lifted;
+//!    start it) with the hold flag set, so Docker cannot call it healthy yet;
+//! 2. **health gate**: dockhand's own probes (the health test by exec, `health.http`,
+//!    `health.tcp`, every 100 ms) must pass before the deadline, else the target is stopped
+//!    and the release fails with the old color untouched; then the `after_start` hooks, then
+//!    the hold is lifted and Docker's healthcheck turns healthy;
 //! 3. **routed**: Traefik must send traffic to the target (asked through its API when
 //!    `traefik.api` is set, else `release.drain` is waited out);
-//! 4. **retire** the old color: set its drain flag so its healthcheck fails and Traefik takes
+//! 4. **smoke** checks against the target while both colors serve; a failure drains the target
+//!    back out and stops it, and the old color, never touched, serves alone again;
+//! 5. **retire** the old color: set its drain flag so its healthcheck fails and Traefik takes
 //!    it out of the load balancer, wait until it is out, then stop it (and remove it with
 //!    `keep_idle: removed`). Stopping a container Traefik still routes to would send requests
-//!    to an address nobody answers, so the order matters.
+//!    to an address nobody answers, so the order matters;
+//! 6. the maintenance container leaves (the same drain), then the `after_switch` hooks.
 //!
 //! All state lives in the containers (labels, running, health), so a release interrupted at any
 //! step is planned again from what the Engine shows.
@@ -69,10 +75,12 @@ pub async fn release(
     }
     let result = swap(docker, &r, &b, progress).await;
     match maintenance {
-        // It leaves last: once the new color serves alone, or the old one serves again.
-        Some(m) => maintenance::leave(docker, m, r.api, b.drain_ms, result, progress).await,
-        None => result,
+        // It leaves once the new color serves alone, or the old one serves again.
+        Some(m) => maintenance::leave(docker, m, r.api, b.drain_ms, result, progress).await?,
+        None => result?,
     }
+    let name = format!("{}-{}", r.base.name, r.color.as_str());
+    hooks::run_phase(docker, r.base, &name, &r.base.hooks.after_switch, progress).await
 }
 
 async fn swap(
@@ -153,7 +161,7 @@ async fn swap(
     if let Some(old) = r.retire {
         retire(docker, r.base, old, r.api, progress).await?;
     }
-    hooks::run_phase(docker, r.base, name, &r.base.hooks.after_switch, progress).await
+    Ok(())
 }
 
 /// Waits until a color of `base` serves (running and healthy): what a dependent of an

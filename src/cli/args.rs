@@ -55,6 +55,13 @@ pub enum Command {
         after_help = "Examples:\n  dockhand history -n 5\n  dockhand history --stack shop --json\n  dockhand history --id 12"
     )]
     History(HistoryArgs),
+    /// Run as an agent: keep the host converged to the source. Every change of the source
+    /// (polled), every change of a managed container (Docker events) and a periodic resync
+    /// queue a reconcile; each one plans from scratch and applies as a recorded deploy.
+    #[command(
+        after_help = "Drift (a managed container stopped, removed or replaced by hand) is corrected as soon as the Engine reports it. A revision whose release rolled back is quarantined and not retried until the source moves. SIGTERM/SIGINT stop the agent after the step in flight; SIGHUP queues a reconcile.\n\nExample:\n  dockhand run --source /srv/desired-state-repo --ref main --poll 15s"
+    )]
+    Run(RunArgs),
     /// Resolve image tags to the digests their registry serves now and write them into the
     /// stack files in place (only the image values change; comments and layout stay).
     #[command(
@@ -166,4 +173,16 @@ pub struct PinArgs {
     /// Change nothing; exit 2 if an image is unpinned or a pinned tag moved.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How often the source is checked for a new revision.
+    #[arg(long, default_value = "15s", env = "DOCKHAND_POLL")]
+    pub poll: String,
+    /// How often a full reconcile runs even without a trigger (covers missed events).
+    #[arg(long, default_value = "60s", env = "DOCKHAND_RESYNC")]
+    pub resync: String,
 }

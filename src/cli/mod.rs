@@ -1,6 +1,7 @@
 //! The command-line edge: resolves settings once, runs one verb, maps the outcome to an exit
 //! code. The only module that prints user output (stdout) besides apply's progress (stderr).
 
+mod agent;
 pub mod args;
 mod history;
 mod pin;
@@ -166,6 +167,7 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pin(a) => pin::run(&a).await,
+        Command::Run(a) => agent::run(&a, &cli.state_dir).await,
         Command::Schema { out } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for kind in [FileKind::Repo, FileKind::Stack] {
@@ -267,6 +269,38 @@ impl PlanContext {
     }
 }
 
+fn apply_options(ctx: &PlanContext, preflight_only: bool) -> crate::apply::ApplyOptions {
+    crate::apply::ApplyOptions {
+        checks: crate::apply::preflight::Checks {
+            env_problems: ctx.env_problems.clone(),
+            min_free_disk: crate::model::parse_size(&ctx.state.config.preflight.min_free_disk),
+        },
+        preflight_only,
+    }
+}
+
+fn redactor(ctx: &PlanContext) -> Redactor {
+    Redactor::new(
+        ctx.desired
+            .containers
+            .iter()
+            .flat_map(|c| c.spec.env.values().cloned())
+            .chain(crate::host::env_file_values(&ctx.state)),
+    )
+}
+
+/// Why a revision is refused, if it is quarantined.
+fn quarantine_refusal(store: &Store, project: &str, rev: &str) -> Result<Option<String>> {
+    Ok(store.quarantined(project, rev)?.map(|q| {
+        format!(
+            "revision {rev} is quarantined: deploy #{} failed at {}:\n  {}\nnothing was changed.\n  hint: commit a fix (a new revision is applied normally), or `dockhand apply --retry` to try this one again",
+            q.deploy_id,
+            crate::history::format_utc(q.at_ms),
+            q.reason.lines().next().unwrap_or_default()
+        )
+    }))
+}
+
 async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     let ctx = PlanContext::build(&a.source).await?;
     println!("source: {}\n", ctx.snapshot.origin);
@@ -277,38 +311,20 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     if !ctx.plan.conflicts.is_empty() {
         return Err(crate::apply::ApplyError::Conflicts(ctx.plan.conflicts.len()).into());
     }
-    let project = ctx.desired.project.clone();
-    let rev = revision(&ctx.snapshot);
-    let options = crate::apply::ApplyOptions {
-        checks: crate::apply::preflight::Checks {
-            env_problems: ctx.env_problems.clone(),
-            min_free_disk: crate::model::parse_size(&ctx.state.config.preflight.min_free_disk),
-        },
-        preflight_only: a.preflight_only,
-    };
-    let redactor = Redactor::new(
-        ctx.desired
-            .containers
-            .iter()
-            .flat_map(|c| c.spec.env.values().cloned())
-            .chain(crate::host::env_file_values(&ctx.state)),
-    );
     let docker = crate::observe::connect().await?;
     if a.preflight_only {
-        let progress = Progress::new(false).redacting(redactor);
+        let progress = Progress::new(false).redacting(redactor(&ctx));
+        let options = apply_options(&ctx, true);
         crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await?;
         println!("\nPreflight passed; nothing was changed (--preflight-only).");
         return Ok(ExitCode::SUCCESS);
     }
     let store = Arc::new(Store::open(state_dir)?);
-    if let Some(q) = store.quarantined(&project, &rev)? {
-        if !a.retry {
-            bail!(
-                "revision {rev} is quarantined: deploy #{} failed at {}:\n  {}\nnothing was changed.\n  hint: commit a fix (a new revision is applied normally), or pass --retry to try this one again",
-                q.deploy_id,
-                crate::history::format_utc(q.at_ms),
-                q.reason.lines().next().unwrap_or_default()
-            );
+    if !a.retry {
+        if let Some(why) =
+            quarantine_refusal(&store, &ctx.desired.project, &revision(&ctx.snapshot))?
+        {
+            bail!(why);
         }
     }
     if !a.yes {
@@ -324,13 +340,30 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
+    let trigger = if a.retry { "cli (retry)" } else { "cli" };
+    recorded_apply(&docker, &store, &ctx, trigger).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applies `ctx.plan` as one recorded deploy (the apply lock held throughout), quarantining
+/// the revision when its release rolled back; prints the summary line.
+async fn recorded_apply(
+    docker: &bollard::Docker,
+    store: &Arc<Store>,
+    ctx: &PlanContext,
+    trigger: &str,
+) -> Result<()> {
+    let project = ctx.desired.project.clone();
+    let rev = revision(&ctx.snapshot);
+    let options = apply_options(ctx, false);
+    let redactor = redactor(ctx);
     let lock = store.lock_apply()?;
     let services = service_changes(&ctx.plan, &ctx.desired, &ctx.actual);
     let summary = render::summary_line(&ctx.plan);
     let deploy = store.begin(
         &crate::history::NewDeploy {
             project: &project,
-            trigger: if a.retry { "cli (retry)" } else { "cli" },
+            trigger,
             revision: &rev,
             source: &ctx.snapshot.origin,
             services: &services,
@@ -342,7 +375,7 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
         .redacting(redactor.clone())
         .recording(store.clone(), deploy);
     let started = std::time::Instant::now();
-    let result = crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await;
+    let result = crate::apply::apply(docker, &ctx.plan, &ctx.desired, &options, &progress).await;
     let report = match result {
         Ok(r) => {
             store.finish(deploy, Outcome::Succeeded, None)?;
@@ -383,7 +416,7 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
         },
         report.pulled
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Per container the plan touches: the image before (from the Engine) and after (desired).

@@ -1,0 +1,183 @@
+//! The agent's loop (`dockhand run`): every trigger only *queues* a reconcile; one worker runs
+//! them one at a time. Triggers that arrive while one is queued or running are coalesced, and a
+//! short debounce gathers a burst (a `docker rm -f` sends kill, die, stop and destroy) into one
+//! pass. A reconcile never trusts why it was woken: it re-reads the desired and actual state.
+//!
+//! Shutdown is a signal the loop takes as an argument: a reconcile in flight runs to its end
+//! (a release is never abandoned half way), then the loop returns.
+//!
+//! The Docker events feed ([`engine_events`]) is the edge here; the loop itself is plain tokio
+//! and is tested with a paused clock.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::query_parameters::EventsOptions;
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::spec::labels;
+
+/// Why a reconcile was queued. Only used for logs and the deploy record's trigger column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    /// The periodic full resync (covers missed events).
+    Resync,
+    /// The desired state changed (new commit, edited file).
+    Source(String),
+    /// A managed container changed on the Engine (stop, die, destroy, rename, create).
+    Engine {
+        container: String,
+        action: String,
+    },
+    /// SIGHUP.
+    Signal,
+}
+
+impl Trigger {
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Startup => "startup".into(),
+            Trigger::Resync => "resync".into(),
+            Trigger::Source(what) => format!("source: {what}"),
+            Trigger::Engine { container, action } => format!("engine: {container} {action}"),
+            Trigger::Signal => "signal".into(),
+        }
+    }
+}
+
+/// Runs `reconcile` once per batch of triggers until `shutdown` turns true. Triggers arriving
+/// within `debounce` of the first one of a batch join it.
+pub async fn run_loop<F, Fut>(
+    mut triggers: mpsc::UnboundedReceiver<Trigger>,
+    debounce: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut reconcile: F,
+) where
+    F: FnMut(Vec<Trigger>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let first = tokio::select! {
+            t = triggers.recv() => match t {
+                Some(t) => t,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let mut batch = vec![first];
+        let window = tokio::time::sleep(debounce);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                t = triggers.recv() => match t {
+                    Some(t) => batch.push(t),
+                    None => break,
+                },
+                _ = &mut window => break,
+            }
+        }
+        // Not raced against shutdown: the pass in flight finishes.
+        reconcile(batch).await;
+    }
+}
+
+/// Feeds Engine events about this project's containers into `queue`, reconnecting after an
+/// error (a restarted daemon) until the receiver is gone.
+pub async fn engine_events(docker: Docker, project: String, queue: mpsc::UnboundedSender<Trigger>) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("label".to_string(), labels::project_filters(&project)),
+        (
+            "event".to_string(),
+            ["die", "stop", "destroy", "rename", "create", "oom"]
+                .map(String::from)
+                .to_vec(),
+        ),
+    ]);
+    loop {
+        let mut events = docker.events(Some(EventsOptions {
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(e) => {
+                    let actor = e.actor.unwrap_or_default();
+                    let attrs = actor.attributes.unwrap_or_default();
+                    // One-off hook containers come and go during a release: not drift.
+                    if attrs.get(labels::ROLE).map(String::as_str) == Some("hook") {
+                        continue;
+                    }
+                    let trigger = Trigger::Engine {
+                        container: attrs.get("name").cloned().unwrap_or_default(),
+                        action: e.action.unwrap_or_default(),
+                    };
+                    tracing::debug!("event: {}", trigger.describe());
+                    if queue.send(trigger).is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!("Docker events stream ended: {err}; reconnecting");
+                    break;
+                }
+            }
+        }
+        if queue.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Events missed while disconnected are covered by a resync right away.
+        if queue.send(Trigger::Resync).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_triggers_is_one_reconcile_and_shutdown_waits_for_the_pass_in_flight() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (stop, stopped) = watch::channel(false);
+        let passes: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+        let seen = passes.clone();
+        let worker = tokio::spawn(run_loop(
+            rx,
+            Duration::from_millis(200),
+            stopped,
+            move |batch| {
+                let seen = seen.clone();
+                async move {
+                    // A pass that takes a while; it must not be cut short by the shutdown.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    seen.lock().unwrap().push((batch.len(), true));
+                }
+            },
+        ));
+        for action in ["kill", "die", "stop", "destroy"] {
+            tx.send(Trigger::Engine {
+                container: "s-web".into(),
+                action: action.into(),
+            })
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Mid-pass: ask to stop, and queue more work that must not start.
+        stop.send(true).unwrap();
+        tx.send(Trigger::Resync).unwrap();
+        worker.await.unwrap();
+        assert_eq!(*passes.lock().unwrap(), [(4, true)]);
+    }
+}

@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
 use super::args::RunArgs;
 use super::{quarantine_refusal, recorded_apply, revision, snapshot, PlanContext};
-use crate::daemon::{engine_events, run_loop, Trigger};
+use crate::daemon::{engine_events, run_loop, Backoff, Trigger};
 use crate::history::Store;
 use crate::plan::render;
 
@@ -53,6 +53,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
 
     // The project whose events are watched, and the quarantined revisions already reported.
     let seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>> = Arc::default();
+    let backoff: Arc<Mutex<Backoff>> = Arc::default();
     run_loop(triggers, Duration::from_millis(200), stopped, |batch| {
         let why: BTreeSet<String> = batch.iter().map(Trigger::describe).collect();
         let why = why.into_iter().collect::<Vec<_>>().join(", ");
@@ -61,6 +62,12 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         let queue = queue.clone();
         let src = a.source.clone();
         let seen = seen.clone();
+        let backoff = backoff.clone();
+        // Only drift (events, resyncs) backs off: a new revision or an operator's signal is
+        // applied at once.
+        let drift_only = batch
+            .iter()
+            .all(|t| matches!(t, Trigger::Engine { .. } | Trigger::Resync));
         async move {
             tracing::info!("reconcile ({why})");
             let ctx = match PlanContext::build(&src).await {
@@ -115,6 +122,39 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
                 Err(e) => {
                     eprintln!("not applied ({why}): {e:#}");
                     return;
+                }
+            }
+            let touched: Vec<String> = ctx
+                .plan
+                .actions
+                .iter()
+                .filter_map(|a| a.container().map(str::to_string))
+                .collect();
+            if drift_only {
+                let now = Instant::now();
+                let b = backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let waits: Vec<(String, Duration)> = touched
+                    .iter()
+                    .filter_map(|n| b.wait(n, now).map(|w| (n.clone(), w)))
+                    .collect();
+                drop(b);
+                if let Some(longest) = waits.iter().map(|(_, w)| *w).max() {
+                    let names: Vec<&str> = waits.iter().map(|(n, _)| n.as_str()).collect();
+                    eprintln!(
+                        "degraded: {} keep(s) drifting (dying or being changed); next correction in {:.0?}\n  hint: `docker logs {}` shows why it exits",
+                        names.join(", "),
+                        longest,
+                        names[0]
+                    );
+                    tokio::spawn(async move {
+                        tokio::time::sleep(longest).await;
+                        let _ = queue.send(Trigger::Resync);
+                    });
+                    return;
+                }
+                let mut b = backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for n in &touched {
+                    b.record(n, now);
                 }
             }
             println!("{}", render::text(&ctx.plan, false));

@@ -534,6 +534,13 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     ("completed", c.status.clone())
                 }
                 (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
+                (_, _, Some(c)) if c.state == RunState::Restarting => (
+                    "degraded",
+                    format!(
+                        "crash-looping, Docker restarts it; {}",
+                        c.status.to_lowercase()
+                    ),
+                ),
                 (_, _, Some(c)) if blue_green => (
                     "idle",
                     format!("kept for rollback; {}", c.status.to_lowercase()),

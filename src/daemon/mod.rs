@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
@@ -141,10 +141,84 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
     }
 }
 
+/// Back-off for drift corrections of one container: the first two in a row go at once, then
+/// each waits twice as long as the one before (1 s, 2 s, 4 s … at most 5 min), so a container
+/// that keeps dying is not recreated in a hot loop. A container left alone for 5 min starts
+/// over.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    corrected: HashMap<String, (u32, Instant)>,
+}
+
+const BACKOFF_RESET: Duration = Duration::from_secs(300);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+impl Backoff {
+    fn delay(count: u32) -> Duration {
+        if count < 2 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1u64 << (count - 2).min(16)).min(BACKOFF_MAX)
+        }
+    }
+
+    /// How long `name` must still wait before its next correction (None: go).
+    pub fn wait(&self, name: &str, now: Instant) -> Option<Duration> {
+        let (count, last) = self.corrected.get(name)?;
+        let since = now.saturating_duration_since(*last);
+        if since > BACKOFF_RESET {
+            return None;
+        }
+        Self::delay(*count)
+            .checked_sub(since)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Notes a correction of `name` at `now`; returns how many in a row.
+    pub fn record(&mut self, name: &str, now: Instant) -> u32 {
+        let entry = self.corrected.entry(name.to_string()).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) > BACKOFF_RESET {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = now;
+        entry.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn backoff_doubles_after_two_corrections_and_resets_when_quiet() {
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        assert_eq!(b.wait("web", t0), None);
+        b.record("web", t0);
+        assert_eq!(
+            b.wait("web", t0),
+            None,
+            "the second correction goes at once"
+        );
+        b.record("web", t0);
+        assert_eq!(b.wait("web", t0), Some(Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(b.wait("web", t1), None);
+        b.record("web", t1);
+        assert_eq!(b.wait("web", t1), Some(Duration::from_secs(2)));
+        let mut t = t1;
+        for _ in 0..20 {
+            t += Duration::from_secs(300);
+            b.record("web", t - Duration::from_secs(299));
+        }
+        assert!(b.wait("web", t - Duration::from_secs(299)).unwrap() <= BACKOFF_MAX);
+        assert_eq!(b.wait("other", t), None);
+        let quiet = t + Duration::from_secs(600);
+        assert_eq!(b.wait("web", quiet), None);
+        assert_eq!(b.record("web", quiet), 1, "forgotten after a quiet spell");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_triggers_is_one_reconcile_and_shutdown_waits_for_the_pass_in_flight() {

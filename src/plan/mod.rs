@@ -329,6 +329,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         } else if dc.job && ac.state == RunState::Exited && ac.exit_code() == Some(0) {
             // A job that completed for this spec is done; it runs again only when it changes.
             p.unchanged.push(dc.name.clone());
+        } else if ac.state == RunState::Restarting {
+            // Docker's restart policy is bringing it back, with its own back-off; starting it
+            // as well would only race the Engine.
+            p.unchanged.push(dc.name.clone());
         } else if ac.state != RunState::Running {
             p.actions.push(Action::Start {
                 stack: dc.stack.clone(),

@@ -18,7 +18,13 @@ struct Agent {
 
 impl Agent {
     fn start(s: &Stack) -> Agent {
-        let mut child = s.spawn_dockhand(&["run", "--poll", "1s", "--resync", "60s"]);
+        Agent::start_with(s, &["--poll", "1s", "--listen", "127.0.0.1:0"])
+    }
+
+    fn start_with(s: &Stack, extra: &[&str]) -> Agent {
+        let mut args = vec!["run", "--resync", "60s"];
+        args.extend_from_slice(extra);
+        let mut child = s.spawn_dockhand(&args);
         let stderr = child.stderr.take().expect("stderr");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = lines.clone();
@@ -36,6 +42,59 @@ impl Agent {
     fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
+
+    /// The agent's HTTP address, once it printed it.
+    fn addr(&self) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(a) = self
+                .log()
+                .lines()
+                .find_map(|l| l.split("listening on http://").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+            {
+                return a.to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no address:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One HTTP/1.1 request to the agent: (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    req += body;
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
 }
 
 impl Drop for Agent {
@@ -101,6 +160,20 @@ fn agent_corrects_drift_follows_edits_refuses_bad_ones_and_stops_cleanly() {
         || running() && inspect(&web, "{{.Id}}").is_some_and(|id| id != before),
     );
     eprintln!("docker rm -f corrected in {took:?}");
+
+    let addr = agent.addr();
+    assert_eq!(http(&addr, "GET", "/healthz", &[], "").0, 200);
+    let (code, metrics) = http(&addr, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200);
+    let corrections: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dockhand_drift_corrections_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(corrections >= 2, "{metrics}");
+    let (_, status) = http(&addr, "GET", "/status", &[], "");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["in_sync"], true, "{status:#}");
 
     // A half-written file: reported, nothing changes.
     let id = inspect(&web, "{{.Id}}").unwrap();
@@ -169,7 +242,7 @@ fn a_crash_looping_service_is_corrected_with_back_off_not_in_a_hot_loop() {
     s.write(&format!(
         "services:\n  web:\n    image: {img}\n    restart: \"no\"\n    command: [sh, -c, 'sleep 0.3; exit 3']\n"
     ));
-    let agent = Agent::start(&s);
+    let agent = Agent::start_with(&s, &["--listen", "off"]);
     let watch = Duration::from_secs(20);
     std::thread::sleep(watch);
     let h = s.dockhand(&["history", "--json", "-n", "1000"]);
@@ -189,4 +262,83 @@ fn a_crash_looping_service_is_corrected_with_back_off_not_in_a_hot_loop() {
         agent.log()
     );
     assert!(agent.log().contains("degraded: "), "{}", agent.log());
+}
+
+#[test]
+fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
+    use hmac::{Hmac, Mac};
+    let s = Stack::new("webhook");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    let web = s.container("web");
+    let body =
+        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+    s.write(&body(&v1));
+    let secret = s.path().join("webhook.secret");
+    std::fs::write(&secret, "hunter2-webhook\n").unwrap();
+    let secret_arg = secret.to_string_lossy().to_string();
+    // The poll is far away: only the webhook can bring the edit in quickly.
+    let agent = Agent::start_with(
+        &s,
+        &[
+            "--poll",
+            "10m",
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-secret-file",
+            &secret_arg,
+        ],
+    );
+    let running = || inspect(&web, "{{.State.Running}}").as_deref() == Some("true");
+    wait_until(
+        "first convergence",
+        &agent,
+        Duration::from_secs(60),
+        running,
+    );
+    let addr = agent.addr();
+    let id = inspect(&web, "{{.Id}}").unwrap();
+    // Let the pass that the first apply's own events queued go by: every pass reads the
+    // source afresh (level-triggered), so an edit made before it would be applied by it.
+    std::thread::sleep(Duration::from_secs(2));
+
+    s.write(&body(&v2));
+    let payload = r#"{"ref":"refs/heads/main"}"#;
+    let (code, _) = http(
+        &addr,
+        "POST",
+        "/webhook",
+        &[("X-Hub-Signature-256", "sha256=00ff")],
+        payload,
+    );
+    assert_eq!(code, 401);
+    let (code, _) = http(&addr, "POST", "/webhook", &[], payload);
+    assert_eq!(code, 401, "no signature at all");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        inspect(&web, "{{.Id}}").as_deref(),
+        Some(id.as_str()),
+        "a bad signature changes nothing"
+    );
+
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hunter2-webhook").unwrap();
+    mac.update(payload.as_bytes());
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let sent = Instant::now();
+    let (code, _) = http(
+        &addr,
+        "POST",
+        "/webhook",
+        &[("X-Hub-Signature-256", &sig)],
+        payload,
+    );
+    assert_eq!(code, 202);
+    let digest = v2.split_once('@').unwrap().1.to_string();
+    wait_until(
+        "the pushed image runs",
+        &agent,
+        Duration::from_secs(30),
+        || running() && inspect(&web, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest)),
+    );
+    eprintln!("webhook to converged: {:?}", sent.elapsed());
+    assert!(!agent.log().contains("hunter2-webhook"));
 }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
-use super::args::RunArgs;
+use super::args::{RunArgs, SourceArgs};
 use super::{quarantine_refusal, recorded_apply, revision, snapshot, PlanContext};
+use crate::daemon::http::{self, AgentState, WebhookAuth};
 use crate::daemon::{engine_events, run_loop, Backoff, Trigger};
-use crate::history::Store;
+use crate::history::{Outcome, Store};
 use crate::plan::render;
 
 fn duration(flag: &str, text: &str) -> Result<Duration> {
@@ -51,121 +52,251 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         a.source.source.as_deref().unwrap_or("the current repository")
     );
 
-    // The project whose events are watched, and the quarantined revisions already reported.
-    let seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>> = Arc::default();
-    let backoff: Arc<Mutex<Backoff>> = Arc::default();
+    let state = Arc::new(Mutex::new(AgentState {
+        source: a
+            .source
+            .source
+            .clone()
+            .unwrap_or_else(|| "current repository".into()),
+        ..AgentState::default()
+    }));
+    if a.listen != "off" {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot bind", a.listen))?;
+        let webhook = match &a.webhook_secret_file {
+            Some(path) => Some(WebhookAuth {
+                secret: std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the webhook secret {}", path.display()))?
+                    .trim()
+                    .to_string(),
+            }),
+            None => None,
+        };
+        eprintln!(
+            "dockhand agent: listening on http://{} (/healthz, /status, /metrics{})",
+            listener.local_addr()?,
+            if webhook.is_some() {
+                ", POST /webhook"
+            } else {
+                ""
+            }
+        );
+        tokio::spawn(http::serve(listener, state.clone(), webhook, queue.clone()));
+    }
+    let worker = Worker {
+        docker,
+        store,
+        queue: queue.clone(),
+        src: a.source.clone(),
+        seen: Arc::default(),
+        backoff: Arc::default(),
+    };
     run_loop(triggers, Duration::from_millis(200), stopped, |batch| {
-        let why: BTreeSet<String> = batch.iter().map(Trigger::describe).collect();
-        let why = why.into_iter().collect::<Vec<_>>().join(", ");
-        let docker = docker.clone();
-        let store = store.clone();
-        let queue = queue.clone();
-        let src = a.source.clone();
-        let seen = seen.clone();
-        let backoff = backoff.clone();
-        // Only drift (events, resyncs) backs off: a new revision or an operator's signal is
-        // applied at once.
-        let drift_only = batch
-            .iter()
-            .all(|t| matches!(t, Trigger::Engine { .. } | Trigger::Resync));
+        let worker = worker.clone();
+        let state = state.clone();
         async move {
-            tracing::info!("reconcile ({why})");
-            let ctx = match PlanContext::build(&src).await {
-                Ok(ctx) => ctx,
-                Err(e) => {
-                    // A bad commit or a half-written file: nothing changes, the host keeps
-                    // running what it runs; the next valid revision is applied.
-                    eprintln!("desired state not applied ({why}): {e:#}");
-                    return;
-                }
-            };
-            let start_watching = {
-                let mut seen = seen
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let new = seen.0.as_deref() != Some(ctx.desired.project.as_str());
-                seen.0 = Some(ctx.desired.project.clone());
-                new
-            };
-            if start_watching {
-                tokio::spawn(engine_events(
-                    docker.clone(),
-                    ctx.desired.project.clone(),
-                    queue.clone(),
-                ));
-            }
-            if ctx.plan.is_empty() {
-                return;
-            }
-            if !ctx.plan.conflicts.is_empty() {
-                eprintln!(
-                    "not applied ({why}): {} conflict(s) with objects dockhand does not own:\n{}",
-                    ctx.plan.conflicts.len(),
-                    render::text(&ctx.plan, false)
-                );
-                return;
-            }
-            let rev = revision(&ctx.snapshot);
-            match quarantine_refusal(&store, &ctx.desired.project, &rev) {
-                Ok(Some(msg)) => {
-                    let first = seen
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .1
-                        .insert(rev);
-                    if first {
-                        eprintln!("not applied ({why}): {msg}");
-                    }
-                    return;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    eprintln!("not applied ({why}): {e:#}");
-                    return;
-                }
-            }
-            let touched: Vec<String> = ctx
-                .plan
-                .actions
+            let started = Instant::now();
+            let drift = batch
                 .iter()
-                .filter_map(|a| a.container().map(str::to_string))
-                .collect();
-            if drift_only {
-                let now = Instant::now();
-                let b = backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let waits: Vec<(String, Duration)> = touched
-                    .iter()
-                    .filter_map(|n| b.wait(n, now).map(|w| (n.clone(), w)))
-                    .collect();
-                drop(b);
-                if let Some(longest) = waits.iter().map(|(_, w)| *w).max() {
-                    let names: Vec<&str> = waits.iter().map(|(n, _)| n.as_str()).collect();
-                    eprintln!(
-                        "degraded: {} keep(s) drifting (dying or being changed); next correction in {:.0?}\n  hint: `docker logs {}` shows why it exits",
-                        names.join(", "),
-                        longest,
-                        names[0]
-                    );
-                    tokio::spawn(async move {
-                        tokio::time::sleep(longest).await;
-                        let _ = queue.send(Trigger::Resync);
-                    });
-                    return;
+                .all(|t| matches!(t, Trigger::Engine { .. } | Trigger::Resync));
+            let why: BTreeSet<String> = batch.iter().map(Trigger::describe).collect();
+            let why = why.into_iter().collect::<Vec<_>>().join(", ");
+            tracing::info!("reconcile ({why})");
+            let pass = worker.pass(&why, drift).await;
+            let mut st = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.metrics
+                .observe_reconcile(started.elapsed().as_secs_f64());
+            st.degraded.clear();
+            match pass {
+                Pass::SourceError(e) => {
+                    st.metrics.source_errors += 1;
+                    st.in_sync = false;
+                    st.last_error = Some(e);
                 }
-                let mut b = backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for n in &touched {
-                    b.record(n, now);
+                Pass::InSync(rev) => {
+                    st.revision = Some(rev);
+                    st.in_sync = true;
+                    st.last_sync_ms = Some(crate::history::now_ms());
                 }
-            }
-            println!("{}", render::text(&ctx.plan, false));
-            if let Err(e) = recorded_apply(&docker, &store, &ctx, &format!("agent ({why})")).await {
-                eprintln!("error: {e:#}");
+                Pass::Refused(rev, why) => {
+                    st.revision = Some(rev.clone());
+                    st.in_sync = false;
+                    if why.contains("quarantined") && !st.quarantined.contains(&rev) {
+                        st.quarantined.push(rev);
+                    }
+                    st.last_error = Some(why);
+                }
+                Pass::BackedOff(rev, names) => {
+                    st.revision = Some(rev);
+                    st.in_sync = false;
+                    st.degraded = names;
+                }
+                Pass::Applied(rev, outcome, error) => {
+                    if drift {
+                        st.metrics.drift_corrections += 1;
+                    }
+                    *st.metrics
+                        .outcomes
+                        .entry(outcome.as_str().to_string())
+                        .or_default() += 1;
+                    st.in_sync = error.is_none();
+                    if error.is_none() {
+                        st.last_sync_ms = Some(crate::history::now_ms());
+                    }
+                    if outcome == Outcome::RolledBack && !st.quarantined.contains(&rev) {
+                        st.quarantined.push(rev.clone());
+                    }
+                    st.revision = Some(rev);
+                    st.last_error = error;
+                }
             }
         }
     })
     .await;
     eprintln!("dockhand agent: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What one reconcile pass came to.
+enum Pass {
+    /// The desired state could not be read or is invalid: nothing changed.
+    SourceError(String),
+    InSync(String),
+    /// Conflicts, or a quarantined revision: nothing changed.
+    Refused(String, String),
+    /// Containers that keep drifting wait for their back-off.
+    BackedOff(String, Vec<String>),
+    Applied(String, Outcome, Option<String>),
+}
+
+/// Everything a pass needs; cheap to clone (handles and shared state).
+#[derive(Clone)]
+struct Worker {
+    docker: bollard::Docker,
+    store: Arc<Store>,
+    queue: mpsc::UnboundedSender<Trigger>,
+    src: SourceArgs,
+    /// The project whose events are watched, and the quarantined revisions already reported.
+    seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>>,
+    backoff: Arc<Mutex<Backoff>>,
+}
+
+impl Worker {
+    async fn pass(&self, why: &str, drift: bool) -> Pass {
+        let ctx = match PlanContext::build(&self.src).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                // A bad commit or a half-written file: nothing changes, the host keeps
+                // running what it runs; the next valid revision is applied.
+                let msg = format!("{e:#}");
+                eprintln!("desired state not applied ({why}): {msg}");
+                return Pass::SourceError(msg);
+            }
+        };
+        let rev = revision(&ctx.snapshot);
+        let start_watching = {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let new = seen.0.as_deref() != Some(ctx.desired.project.as_str());
+            seen.0 = Some(ctx.desired.project.clone());
+            new
+        };
+        if start_watching {
+            tokio::spawn(engine_events(
+                self.docker.clone(),
+                ctx.desired.project.clone(),
+                self.queue.clone(),
+            ));
+        }
+        if ctx.plan.is_empty() {
+            return Pass::InSync(rev);
+        }
+        if !ctx.plan.conflicts.is_empty() {
+            let msg = format!(
+                "{} conflict(s) with objects dockhand does not own:\n{}",
+                ctx.plan.conflicts.len(),
+                render::text(&ctx.plan, false)
+            );
+            eprintln!("not applied ({why}): {msg}");
+            return Pass::Refused(rev, msg);
+        }
+        match quarantine_refusal(&self.store, &ctx.desired.project, &rev) {
+            Ok(Some(msg)) => {
+                let first = self
+                    .seen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .1
+                    .insert(rev.clone());
+                if first {
+                    eprintln!("not applied ({why}): {msg}");
+                }
+                return Pass::Refused(rev, msg);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let msg = format!("{e:#}");
+                eprintln!("not applied ({why}): {msg}");
+                return Pass::Refused(rev, msg);
+            }
+        }
+        let touched: Vec<String> = ctx
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| a.container().map(str::to_string))
+            .collect();
+        // Only drift (events, resyncs) backs off: a new revision or an operator's signal is
+        // applied at once.
+        if drift {
+            let now = Instant::now();
+            let mut b = self
+                .backoff
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let waits: Vec<(String, Duration)> = touched
+                .iter()
+                .filter_map(|n| b.wait(n, now).map(|w| (n.clone(), w)))
+                .collect();
+            if let Some(longest) = waits.iter().map(|(_, w)| *w).max() {
+                let names: Vec<String> = waits.into_iter().map(|(n, _)| n).collect();
+                eprintln!(
+                    "degraded: {} keep(s) drifting (dying or being changed); next correction in {longest:.0?}\n  hint: `docker logs {}` shows why it exits",
+                    names.join(", "),
+                    names[0]
+                );
+                let queue = self.queue.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(longest).await;
+                    let _ = queue.send(Trigger::Resync);
+                });
+                return Pass::BackedOff(rev, names);
+            }
+            for n in &touched {
+                b.record(n, now);
+            }
+        }
+        println!("{}", render::text(&ctx.plan, false));
+        match recorded_apply(&self.docker, &self.store, &ctx, &format!("agent ({why})")).await {
+            Ok((outcome, error)) => {
+                let error = error.map(|e| format!("{e:#}"));
+                if let Some(e) = &error {
+                    eprintln!("error: {e}");
+                }
+                Pass::Applied(rev, outcome, error)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                eprintln!("error: {msg}");
+                Pass::Refused(rev, msg)
+            }
+        }
+    }
 }
 
 /// Sends what `tick` returns every `period` until the queue is gone.

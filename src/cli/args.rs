@@ -185,4 +185,11 @@ pub struct RunArgs {
     /// How often a full reconcile runs even without a trigger (covers missed events).
     #[arg(long, default_value = "60s", env = "DOCKHAND_RESYNC")]
     pub resync: String,
+    /// Address of the agent's HTTP port (/healthz, /status, /metrics, POST /webhook), or `off`.
+    #[arg(long, default_value = "127.0.0.1:9587", env = "DOCKHAND_LISTEN")]
+    pub listen: String,
+    /// File holding the webhook secret (GitHub/Gitea/Forgejo HMAC, GitLab token); without it
+    /// POST /webhook is refused.
+    #[arg(long, env = "DOCKHAND_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
 }

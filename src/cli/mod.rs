@@ -341,18 +341,22 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
         }
     }
     let trigger = if a.retry { "cli (retry)" } else { "cli" };
-    recorded_apply(&docker, &store, &ctx, trigger).await?;
-    Ok(ExitCode::SUCCESS)
+    match recorded_apply(&docker, &store, &ctx, trigger).await? {
+        (_, Some(e)) => Err(e),
+        (_, None) => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Applies `ctx.plan` as one recorded deploy (the apply lock held throughout), quarantining
-/// the revision when its release rolled back; prints the summary line.
+/// the revision when its release rolled back; prints the summary line. Returns the recorded
+/// outcome and, unless it succeeded, the error to report; `Err` means nothing could be
+/// recorded (the store or its lock).
 async fn recorded_apply(
     docker: &bollard::Docker,
     store: &Arc<Store>,
     ctx: &PlanContext,
     trigger: &str,
-) -> Result<()> {
+) -> Result<(Outcome, Option<anyhow::Error>)> {
     let project = ctx.desired.project.clone();
     let rev = revision(&ctx.snapshot);
     let options = apply_options(ctx, false);
@@ -392,14 +396,17 @@ async fn recorded_apply(
             store.finish(deploy, outcome, Some(&text))?;
             if outcome == Outcome::RolledBack {
                 store.quarantine(&project, &rev, deploy, &text)?;
-                return Err(anyhow::Error::new(e).context(format!(
+                return Ok((outcome, Some(anyhow::Error::new(e).context(format!(
                     "deploy #{deploy} rolled back; revision {} is quarantined (not applied again until a new revision or `dockhand apply --retry`)",
                     rev.chars().take(12).collect::<String>()
-                )));
+                )))));
             }
-            return Err(
-                anyhow::Error::new(e).context(format!("deploy #{deploy} {}", outcome.as_str()))
-            );
+            return Ok((
+                outcome,
+                Some(
+                    anyhow::Error::new(e).context(format!("deploy #{deploy} {}", outcome.as_str())),
+                ),
+            ));
         }
     };
     println!(
@@ -416,7 +423,7 @@ async fn recorded_apply(
         },
         report.pulled
     );
-    Ok(())
+    Ok((Outcome::Succeeded, None))
 }
 
 /// Per container the plan touches: the image before (from the Engine) and after (desired).

@@ -18,6 +18,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
+pub mod http;
+
 use crate::spec::labels;
 
 /// Why a reconcile was queued. Only used for logs and the deploy record's trigger column.

@@ -342,3 +342,196 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     eprintln!("webhook to converged: {:?}", sent.elapsed());
     assert!(!agent.log().contains("hunter2-webhook"));
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=dockhand-test",
+            "-c",
+            "user.email=test@dockhand.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
+    let s = Stack::new("rollback");
+    let (v1, v2, v3) = (s.image("v1"), s.image("v2"), s.image("v3"));
+    let web = s.container("web");
+    let dir = s.path().to_path_buf();
+    let body =
+        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+    std::fs::write(dir.join(".gitignore"), "state/\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    let commit = |img: &str, msg: &str| {
+        s.write(&body(img));
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", msg]);
+    };
+    commit(&v1, "v1");
+    let src = dir.to_string_lossy().to_string();
+    let state = s.state_dir().to_string_lossy().to_string();
+    // The agent follows the committed head (no --worktree).
+    let mut child = std::process::Command::new(support::bin())
+        .args([
+            "run",
+            "--source",
+            &src,
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+            "--poll",
+            "500ms",
+            "--listen",
+            "off",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let agent = Agent { child, lines };
+    let runs = |img: &str| {
+        let digest = img.split_once('@').unwrap().1.to_string();
+        let web = web.clone();
+        move || {
+            inspect(&web, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest))
+                && inspect(&web, "{{.State.Running}}").as_deref() == Some("true")
+        }
+    };
+    wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
+    commit(&v2, "v2");
+    wait_until("v2 deployed", &agent, Duration::from_secs(60), runs(&v2));
+
+    // Back to the previous good revision, and it holds over several polls.
+    let r = support::run(
+        &[
+            "rollback",
+            "--yes",
+            "--source",
+            &src,
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Held at"), "{r:?}");
+    assert!(runs(&v1)());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        runs(&v1)(),
+        "the agent undid the rollback:\n{}",
+        agent.log()
+    );
+    let apply = support::run(
+        &[
+            "apply",
+            "--yes",
+            "--source",
+            &src,
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    );
+    assert!(
+        apply.code != 0 && apply.stderr.contains("held"),
+        "{apply:?}"
+    );
+
+    // A new commit ends the hold.
+    commit(&v3, "v3");
+    wait_until(
+        "v3 deployed after the hold",
+        &agent,
+        Duration::from_secs(60),
+        runs(&v3),
+    );
+    assert!(agent.log().contains("hold on"), "{}", agent.log());
+
+    // Roll back to a deploy id, then resume: the head comes back.
+    let h = support::run(
+        &[
+            "history",
+            "--json",
+            "--state-dir",
+            &state,
+            "--source",
+            &src,
+            "--path",
+            ".",
+        ],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let first = v.as_array().unwrap().last().unwrap()["id"].to_string();
+    let r = support::run(
+        &[
+            "rollback",
+            "--yes",
+            "--to",
+            &first,
+            "--source",
+            &src,
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(runs(&v1)());
+    let r = support::run(
+        &[
+            "resume",
+            "--source",
+            &src,
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+        ],
+        &[],
+    );
+    assert!(r.stdout.contains("hold ended"), "{r:?}");
+    // `resume` does not wake the agent; its next poll or resync, or a SIGHUP, does.
+    let pid = agent.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until(
+        "head deployed after resume",
+        &agent,
+        Duration::from_secs(60),
+        runs(&v3),
+    );
+}

@@ -186,8 +186,13 @@ struct Worker {
 
 impl Worker {
     async fn pass(&self, why: &str, drift: bool) -> Pass {
-        let ctx = match PlanContext::build(&self.src).await {
-            Ok(ctx) => ctx,
+        let ctx = match PlanContext::build_held(&self.src, &self.store).await {
+            Ok((ctx, note)) => {
+                if let Some(note) = note {
+                    eprintln!("{note}");
+                }
+                ctx
+            }
             Err(e) => {
                 // A bad commit or a half-written file: nothing changes, the host keeps
                 // running what it runs; the next valid revision is applied.

@@ -62,6 +62,14 @@ pub enum Command {
         after_help = "Drift (a managed container stopped, removed or replaced by hand) is corrected as soon as the Engine reports it. A revision whose release rolled back is quarantined and not retried until the source moves. SIGTERM/SIGINT stop the agent after the step in flight; SIGHUP queues a reconcile.\n\nExample:\n  dockhand run --source /srv/desired-state-repo --ref main --poll 15s"
     )]
     Run(RunArgs),
+    /// Deploy an earlier revision and hold there: the agent does not undo it until a new
+    /// commit arrives on the source, or `dockhand resume`.
+    #[command(
+        after_help = "Without --to: the revision of the last successful deploy before the one now running.\n\nExamples:\n  dockhand rollback --yes                 # back to the previous good revision\n  dockhand rollback --to 41 --yes         # the revision deploy #41 applied\n  dockhand rollback --to 3f9c2e1 --yes    # a commit"
+    )]
+    Rollback(RollbackArgs),
+    /// End a rollback hold: the next reconcile deploys the source's head again.
+    Resume(SourceArgs),
     /// Resolve image tags to the digests their registry serves now and write them into the
     /// stack files in place (only the image values change; comments and layout stay).
     #[command(
@@ -192,4 +200,16 @@ pub struct RunArgs {
     /// POST /webhook is refused.
     #[arg(long, env = "DOCKHAND_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// A deploy id (from `dockhand history`) or a commit.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Do not ask; required when standard input is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }

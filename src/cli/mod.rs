@@ -168,6 +168,17 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         }
         Command::Pin(a) => pin::run(&a).await,
         Command::Run(a) => agent::run(&a, &cli.state_dir).await,
+        Command::Rollback(a) => rollback(&a, &cli.state_dir).await,
+        Command::Resume(src) => {
+            let (_, desired) = load(&src)?;
+            let store = Store::open(&cli.state_dir)?;
+            if store.release_hold(&desired.config.project)? {
+                println!("rollback hold ended: the next reconcile deploys the source's head");
+            } else {
+                println!("no rollback hold for project {}", desired.config.project);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema { out } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for kind in [FileKind::Repo, FileKind::Stack] {
@@ -242,6 +253,34 @@ fn revision(snap: &Snapshot) -> String {
 }
 
 impl PlanContext {
+    /// The plan for the source's head, or, while a rollback holds (see [`crate::history::Hold`])
+    /// and the head has not moved since, for the held revision. A head that moved ends the hold.
+    async fn build_held(src: &SourceArgs, store: &Store) -> Result<(PlanContext, Option<String>)> {
+        let head = PlanContext::build(src).await?;
+        let project = head.desired.project.clone();
+        let Some(hold) = store.hold(&project)? else {
+            return Ok((head, None));
+        };
+        if head.snapshot.commit.as_deref() != Some(hold.source_at.as_str()) {
+            store.release_hold(&project)?;
+            let note = format!(
+                "the source moved to {}: the rollback hold on {} ended",
+                revision(&head.snapshot)
+                    .chars()
+                    .take(12)
+                    .collect::<String>(),
+                hold.revision.chars().take(12).collect::<String>()
+            );
+            return Ok((head, Some(note)));
+        }
+        let held = SourceArgs {
+            reference: Some(hold.revision.clone()),
+            worktree: false,
+            ..src.clone()
+        };
+        Ok((PlanContext::build(&held).await?, None))
+    }
+
     async fn build(src: &SourceArgs) -> Result<PlanContext> {
         let (snapshot, state) = load(src)?;
         let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
@@ -320,6 +359,16 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = Arc::new(Store::open(state_dir)?);
+    if let Some(h) = store.hold(&ctx.desired.project)? {
+        if ctx.snapshot.commit.as_deref() == Some(h.source_at.as_str()) {
+            bail!(
+                "project {} is held at {} by a rollback; nothing was changed\n  hint: `dockhand resume` ends the hold (a new commit on the source ends it too)",
+                ctx.desired.project,
+                h.revision.chars().take(12).collect::<String>()
+            );
+        }
+        store.release_hold(&ctx.desired.project)?;
+    }
     if !a.retry {
         if let Some(why) =
             quarantine_refusal(&store, &ctx.desired.project, &revision(&ctx.snapshot))?
@@ -327,24 +376,121 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
             bail!(why);
         }
     }
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("refusing to apply without confirmation: standard input is not a terminal\n  hint: review the plan above and pass --yes to apply it");
-        }
-        print!("\nApply these changes? Only 'yes' is accepted: ");
-        std::io::stdout().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            println!("Apply cancelled; nothing was changed.");
-            return Ok(ExitCode::SUCCESS);
-        }
+    if !confirm(a.yes, "Apply these changes?")? {
+        println!("Apply cancelled; nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
     }
     let trigger = if a.retry { "cli (retry)" } else { "cli" };
     match recorded_apply(&docker, &store, &ctx, trigger).await? {
         (_, Some(e)) => Err(e),
         (_, None) => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Asks on a terminal; refuses elsewhere unless `yes`. Returns whether to go on.
+fn confirm(yes: bool, question: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change anything without confirmation: standard input is not a terminal\n  hint: review the plan above and pass --yes");
+    }
+    print!("\n{question} Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+/// The revision of the last successful deploy before the one now running.
+fn previous_good(store: &Store, project: &str) -> Result<String> {
+    let deploys = store.deploys(Some(project), None, 500)?;
+    let mut good = deploys
+        .iter()
+        .filter(|d| d.outcome == Outcome::Succeeded)
+        .map(|d| d.revision.as_str());
+    let current = good.next();
+    good.find(|r| Some(*r) != current && !r.starts_with("worktree:"))
+        .map(str::to_string)
+        .context("no earlier successful deploy of a commit to roll back to\n  hint: `dockhand history` lists deploys; pass --to DEPLOY_ID or --to COMMIT")
+}
+
+async fn rollback(a: &args::RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
+    if a.source.worktree {
+        bail!(
+            "rollback deploys a recorded commit, so it needs a git source\n  hint: drop --worktree"
+        );
+    }
+    let head = snapshot(&a.source)?;
+    let Some(head_commit) = head.commit.clone() else {
+        bail!(
+            "{} is not a git repository: there is no earlier commit to roll back to",
+            head.origin
+        );
+    };
+    let store = Arc::new(Store::open(state_dir)?);
+    let project = crate::load::load(&head.files)
+        .map(|d| d.config.project)
+        .map_err(|_| anyhow::anyhow!("the source's head does not load, so its project is unknown\n  hint: pass --to COMMIT (a deploy id needs the project)"));
+    let target = match &a.to {
+        Some(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) => {
+            let id: i64 = t.parse()?;
+            store
+                .deploy(project.as_ref().ok().map(String::as_str), id)?
+                .map(|d| d.revision)
+                .with_context(|| {
+                    format!("no deploy #{id}\n  hint: `dockhand history` lists them")
+                })?
+        }
+        Some(t) => t.clone(),
+        None => previous_good(
+            &store,
+            project.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?,
+    };
+    if target.starts_with("worktree:") {
+        bail!("deploy {target} was made from files on disk, which were not recorded\n  hint: roll back to a commit (--to COMMIT)");
+    }
+    let src = SourceArgs {
+        reference: Some(target.clone()),
+        worktree: false,
+        ..a.source.clone()
+    };
+    let ctx = PlanContext::build(&src).await?;
+    let rev = revision(&ctx.snapshot);
+    println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
+    print!("{}", render::text(&ctx.plan, false));
+    if !ctx.plan.conflicts.is_empty() {
+        return Err(crate::apply::ApplyError::Conflicts(ctx.plan.conflicts.len()).into());
+    }
+    if !confirm(a.yes, "Roll back and hold there?")? {
+        println!("Rollback cancelled; nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The hold first: an agent's pass between the deploy and the hold would undo it.
+    store.set_hold(
+        &ctx.desired.project,
+        &crate::history::Hold {
+            revision: rev.clone(),
+            source_at: head_commit.clone(),
+            reason: format!("dockhand rollback to {rev}"),
+            at_ms: crate::history::now_ms(),
+        },
+    )?;
+    if !ctx.plan.is_empty() {
+        let docker = crate::observe::connect().await?;
+        if let (_, Some(e)) = recorded_apply(&docker, &store, &ctx, "rollback").await? {
+            return Err(e.context(
+                "the rollback hold stays (the agent will not redeploy the head); `dockhand resume` ends it",
+            ));
+        }
+    }
+    println!(
+        "\nHeld at {}: an agent keeps this revision until a new commit arrives on the source (now at {}), or `dockhand resume`.",
+        rev.chars().take(12).collect::<String>(),
+        head_commit.chars().take(12).collect::<String>()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Applies `ctx.plan` as one recorded deploy (the apply lock held throughout), quarantining

@@ -142,6 +142,16 @@ pub struct Deploy {
     pub steps: Vec<StepRecord>,
 }
 
+/// A rollback that holds: the project stays on `revision` until the source moves past
+/// `source_at` (the head when the rollback was made) or `dockhand resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    pub revision: String,
+    pub source_at: String,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
 /// A revision that is not applied again until a new one arrives or `apply --retry`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Quarantine {
@@ -205,6 +215,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason    TEXT NOT NULL,
     at_ms     INTEGER NOT NULL,
     PRIMARY KEY (project, revision)
+);
+CREATE TABLE IF NOT EXISTS hold (
+    project    TEXT PRIMARY KEY,
+    revision   TEXT NOT NULL,
+    source_at  TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deploys_project ON deploys(project, id);
 ";
@@ -399,6 +416,45 @@ impl Store {
             )
             .optional()
         })
+    }
+
+    pub fn set_hold(&self, project: &str, hold: &Hold) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO hold VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    project,
+                    hold.revision,
+                    hold.source_at,
+                    hold.reason,
+                    hold.at_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn hold(&self, project: &str) -> Result<Option<Hold>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT revision, source_at, reason, at_ms FROM hold WHERE project = ?1",
+                params![project],
+                |r| {
+                    Ok(Hold {
+                        revision: r.get(0)?,
+                        source_at: r.get(1)?,
+                        reason: r.get(2)?,
+                        at_ms: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Ends the hold of `project`; returns whether there was one.
+    pub fn release_hold(&self, project: &str) -> Result<bool, StoreError> {
+        self.with(|c| Ok(c.execute("DELETE FROM hold WHERE project = ?1", params![project])? > 0))
     }
 
     pub fn quarantine_list(&self, project: &str) -> Result<Vec<Quarantine>, StoreError> {

@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dockhand::cli::{self, args::Cli};
+use dockhand::cli::{
+    self,
+    args::{Cli, LogFormat},
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,10 +18,13 @@ async fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

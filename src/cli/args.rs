@@ -1,6 +1,12 @@
 //! The command line, as clap types. Nothing here does work; `cli::run` does.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +25,9 @@ pub struct Cli {
     /// Where dockhand keeps its deploy record (SQLite) and apply lock.
     #[arg(long, global = true, env = "DOCKHAND_STATE_DIR", default_value = crate::history::DEFAULT_STATE_DIR)]
     pub state_dir: std::path::PathBuf,
+    /// Log lines (stderr) as text or as one JSON object per line (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DOCKHAND_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -24,7 +24,23 @@ impl Agent {
     fn start_with(s: &Stack, extra: &[&str]) -> Agent {
         let mut args = vec!["run", "--resync", "60s"];
         args.extend_from_slice(extra);
-        let mut child = s.spawn_dockhand(&args);
+        Agent::collect(s.spawn_dockhand(&args))
+    }
+
+    /// An agent with exactly these arguments (no --worktree source added).
+    fn spawn(args: &[&str]) -> Agent {
+        Agent::collect(
+            std::process::Command::new(support::bin())
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting dockhand"),
+        )
+    }
+
+    fn collect(mut child: std::process::Child) -> Agent {
         let stderr = child.stderr.take().expect("stderr");
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = lines.clone();
@@ -381,37 +397,19 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
     let src = dir.to_string_lossy().to_string();
     let state = s.state_dir().to_string_lossy().to_string();
     // The agent follows the committed head (no --worktree).
-    let mut child = std::process::Command::new(support::bin())
-        .args([
-            "run",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-            "--poll",
-            "500ms",
-            "--listen",
-            "off",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let agent = Agent { child, lines };
+    let agent = Agent::spawn(&[
+        "run",
+        "--source",
+        &src,
+        "--path",
+        ".",
+        "--state-dir",
+        &state,
+        "--poll",
+        "500ms",
+        "--listen",
+        "off",
+    ]);
     let runs = |img: &str| {
         let digest = img.split_once('@').unwrap().1.to_string();
         let web = web.clone();
@@ -534,4 +532,147 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         Duration::from_secs(60),
         runs(&v3),
     );
+}
+
+/// The value of an unlabelled counter or gauge in the agent's /metrics.
+fn metric(addr: &str, name: &str) -> f64 {
+    let (code, text) = http(addr, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+#[test]
+fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
+    let s = Stack::new("remote");
+    let (v1, v2, v3, v4) = (s.image("v1"), s.image("v2"), s.image("v3"), s.image("v4"));
+    let web = s.container("web");
+    let dir = s.path().to_path_buf();
+    let bare = dir.join("remote.git");
+    let body =
+        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\nmoved.git/\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    git(&dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
+    let commit_push = |text: &str, msg: &str, force: bool| {
+        s.write(text);
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", msg]);
+        let mut push = vec!["push", "-q", "origin", "main"];
+        if force {
+            push.insert(1, "--force");
+        }
+        git(&dir, &push);
+    };
+    commit_push(&body(&v1), "v1", false);
+    let url = format!("file://{}", bare.display());
+    let state = s.state_dir().to_string_lossy().to_string();
+    let agent = Agent::spawn(&[
+        "run",
+        "--source",
+        &url,
+        "--ref",
+        "main",
+        "--path",
+        ".",
+        "--state-dir",
+        &state,
+        "--poll",
+        "1s",
+        "--resync",
+        "60s",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = agent.addr();
+    let runs = |img: &str| {
+        let digest = img.split_once('@').unwrap().1.to_string();
+        let web = web.clone();
+        move || {
+            inspect(&web, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest))
+                && inspect(&web, "{{.State.Running}}").as_deref() == Some("true")
+        }
+    };
+    wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
+
+    // A push converges within a poll plus the apply.
+    commit_push(&body(&v2), "v2", false);
+    let took = wait_until("v2 deployed", &agent, Duration::from_secs(30), runs(&v2));
+    eprintln!("push to converged (poll 1s): {took:?}");
+
+    // Polls with nothing new are one round trip each and transfer nothing.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (checks, fetches) = (
+        metric(&addr, "dockhand_git_checks_total"),
+        metric(&addr, "dockhand_git_fetches_total"),
+    );
+    std::thread::sleep(Duration::from_millis(3500));
+    let (checks2, fetches2) = (
+        metric(&addr, "dockhand_git_checks_total"),
+        metric(&addr, "dockhand_git_fetches_total"),
+    );
+    eprintln!(
+        "idle polls: {} checks, {} fetches",
+        checks2 - checks,
+        fetches2 - fetches
+    );
+    assert!(checks2 - checks >= 2.0, "the remote was not polled");
+    assert_eq!(
+        fetches2, fetches,
+        "a poll with no new commit fetched objects"
+    );
+    assert_eq!(
+        std::fs::read_dir(s.state_dir().join("sources"))
+            .unwrap()
+            .count(),
+        1,
+        "one mirror, never re-cloned"
+    );
+
+    // An invalid commit is reported and changes nothing; the next valid one deploys.
+    commit_push("services: [\n", "broken", false);
+    wait_until(
+        "the bad commit reported",
+        &agent,
+        Duration::from_secs(30),
+        || agent.log().contains("desired state not applied"),
+    );
+    assert!(runs(&v2)());
+    commit_push(&body(&v3), "v3", false);
+    wait_until("v3 deployed", &agent, Duration::from_secs(30), runs(&v3));
+
+    // A force-push is reported and not followed.
+    git(&dir, &["reset", "-q", "--hard", "HEAD~2"]);
+    commit_push(&body(&v4), "rewritten v4", true);
+    wait_until(
+        "the force-push reported",
+        &agent,
+        Duration::from_secs(30),
+        || agent.log().contains("force-pushed"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(runs(&v3)(), "a force-push was followed:\n{}", agent.log());
+    let (_, status) = http(&addr, "GET", "/status", &[], "");
+    assert!(status.contains("force-pushed"), "{status}");
+
+    // With the remote gone, drift is still corrected from the mirror, and the error shows.
+    std::fs::rename(&bare, dir.join("moved.git")).unwrap();
+    wait_until(
+        "the unreachable remote reported",
+        &agent,
+        Duration::from_secs(30),
+        || agent.log().contains("cannot fetch"),
+    );
+    docker_ok(&["stop", "-t", "1", &web]);
+    wait_until(
+        "drift corrected while the remote is down",
+        &agent,
+        Duration::from_secs(30),
+        runs(&v3),
+    );
+    assert!(metric(&addr, "dockhand_git_fetch_errors_total") >= 1.0);
+    assert!(!agent.log().contains("panicked"), "{}", agent.log());
 }

@@ -14,10 +14,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::args::{RunArgs, SourceArgs};
 use super::{quarantine_refusal, recorded_apply, revision, snapshot, PlanContext};
-use crate::daemon::http::{self, AgentState, WebhookAuth};
+use crate::daemon::http::{self, AgentState, GitState, WebhookAuth};
 use crate::daemon::{engine_events, run_loop, Backoff, Trigger};
 use crate::history::{Outcome, Store};
 use crate::plan::render;
+use crate::sources::remote::{display_url, is_remote, Remote, Synced};
 
 fn duration(flag: &str, text: &str) -> Result<Duration> {
     crate::model::duration::parse(text)
@@ -34,32 +35,62 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(signals(stop, queue.clone()));
     tokio::spawn(every(resync, queue.clone(), || Some(Trigger::Resync)));
-    let src = a.source.clone();
-    let mut last_rev = None;
-    tokio::spawn(every(poll, queue.clone(), move || {
-        // A cheap look at the source: the commit (git) or a hash of the files (directory).
-        let rev = snapshot(&src).ok().map(|s| revision(&s));
-        if rev.is_some() && rev != last_rev {
-            let changed = last_rev.is_some();
-            last_rev.clone_from(&rev);
-            return changed.then(|| Trigger::Source(rev.unwrap_or_default()));
-        }
-        None
-    }));
-    let _ = queue.send(Trigger::Startup);
-    eprintln!(
-        "dockhand agent: watching {} (poll {poll:?}, resync {resync:?}); SIGTERM stops it after the step in flight",
-        a.source.source.as_deref().unwrap_or("the current repository")
-    );
-
     let state = Arc::new(Mutex::new(AgentState {
         source: a
             .source
             .source
-            .clone()
-            .unwrap_or_else(|| "current repository".into()),
+            .as_deref()
+            .map_or_else(|| "current repository".into(), display_url),
         ..AgentState::default()
     }));
+    // A remote source is synced by the poller (and before passes an operator or a webhook
+    // asked for); passes read the mirror as synced, so drift is corrected even while the
+    // remote is unreachable.
+    let mut pass_src = a.source.clone();
+    let git = match a.source.source.as_deref().filter(|s| is_remote(s)) {
+        Some(url) => {
+            pass_src.offline = true;
+            let remote = super::remote_of(&a.source, url);
+            lock(&state).git = Some(GitState {
+                url: display_url(url),
+                branch: remote.branch.clone().unwrap_or_else(|| "(default)".into()),
+                followed: remote.followed(),
+                ..GitState::default()
+            });
+            let sync = GitSync {
+                remote,
+                busy: Arc::default(),
+                state: state.clone(),
+                reported: Arc::default(),
+            };
+            tokio::spawn(poll_remote(sync.clone(), poll, queue.clone()));
+            Some(sync)
+        }
+        None => {
+            let src = a.source.clone();
+            let mut last_rev = None;
+            tokio::spawn(every(poll, queue.clone(), move || {
+                // A cheap look at the source: the commit (git) or a hash of the files.
+                let rev = snapshot(&src).ok().map(|s| revision(&s));
+                if rev.is_some() && rev != last_rev {
+                    let changed = last_rev.is_some();
+                    last_rev.clone_from(&rev);
+                    return changed.then(|| Trigger::Source(rev.unwrap_or_default()));
+                }
+                None
+            }));
+            None
+        }
+    };
+    let _ = queue.send(Trigger::Startup);
+    eprintln!(
+        "dockhand agent: watching {} (poll {poll:?}, resync {resync:?}); SIGTERM stops it after the step in flight",
+        a.source
+            .source
+            .as_deref()
+            .map_or_else(|| "the current repository".into(), display_url)
+    );
+
     if a.listen != "off" {
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
@@ -88,15 +119,24 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         docker,
         store,
         queue: queue.clone(),
-        src: a.source.clone(),
+        src: pass_src,
         seen: Arc::default(),
         backoff: Arc::default(),
     };
     run_loop(triggers, Duration::from_millis(200), stopped, |batch| {
         let worker = worker.clone();
         let state = state.clone();
+        let git = git.clone();
         async move {
             let started = Instant::now();
+            if let Some(git) = &git {
+                let asked = batch
+                    .iter()
+                    .any(|t| matches!(t, Trigger::Startup | Trigger::Webhook | Trigger::Signal));
+                if asked {
+                    git.sync().await;
+                }
+            }
             let drift = batch
                 .iter()
                 .all(|t| matches!(t, Trigger::Engine { .. } | Trigger::Resync));
@@ -104,9 +144,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
             let why = why.into_iter().collect::<Vec<_>>().join(", ");
             tracing::info!("reconcile ({why})");
             let pass = worker.pass(&why, drift).await;
-            let mut st = state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut st = lock(&state);
             st.metrics
                 .observe_reconcile(started.elapsed().as_secs_f64());
             st.degraded.clear();
@@ -299,6 +337,96 @@ impl Worker {
                 let msg = format!("{e:#}");
                 eprintln!("error: {msg}");
                 Pass::Refused(rev, msg)
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Syncs a remote source, one sync at a time (the poller and a webhook may ask together), and
+/// reports the result in the agent's state and metrics.
+#[derive(Clone)]
+struct GitSync {
+    remote: Remote,
+    busy: Arc<Mutex<()>>,
+    state: Arc<Mutex<AgentState>>,
+    /// The last error printed, so an unreachable remote is reported once, not every poll.
+    reported: Arc<Mutex<Option<String>>>,
+}
+
+impl GitSync {
+    async fn sync(&self) -> Option<Synced> {
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _one = lock(&this.busy);
+            this.remote.sync()
+        })
+        .await;
+        let result = match result {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("git sync task failed: {e}")),
+        };
+        let mut st = lock(&self.state);
+        let mut reported = lock(&self.reported);
+        match result {
+            Ok(synced) => {
+                st.metrics.git_checks += 1;
+                if synced.received_objects > 0 {
+                    st.metrics.git_fetches += 1;
+                    st.metrics.git_objects += synced.received_objects as u64;
+                }
+                if let Some(g) = st.git.as_mut() {
+                    g.followed = Some(synced.commit.clone());
+                    g.last_check_ms = Some(crate::history::now_ms());
+                    g.error = None;
+                }
+                if reported.take().is_some() {
+                    eprintln!(
+                        "git source reachable again; following {}",
+                        &synced.commit[..12]
+                    );
+                }
+                Some(synced)
+            }
+            Err(msg) => {
+                st.metrics.git_errors += 1;
+                if let Some(g) = st.git.as_mut() {
+                    g.error = Some(msg.clone());
+                }
+                if reported.as_deref() != Some(msg.as_str()) {
+                    eprintln!("git source: {msg}");
+                    *reported = Some(msg);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Checks the remote every `period` and queues a reconcile when the followed commit moves.
+async fn poll_remote(sync: GitSync, period: Duration, queue: mpsc::UnboundedSender<Trigger>) {
+    let mut last = sync.remote.followed();
+    let mut timer = tokio::time::interval(period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The startup pass syncs; the first check is one period later.
+    timer.tick().await;
+    loop {
+        timer.tick().await;
+        if queue.is_closed() {
+            return;
+        }
+        if let Some(s) = sync.sync().await {
+            if last.as_deref() != Some(s.commit.as_str()) {
+                last = Some(s.commit.clone());
+                if queue
+                    .send(Trigger::Source(s.commit[..12].to_string()))
+                    .is_err()
+                {
+                    return;
+                }
             }
         }
     }

@@ -99,14 +99,32 @@ Examples:
     },
 }
 
+impl Command {
+    /// The source flags of the verbs that read a desired state.
+    pub fn source_mut(&mut self) -> Option<&mut SourceArgs> {
+        match self {
+            Command::Validate(s) | Command::Diff(s) | Command::Resume(s) => Some(s),
+            Command::Plan(a) => Some(&mut a.source),
+            Command::Apply(a) => Some(&mut a.source),
+            Command::Status(a) => Some(&mut a.source),
+            Command::Run(a) => Some(&mut a.source),
+            Command::Rollback(a) => Some(&mut a.source),
+            Command::History(_) | Command::Pin(_) | Command::Schema { .. } => None,
+        }
+    }
+}
+
 /// Where the desired state is read from.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
-    /// A git repository (local path or file:// URL) or a plain directory. Default: the git
-    /// repository containing the current directory, else the current directory.
+    /// A git repository (a local path, or a remote URL: https://, ssh://, git@host:path,
+    /// file://) or a plain directory. A remote is mirrored under --state-dir and its branch
+    /// (--ref, default the remote's default branch) followed fast-forward only. Default: the
+    /// git repository containing the current directory, else the current directory.
     #[arg(long, env = "DOCKHAND_SOURCE")]
     pub source: Option<String>,
-    /// Git ref to read (branch, tag or commit). Default: HEAD.
+    /// Git ref to read (branch, tag or commit; for a remote, the branch to follow, or a commit
+    /// already fetched). Default: HEAD.
     #[arg(long = "ref", env = "DOCKHAND_REF")]
     pub reference: Option<String>,
     /// Folder inside the source that holds dockhand.yaml and stacks/.
@@ -115,6 +133,24 @@ pub struct SourceArgs {
     /// Read the files on disk instead of a git commit (uncommitted edits included).
     #[arg(long, conflicts_with = "reference")]
     pub worktree: bool,
+    /// For a remote source: file holding an access token for https (sent as the password).
+    #[arg(long, env = "DOCKHAND_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<std::path::PathBuf>,
+    /// For a remote source over ssh: the private key (default: ask ssh-agent). The host key
+    /// must be in the user's ~/.ssh/known_hosts.
+    #[arg(long, env = "DOCKHAND_SSH_KEY")]
+    pub ssh_key: Option<std::path::PathBuf>,
+    /// For a remote source: follow the branch when its new head does not descend from the
+    /// commit followed before (a force-push). By default that is reported and not followed.
+    #[arg(long, env = "DOCKHAND_ALLOW_FORCE_PUSH")]
+    pub allow_force_push: bool,
+    /// Where remote sources are mirrored (set from --state-dir).
+    #[arg(skip)]
+    pub mirrors: Option<std::path::PathBuf>,
+    /// Read a remote source's mirror as last synced, without asking the remote (the agent syncs
+    /// on its own schedule).
+    #[arg(skip)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -34,7 +34,10 @@ const EXIT_CHANGES: u8 = 2;
 #[error("{0}")]
 pub struct Reported(pub String);
 
-pub async fn run(cli: args::Cli) -> Result<ExitCode> {
+pub async fn run(mut cli: args::Cli) -> Result<ExitCode> {
+    if let Some(src) = cli.command.source_mut() {
+        src.mirrors = Some(cli.state_dir.join("sources"));
+    }
     match cli.command {
         Command::Validate(src) => {
             let (snap, desired) = load(&src)?;
@@ -198,11 +201,12 @@ pub fn snapshot(src: &SourceArgs) -> Result<Snapshot> {
     let snap = match (&src.source, src.worktree) {
         (Some(s), true) => sources::from_dir(Path::new(s), &src.path)?,
         (None, true) => sources::from_dir(&sources::discover_repo(&cwd).unwrap_or(cwd), &src.path)?,
+        (Some(s), false) if sources::remote::is_remote(s) => remote_snapshot(src, s)?,
         (Some(s), false) => {
-            let path: PathBuf = sources::local_repo_path(s)?;
+            let path = PathBuf::from(s);
             if git2::Repository::open(&path).is_ok() {
                 sources::from_git(&path, src.reference.as_deref(), &src.path)?
-            } else if src.reference.is_some() || s.starts_with("file://") {
+            } else if src.reference.is_some() {
                 bail!("{s} is not a git repository, so --ref cannot be used\n  hint: point --source at a git repository, or drop --ref to read a plain directory");
             } else {
                 sources::from_dir(&path, &src.path)?
@@ -214,6 +218,72 @@ pub fn snapshot(src: &SourceArgs) -> Result<Snapshot> {
         },
     };
     Ok(snap)
+}
+
+/// The remote source behind `src`: its URL, branch, mirror and credentials.
+pub fn remote_of(src: &SourceArgs, url: &str) -> sources::remote::Remote {
+    let root = src
+        .mirrors
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::history::DEFAULT_STATE_DIR).join("sources"));
+    // A commit id in --ref (a rollback, a held revision) is read from the mirror; anything else
+    // names the branch to follow.
+    let branch = src.reference.clone().filter(|r| !looks_like_commit(r));
+    sources::remote::Remote {
+        url: url.to_string(),
+        branch,
+        mirror: sources::remote::mirror_dir(&root, url),
+        auth: sources::remote::Auth {
+            token_file: src.git_token_file.clone(),
+            ssh_key: src.ssh_key.clone(),
+        },
+        allow_force_push: src.allow_force_push,
+    }
+}
+
+fn looks_like_commit(r: &str) -> bool {
+    (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A remote source: a commit named by --ref is read from the mirror; otherwise the branch is
+/// synced (unless `offline`) and its followed commit read.
+fn remote_snapshot(src: &SourceArgs, url: &str) -> Result<Snapshot> {
+    let remote = remote_of(src, url);
+    let shown = sources::remote::display_url(url);
+    if let Some(commit) = src.reference.as_deref().filter(|r| looks_like_commit(r)) {
+        if let Ok(snap) = sources::from_git(remote.mirror(), Some(commit), &src.path) {
+            return Ok(relabel(snap, &shown));
+        }
+        if src.offline {
+            bail!("commit {commit} is not in the mirror of {shown}\n  hint: is it on the followed branch? `dockhand history` lists deployed commits");
+        }
+        remote.sync()?;
+        let snap = sources::from_git(remote.mirror(), Some(commit), &src.path)?;
+        return Ok(relabel(snap, &shown));
+    }
+    let commit = if src.offline {
+        remote
+            .followed()
+            .ok_or_else(|| sources::SourceError::NeverFetched { url: shown.clone() })?
+    } else {
+        remote.sync()?.commit
+    };
+    let snap = sources::from_git(remote.mirror(), Some(&commit), &src.path)?;
+    Ok(relabel(snap, &shown))
+}
+
+/// Names the remote, not the mirror, in a snapshot's origin.
+fn relabel(mut snap: Snapshot, url: &str) -> Snapshot {
+    if let Some(commit) = &snap.commit {
+        let at = &commit[..12.min(commit.len())];
+        let path = snap
+            .origin
+            .rsplit_once(", ")
+            .map_or("", |(_, p)| p)
+            .to_string();
+        snap.origin = format!("git {url} @ {at}, {path}");
+    }
+    snap
 }
 
 fn load(src: &SourceArgs) -> Result<(Snapshot, DesiredState)> {

@@ -18,7 +18,10 @@ use crate::spec::Desired;
 pub async fn run(a: &PinArgs) -> Result<ExitCode> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let root = match &a.source {
-        Some(s) => sources::local_repo_path(s)?,
+        Some(s) if sources::remote::is_remote(s) && !s.starts_with("file://") => bail!(
+            "pin edits files in place, so --source must be a local checkout, not {s}\n  hint: run it in your clone and commit the result"
+        ),
+        Some(s) => std::path::PathBuf::from(s.strip_prefix("file://").unwrap_or(s)),
         None => sources::discover_repo(&cwd).unwrap_or(cwd),
     };
     let snap = sources::from_dir(&root, &a.path)?;

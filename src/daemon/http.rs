@@ -35,8 +35,24 @@ pub struct AgentState {
     pub quarantined: Vec<String>,
     /// Containers whose corrections are backed off.
     pub degraded: Vec<String>,
+    /// A remote git source: what is followed and how the last check went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitState>,
     #[serde(skip)]
     pub metrics: Metrics,
+}
+
+/// The followed branch of a remote source.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GitState {
+    pub url: String,
+    pub branch: String,
+    /// The commit followed (fetched and fast-forward of the one before).
+    pub followed: Option<String>,
+    /// Unix ms of the last successful check of the remote.
+    pub last_check_ms: Option<i64>,
+    /// The last check's error (unreachable remote, refused credentials, force-push).
+    pub error: Option<String>,
 }
 
 /// Counters behind `/metrics`.
@@ -50,6 +66,12 @@ pub struct Metrics {
     /// Deploy outcomes by name (`succeeded`, `rolled-back`, …).
     pub outcomes: BTreeMap<String, u64>,
     pub source_errors: u64,
+    /// Remote checks (one round trip each), fetches that moved objects, objects received, and
+    /// checks or fetches that failed.
+    pub git_checks: u64,
+    pub git_fetches: u64,
+    pub git_objects: u64,
+    pub git_errors: u64,
 }
 
 pub const BUCKETS: [f64; 8] = [0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0];
@@ -83,6 +105,10 @@ pub fn metrics_text(state: &AgentState) -> String {
     for (outcome, n) in &m.outcomes {
         out += &format!("dockhand_deploys_total{{outcome=\"{outcome}\"}} {n}\n");
     }
+    out += &format!("# HELP dockhand_git_checks_total Branch-head checks of a remote source (one round trip, no objects).\n# TYPE dockhand_git_checks_total counter\ndockhand_git_checks_total {}\n", m.git_checks);
+    out += &format!("# HELP dockhand_git_fetches_total Fetches that transferred objects.\n# TYPE dockhand_git_fetches_total counter\ndockhand_git_fetches_total {}\n", m.git_fetches);
+    out += &format!("# HELP dockhand_git_fetched_objects_total Objects received from the remote.\n# TYPE dockhand_git_fetched_objects_total counter\ndockhand_git_fetched_objects_total {}\n", m.git_objects);
+    out += &format!("# HELP dockhand_git_fetch_errors_total Checks or fetches of the remote that failed (unreachable, refused, force-pushed).\n# TYPE dockhand_git_fetch_errors_total counter\ndockhand_git_fetch_errors_total {}\n", m.git_errors);
     out += &format!("# HELP dockhand_source_errors_total Reconciles that could not read or validate the desired state.\n# TYPE dockhand_source_errors_total counter\ndockhand_source_errors_total {}\n", m.source_errors);
     out += &format!(
         "# HELP dockhand_last_sync_timestamp_seconds When the host was last found or made in sync.\n# TYPE dockhand_last_sync_timestamp_seconds gauge\ndockhand_last_sync_timestamp_seconds {}\n",
@@ -242,7 +268,7 @@ async fn handle(
                 "no webhook secret configured (--webhook-secret-file)\n".into(),
             ),
             Some(auth) if authorized(auth, &head.headers, &body) => {
-                let _ = queue.send(Trigger::Source("webhook".into()));
+                let _ = queue.send(Trigger::Webhook);
                 (202, "text/plain", "queued\n".into())
             }
             Some(_) => {

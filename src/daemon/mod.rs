@@ -37,6 +37,8 @@ pub enum Trigger {
     },
     /// SIGHUP.
     Signal,
+    /// A signed push event on the webhook: the source is synced before the pass.
+    Webhook,
 }
 
 impl Trigger {
@@ -47,6 +49,7 @@ impl Trigger {
             Trigger::Source(what) => format!("source: {what}"),
             Trigger::Engine { container, action } => format!("engine: {container} {action}"),
             Trigger::Signal => "signal".into(),
+            Trigger::Webhook => "webhook".into(),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::load::{is_desired_state_file, SourceFile};
 
+pub mod remote;
+
 /// The files of a desired state and where they came from.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -40,8 +42,19 @@ pub enum SourceError {
         commit: String,
         path: String,
     },
-    #[error("remote git URLs ({0}) are not supported yet\n  hint: clone it and pass the local path, or use a file:// URL")]
-    Remote(String),
+    #[error("cannot fetch from {url}: {message}\n  hint: check the URL, the network, and the credentials (--git-token-file for https, --ssh-key or ssh-agent for ssh); what runs keeps running")]
+    Fetch { url: String, message: String },
+    #[error("branch `{branch}` does not exist in {url}\n  hint: set --ref to a branch the remote has (`git ls-remote --heads {url}` lists them)")]
+    NoBranch { url: String, branch: String },
+    #[error("{branch} of {url} was force-pushed: its head {} does not descend from {}, the commit dockhand follows; it keeps deploying {}\n  hint: if the rewrite is intended, pass --allow-force-push (DOCKHAND_ALLOW_FORCE_PUSH=true) to follow it", short(head), short(followed), short(followed))]
+    ForcePush {
+        url: String,
+        branch: String,
+        followed: String,
+        head: String,
+    },
+    #[error("{url} has not been fetched yet, and the remote could not be reached\n  hint: check the network and credentials, then run again")]
+    NeverFetched { url: String },
     #[error("git error reading {location}: {message}")]
     Git { location: String, message: String },
 }
@@ -97,17 +110,8 @@ pub fn from_dir(root: &Path, path: &str) -> Result<Snapshot, SourceError> {
     })
 }
 
-/// Resolves `--source` into a local repository path: a path, or a `file://` URL.
-pub fn local_repo_path(source: &str) -> Result<PathBuf, SourceError> {
-    if let Some(rest) = source.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
-    }
-    if source.contains("://")
-        || (source.contains('@') && source.contains(':') && !Path::new(source).exists())
-    {
-        return Err(SourceError::Remote(source.to_string()));
-    }
-    Ok(PathBuf::from(source))
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 /// Reads `path` from the tree of `reference` (default `HEAD`) in the repository at `repo`.

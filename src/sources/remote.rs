@@ -1,0 +1,352 @@
+//! A remote git source (`https://`, `ssh://`, `user@host:path` or `file://`), kept as a bare
+//! mirror under the state directory. Nothing is ever re-cloned: a sync asks the remote for the
+//! branch head first (one round trip, no objects), fetches only when that head is not already
+//! in the mirror, and follows it only as a fast-forward of what was followed before, unless
+//! force-pushes are allowed. What was followed is the ref `refs/dockhand/followed/<branch>`,
+//! so every reader (the agent's passes, `plan`, `rollback`) can read it without the network.
+//!
+//! Edge module: git2 network and object-database I/O.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use git2::{CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+use super::SourceError;
+
+/// The branch key used when `--ref` is not given: the remote's default branch.
+const DEFAULT_BRANCH: &str = "HEAD";
+
+/// How to authenticate to the remote. Secrets are read from files, never from flags, so they
+/// do not show in `ps` or shell history.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// File holding an access token, sent as the password of HTTP basic auth.
+    pub token_file: Option<PathBuf>,
+    /// Private key for ssh; without it the ssh agent (`SSH_AUTH_SOCK`) is asked.
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// A remote source and its mirror.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    /// Branch to follow; `None` follows the remote's default branch.
+    pub branch: Option<String>,
+    pub mirror: PathBuf,
+    pub auth: Auth,
+    /// Follow a branch whose new head does not descend from the one followed before.
+    pub allow_force_push: bool,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    /// The commit now followed.
+    pub commit: String,
+    /// The commit followed before, when the head moved.
+    pub moved_from: Option<String>,
+    /// Objects received; 0 when the head had not moved or was already in the mirror.
+    pub received_objects: usize,
+    pub received_bytes: usize,
+}
+
+/// Whether `source` names a remote repository (anything git would fetch over a transport).
+pub fn is_remote(source: &str) -> bool {
+    if source.contains("://") {
+        return true;
+    }
+    // scp-like `git@host:path`; a local path with a colon and an @ that exists stays local.
+    source.contains('@') && source.contains(':') && !Path::new(source).exists()
+}
+
+/// `url` with any password or token in its user part replaced, for messages and records.
+pub fn display_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Where the mirror of `url` lives under `root`: a readable name plus a hash, so two URLs never
+/// share a mirror.
+pub fn mirror_dir(root: &Path, url: &str) -> PathBuf {
+    let hash = crate::spec::sha256_hex(url.as_bytes());
+    let tail: String = url
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    root.join(format!("{tail}-{}.git", &hash[..12]))
+}
+
+/// Decides whether a new head may be followed. Pure, so the rule is tested without git.
+pub fn follow_decision(
+    followed: Option<Oid>,
+    head: Oid,
+    descends: bool,
+    allow_force_push: bool,
+) -> Follow {
+    match followed {
+        None => Follow::First,
+        Some(old) if old == head => Follow::Same,
+        Some(_) if descends => Follow::FastForward,
+        Some(_) if allow_force_push => Follow::Forced,
+        Some(_) => Follow::Refused,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    First,
+    Same,
+    FastForward,
+    Forced,
+    Refused,
+}
+
+impl Remote {
+    fn key(&self) -> &str {
+        self.branch.as_deref().unwrap_or(DEFAULT_BRANCH)
+    }
+
+    fn followed_ref(&self) -> String {
+        format!("refs/dockhand/followed/{}", self.key())
+    }
+
+    fn err(&self, e: &git2::Error) -> SourceError {
+        SourceError::Fetch {
+            url: display_url(&self.url),
+            message: e.message().to_string(),
+        }
+    }
+
+    fn open(&self) -> Result<Repository, SourceError> {
+        if let Ok(r) = Repository::open_bare(&self.mirror) {
+            return Ok(r);
+        }
+        std::fs::create_dir_all(&self.mirror).map_err(|source| SourceError::Dir {
+            path: self.mirror.clone(),
+            source,
+        })?;
+        Repository::init_bare(&self.mirror).map_err(|e| SourceError::Open {
+            location: self.mirror.display().to_string(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// The commit last followed, read from the mirror without the network.
+    pub fn followed(&self) -> Option<String> {
+        let r = Repository::open_bare(&self.mirror).ok()?;
+        r.refname_to_id(&self.followed_ref())
+            .ok()
+            .map(|o| o.to_string())
+    }
+
+    /// The mirror's path, for reading commits from it.
+    pub fn mirror(&self) -> &Path {
+        &self.mirror
+    }
+
+    /// Asks the remote where the branch is (the cheap check), fetches only when needed, and
+    /// moves the followed ref if the new head may be followed.
+    pub fn sync(&self) -> Result<Synced, SourceError> {
+        let repo = self.open()?;
+        let tries = Cell::new(0);
+        let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.err(&e))?;
+        let (refname, head) = {
+            let conn = remote
+                .connect_auth(Direction::Fetch, Some(callbacks(&self.auth, &tries)), None)
+                .map_err(|e| self.err(&e))?;
+            let heads = conn.list().map_err(|e| self.err(&e))?;
+            let wanted = match &self.branch {
+                Some(b) => format!("refs/heads/{b}"),
+                None => heads
+                    .iter()
+                    .find(|h| h.name() == "HEAD")
+                    .and_then(|h| h.symref_target().map(str::to_string))
+                    .unwrap_or_else(|| "refs/heads/main".to_string()),
+            };
+            let head = heads
+                .iter()
+                .find(|h| h.name() == wanted)
+                .map(git2::RemoteHead::oid)
+                .ok_or_else(|| SourceError::NoBranch {
+                    url: display_url(&self.url),
+                    branch: wanted.trim_start_matches("refs/heads/").to_string(),
+                })?;
+            (wanted, head)
+        };
+        let followed = repo.refname_to_id(&self.followed_ref()).ok();
+        let (mut objects, mut bytes) = (0, 0);
+        if followed != Some(head) && repo.find_commit(head).is_err() {
+            let spec = format!("+{refname}:refs/dockhand/fetched/{}", self.key());
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(callbacks(&self.auth, &tries));
+            opts.download_tags(git2::AutotagOption::None);
+            remote
+                .fetch(&[spec.as_str()], Some(&mut opts), None)
+                .map_err(|e| self.err(&e))?;
+            let stats = remote.stats();
+            objects = stats.received_objects();
+            bytes = stats.received_bytes();
+            tracing::info!(
+                "fetched {} from {}: {objects} objects, {bytes} bytes",
+                &head.to_string()[..12],
+                display_url(&self.url)
+            );
+        }
+        let descends = match followed {
+            Some(old) if old != head => repo
+                .graph_descendant_of(head, old)
+                .map_err(|e| self.err(&e))?,
+            _ => false,
+        };
+        let decision = follow_decision(followed, head, descends, self.allow_force_push);
+        let branch = refname.trim_start_matches("refs/heads/").to_string();
+        match decision {
+            Follow::Same => {}
+            Follow::Refused => {
+                return Err(SourceError::ForcePush {
+                    url: display_url(&self.url),
+                    branch,
+                    followed: followed.map(|o| o.to_string()).unwrap_or_default(),
+                    head: head.to_string(),
+                })
+            }
+            Follow::Forced => tracing::warn!(
+                "{branch} of {} was force-pushed: following {} (was {})",
+                display_url(&self.url),
+                &head.to_string()[..12],
+                followed
+                    .map(|o| o.to_string()[..12].to_string())
+                    .unwrap_or_default()
+            ),
+            Follow::First | Follow::FastForward => {}
+        }
+        if decision != Follow::Same {
+            repo.reference(&self.followed_ref(), head, true, "dockhand: follow")
+                .map_err(|e| self.err(&e))?;
+        }
+        Ok(Synced {
+            commit: head.to_string(),
+            moved_from: followed.filter(|o| *o != head).map(|o| o.to_string()),
+            received_objects: objects,
+            received_bytes: bytes,
+        })
+    }
+}
+
+/// Credentials for libgit2, which asks again after each refusal: a bounded number of tries turns
+/// a wrong token into an error instead of a loop.
+fn callbacks<'a>(auth: &'a Auth, tries: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(move |_url, user, allowed| {
+        tries.set(tries.get() + 1);
+        if tries.get() > 3 {
+            return Err(git2::Error::from_str(
+                "authentication failed: the remote refused the credentials (check the token or key, and that it may read the repository)",
+            ));
+        }
+        if allowed.contains(CredentialType::USERNAME) {
+            return git2::Cred::username(user.unwrap_or("git"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            let user = user.unwrap_or("git");
+            return match &auth.ssh_key {
+                Some(key) => git2::Cred::ssh_key(user, None, key, None),
+                None => git2::Cred::ssh_key_from_agent(user),
+            };
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(file) = &auth.token_file {
+                let token = std::fs::read_to_string(file).map_err(|e| {
+                    git2::Error::from_str(&format!(
+                        "cannot read the git token file {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                // GitHub takes any user name with a token; GitLab wants `oauth2` or the
+                // token's user, which a URL's user part can give.
+                return git2::Cred::userpass_plaintext(
+                    user.unwrap_or("x-access-token"),
+                    token.trim(),
+                );
+            }
+        }
+        Err(git2::Error::from_str(
+            "the remote asks for credentials: pass --git-token-file (https) or --ssh-key (ssh, or load the key into ssh-agent)",
+        ))
+    });
+    cb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_urls_are_told_from_paths() {
+        assert!(is_remote("https://example.com/ops/desired.git"));
+        assert!(is_remote("ssh://git@example.com/ops/desired.git"));
+        assert!(is_remote("git@example.com:ops/desired.git"));
+        assert!(is_remote("file:///srv/desired.git"));
+        assert!(!is_remote("/srv/desired"));
+        assert!(!is_remote("desired-state"));
+    }
+
+    #[test]
+    fn tokens_in_urls_are_hidden() {
+        assert_eq!(
+            display_url("https://bot:s3cret@example.com/a.git"),
+            "https://bot:***@example.com/a.git"
+        );
+        assert_eq!(
+            display_url("https://bot@example.com/a.git"),
+            "https://bot@example.com/a.git"
+        );
+        assert_eq!(display_url("git@h:a.git"), "git@h:a.git");
+    }
+
+    #[test]
+    fn mirrors_are_named_after_the_repository_and_never_shared() {
+        let a = mirror_dir(Path::new("/s"), "https://h/ops/desired.git");
+        let b = mirror_dir(Path::new("/s"), "https://other/ops/desired.git");
+        assert!(a.to_string_lossy().starts_with("/s/desired-"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_fast_forwards_are_followed_unless_allowed() {
+        let (a, b) = (
+            Oid::from_bytes(&[1; 20]).unwrap(),
+            Oid::from_bytes(&[2; 20]).unwrap(),
+        );
+        assert_eq!(follow_decision(None, a, false, false), Follow::First);
+        assert_eq!(follow_decision(Some(a), a, false, false), Follow::Same);
+        assert_eq!(
+            follow_decision(Some(a), b, true, false),
+            Follow::FastForward
+        );
+        assert_eq!(follow_decision(Some(a), b, false, false), Follow::Refused);
+        assert_eq!(follow_decision(Some(a), b, false, true), Follow::Forced);
+    }
+}

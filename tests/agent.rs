@@ -17,10 +17,6 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(s: &Stack) -> Agent {
-        Agent::start_with(s, &["--poll", "1s", "--listen", "127.0.0.1:0"])
-    }
-
     fn start_with(s: &Stack, extra: &[&str]) -> Agent {
         let mut args = vec!["run", "--resync", "60s"];
         args.extend_from_slice(extra);
@@ -53,6 +49,18 @@ impl Agent {
             }
         });
         Agent { child, lines }
+    }
+
+    /// Sends SIGTERM and waits: the agent must exit 0.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}\n{}", self.log());
     }
 
     fn log(&self) -> String {
@@ -127,6 +135,16 @@ fn inspect(name: &str, format: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// A check that `container` runs `image` (matched by its digest).
+fn runs_image(container: &str, image: &str) -> impl Fn() -> bool {
+    let digest = image.split_once('@').unwrap().1.to_string();
+    let container = container.to_string();
+    move || {
+        inspect(&container, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest))
+            && inspect(&container, "{{.State.Running}}").as_deref() == Some("true")
+    }
+}
+
 /// Waits until `check` holds; returns how long it took.
 fn wait_until(what: &str, agent: &Agent, within: Duration, check: impl Fn() -> bool) -> Duration {
     let started = Instant::now();
@@ -149,7 +167,8 @@ fn agent_corrects_drift_follows_edits_refuses_bad_ones_and_stops_cleanly() {
     let body =
         |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
     s.write(&body(&v1));
-    let agent = Agent::start(&s);
+    // The poll is a minute away: edits can only come in through the file watch.
+    let agent = Agent::start_with(&s, &["--poll", "60s", "--listen", "127.0.0.1:0"]);
     let running = || inspect(&web, "{{.State.Running}}").as_deref() == Some("true");
     wait_until(
         "first convergence",
@@ -213,18 +232,11 @@ fn agent_corrects_drift_follows_edits_refuses_bad_ones_and_stops_cleanly() {
         Duration::from_secs(60),
         || running() && inspect(&web, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest)),
     );
-    eprintln!("edit converged in {took:?} (poll 1s)");
+    eprintln!("edit converged in {took:?} (file watch, poll 60s)");
 
     // SIGTERM: the agent exits 0 and leaves the service serving.
-    let pid = agent.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
     let mut agent = agent;
-    let status = agent.child.wait().unwrap();
-    assert!(status.success(), "{status:?}\n{}", agent.log());
+    agent.terminate();
     assert!(
         agent.log().contains("dockhand agent: stopped"),
         "{}",
@@ -248,6 +260,70 @@ fn agent_corrects_drift_follows_edits_refuses_bad_ones_and_stops_cleanly() {
         triggers.iter().all(|t| t.starts_with("agent (")),
         "{triggers:?}"
     );
+    assert!(
+        triggers.iter().any(|t| t.contains("file change")),
+        "{triggers:?}"
+    );
+}
+
+#[test]
+fn sigterm_during_an_apply_leaves_a_serving_container_and_a_restart_converges() {
+    let s = Stack::new("sigterm");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    let web = s.container("web");
+    // v2's release runs a slow step after its container starts, so SIGTERM lands mid-apply.
+    let body = |img: &str, hook: bool| {
+        let hooks = if hook {
+            "    hooks:\n      after_start:\n        - [sh, -c, 'sleep 3; echo warmed']\n"
+        } else {
+            ""
+        };
+        format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n{hooks}")
+    };
+    s.write(&body(&v1, false));
+    let agent = Agent::start_with(&s, &["--poll", "60s", "--listen", "off"]);
+    wait_until(
+        "v1 deployed",
+        &agent,
+        Duration::from_secs(60),
+        runs_image(&web, &v1),
+    );
+
+    s.write(&body(&v2, true));
+    wait_until(
+        "the slow step started",
+        &agent,
+        Duration::from_secs(30),
+        || agent.log().contains("hook after_start"),
+    );
+    let sent = Instant::now();
+    let mut agent = agent;
+    agent.terminate();
+    eprintln!("SIGTERM mid-apply: exited after {:?}", sent.elapsed());
+    let log = agent.log();
+    assert!(log.contains("stopping after the step in flight"), "{log}");
+    assert!(
+        inspect(&web, "{{.State.Running}}").as_deref() == Some("true"),
+        "no serving container after SIGTERM:\n{log}"
+    );
+    let h = s.dockhand(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(
+        v[0]["outcome"], "succeeded",
+        "the release in flight was finished: {v:#}"
+    );
+
+    // A restarted agent finds the host converged.
+    let again = Agent::start_with(&s, &["--poll", "60s", "--listen", "127.0.0.1:0"]);
+    let addr = again.addr();
+    wait_until("restart converges", &again, Duration::from_secs(30), || {
+        http(&addr, "GET", "/status", &[], "")
+            .1
+            .contains("\"in_sync\": true")
+    });
+    assert!(runs_image(&web, &v2)());
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
 }
 
 #[test]
@@ -288,22 +364,28 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     let web = s.container("web");
     let body =
         |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
-    s.write(&body(&v1));
+    let url = origin(s.path());
+    push(&s, &body(&v1), "v1", false);
     let secret = s.path().join("webhook.secret");
     std::fs::write(&secret, "hunter2-webhook\n").unwrap();
     let secret_arg = secret.to_string_lossy().to_string();
-    // The poll is far away: only the webhook can bring the edit in quickly.
-    let agent = Agent::start_with(
-        &s,
-        &[
-            "--poll",
-            "10m",
-            "--listen",
-            "127.0.0.1:0",
-            "--webhook-secret-file",
-            &secret_arg,
-        ],
-    );
+    let state = s.state_dir().to_string_lossy().to_string();
+    // The poll is far away: only the webhook can bring the push in quickly.
+    let agent = Agent::spawn(&[
+        "run",
+        "--source",
+        &url,
+        "--path",
+        ".",
+        "--state-dir",
+        &state,
+        "--poll",
+        "10m",
+        "--listen",
+        "127.0.0.1:0",
+        "--webhook-secret-file",
+        &secret_arg,
+    ]);
     let running = || inspect(&web, "{{.State.Running}}").as_deref() == Some("true");
     wait_until(
         "first convergence",
@@ -313,11 +395,8 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     );
     let addr = agent.addr();
     let id = inspect(&web, "{{.Id}}").unwrap();
-    // Let the pass that the first apply's own events queued go by: every pass reads the
-    // source afresh (level-triggered), so an edit made before it would be applied by it.
-    std::thread::sleep(Duration::from_secs(2));
 
-    s.write(&body(&v2));
+    push(&s, &body(&v2), "v2", false);
     let payload = r#"{"ref":"refs/heads/main"}"#;
     let (code, _) = http(
         &addr,
@@ -410,14 +489,7 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         "--listen",
         "off",
     ]);
-    let runs = |img: &str| {
-        let digest = img.split_once('@').unwrap().1.to_string();
-        let web = web.clone();
-        move || {
-            inspect(&web, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest))
-                && inspect(&web, "{{.State.Running}}").as_deref() == Some("true")
-        }
-    };
+    let runs = |img: &str| runs_image(&web, img);
     wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
     commit(&v2, "v2");
     wait_until("v2 deployed", &agent, Duration::from_secs(60), runs(&v2));
@@ -534,6 +606,29 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
     );
 }
 
+/// Makes the stack's folder a git repository whose `origin` is a bare repository beside it,
+/// as a hosted remote would be; returns the remote's file:// URL.
+fn origin(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\nmoved.git/\n").unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    let bare = dir.join("remote.git");
+    git(dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
+    format!("file://{}", bare.display())
+}
+
+/// Writes the stack file, commits it and pushes to `origin` (forced when asked).
+fn push(s: &Stack, text: &str, msg: &str, force: bool) {
+    s.write(text);
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", msg]);
+    let mut args = vec!["push", "-q", "origin", "main"];
+    if force {
+        args.insert(1, "--force");
+    }
+    git(s.path(), &args);
+}
+
 /// The value of an unlabelled counter or gauge in the agent's /metrics.
 fn metric(addr: &str, name: &str) -> f64 {
     let (code, text) = http(addr, "GET", "/metrics", &[], "");
@@ -553,22 +648,9 @@ fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
     let bare = dir.join("remote.git");
     let body =
         |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
-    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\nmoved.git/\n").unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    git(&dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
-    git(&dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
-    let commit_push = |text: &str, msg: &str, force: bool| {
-        s.write(text);
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", msg]);
-        let mut push = vec!["push", "-q", "origin", "main"];
-        if force {
-            push.insert(1, "--force");
-        }
-        git(&dir, &push);
-    };
+    let url = origin(&dir);
+    let commit_push = |text: &str, msg: &str, force: bool| push(&s, text, msg, force);
     commit_push(&body(&v1), "v1", false);
-    let url = format!("file://{}", bare.display());
     let state = s.state_dir().to_string_lossy().to_string();
     let agent = Agent::spawn(&[
         "run",
@@ -588,14 +670,7 @@ fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
         "127.0.0.1:0",
     ]);
     let addr = agent.addr();
-    let runs = |img: &str| {
-        let digest = img.split_once('@').unwrap().1.to_string();
-        let web = web.clone();
-        move || {
-            inspect(&web, "{{.Config.Image}}").is_some_and(|i| i.ends_with(&digest))
-                && inspect(&web, "{{.State.Running}}").as_deref() == Some("true")
-        }
-    };
+    let runs = |img: &str| runs_image(&web, img);
     wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
 
     // A push converges within a poll plus the apply.
@@ -675,4 +750,58 @@ fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
     );
     assert!(metric(&addr, "dockhand_git_fetch_errors_total") >= 1.0);
     assert!(!agent.log().contains("panicked"), "{}", agent.log());
+}
+
+#[test]
+fn a_stack_that_only_reports_drift_is_left_alone_until_the_next_deploy() {
+    let s = Stack::new("report");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    let web = s.container("web");
+    let body = |img: &str| {
+        format!("drift: report\nservices:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n")
+    };
+    s.write(&body(&v1));
+    let agent = Agent::start_with(&s, &["--poll", "60s", "--listen", "127.0.0.1:0"]);
+    let addr = agent.addr();
+    wait_until(
+        "v1 deployed",
+        &agent,
+        Duration::from_secs(60),
+        runs_image(&web, &v1),
+    );
+
+    docker_ok(&["stop", "-t", "1", &web]);
+    wait_until(
+        "the drift reported",
+        &agent,
+        Duration::from_secs(15),
+        || agent.log().contains("drift reported, not corrected"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        inspect(&web, "{{.State.Running}}").as_deref(),
+        Some("false"),
+        "drift: report corrected the container:\n{}",
+        agent.log()
+    );
+    let (_, status) = http(&addr, "GET", "/status", &[], "");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["drift_reported"][0], web.as_str(), "{status:#}");
+    assert_eq!(status["in_sync"], false, "{status:#}");
+    assert_eq!(metric(&addr, "dockhand_drift_reported"), 1.0);
+
+    // A deploy (here an edit) converges the whole stack again.
+    s.write(&body(&v2));
+    wait_until(
+        "v2 deployed",
+        &agent,
+        Duration::from_secs(30),
+        runs_image(&web, &v2),
+    );
+    wait_until(
+        "nothing left to report",
+        &agent,
+        Duration::from_secs(10),
+        || metric(&addr, "dockhand_drift_reported") == 0.0,
+    );
 }

@@ -255,6 +255,26 @@ fn guarded_release_cases() {
 }
 
 #[test]
+fn stacks_that_only_report_drift_are_split_off_whole() {
+    let other = "stack: other\nservices:\n  job:\n    image: r/o:1@".to_string() + A + "\n";
+    let d = desired(&[&shop(A, "x"), &other]);
+    let mut host = converged(&d);
+    host.managed
+        .retain(|c| c.name != "shop-api" && c.name != "other-job");
+    let mut p = plan(&d, &host);
+    let held = p.split_off_stacks(&["shop".to_string()].into_iter().collect());
+    let held: Vec<_> = held.iter().filter_map(|a| a.container()).collect();
+    assert_eq!(held, ["shop-api"]);
+    let kept: Vec<_> = p.actions.iter().map(|a| a.stack()).collect();
+    assert_eq!(kept, ["other"]);
+    assert!(
+        p.notes.keys().all(|k| !k.starts_with("shop-")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
 fn secrets_never_appear_in_any_rendering() {
     let host = converged(&desired(&[&shop(A, "s3cret-one")]));
     let p = plan(&desired(&[&shop(A, "s3cret-two")]), &host);

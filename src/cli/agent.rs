@@ -17,6 +17,7 @@ use super::{quarantine_refusal, recorded_apply, revision, snapshot, PlanContext}
 use crate::daemon::http::{self, AgentState, GitState, WebhookAuth};
 use crate::daemon::{engine_events, run_loop, Backoff, Trigger};
 use crate::history::{Outcome, Store};
+use crate::model::DriftPolicy;
 use crate::plan::render;
 use crate::sources::remote::{display_url, is_remote, Remote, Synced};
 
@@ -47,6 +48,8 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
     // asked for); passes read the mirror as synced, so drift is corrected even while the
     // remote is unreachable.
     let mut pass_src = a.source.clone();
+    // Kept alive for the agent's lifetime: dropping it stops the watch.
+    let mut watcher = None;
     let git = match a.source.source.as_deref().filter(|s| is_remote(s)) {
         Some(url) => {
             pass_src.offline = true;
@@ -67,6 +70,12 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
             Some(sync)
         }
         None => {
+            if let Some(dir) = super::files_dir(&a.source) {
+                watcher = Some(
+                    watch_files(&dir, queue.clone())
+                        .with_context(|| format!("watching {} for edits", dir.display()))?,
+                );
+            }
             let src = a.source.clone();
             let mut last_rev = None;
             tokio::spawn(every(poll, queue.clone(), move || {
@@ -122,6 +131,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         src: pass_src,
         seen: Arc::default(),
         backoff: Arc::default(),
+        state: state.clone(),
     };
     run_loop(triggers, Duration::from_millis(200), stopped, |batch| {
         let worker = worker.clone();
@@ -156,7 +166,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
                 }
                 Pass::InSync(rev) => {
                     st.revision = Some(rev);
-                    st.in_sync = true;
+                    st.in_sync = st.drift_reported.is_empty();
                     st.last_sync_ms = Some(crate::history::now_ms());
                 }
                 Pass::Refused(rev, why) => {
@@ -194,6 +204,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         }
     })
     .await;
+    drop(watcher);
     eprintln!("dockhand agent: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -220,6 +231,7 @@ struct Worker {
     /// The project whose events are watched, and the quarantined revisions already reported.
     seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>>,
     backoff: Arc<Mutex<Backoff>>,
+    state: Arc<Mutex<AgentState>>,
 }
 
 impl Worker {
@@ -255,6 +267,35 @@ impl Worker {
                 ctx.desired.project.clone(),
                 self.queue.clone(),
             ));
+        }
+        // Stacks with `drift: report` are left alone by drift-only passes: their changes are
+        // reported, and applied by the next deploy.
+        let mut ctx = ctx;
+        let report_only: BTreeSet<String> = ctx
+            .state
+            .stacks
+            .iter()
+            .filter(|s| s.spec.drift == DriftPolicy::Report)
+            .map(|s| s.name().to_string())
+            .collect();
+        let held = if drift && !report_only.is_empty() {
+            ctx.plan.split_off_stacks(&report_only)
+        } else {
+            Vec::new()
+        };
+        let drifted: Vec<String> = held
+            .iter()
+            .filter_map(|a| a.container().map(str::to_string))
+            .collect();
+        {
+            let mut st = lock(&self.state);
+            if !drifted.is_empty() && st.drift_reported != drifted {
+                eprintln!(
+                    "drift reported, not corrected (drift: report): {}\n  hint: `dockhand plan` shows the changes; `dockhand apply` or the next deploy puts them back",
+                    drifted.join(", ")
+                );
+            }
+            st.drift_reported = drifted;
         }
         if ctx.plan.is_empty() {
             return Pass::InSync(rev);
@@ -430,6 +471,44 @@ async fn poll_remote(sync: GitSync, period: Duration, queue: mpsc::UnboundedSend
             }
         }
     }
+}
+
+/// Watches a plain desired-state folder (dockhand.yaml and stacks/) and queues a reconcile on
+/// every edit; the loop's debounce gathers an editor's burst of writes into one pass, and a
+/// half-written file fails validation, is reported, and waits for the next write. The poll
+/// stays on as a fallback for file systems without inotify (network mounts).
+fn watch_files(
+    dir: &Path,
+    queue: mpsc::UnboundedSender<Trigger>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let in_stacks = p
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|d| d == crate::load::STACKS_DIR);
+            name == crate::load::REPO_FILE
+                || (in_stacks && crate::load::is_desired_state_file(&format!("stacks/{name}")))
+                || name == crate::load::STACKS_DIR
+        });
+        if relevant {
+            let _ = queue.send(Trigger::Source("file change".into()));
+        }
+    })?;
+    // Not recursive: only these two folders hold desired state, and a state directory kept
+    // inside the source must not wake the agent on its own writes.
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    let stacks = dir.join(crate::load::STACKS_DIR);
+    if stacks.is_dir() {
+        watcher.watch(&stacks, RecursiveMode::NonRecursive)?;
+    }
+    Ok(watcher)
 }
 
 /// Sends what `tick` returns every `period` until the queue is gone.

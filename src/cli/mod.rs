@@ -220,6 +220,22 @@ pub fn snapshot(src: &SourceArgs) -> Result<Snapshot> {
     Ok(snap)
 }
 
+/// The folder holding dockhand.yaml when `src` reads plain files (a directory, or --worktree);
+/// `None` for a git commit.
+pub fn files_dir(src: &SourceArgs) -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let root = match (&src.source, src.worktree) {
+        (Some(s), true) => PathBuf::from(s),
+        (None, true) => sources::discover_repo(&cwd).unwrap_or(cwd),
+        (Some(s), false) if sources::remote::is_remote(s) => return None,
+        (Some(s), false) if git2::Repository::open(s).is_ok() => return None,
+        (Some(s), false) => PathBuf::from(s),
+        (None, false) if sources::discover_repo(&cwd).is_some() => return None,
+        (None, false) => cwd,
+    };
+    Some(root.join(&src.path))
+}
+
 /// The remote source behind `src`: its URL, branch, mirror and credentials.
 pub fn remote_of(src: &SourceArgs, url: &str) -> sources::remote::Remote {
     let root = src

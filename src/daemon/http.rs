@@ -35,6 +35,8 @@ pub struct AgentState {
     pub quarantined: Vec<String>,
     /// Containers whose corrections are backed off.
     pub degraded: Vec<String>,
+    /// Containers of `drift: report` stacks that differ from the desired state.
+    pub drift_reported: Vec<String>,
     /// A remote git source: what is followed and how the last check went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<GitState>,
@@ -105,6 +107,7 @@ pub fn metrics_text(state: &AgentState) -> String {
     for (outcome, n) in &m.outcomes {
         out += &format!("dockhand_deploys_total{{outcome=\"{outcome}\"}} {n}\n");
     }
+    out += &format!("# HELP dockhand_drift_reported Containers of `drift: report` stacks that differ from the desired state.\n# TYPE dockhand_drift_reported gauge\ndockhand_drift_reported {}\n", state.drift_reported.len());
     out += &format!("# HELP dockhand_git_checks_total Branch-head checks of a remote source (one round trip, no objects).\n# TYPE dockhand_git_checks_total counter\ndockhand_git_checks_total {}\n", m.git_checks);
     out += &format!("# HELP dockhand_git_fetches_total Fetches that transferred objects.\n# TYPE dockhand_git_fetches_total counter\ndockhand_git_fetches_total {}\n", m.git_fetches);
     out += &format!("# HELP dockhand_git_fetched_objects_total Objects received from the remote.\n# TYPE dockhand_git_fetched_objects_total counter\ndockhand_git_fetched_objects_total {}\n", m.git_objects);

@@ -161,6 +161,19 @@ pub struct StackFile {
     #[schemars(extend("propertyNames" = {"pattern": "^[a-z0-9][a-z0-9_.-]*$"}))]
     #[serde(deserialize_with = "checked::named_map")]
     pub services: BTreeMap<String, Service>,
+    /// What the agent does when this stack's containers are changed by hand (stopped,
+    /// removed, replaced): `correct` puts them back (default); `report` only reports the drift
+    /// (status, logs, metrics) and leaves the host alone until the next deploy.
+    #[serde(default)]
+    pub drift: DriftPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftPolicy {
+    #[default]
+    Correct,
+    Report,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]

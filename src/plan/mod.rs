@@ -176,6 +176,23 @@ impl Plan {
         self.actions.is_empty() && self.conflicts.is_empty()
     }
 
+    /// Takes the actions of `stacks` out of the plan (stacks whose drift is only reported);
+    /// returns them. Stacks never depend on each other, so what stays is a whole plan.
+    pub fn split_off_stacks(&mut self, stacks: &BTreeSet<String>) -> Vec<Action> {
+        let (held, kept) = std::mem::take(&mut self.actions)
+            .into_iter()
+            .partition(|a| stacks.contains(a.stack()));
+        self.actions = kept;
+        self.conflicts.retain(|c| !stacks.contains(&c.stack));
+        let held: Vec<Action> = held;
+        for a in &held {
+            if let Some(c) = a.container() {
+                self.notes.remove(c);
+            }
+        }
+        held
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
         for a in &self.actions {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::args::{RunArgs, SourceArgs};
 use super::{quarantine_refusal, recorded_apply, revision, snapshot, PlanContext};
 use crate::daemon::http::{self, AgentState, GitState, WebhookAuth};
-use crate::daemon::{engine_events, run_loop, Backoff, Trigger};
+use crate::daemon::{engine_events, run_loop, settle, Backoff, Trigger};
 use crate::history::{Outcome, Store};
 use crate::model::DriftPolicy;
 use crate::plan::render;
@@ -133,7 +133,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         backoff: Arc::default(),
         state: state.clone(),
     };
-    run_loop(triggers, Duration::from_millis(200), stopped, |batch| {
+    run_loop(triggers, settle, stopped, |batch| {
         let worker = worker.clone();
         let state = state.clone();
         let git = git.clone();

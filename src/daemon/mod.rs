@@ -54,11 +54,30 @@ impl Trigger {
     }
 }
 
-/// Runs `reconcile` once per batch of triggers until `shutdown` turns true. Triggers arriving
-/// within `debounce` of the first one of a batch join it.
+/// How long a batch waits after `t` for more triggers. A container's `die` is usually the start
+/// of a burst (`docker stop` sends `stop` ~70 ms later, `docker rm -f` sends `destroy`), so it
+/// waits for the rest; the event that ends a change is acted on almost at once; source changes
+/// wait for an editor's or a push's burst of writes.
+pub fn settle(t: &Trigger) -> Duration {
+    match t {
+        Trigger::Engine { action, .. } if action == "die" => Duration::from_millis(200),
+        Trigger::Engine { .. } => Duration::from_millis(15),
+        Trigger::Resync => Duration::ZERO,
+        Trigger::Startup | Trigger::Source(_) | Trigger::Signal | Trigger::Webhook => {
+            Duration::from_millis(200)
+        }
+    }
+}
+
+/// A batch never waits longer than this for its triggers to settle.
+const SETTLE_MAX: Duration = Duration::from_secs(1);
+
+/// Runs `reconcile` once per batch of triggers until `shutdown` turns true. A batch is closed
+/// when the `settle` time of its latest trigger passes with nothing new (at most
+/// [`SETTLE_MAX`] after its first).
 pub async fn run_loop<F, Fut>(
     mut triggers: mpsc::UnboundedReceiver<Trigger>,
-    debounce: Duration,
+    settle: impl Fn(&Trigger) -> Duration,
     mut shutdown: watch::Receiver<bool>,
     mut reconcile: F,
 ) where
@@ -76,13 +95,18 @@ pub async fn run_loop<F, Fut>(
             },
             _ = shutdown.changed() => return,
         };
+        let cap = tokio::time::Instant::now() + SETTLE_MAX;
+        let window = tokio::time::sleep(settle(&first));
         let mut batch = vec![first];
-        let window = tokio::time::sleep(debounce);
         tokio::pin!(window);
         loop {
             tokio::select! {
                 t = triggers.recv() => match t {
-                    Some(t) => batch.push(t),
+                    Some(t) => {
+                        let until = (tokio::time::Instant::now() + settle(&t)).min(cap);
+                        window.as_mut().reset(until);
+                        batch.push(t);
+                    }
                     None => break,
                 },
                 _ = &mut window => break,
@@ -233,7 +257,7 @@ mod tests {
         let seen = passes.clone();
         let worker = tokio::spawn(run_loop(
             rx,
-            Duration::from_millis(200),
+            |_| Duration::from_millis(200),
             stopped,
             move |batch| {
                 let seen = seen.clone();
@@ -258,5 +282,38 @@ mod tests {
         tx.send(Trigger::Resync).unwrap();
         worker.await.unwrap();
         assert_eq!(*passes.lock().unwrap(), [(4, true)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_die_waits_for_the_rest_of_its_burst_and_the_last_event_acts_at_once() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (_stop, stopped) = watch::channel(false);
+        let passes: Arc<Mutex<Vec<(Vec<String>, Duration)>>> = Arc::default();
+        let seen = passes.clone();
+        let t0 = tokio::time::Instant::now();
+        tokio::spawn(run_loop(rx, settle, stopped, move |batch| {
+            let seen = seen.clone();
+            async move {
+                let names = batch.iter().map(Trigger::describe).collect();
+                seen.lock().unwrap().push((names, t0.elapsed()));
+            }
+        }));
+        let engine = |action: &str| Trigger::Engine {
+            container: "s-web".into(),
+            action: action.into(),
+        };
+        // `docker rm -f`: die, then destroy 70 ms later → one pass, 15 ms after the destroy.
+        tx.send(engine("die")).unwrap();
+        tokio::time::sleep(Duration::from_millis(70)).await;
+        tx.send(engine("destroy")).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A crash: die alone → one pass after 200 ms.
+        tx.send(engine("die")).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let passes = passes.lock().unwrap().clone();
+        assert_eq!(passes.len(), 2, "{passes:?}");
+        assert_eq!(passes[0].0.len(), 2);
+        assert_eq!(passes[0].1, Duration::from_millis(85));
+        assert_eq!(passes[1].1, Duration::from_millis(570 + 200));
     }
 }

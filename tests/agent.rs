@@ -805,3 +805,54 @@ fn a_stack_that_only_reports_drift_is_left_alone_until_the_next_deploy() {
         || metric(&addr, "dockhand_drift_reported") == 0.0,
     );
 }
+
+#[test]
+fn an_http_remote_needs_its_token_and_the_token_never_shows() {
+    let s = Stack::new("githttp");
+    let v1 = s.image("v1");
+    let web = s.container("web");
+    origin(s.path());
+    push(
+        &s,
+        &format!("services:\n  web:\n    image: {v1}\n    stop_grace_period: 1s\n"),
+        "v1",
+        false,
+    );
+    let token = "tok-7c1e9d4b-secret";
+    let base = support::githttp::serve(s.path(), "x-access-token", token);
+    let remote = format!("{base}/remote.git");
+    let token_file = s.path().join("git.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let wrong_file = s.path().join("wrong.token");
+    std::fs::write(&wrong_file, "not-the-token\n").unwrap();
+    let state = s.state_dir().to_string_lossy().to_string();
+    let with = |extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--source",
+            &remote,
+            "--ref",
+            "main",
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        support::run(&args, &[])
+    };
+
+    let none = with(&[]);
+    assert_ne!(none.code, 0, "{none:?}");
+    assert!(none.stderr.contains("--git-token-file"), "{none:?}");
+    let wrong = with(&["--git-token-file", &wrong_file.to_string_lossy()]);
+    assert_ne!(wrong.code, 0, "{wrong:?}");
+    assert!(wrong.stderr.contains("authentication failed"), "{wrong:?}");
+
+    let ok = with(&["--git-token-file", &token_file.to_string_lossy()]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.contains(&web), "{ok:?}");
+    for out in [&none, &wrong, &ok] {
+        assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
+    }
+}

@@ -40,20 +40,22 @@ pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Check
         }
     }
 
+    // The Engine answers these independently: ask at once, so a drift correction is not held
+    // up by the sum of their round trips.
     let images: BTreeSet<&str> = changing.iter().flat_map(|c| c.images()).collect();
-    for image in images {
-        if let Some(p) = image_problem(docker, image).await {
-            problems.push(p);
+    let image_checks = futures_util::future::join_all(
+        images.into_iter().map(|image| image_problem(docker, image)),
+    );
+    let disk = async {
+        match checks.min_free_disk {
+            Some(floor) => disk_problem(docker, floor).await,
+            None => None,
         }
-    }
-
-    problems.extend(port_problems(docker, changing).await);
-
-    if let Some(floor) = checks.min_free_disk {
-        if let Some(p) = disk_problem(docker, floor).await {
-            problems.push(p);
-        }
-    }
+    };
+    let (images, ports, disk) = tokio::join!(image_checks, port_problems(docker, changing), disk);
+    problems.extend(images.into_iter().flatten());
+    problems.extend(ports);
+    problems.extend(disk);
     problems
 }
 

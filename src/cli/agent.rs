@@ -153,7 +153,9 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
             let why: BTreeSet<String> = batch.iter().map(Trigger::describe).collect();
             let why = why.into_iter().collect::<Vec<_>>().join(", ");
             tracing::info!("reconcile ({why})");
-            let pass = worker.pass(&why, drift).await;
+            let pass = worker
+                .pass(&why, drift, Trigger::last_event_ns(&batch))
+                .await;
             let mut st = lock(&state);
             st.metrics
                 .observe_reconcile(started.elapsed().as_secs_f64());
@@ -235,7 +237,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn pass(&self, why: &str, drift: bool) -> Pass {
+    async fn pass(&self, why: &str, drift: bool, event_ns: Option<i64>) -> Pass {
         let ctx = match PlanContext::build_held(&self.src, &self.store).await {
             Ok((ctx, note)) => {
                 if let Some(note) = note {
@@ -366,6 +368,16 @@ impl Worker {
             }
         }
         println!("{}", render::text(&ctx.plan, false));
+        if let (true, Some(ns)) = (drift, event_ns) {
+            // How long after the Engine's event the correction starts: settle window, observe
+            // and plan. Both clocks are this host's.
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            let ms = (now_ns - ns) as f64 / 1e6;
+            eprintln!("correcting drift {ms:.1} ms after the Engine's event");
+            lock(&self.state).metrics.observe_reaction(ms / 1000.0);
+        }
         match recorded_apply(&self.docker, &self.store, &ctx, &format!("agent ({why})")).await {
             Ok((outcome, error)) => {
                 let error = error.map(|e| format!("{e:#}"));

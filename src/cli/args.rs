@@ -68,7 +68,7 @@ pub enum Command {
     /// (polled), every change of a managed container (Docker events) and a periodic resync
     /// queue a reconcile; each one plans from scratch and applies as a recorded deploy.
     #[command(
-        after_help = "Drift (a managed container stopped, removed or replaced by hand) is corrected as soon as the Engine reports it. A revision whose release rolled back is quarantined and not retried until the source moves. SIGTERM/SIGINT stop the agent after the step in flight; SIGHUP queues a reconcile.\n\nExample:\n  dockhand run --source /srv/desired-state-repo --ref main --poll 15s"
+        after_help = "Drift (a managed container stopped, removed or replaced by hand) is corrected as soon as the Engine reports it. A revision whose release rolled back is quarantined and not retried until the source moves. SIGTERM/SIGINT stop the agent after the step in flight; SIGHUP queues a reconcile. A plain folder (or --worktree) is watched for edits. A stack with `drift: report` has its drift reported, not corrected.\n\nExamples:\n  dockhand run --source https://git.example.com/ops/desired.git --ref main --git-token-file /etc/dockhand/git.token\n  dockhand run --source git@git.example.com:ops/desired.git --ssh-key /etc/dockhand/deploy_key\n  dockhand run --source /srv/desired-state-repo --ref main --poll 15s"
     )]
     Run(RunArgs),
     /// Deploy an earlier revision and hold there: the agent does not undo it until a new

@@ -74,11 +74,21 @@ pub struct Metrics {
     pub git_fetches: u64,
     pub git_objects: u64,
     pub git_errors: u64,
+    /// From the Engine's event to the start of its correction: last, sum and count.
+    pub reaction_last: f64,
+    pub reaction_sum: f64,
+    pub reactions: u64,
 }
 
 pub const BUCKETS: [f64; 8] = [0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0];
 
 impl Metrics {
+    pub fn observe_reaction(&mut self, seconds: f64) {
+        self.reaction_last = seconds;
+        self.reaction_sum += seconds;
+        self.reactions += 1;
+    }
+
     pub fn observe_reconcile(&mut self, seconds: f64) {
         self.reconciles += 1;
         self.duration_sum += seconds;
@@ -107,6 +117,7 @@ pub fn metrics_text(state: &AgentState) -> String {
     for (outcome, n) in &m.outcomes {
         out += &format!("dockhand_deploys_total{{outcome=\"{outcome}\"}} {n}\n");
     }
+    out += &format!("# HELP dockhand_drift_reaction_seconds From a Docker event to the start of its correction (settle window, observe, plan).\n# TYPE dockhand_drift_reaction_seconds summary\ndockhand_drift_reaction_seconds_sum {}\ndockhand_drift_reaction_seconds_count {}\n# HELP dockhand_drift_reaction_last_seconds The last such reaction.\n# TYPE dockhand_drift_reaction_last_seconds gauge\ndockhand_drift_reaction_last_seconds {}\n", m.reaction_sum, m.reactions, m.reaction_last);
     out += &format!("# HELP dockhand_drift_reported Containers of `drift: report` stacks that differ from the desired state.\n# TYPE dockhand_drift_reported gauge\ndockhand_drift_reported {}\n", state.drift_reported.len());
     out += &format!("# HELP dockhand_git_checks_total Branch-head checks of a remote source (one round trip, no objects).\n# TYPE dockhand_git_checks_total counter\ndockhand_git_checks_total {}\n", m.git_checks);
     out += &format!("# HELP dockhand_git_fetches_total Fetches that transferred objects.\n# TYPE dockhand_git_fetches_total counter\ndockhand_git_fetches_total {}\n", m.git_fetches);

@@ -34,6 +34,8 @@ pub enum Trigger {
     Engine {
         container: String,
         action: String,
+        /// When the Engine says it happened (Unix ns), to measure how fast drift is acted on.
+        at_ns: i64,
     },
     /// SIGHUP.
     Signal,
@@ -42,12 +44,25 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The Engine's time of the latest event in `batch` (Unix ns).
+    pub fn last_event_ns(batch: &[Trigger]) -> Option<i64> {
+        batch
+            .iter()
+            .filter_map(|t| match t {
+                Trigger::Engine { at_ns, .. } if *at_ns > 0 => Some(*at_ns),
+                _ => None,
+            })
+            .max()
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Trigger::Startup => "startup".into(),
             Trigger::Resync => "resync".into(),
             Trigger::Source(what) => format!("source: {what}"),
-            Trigger::Engine { container, action } => format!("engine: {container} {action}"),
+            Trigger::Engine {
+                container, action, ..
+            } => format!("engine: {container} {action}"),
             Trigger::Signal => "signal".into(),
             Trigger::Webhook => "webhook".into(),
         }
@@ -147,6 +162,7 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
                     let trigger = Trigger::Engine {
                         container: attrs.get("name").cloned().unwrap_or_default(),
                         action: e.action.unwrap_or_default(),
+                        at_ns: e.time_nano.unwrap_or_default(),
                     };
                     tracing::debug!("event: {}", trigger.describe());
                     if queue.send(trigger).is_err() {
@@ -272,6 +288,7 @@ mod tests {
             tx.send(Trigger::Engine {
                 container: "s-web".into(),
                 action: action.into(),
+                at_ns: 0,
             })
             .unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -301,6 +318,7 @@ mod tests {
         let engine = |action: &str| Trigger::Engine {
             container: "s-web".into(),
             action: action.into(),
+            at_ns: 0,
         };
         // `docker rm -f`: die, then destroy 70 ms later → one pass, 15 ms after the destroy.
         tx.send(engine("die")).unwrap();

@@ -196,6 +196,39 @@ fn agent_corrects_drift_follows_edits_refuses_bad_ones_and_stops_cleanly() {
     );
     eprintln!("docker rm -f corrected in {took:?}");
 
+    // A replacement made by hand under the managed name, labels copied, another image. The
+    // agent is paused over the swap, or it would win the race for the name.
+    let labels = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}}\n{{end}}",
+        &web,
+    ]);
+    let mut run: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), web.clone()];
+    for l in labels.lines().filter(|l| !l.is_empty()) {
+        run.extend(["--label".into(), l.to_string()]);
+    }
+    run.push(v2.clone());
+    let pid = agent.child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    docker_ok(&["rm", "-f", &web]);
+    docker_ok(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    signal("-CONT");
+    let took = wait_until(
+        "the hand-made replacement corrected",
+        &agent,
+        Duration::from_secs(15),
+        runs_image(&web, &v1),
+    );
+    eprintln!("hand-made replacement corrected in {took:?}");
+
     let addr = agent.addr();
     assert_eq!(http(&addr, "GET", "/healthz", &[], "").0, 200);
     let (code, metrics) = http(&addr, "GET", "/metrics", &[], "");

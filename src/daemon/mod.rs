@@ -305,7 +305,9 @@ mod tests {
     async fn a_die_waits_for_the_rest_of_its_burst_and_the_last_event_acts_at_once() {
         let (tx, rx) = mpsc::unbounded_channel();
         let (_stop, stopped) = watch::channel(false);
-        let passes: Arc<Mutex<Vec<(Vec<String>, Duration)>>> = Arc::default();
+        // Per pass: its triggers and when it ran.
+        type Passes = Arc<Mutex<Vec<(Vec<String>, Duration)>>>;
+        let passes: Passes = Arc::default();
         let seen = passes.clone();
         let t0 = tokio::time::Instant::now();
         tokio::spawn(run_loop(rx, settle, stopped, move |batch| {

@@ -381,3 +381,40 @@ fn pin_writes_the_registry_digest_in_place_and_status_reports_a_moved_tag() {
     assert!(r.stdout.contains("no-such-tag"), "{r:?}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), broken);
 }
+
+#[test]
+fn host_powers_need_the_policy_and_then_reach_the_engine() {
+    let s = Stack::new("powers");
+    let img = s.image("v1");
+    let web = s.container("web");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    cap_add: [NET_ADMIN]\n    cap_drop: [MKNOD]\n    stop_grace_period: 1s\n"
+    ));
+    // Without `allow`, the commit is refused with the rule and nothing is created.
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("rule `cap_add`"), "{r:?}");
+    assert!(
+        !support::docker(&["inspect", &web]).status.success(),
+        "a refused commit created {web}"
+    );
+
+    let config = s.path().join("dockhand.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("policy:\n  allow:\n    {}: [cap_add]\n", s.name);
+    std::fs::write(&config, text).unwrap();
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let caps = support::docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.CapAdd}} {{.HostConfig.CapDrop}}",
+        &web,
+    ]);
+    assert!(
+        caps.contains("NET_ADMIN") && caps.contains("MKNOD"),
+        "{caps}"
+    );
+    let again = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}

@@ -117,7 +117,7 @@ fn schema_errors_are_all_reported_with_field_paths_and_hints() {
     stacks/a.yaml:4:12: services.web.image: image `r/x` is not pinned by digest
       hint: run `dockhand pin` to resolve its tag to the digest the registry serves and write it in place, or set policy.require_digest: false in dockhand.yaml
     stacks/a.yaml:5:5: services.web: unknown field `imgae`
-      hint: did you mean `image`? allowed here: command, depends_on, entrypoint, env, env_file, health, hooks, image, job, labels, mounts, networks, ports, release, restart, route, stop_grace_period, user, working_dir
+      hint: did you mean `image`? allowed here: cap_add, cap_drop, command, depends_on, devices, entrypoint, env, env_file, health, hooks, image, job, labels, mounts, network_mode, networks, pid, ports, privileged, release, restart, route, stop_grace_period, user, working_dir
     stacks/a.yaml:6:13: services.web.ports[0]: "80" does not match "^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$"
       hint: write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. "127.0.0.1:8080:80"
     stacks/a.yaml:7:19: services.web.env.SECRET: value is not valid under any of the schemas listed in the 'anyOf' keyword
@@ -155,4 +155,37 @@ fn duplicate_container_names_and_missing_files() {
 fn probes_smoke_checks_and_maintenance_are_checked() {
     let a = format!("stack: a\nservices:\n  web:\n    image: r/web@{D}\n    route: {{host: a.localhost, port: 80, priority: 2000000000}}\n    health: {{cmd: [x], http: {{port: 80, path: readyz, status: [200, 99]}}}}\n    release:\n      smoke: [{{http: {{port: 80}}, tcp: {{port: 80}}}}, {{}}, {{cmd: []}}]\n      maintenance: {{image: r/maint:1}}\n  worker:\n    image: r/w@{D}\n    release: {{maintenance: {{image: r/m@{D}}}}}\n");
     insta::assert_snapshot!(errors(&[("stacks/a.yaml", &a)]));
+}
+
+/// A desired state with this `dockhand.yaml` and one stack file.
+fn with_config(config: &str, stack: &str) -> Vec<SourceFile> {
+    vec![
+        SourceFile {
+            path: "dockhand.yaml".into(),
+            text: config.into(),
+        },
+        SourceFile {
+            path: "stacks/ops.yaml".into(),
+            text: stack.into(),
+        },
+    ]
+}
+
+#[test]
+fn policy_denies_host_powers_foreign_binds_and_registries_naming_the_rule() {
+    let stack = format!(
+        "stack: ops\nservices:\n  agent:\n    image: ghcr.io/other/agent:1@{D}\n    privileged: true\n    network_mode: host\n    pid: host\n    cap_add: [NET_ADMIN]\n    devices: [/dev/fuse]\n    mounts:\n      - {{bind: /var/run/docker.sock, target: /var/run/docker.sock}}\n      - {{bind: /etc/ssl, target: /certs, read_only: true}}\n      - {{bind: /srv/app/../../etc, target: /x}}\n    ports: [\"8080:80\"]\n"
+    );
+    let config = "version: 1\npolicy:\n  bind_roots: [/srv/app]\n  registries: [127.0.0.1:5000, ghcr.io/acme]\n";
+    let out = load(&with_config(config, &stack))
+        .expect_err("policy must refuse")
+        .to_string();
+    insta::assert_snapshot!(out);
+
+    // The same stack, allowed its powers and sources explicitly, is valid (ports aside).
+    let allowed = "version: 1\npolicy:\n  bind_roots: [/srv/app, /etc/ssl, /var/run/docker.sock]\n  registries: [ghcr.io/other]\n  allow:\n    ops: [privileged, host_network, host_pid, cap_add, devices, docker_socket]\n";
+    let fixed = stack
+        .replace("      - {bind: /srv/app/../../etc, target: /x}\n", "")
+        .replace("    ports: [\"8080:80\"]\n", "");
+    load(&with_config(allowed, &fixed)).unwrap_or_else(|e| panic!("allowed stack refused:\n{e}"));
 }

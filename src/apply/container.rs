@@ -283,18 +283,30 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
                 maximum_retry_count: None,
             }),
             mounts: Some(mounts),
-            network_mode: first_net.cloned(),
+            network_mode: if s.host.network {
+                Some("host".into())
+            } else {
+                first_net.cloned()
+            },
+            pid_mode: s.host.pid.then(|| "host".into()),
+            privileged: s.host.privileged.then_some(true),
+            cap_add: (!s.host.cap_add.is_empty()).then(|| s.host.cap_add.clone()),
+            cap_drop: (!s.host.cap_drop.is_empty()).then(|| s.host.cap_drop.clone()),
+            devices: (!s.host.devices.is_empty())
+                .then(|| s.host.devices.iter().map(|d| device(d)).collect()),
             ..Default::default()
         }),
-        networking_config: first_net.map(|n| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                n.clone(),
-                EndpointSettings {
-                    aliases: Some(vec![c.alias.clone()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
+        networking_config: first_net
+            .filter(|_| !s.host.network)
+            .map(|n| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    n.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![c.alias.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
         ..Default::default()
     })
 }
@@ -595,5 +607,18 @@ pub async fn wait_ready(
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `HOST[:CONTAINER[:PERMISSIONS]]` as the Engine's device mapping.
+fn device(text: &str) -> bollard::models::DeviceMapping {
+    let mut parts = text.splitn(3, ':');
+    let host = parts.next().unwrap_or_default().to_string();
+    let inside = parts.next().map_or_else(|| host.clone(), str::to_string);
+    let perms = parts.next().unwrap_or("rwm").to_string();
+    bollard::models::DeviceMapping {
+        path_on_host: Some(host),
+        path_in_container: Some(inside),
+        cgroup_permissions: Some(perms),
     }
 }

@@ -7,6 +7,7 @@
 //! This module is pure: it takes file contents, never reads the disk or git (that is `sources`).
 
 pub mod diagnostic;
+mod policy;
 pub mod schema;
 pub mod validate;
 pub mod yaml;

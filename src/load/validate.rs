@@ -16,13 +16,13 @@ use crate::spec::traefik::MAINTENANCE_PRIORITY;
 /// Where each loaded file's nodes are.
 pub type Indexes = HashMap<String, PosIndex>;
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     indexes: &'a Indexes,
     out: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn at(&mut self, file: &str, pointer: &str, message: impl Into<String>, hint: &str) {
+    pub(super) fn at(&mut self, file: &str, pointer: &str, message: impl Into<String>, hint: &str) {
         let pos = self
             .indexes
             .get(file)
@@ -440,6 +440,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             );
         }
     }
+    super::policy::check(&mut cx, desired);
     cx.out
 }
 

@@ -118,12 +118,54 @@ pub struct Policy {
     /// Reject images that are not pinned by `@sha256:` digest (default true).
     #[serde(default = "yes")]
     pub require_digest: bool,
+    /// Host folders that bind mounts may come from (each one and what is below it). Unset:
+    /// any absolute path. The Docker socket needs `docker_socket` in `allow` whatever this says.
+    #[serde(default)]
+    pub bind_roots: Option<Vec<String>>,
+    /// Registries images may come from: a host (`ghcr.io`, `127.0.0.1:5000`) or a host and
+    /// namespace (`ghcr.io/acme`). Unset: any. Docker Hub images count as `docker.io/...`.
+    #[serde(default)]
+    pub registries: Option<Vec<String>>,
+    /// Per stack, the host-level powers it may use; every other stack is denied them.
+    #[serde(default)]
+    pub allow: BTreeMap<String, Vec<Power>>,
+}
+
+/// What a container can do to its host beyond its own sandbox.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Power {
+    Privileged,
+    HostNetwork,
+    HostPid,
+    CapAdd,
+    Devices,
+    /// Mounting the Docker socket (or a folder holding it): root on the host.
+    DockerSocket,
+}
+
+impl Power {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Power::Privileged => "privileged",
+            Power::HostNetwork => "host_network",
+            Power::HostPid => "host_pid",
+            Power::CapAdd => "cap_add",
+            Power::Devices => "devices",
+            Power::DockerSocket => "docker_socket",
+        }
+    }
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             require_digest: true,
+            bind_roots: None,
+            registries: None,
+            allow: BTreeMap::new(),
         }
     }
 }
@@ -268,6 +310,34 @@ pub struct Service {
     /// Commands run around a release.
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// Full access to the host's devices and kernel (Docker's `--privileged`). Denied by policy
+    /// unless the stack is allowed `privileged` (`policy.allow` in dockhand.yaml).
+    #[serde(default)]
+    pub privileged: bool,
+    /// `host`: share the host's network stack (no isolation; `ports` and `networks` do not
+    /// apply). Denied unless the stack is allowed `host_network`.
+    #[serde(default)]
+    pub network_mode: Option<HostMode>,
+    /// `host`: see and signal every process of the host. Denied unless allowed `host_pid`.
+    #[serde(default)]
+    pub pid: Option<HostMode>,
+    /// Linux capabilities to add, e.g. `NET_ADMIN`. Denied unless allowed `cap_add`.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Linux capabilities to drop (always allowed), e.g. `ALL`.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Host devices, `HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]]`. Denied unless allowed
+    /// `devices`.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+/// A namespace shared with the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostMode {
+    Host,
 }
 
 /// `depends_on`: `[db, cache]` or `{db: healthy, migrate: completed}`.

@@ -90,6 +90,7 @@ mod tests {
             user: None,
             working_dir: None,
             stop_grace_secs: None,
+            host: Default::default(),
         }
     }
 

@@ -51,6 +51,43 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_secs: Option<u64>,
+    /// Host-level access beyond the sandbox; absent from the spec (and its hash) when none.
+    #[serde(default, skip_serializing_if = "HostAccess::is_none")]
+    pub host: HostAccess,
+}
+
+/// What a container may reach of its host beyond its own sandbox (policy decides who may).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostAccess {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pid: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+}
+
+impl HostAccess {
+    pub fn is_none(&self) -> bool {
+        *self == HostAccess::default()
+    }
+
+    fn of(svc: &crate::model::Service) -> HostAccess {
+        HostAccess {
+            privileged: svc.privileged,
+            network: svc.network_mode.is_some(),
+            pid: svc.pid.is_some(),
+            cap_add: svc.cap_add.clone(),
+            cap_drop: svc.cap_drop.clone(),
+            devices: svc.devices.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -616,6 +653,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                     .as_deref()
                     .and_then(duration::parse)
                     .map(|d| d.as_secs()),
+                host: HostAccess::of(svc),
             };
             let labels =
                 labels::ownership(&desired.config.project, &s.stack, svc_name, &spec, commit);
@@ -772,6 +810,7 @@ fn maintenance_spec(
         user: None,
         working_dir: None,
         stop_grace_secs: Some(5),
+        host: HostAccess::default(),
     };
     let mut all_labels = spec.labels.clone();
     all_labels.extend(labels::maintenance(&desired.config.project, stack, svc));

@@ -1,5 +1,9 @@
 //! `dockhand`: parse, set up logging, run one verb, map the outcome to an exit code.
 
+// dockhand runs unattended with root through the Docker socket: a panic is an outage, so
+// every failure is an error value with context. Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -4,7 +4,10 @@
 
 // dockhand runs unattended with root through the Docker socket: a panic is an outage, so
 // every failure is an error value with context. Tests may unwrap.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod apply;
 pub mod cli;

@@ -2,7 +2,10 @@
 
 // dockhand runs unattended with root through the Docker socket: a panic is an outage, so
 // every failure is an error value with context. Tests may unwrap.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::process::ExitCode;
 
@@ -18,10 +21,18 @@ async fn main() -> ExitCode {
     let default = match cli.verbose {
         0 => "warn",
         1 => "dockhand=debug",
-        _ => "trace",
+        _ => "dockhand=trace,info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // At debug level the Engine client logs response bodies and at trace request bodies, and
+    // a container's create request or inspect holds its env values: the HTTP stack never logs
+    // below info, whatever was asked.
+    for cap in ["bollard=info", "hyper=info", "hyper_util=info", "h2=info"] {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -444,6 +444,7 @@ fn noop_poll(rounds: usize) -> String {
         mirror: dir.join("mirror.git"),
         auth: Default::default(),
         allow_force_push: false,
+        allowed_signers: None,
     };
     let first = remote.sync().expect("first sync");
     let mut ms = Vec::new();

@@ -13,6 +13,8 @@ need_pkgs=()
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
+command -v git >/dev/null || need_pkgs+=(git)
 command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then need_pkgs+=(docker.io); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{docker, docker_ok, Stack};
+use support::{docker, docker_ok, git, Stack};
 
 /// A running agent; its stderr lines are collected; killed on drop.
 struct Agent {
@@ -469,25 +469,6 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     );
     eprintln!("webhook to converged: {:?}", sent.elapsed());
     assert!(!agent.log().contains("hunter2-webhook"));
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=dockhand-test",
-            "-c",
-            "user.email=test@dockhand.invalid",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

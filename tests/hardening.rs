@@ -8,7 +8,7 @@ mod support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use support::{docker_ok, Stack};
+use support::{docker_ok, git, Stack};
 
 const INLINE: &str = "1nline-s3cret-9f2c";
 const INLINE2: &str = "s3cond-s3cret-77ab";
@@ -257,4 +257,125 @@ fn bad_command_lines_get_clear_errors() {
         );
         assert!(!r.stderr.contains("panicked"), "{args:?}: {r:?}");
     }
+}
+
+fn ssh_key(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f"])
+        .arg(path)
+        .output()
+        .expect("ssh-keygen (OpenSSH client)");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::read_to_string(path.with_extension("pub")).unwrap()
+}
+
+#[test]
+fn only_commits_signed_by_an_allowed_key_are_deployed() {
+    let s = Stack::new("signed");
+    let img = s.image("v1");
+    let keys = tempfile::tempdir().unwrap();
+    let good = keys.path().join("good");
+    let bad = keys.path().join("bad");
+    let good_pub = ssh_key(&good);
+    ssh_key(&bad);
+    let signers = keys.path().join("allowed_signers");
+    std::fs::write(&signers, format!("ops@dockhand.invalid {good_pub}")).unwrap();
+    let dir = s.path();
+    std::fs::write(dir.join(".gitignore"), "state/\n").unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    let commit = |n: u32, sign: Option<&std::path::Path>| {
+        s.write(&format!(
+            "services:\n  web:\n    image: {img}\n    env: {{N: \"{n}\"}}\n"
+        ));
+        git(dir, &["add", "-A"]);
+        match sign {
+            Some(key) => git(
+                dir,
+                &[
+                    "-c",
+                    &format!("user.signingkey={}", key.display()),
+                    "commit",
+                    "-q",
+                    "-S",
+                    "-m",
+                    "signed",
+                ],
+            ),
+            None => git(dir, &["commit", "-q", "-m", "unsigned"]),
+        }
+    };
+    let src = dir.to_string_lossy().to_string();
+    let state = s.state_dir().to_string_lossy().to_string();
+    let signers_arg = signers.to_string_lossy().to_string();
+    let plan_from = |source: &str, extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--source",
+            source,
+            "--path",
+            ".",
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--allowed-signers", &signers_arg]);
+        support::run(&args, &[])
+    };
+    let plan = || plan_from(&src, &[]);
+
+    commit(1, Some(&good));
+    let r = plan();
+    assert_eq!(r.code, 0, "a commit signed by an allowed key: {r:?}");
+
+    // The same through a remote: the signed head is followed.
+    git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\n").unwrap();
+    let url = format!("file://{}", dir.join("remote.git").display());
+    let push = || git(dir, &["push", "-q", "-f", &url, "main"]);
+    let plan_remote = || plan_from(&url, &["--ref", "main"]);
+    push();
+    let r = plan_remote();
+    assert_eq!(r.code, 0, "{r:?}");
+
+    commit(2, None);
+    let r = plan();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("carries no signature"), "{r:?}");
+    // An unsigned head is not followed: the mirror stays on the signed commit.
+    push();
+    let r = plan_remote();
+    assert!(
+        r.code != 0 && r.stderr.contains("carries no signature"),
+        "{r:?}"
+    );
+    let mirrors: Vec<_> = std::fs::read_dir(s.state_dir().join("sources"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let followed = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&mirrors[0])
+        .args(["rev-parse", "refs/dockhand/followed/main"])
+        .output()
+        .unwrap();
+    let head_1 = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD~1"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        followed.stdout, head_1.stdout,
+        "the unsigned head was followed"
+    );
+
+    commit(3, Some(&bad));
+    let r = plan();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("is not in"), "{r:?}");
+    assert!(r.stderr.contains("hint:"), "{r:?}");
+
+    // Files on disk carry no signature at all.
+    let r = s.dockhand(&["plan", "--allowed-signers", &signers_arg]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("not a signed commit"), "{r:?}");
 }

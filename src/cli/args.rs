@@ -144,6 +144,10 @@ pub struct SourceArgs {
     /// commit followed before (a force-push). By default that is reported and not followed.
     #[arg(long, env = "DOCKHAND_ALLOW_FORCE_PUSH")]
     pub allow_force_push: bool,
+    /// Deploy only commits with an SSH signature by a key in this allowed-signers file (the
+    /// format of git's gpg.ssh.allowedSignersFile). Kept on the host, so a commit cannot change it.
+    #[arg(long, env = "DOCKHAND_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<std::path::PathBuf>,
     /// Where remote sources are mirrored (set from --state-dir).
     #[arg(skip)]
     pub mirrors: Option<std::path::PathBuf>,

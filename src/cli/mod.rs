@@ -217,6 +217,13 @@ pub fn snapshot(src: &SourceArgs) -> Result<Snapshot> {
             None => sources::from_dir(&cwd, &src.path)?,
         },
     };
+    if let Some(signers) = &src.allowed_signers {
+        let (Some(commit), Some(repo)) = (&snap.commit, &snap.repo) else {
+            bail!("{} holds files, not a signed commit, and --allowed-signers is set\n  hint: read a git commit (drop --worktree), or drop --allowed-signers", snap.origin);
+        };
+        let who = sources::signature::verify(repo, commit, signers)?;
+        tracing::info!("commit {} signed by {who}", &commit[..12.min(commit.len())]);
+    }
     Ok(snap)
 }
 
@@ -254,6 +261,7 @@ pub fn remote_of(src: &SourceArgs, url: &str) -> sources::remote::Remote {
             ssh_key: src.ssh_key.clone(),
         },
         allow_force_push: src.allow_force_push,
+        allowed_signers: src.allowed_signers.clone(),
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::load::{is_desired_state_file, SourceFile};
 
 pub mod remote;
+pub mod signature;
 
 /// The files of a desired state and where they came from.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Snapshot {
     pub origin: String,
     /// Full commit id when read from git.
     pub commit: Option<String>,
+    /// The repository the commit was read from (a local repository or a remote's mirror).
+    pub repo: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ pub enum SourceError {
         followed: String,
         head: String,
     },
+    #[error("commit {commit} is refused: {why}\n  hint: deploy only commits signed (git commit -S, gpg.format=ssh) by a key in the allowed-signers file; a later signed commit is deployed as usual")]
+    Unsigned { commit: String, why: String },
     #[error("{url} has not been fetched yet, and the remote could not be reached\n  hint: check the network and credentials, then run again")]
     NeverFetched { url: String },
     #[error("git error reading {location}: {message}")]
@@ -107,6 +112,7 @@ pub fn from_dir(root: &Path, path: &str) -> Result<Snapshot, SourceError> {
         files,
         origin: format!("directory {}", dir.display()),
         commit: None,
+        repo: None,
     })
 }
 
@@ -190,6 +196,7 @@ pub fn from_git(repo: &Path, reference: Option<&str>, path: &str) -> Result<Snap
             &commit_id[..12]
         ),
         commit: Some(commit_id),
+        repo: Some(repo.to_path_buf()),
     })
 }
 

@@ -37,6 +37,8 @@ pub struct Remote {
     pub auth: Auth,
     /// Follow a branch whose new head does not descend from the one followed before.
     pub allow_force_push: bool,
+    /// Follow only heads signed by a key in this allowed-signers file.
+    pub allowed_signers: Option<PathBuf>,
 }
 
 /// What one sync did.
@@ -220,6 +222,11 @@ impl Remote {
                 .map_err(|e| self.err(&e))?,
             _ => false,
         };
+        if let (Some(signers), true) = (&self.allowed_signers, followed != Some(head)) {
+            // An unsigned head is not followed: passes keep reading the last signed commit,
+            // so drift is still corrected while the branch waits for a signed one.
+            super::signature::verify(&self.mirror, &head.to_string(), signers)?;
+        }
         let decision = follow_decision(followed, head, descends, self.allow_force_push);
         let branch = refname.trim_start_matches("refs/heads/").to_string();
         match decision {

@@ -657,6 +657,7 @@ fn metric(addr: &str, name: &str) -> f64 {
 fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
     let s = Stack::new("remote");
     let (v1, v2, v3, v4) = (s.image("v1"), s.image("v2"), s.image("v3"), s.image("v4"));
+    let v5 = s.image("v5");
     let web = s.container("web");
     let dir = s.path().to_path_buf();
     let bare = dir.join("remote.git");
@@ -733,21 +734,8 @@ fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
     commit_push(&body(&v3), "v3", false);
     wait_until("v3 deployed", &agent, Duration::from_secs(30), runs(&v3));
 
-    // A force-push is reported and not followed.
-    git(&dir, &["reset", "-q", "--hard", "HEAD~2"]);
-    commit_push(&body(&v4), "rewritten v4", true);
-    wait_until(
-        "the force-push reported",
-        &agent,
-        Duration::from_secs(30),
-        || agent.log().contains("force-pushed"),
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(runs(&v3)(), "a force-push was followed:\n{}", agent.log());
-    let (_, status) = http(&addr, "GET", "/status", &[], "");
-    assert!(status.contains("force-pushed"), "{status}");
-
-    // With the remote gone, drift is still corrected from the mirror, and the error shows.
+    // With the remote gone, drift is still corrected from the mirror, and the error shows;
+    // when it is back, the next push deploys.
     std::fs::rename(&bare, dir.join("moved.git")).unwrap();
     wait_until(
         "the unreachable remote reported",
@@ -762,6 +750,29 @@ fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
         Duration::from_secs(30),
         runs(&v3),
     );
+    std::fs::rename(dir.join("moved.git"), &bare).unwrap();
+    commit_push(&body(&v4), "v4", false);
+    wait_until(
+        "v4 deployed once the remote is back",
+        &agent,
+        Duration::from_secs(30),
+        runs(&v4),
+    );
+    assert!(agent.log().contains("reachable again"), "{}", agent.log());
+
+    // A force-push is reported and not followed.
+    git(&dir, &["reset", "-q", "--hard", "HEAD~3"]);
+    commit_push(&body(&v5), "rewritten v5", true);
+    wait_until(
+        "the force-push reported",
+        &agent,
+        Duration::from_secs(30),
+        || agent.log().contains("force-pushed"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(runs(&v4)(), "a force-push was followed:\n{}", agent.log());
+    let (_, status) = http(&addr, "GET", "/status", &[], "");
+    assert!(status.contains("force-pushed"), "{status}");
     assert!(metric(&addr, "dockhand_git_fetch_errors_total") >= 1.0);
     assert!(!agent.log().contains("panicked"), "{}", agent.log());
 }

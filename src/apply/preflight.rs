@@ -76,11 +76,23 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
+const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
+
 async fn image_problem(docker: &Docker, image: &str) -> Option<String> {
     if docker.inspect_image(image).await.is_ok() {
         return None;
     }
-    match docker.inspect_registry_image(image, None).await {
+    // The Engine gives up on a silent registry after ~25 s; this bounds it on Engines that wait
+    // longer, so a hung registry never hangs a deploy.
+    let asked =
+        tokio::time::timeout(REGISTRY_TIMEOUT, docker.inspect_registry_image(image, None)).await;
+    let Ok(answer) = asked else {
+        return Some(format!(
+            "  the registry of {image} did not answer within {}s\n    hint: check that the registry is up and reachable from the Docker host; what runs keeps running",
+            REGISTRY_TIMEOUT.as_secs()
+        ));
+    };
+    match answer {
         Ok(_) => None,
         Err(e) => Some(format!(
             "  image {image} is neither on this host nor available from its registry: {}\n    hint: check that this digest was pushed (`docker buildx imagetools inspect` or the registry UI shows it) and that the registry is reachable from the Docker host",

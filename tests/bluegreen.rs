@@ -334,3 +334,78 @@ fn maintenance_takes_the_route_during_downtime_steps_and_a_dependent_waits_for_a
     let again = x.s.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{again:?}");
 }
+
+/// Runs `dockhand apply` and kills it (SIGKILL) `delay` after it prints a line containing one
+/// of `markers`; on error, the apply ended first and this is what it printed.
+fn kill_apply_at(s: &support::Stack, markers: &[&str], delay: Duration) -> Result<(), String> {
+    use std::io::BufRead;
+    let mut child = s.spawn_dockhand(&["apply", "--yes"]);
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        let hit = markers.iter().any(|m| line.contains(m));
+        seen.push(line);
+        if hit {
+            std::thread::sleep(delay);
+            child.kill().expect("kill -9");
+            let _ = child.wait();
+            return Ok(());
+        }
+    }
+    let _ = child.wait();
+    Err(seen.join("\n"))
+}
+
+#[test]
+fn killed_at_each_step_of_a_release_the_next_run_leaves_one_serving_color_and_no_failed_request() {
+    let x = setup("bgsteps");
+    let v0 = x.s.image("v0");
+    x.s.write(&body(&x.host, &v0, "readyz", None));
+    assert_eq!(x.s.dockhand(&["apply", "--yes"]).code, 0);
+    x.traefik.wait_for(&x.host, "v0", Duration::from_secs(20));
+    let (blue, green) = (
+        format!("{}-web-blue", x.s.name),
+        format!("{}-web-green", x.s.name),
+    );
+    // The step, the progress lines that open it, and how long after it the kill lands. The
+    // new color is created, or the idle one replaced, depending on what the last step left.
+    let up: &[&str] = &[
+        ": creating (blue/green)",
+        ": replacing the idle container",
+        ": starting the idle color",
+    ];
+    let steps: [(&str, &[&str], u64); 5] = [
+        ("pull", &["pulling "], 0),
+        ("create", up, 0),
+        ("gate", up, 700),
+        ("switch", &[": serving ("], 0),
+        ("retire", &[": draining"], 300),
+    ];
+    for (n, (step, marker, delay)) in steps.into_iter().enumerate() {
+        let marker_text = format!("v{}", n + 1);
+        let img = x.s.image(&marker_text);
+        x.s.write(&body(&x.host, &img, "readyz", None));
+        let load = Load::start(x.traefik.web, &x.host, RATE, Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(300));
+        if let Err(log) = kill_apply_at(&x.s, marker, Duration::from_millis(delay)) {
+            panic!("{step}: the apply never printed {marker:?}:\n{log}");
+        }
+        let r = x.s.dockhand(&["apply", "--yes"]);
+        assert_eq!(r.code, 0, "{step}: the run after the kill: {r:?}");
+        x.traefik
+            .wait_for(&x.host, &marker_text, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(700));
+        let seen = load.finish();
+        assert_no_failures(&seen, &format!("kill -9 at {step}, then apply"));
+        let running: Vec<&String> = [&blue, &green]
+            .into_iter()
+            .filter(|c| support::docker(&["inspect", c]).status.success() && state(c) == "running")
+            .collect();
+        assert_eq!(running.len(), 1, "{step}: colors running: {running:?}");
+        let again = x.s.dockhand(&["plan", "--detailed-exitcode"]);
+        assert_eq!(again.code, 0, "{step}: not converged: {again:?}");
+    }
+}

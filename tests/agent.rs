@@ -731,6 +731,14 @@ fn a_remote_branch_is_followed_fast_forward_only_with_cheap_checks() {
         || agent.log().contains("desired state not applied"),
     );
     assert!(runs(&v2)());
+    // While the head is invalid, the last good revision is still kept converged.
+    docker_ok(&["stop", "-t", "1", &web]);
+    wait_until(
+        "drift corrected while the head is invalid",
+        &agent,
+        Duration::from_secs(15),
+        runs(&v2),
+    );
     commit_push(&body(&v3), "v3", false);
     wait_until("v3 deployed", &agent, Duration::from_secs(30), runs(&v3));
 

@@ -132,6 +132,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         seen: Arc::default(),
         backoff: Arc::default(),
         state: state.clone(),
+        last_good: Arc::default(),
     };
     run_loop(triggers, settle, stopped, |batch| {
         let worker = worker.clone();
@@ -234,6 +235,8 @@ struct Worker {
     seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>>,
     backoff: Arc<Mutex<Backoff>>,
     state: Arc<Mutex<AgentState>>,
+    /// The last revision found or made in sync: what a bad commit falls back to.
+    last_good: Arc<Mutex<Option<String>>>,
 }
 
 impl Worker {
@@ -246,13 +249,48 @@ impl Worker {
                 ctx
             }
             Err(e) => {
-                // A bad commit or a half-written file: nothing changes, the host keeps
-                // running what it runs; the next valid revision is applied.
+                // A bad commit or a half-written file: it is not applied, and the last good
+                // revision stays converged (drift is still corrected) until a valid one comes.
                 let msg = format!("{e:#}");
                 eprintln!("desired state not applied ({why}): {msg}");
+                let good = lock(&self.last_good).clone();
+                if let Some(good) = good {
+                    let src = SourceArgs {
+                        reference: Some(good.clone()),
+                        worktree: false,
+                        ..self.src.clone()
+                    };
+                    if let Ok(ctx) = PlanContext::build(&src).await {
+                        if !ctx.plan.is_empty() {
+                            eprintln!(
+                                "keeping the last good revision {}",
+                                &good[..12.min(good.len())]
+                            );
+                        }
+                        let _ = self.converge(ctx, why, drift, event_ns).await;
+                    }
+                }
                 return Pass::SourceError(msg);
             }
         };
+        let pass = self.converge(ctx, why, drift, event_ns).await;
+        if let Pass::InSync(rev) | Pass::Applied(rev, Outcome::Succeeded, None) = &pass {
+            if !rev.starts_with("worktree:") {
+                *lock(&self.last_good) = Some(rev.clone());
+            }
+        }
+        pass
+    }
+
+    /// Plans `ctx` and applies it as a recorded deploy unless something stops it (conflicts,
+    /// quarantine, back-off, a `drift: report` stack).
+    async fn converge(
+        &self,
+        ctx: PlanContext,
+        why: &str,
+        drift: bool,
+        event_ns: Option<i64>,
+    ) -> Pass {
         let rev = revision(&ctx.snapshot);
         let start_watching = {
             let mut seen = self

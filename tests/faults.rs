@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -88,7 +88,160 @@ fn a_registry_that_never_answers_times_out_and_nothing_changes() {
     refused_cleanly(
         "reghang",
         &addr,
-        &["Timeout exceeded", "did not answer"],
+        &["Timeout exceeded", "deadline exceeded", "did not answer"],
         Duration::from_secs(60),
+    );
+}
+
+/// The Engine, through a socket the test can cut: every connection is forwarded to the
+/// machine's daemon until `cut`, which drops the open ones and refuses new ones until `heal`.
+/// That is what a client sees while its daemon restarts, without restarting the daemon every
+/// other test shares. (A second dockerd beside it is not safe on this Engine: a restarted
+/// dockerd with its own bridge deletes the host's `docker0`.)
+struct CuttableEngine {
+    dir: tempfile::TempDir,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl CuttableEngine {
+    fn start() -> CuttableEngine {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = UnixListener::bind(dir.path().join("docker.sock")).expect("bind");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: std::sync::Arc<std::sync::Mutex<Vec<UnixStream>>> = Default::default();
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection refused/closed
+                }
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                let mut list = o.lock().unwrap();
+                for s in [&client, &engine] {
+                    if let Ok(s) = s.try_clone() {
+                        list.push(s);
+                    }
+                }
+                drop(list);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap()),
+                    (engine, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        CuttableEngine { dir, cut, open }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.path().display())
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_quarantined() {
+    let d = CuttableEngine::start();
+    let s = Stack::new("restart");
+    let img = s.image("v1");
+    let host = d.host();
+    let run = |verb: &[&str]| s.dockhand_env(verb, &[("DOCKER_HOST", &host)]);
+    let body = |n: u32| {
+        let mut y = String::from("services:\n");
+        for i in 0..3 {
+            y += &format!(
+                "  web{i}:\n    image: {img}\n    env: {{N: \"{n}\"}}\n    stop_grace_period: 1s\n"
+            );
+        }
+        // A slow step after the first new container starts: the daemon goes away mid-apply.
+        y += "    hooks: {after_start: [[sh, -c, 'sleep 3; echo warmed']]}\n";
+        y
+    };
+    s.write(&body(1));
+    let r = run(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    s.write(&body(2));
+    let a = s.with_source(&["apply", "--yes"]);
+    let mut apply = std::process::Command::new(support::bin())
+        .args(&a)
+        .env("DOCKER_HOST", &host)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = apply.stderr.take().unwrap();
+    let mut log = Vec::new();
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        let hit = line.contains("hook after_start");
+        log.push(line);
+        if hit {
+            d.cut();
+            std::thread::sleep(Duration::from_secs(2));
+            d.heal();
+            break;
+        }
+    }
+    let status = apply.wait().unwrap();
+    eprintln!("apply across the lost Engine exited {status:?}");
+    assert!(
+        log.iter().any(|l| l.contains("hook after_start")),
+        "the apply never reached its slow step:\n{}",
+        log.join("\n")
+    );
+
+    // With the Engine back, the next run converges (the revision was not quarantined: the
+    // Engine failed, not the release) and the record tells what happened.
+    let r = run(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "the run after the Engine came back: {r:?}");
+    let plan = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "not converged: {plan:?}");
+    for i in 0..3 {
+        let name = s.container(&format!("web{i}"));
+        let text = docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{.Config.Env}}",
+            &name,
+        ]);
+        assert!(
+            text.starts_with("true") && text.contains("N=2"),
+            "{name}: {text}"
+        );
+    }
+    let h = run(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let outcomes: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes[0], "succeeded", "{outcomes:?}");
+    assert!(
+        outcomes[1] == "failed" || outcomes[1] == "interrupted",
+        "the apply the lost Engine cut short is recorded: {outcomes:?}"
     );
 }

@@ -53,6 +53,7 @@ pub async fn run_phase(
                 None => Err(HookRun {
                     output: String::new(),
                     message: format!("service `{service}` has no running container to exec in"),
+                    engine: false,
                 }),
             },
             HookPlace::OneOff { image, mounts } => {
@@ -68,13 +69,14 @@ pub async fn run_phase(
                 Err(e) => Err(HookRun {
                     output: out,
                     message: format!("rotating {dir}: {e}"),
+                    engine: false,
                 }),
             },
             (r, _) => r,
         };
-        let (output, error) = match &result {
-            Ok(out) => (tail(out), String::new()),
-            Err(e) => (tail(&e.output), e.message.clone()),
+        let (output, error, engine) = match &result {
+            Ok(out) => (tail(out), String::new(), false),
+            Err(e) => (tail(&e.output), e.message.clone(), e.engine),
         };
         let output = progress.redactor().redact(&output);
         progress.record(StepRecord {
@@ -92,6 +94,7 @@ pub async fn run_phase(
                 hook: hook.label.clone(),
                 message: progress.redactor().redact(&error),
                 output,
+                engine,
             });
         }
         progress.line(&format!(
@@ -109,6 +112,9 @@ pub async fn run_phase(
 struct HookRun {
     output: String,
     message: String,
+    /// The Engine failed (unreachable, refused the call), not the step: no verdict on the
+    /// revision.
+    engine: bool,
 }
 
 fn tail(text: &str) -> String {
@@ -138,6 +144,7 @@ async fn exec(
     let fail = |message: String| HookRun {
         output: String::new(),
         message,
+        engine: true,
     };
     let created = docker
         .create_exec(
@@ -174,22 +181,29 @@ async fn exec(
                         "timed out after {:.0}s (the process may still run in {container})",
                         timeout.as_secs_f64()
                     ),
+                    engine: false,
                 })
             }
             Ok(Err(e)) => {
                 return Err(HookRun {
                     output: out,
                     message: format!("reading its output: {e}"),
+                    engine: true,
                 })
             }
             Ok(Ok(())) => {}
         }
     }
-    let code = docker
-        .inspect_exec(&created.id)
-        .await
-        .ok()
-        .and_then(|i| i.exit_code);
+    let code = match docker.inspect_exec(&created.id).await {
+        Ok(i) => i.exit_code,
+        Err(e) => {
+            return Err(HookRun {
+                output: out,
+                message: format!("cannot read its exit code: {e}"),
+                engine: true,
+            })
+        }
+    };
     match code {
         Some(0) => Ok(out),
         other => Err(HookRun {
@@ -198,6 +212,7 @@ async fn exec(
                 "exited with {}",
                 other.map_or_else(|| "an unknown code".to_string(), |c| c.to_string())
             ),
+            engine: false,
         }),
     }
 }
@@ -246,12 +261,14 @@ async fn one_off(
         container::create(docker, &job).await.map_err(|e| HookRun {
             output: String::new(),
             message: e.to_string(),
+            engine: true,
         })?;
         container::start(docker, &job.name)
             .await
             .map_err(|e| HookRun {
                 output: String::new(),
                 message: e.to_string(),
+                engine: true,
             })?;
         let mut wait = docker.wait_container(&job.name, None::<WaitContainerOptions>);
         let code = match tokio::time::timeout(timeout, wait.next()).await {
@@ -265,6 +282,7 @@ async fn one_off(
                 return Err(HookRun {
                     output: logs(docker, &job.name).await,
                     message: format!("waiting for it: {e}"),
+                    engine: true,
                 })
             }
             Ok(None) => Some(-1),
@@ -275,10 +293,12 @@ async fn one_off(
             Some(code) => Err(HookRun {
                 output,
                 message: format!("exited with {code}"),
+                engine: false,
             }),
             None => Err(HookRun {
                 output,
                 message: format!("timed out after {:.0}s", timeout.as_secs_f64()),
+                engine: false,
             }),
         }
     }

@@ -70,6 +70,8 @@ pub enum ApplyError {
         hook: String,
         message: String,
         output: String,
+        /// The Engine failed under the step (e.g. went away), not the step itself.
+        engine: bool,
     },
     #[error("{container}: smoke check {check} failed: {message}\n  hint: fix the new version (or the check) and commit again; `dockhand history` has the step")]
     Smoke {
@@ -91,10 +93,23 @@ impl ApplyError {
     /// A new version failed its gate or a hook and what served before serves again: the
     /// revision should not be tried again by itself.
     pub fn rolled_back(&self) -> bool {
-        matches!(
-            self,
-            ApplyError::GateFailed { .. } | ApplyError::RolledBack { .. }
-        )
+        match self {
+            ApplyError::GateFailed { .. } => true,
+            // The Engine failing under a step says nothing about the revision: the deploy is
+            // recorded as failed, and the revision is tried again.
+            ApplyError::RolledBack { cause, .. } => !cause.engine_failed(),
+            _ => false,
+        }
+    }
+
+    /// The Engine failed, not the release.
+    pub fn engine_failed(&self) -> bool {
+        match self {
+            ApplyError::Engine(_) => true,
+            ApplyError::Hook { engine, .. } => *engine,
+            ApplyError::RolledBack { cause, .. } => cause.engine_failed(),
+            _ => false,
+        }
     }
 }
 

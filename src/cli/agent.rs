@@ -241,7 +241,7 @@ struct Worker {
 
 impl Worker {
     async fn pass(&self, why: &str, drift: bool, event_ns: Option<i64>) -> Pass {
-        let ctx = match PlanContext::build_held(&self.src, &self.store).await {
+        let ctx = match PlanContext::build_held(&self.src, &self.store, &self.docker).await {
             Ok((ctx, note)) => {
                 if let Some(note) = note {
                     eprintln!("{note}");
@@ -260,7 +260,7 @@ impl Worker {
                         worktree: false,
                         ..self.src.clone()
                     };
-                    if let Ok(ctx) = PlanContext::build(&src).await {
+                    if let Ok(ctx) = PlanContext::build_on(&src, &self.docker).await {
                         if !ctx.plan.is_empty() {
                             eprintln!(
                                 "keeping the last good revision {}",
@@ -513,7 +513,7 @@ async fn poll_remote(sync: GitSync, period: Duration, queue: mpsc::UnboundedSend
             if last.as_deref() != Some(s.commit.as_str()) {
                 last = Some(s.commit.clone());
                 if queue
-                    .send(Trigger::Source(s.commit[..12].to_string()))
+                    .send(Trigger::Commit(s.commit[..12].to_string()))
                     .is_err()
                 {
                     return;

@@ -349,8 +349,12 @@ fn revision(snap: &Snapshot) -> String {
 impl PlanContext {
     /// The plan for the source's head, or, while a rollback holds (see [`crate::history::Hold`])
     /// and the head has not moved since, for the held revision. A head that moved ends the hold.
-    async fn build_held(src: &SourceArgs, store: &Store) -> Result<(PlanContext, Option<String>)> {
-        let head = PlanContext::build(src).await?;
+    async fn build_held(
+        src: &SourceArgs,
+        store: &Store,
+        docker: &bollard::Docker,
+    ) -> Result<(PlanContext, Option<String>)> {
+        let head = PlanContext::build_on(src, docker).await?;
         let project = head.desired.project.clone();
         let Some(hold) = store.hold(&project)? else {
             return Ok((head, None));
@@ -372,10 +376,17 @@ impl PlanContext {
             worktree: false,
             ..src.clone()
         };
-        Ok((PlanContext::build(&held).await?, None))
+        Ok((PlanContext::build_on(&held, docker).await?, None))
     }
 
     async fn build(src: &SourceArgs) -> Result<PlanContext> {
+        let docker = crate::observe::connect().await?;
+        PlanContext::build_on(src, &docker).await
+    }
+
+    /// [`PlanContext::build`] on an Engine client already connected: the agent keeps one, as
+    /// connecting asks the Engine's `/version` (several ms, a third of a no-op pass).
+    async fn build_on(src: &SourceArgs, docker: &bollard::Docker) -> Result<PlanContext> {
         let (snapshot, state) = load(src)?;
         let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
         let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
@@ -383,13 +394,12 @@ impl PlanContext {
             tracing::warn!("{p}");
         }
         let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
-        let docker = crate::observe::connect().await?;
         let names: Vec<String> = desired
             .containers
             .iter()
             .flat_map(crate::spec::DesiredContainer::container_names)
             .collect();
-        let actual = crate::observe::observe(&docker, &desired.project, &names).await?;
+        let actual = crate::observe::observe(docker, &desired.project, &names).await?;
         let plan = crate::plan::plan(&desired, &actual);
         Ok(PlanContext {
             snapshot,
@@ -435,7 +445,8 @@ fn quarantine_refusal(store: &Store, project: &str, rev: &str) -> Result<Option<
 }
 
 async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
-    let ctx = PlanContext::build(&a.source).await?;
+    let docker = crate::observe::connect().await?;
+    let ctx = PlanContext::build_on(&a.source, &docker).await?;
     println!("source: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, false));
     if ctx.plan.actions.is_empty() && ctx.plan.conflicts.is_empty() {
@@ -444,7 +455,6 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     if !ctx.plan.conflicts.is_empty() {
         return Err(crate::apply::ApplyError::Conflicts(ctx.plan.conflicts.len()).into());
     }
-    let docker = crate::observe::connect().await?;
     if a.preflight_only {
         let progress = Progress::new(false).redacting(redactor(&ctx));
         let options = apply_options(&ctx, true);

@@ -28,8 +28,10 @@ pub enum Trigger {
     Startup,
     /// The periodic full resync (covers missed events).
     Resync,
-    /// The desired state changed (new commit, edited file).
+    /// The desired state changed on disk (an edited file, a local repository's new commit).
     Source(String),
+    /// The poller fetched a new commit of a remote branch (its short id).
+    Commit(String),
     /// A managed container changed on the Engine (stop, die, destroy, rename, create).
     Engine {
         container: String,
@@ -60,6 +62,7 @@ impl Trigger {
             Trigger::Startup => "startup".into(),
             Trigger::Resync => "resync".into(),
             Trigger::Source(what) => format!("source: {what}"),
+            Trigger::Commit(id) => format!("commit: {id}"),
             Trigger::Engine {
                 container, action, ..
             } => format!("engine: {container} {action}"),
@@ -71,16 +74,16 @@ impl Trigger {
 
 /// How long a batch waits after `t` for more triggers. A container's `die` is usually the start
 /// of a burst (`docker stop` sends `stop` ~70 ms later, `docker rm -f` sends `destroy`), so it
-/// waits for the rest; the event that ends a change is acted on almost at once; source changes
-/// wait for an editor's or a push's burst of writes.
+/// waits for the rest; the event that ends a change is acted on almost at once; edits on disk
+/// wait for an editor's burst of writes. A fetched commit or a webhook is whole the moment it
+/// arrives (a commit is atomic; the pass a webhook asks for fetches it): waiting would only
+/// delay the deploy (it was 200 ms of every commit-to-serving time).
 pub fn settle(t: &Trigger) -> Duration {
     match t {
         Trigger::Engine { action, .. } if action == "die" => Duration::from_millis(200),
         Trigger::Engine { .. } => Duration::from_millis(15),
-        Trigger::Resync => Duration::ZERO,
-        Trigger::Startup | Trigger::Source(_) | Trigger::Signal | Trigger::Webhook => {
-            Duration::from_millis(200)
-        }
+        Trigger::Resync | Trigger::Commit(_) | Trigger::Webhook => Duration::ZERO,
+        Trigger::Startup | Trigger::Source(_) | Trigger::Signal => Duration::from_millis(200),
     }
 }
 

@@ -200,6 +200,11 @@ impl Remote {
         let followed = repo.refname_to_id(&self.followed_ref()).ok();
         let (mut objects, mut bytes) = (0, 0);
         if followed != Some(head) && repo.find_commit(head).is_err() {
+            tracing::info!(
+                "{} moved to {}; fetching",
+                refname.trim_start_matches("refs/heads/"),
+                &head.to_string()[..12]
+            );
             let spec = format!("+{refname}:refs/dockhand/fetched/{}", self.key());
             let mut opts = FetchOptions::new();
             opts.remote_callbacks(callbacks(&self.auth, &tries));

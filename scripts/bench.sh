@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every benchmark, side by side with docker compose v2 and the bare Engine API, into one report:
+#   ./scripts/bench.sh            # full run (≈ 20-30 min on 2 CPUs, most of it Engine work)
+#   ./scripts/bench.sh --smoke    # a few containers, one round: checks the harness (≈ 2 min)
+# Installs what it needs (scripts/test-env.sh: Engine, registry, Traefik, compose, a font for
+# the plot), builds in release, then runs:
+#   - agent -- idle      the ten idle minutes, beside everything else (its own project)
+#   - compare            no-op pass, bulk start, one change, planner scaling, plot
+#   - swap               20 blue/green swaps under the highest steady load through Traefik
+#   - agent -- latency   commit to serving (webhook, polling), drift, no-op git poll
+# Writes target/bench/report.md and target/bench/compare.png, and with --keep copies them to
+# bench-reports/ (what README links).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+smoke=
+keep=0
+for a in "$@"; do
+  case "$a" in
+    --smoke) smoke=--smoke ;;
+    --keep) keep=1 ;;
+    *) echo "usage: $0 [--smoke] [--keep]" >&2; exit 2 ;;
+  esac
+done
+started=$(date +%s)
+./scripts/test-env.sh
+echo "bench: building (release profile)…"
+cargo bench --no-run --quiet 2>&1 | grep -v '^ *Executable' || true
+out=target/bench
+mkdir -p "$out"
+rm -f "$out"/agent-idle.md "$out"/compare.md "$out"/compare-smoke.md "$out"/swap.md "$out"/agent-latency.md
+
+run() { # name, extra args…
+  local name=$1; shift
+  cargo bench --quiet --bench "$name" -- $smoke "$@"
+}
+
+run agent idle >"$out/agent-idle.log" 2>&1 &
+idle_pid=$!
+# The idle window starts once its 100 containers are up; start the rest only then.
+for _ in $(seq 1 600); do
+  grep -q "idle window started" "$out/agent-idle.log" 2>/dev/null && break
+  kill -0 $idle_pid 2>/dev/null || break
+  sleep 1
+done
+echo "bench: idle agent measured in the background ($out/agent-idle.log)"
+run compare 2>&1 | tee "$out/compare.log" | grep '^bench:' || true
+run swap >"$out/swap.log" 2>&1 || { tail -30 "$out/swap.log"; exit 1; }
+echo "bench: swaps done"
+run agent latency >"$out/agent-latency.log" 2>&1 || { tail -30 "$out/agent-latency.log"; exit 1; }
+echo "bench: agent latency done; waiting for the idle window"
+wait $idle_pid || { tail -30 "$out/agent-idle.log"; exit 1; }
+
+report="$out/report.md"
+{
+  echo "# dockhand benchmarks"
+  echo
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) by \`./scripts/bench.sh $*\` in $(( $(date +%s) - started )) s (build and set-up included)."
+  echo
+  # compare's own heading and machine line open the report; the others follow without theirs.
+  sed '1d' "$out"/compare*.md | grep -v '^!\[scaling' || true
+  echo '![scaling curves](compare.png)'
+  echo
+  sed -e '/^# /d' -e '/^Machine:/d' "$out"/swap.md
+  sed -e '/^# /d' -e '/^Machine:/d' -e '/^report:/d' "$out"/agent-latency*.md
+  sed -e '/^# /d' -e '/^Machine:/d' -e '/^report:/d' "$out"/agent-idle*.md
+} >"$report"
+[ -z "$smoke" ] || cp "$out/compare-smoke.png" "$out/compare.png"
+if [ $keep = 1 ]; then
+  cp "$report" bench-reports/latest.md
+  cp "$out/compare.png" bench-reports/compare.png
+  echo "bench: copied to bench-reports/latest.md and bench-reports/compare.png"
+fi
+echo "bench: report $report, plot $out/compare.png ($(( $(date +%s) - started )) s in all)"

@@ -46,14 +46,10 @@ fn main() {
         .unwrap_or(rounds);
     let mut report = String::from("# dockhand agent benchmark\n\n");
     report += &format!(
-        "Machine: {} CPUs, Docker Engine {}. Binary: {} profile.\n\n",
+        "Machine: {} CPUs, Docker Engine {}. dockhand: {}.\n\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         docker_ok(&["version", "--format", "{{.Server.Version}}"]),
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        binary()
     );
     // `-- idle` runs only the idle window (scripts/bench.sh runs it beside the others, as it
     // takes ten minutes), `-- latency` everything else.
@@ -540,7 +536,14 @@ fn commit_to_serving(releases: usize) -> String {
             row[7] = (routed - t0).as_secs_f64() * 1e3;
             eprintln!("bench: commit to serving ({mode}): {row:.0?}");
             phases.push(row);
-            // The old color retires after the switch; the next commit waits for that.
+            // The old color retires after the switch (drain, stop); the next commit waits for
+            // that pass to end, or it would queue behind it.
+            let t = Instant::now();
+            while agent.line_after(t0, "retired").is_none() {
+                assert!(t.elapsed() < Duration::from_secs(60), "{}", agent.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(500));
             agent.wait_in_sync(&addr, Duration::from_secs(60));
         }
         let med = |i: usize| {
@@ -562,4 +565,19 @@ fn commit_to_serving(releases: usize) -> String {
     }
     out += "\n*start* holds the app's own start-up (busybox httpd: a few ms); *healthy* is bounded by Docker's healthcheck interval (1 s here) and Traefik's reading of it.\n\n";
     out
+}
+
+/// Which dockhand binary runs: the release build users run (scripts/bench.sh) or cargo's own.
+fn binary() -> String {
+    match std::env::var("DOCKHAND_BIN") {
+        Ok(p) => format!("binary {p}"),
+        Err(_) => format!(
+            "cargo's {} binary",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "bench-profile"
+            }
+        ),
+    }
 }

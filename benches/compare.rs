@@ -101,6 +101,15 @@ impl Config {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `-- --replot REPORT.md`: draw the plot again from a kept report's own tables.
+    if let Some(i) = args.iter().position(|a| a == "--replot") {
+        let md = args.get(i + 1).expect("--replot needs the report's path");
+        let text = std::fs::read_to_string(md).expect("read the report");
+        let png = std::path::Path::new(md).with_file_name("compare.png");
+        plot(&curves_from_report(&text), &png).expect("plot");
+        println!("plot: {}", png.display());
+        return;
+    }
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--smoke");
     let planner_only = args.iter().any(|a| a == "planner");
     let cfg = Config::new(full);
@@ -165,10 +174,10 @@ fn machine() -> String {
     );
     let compose = sh(&compose_bin(), &["version", "--short"]);
     format!(
-        "Machine: {cpus} CPUs, {mem:.0} GiB, Linux {}, Docker Engine {docker}, docker compose {compose}, dockhand {} ({} build).\n\n",
+        "Machine: {cpus} CPUs, {mem:.0} GiB, Linux {}, Docker Engine {docker}, docker compose {compose}, dockhand {} ({}).\n\n",
         sh("uname", &["-r"]),
         env!("CARGO_PKG_VERSION"),
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        binary(),
     )
 }
 
@@ -1005,6 +1014,59 @@ impl CountingProxy {
 // ---------------------------------------------------------------------------------------------
 // The plot.
 
+/// The curves, read back from the tables of a report this harness wrote.
+fn curves_from_report(md: &str) -> Curves {
+    let mut c = Curves::default();
+    let mut section = "";
+    for line in md.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h.split('.').next().unwrap_or("");
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let num = |i: usize| -> Option<f64> {
+            cells
+                .get(i)?
+                .trim_end_matches(" ms")
+                .trim_end_matches(" s")
+                .parse()
+                .ok()
+        };
+        match (section, num(0)) {
+            ("1", Some(n)) => {
+                let series = match cells.get(1).copied().unwrap_or("") {
+                    "dockhand plan (direct)" => "dockhand plan",
+                    "compose up -d" => "compose up -d",
+                    "Engine: one container list" => "Engine list call",
+                    s if s.starts_with("dockhand agent resync") => "dockhand agent resync",
+                    _ => continue,
+                };
+                if let Some(ms) = num(2) {
+                    push_point(&mut c.noop, series, (n, ms));
+                }
+            }
+            ("2", Some(n)) => {
+                let series = match cells.get(2).copied().unwrap_or("") {
+                    "dockhand" => "dockhand",
+                    "compose" => "compose",
+                    "bare API" => "bare API",
+                    _ => continue,
+                };
+                if let Some(rate) = num(5) {
+                    push_point(&mut c.bulk, series, (n, rate));
+                }
+            }
+            ("8", Some(n)) => {
+                if let Some(ms) = num(1) {
+                    c.planner.push((n, ms));
+                }
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 fn plot(c: &Curves, path: &std::path::Path) -> Result<(), String> {
@@ -1050,10 +1112,26 @@ fn plot(c: &Curves, path: &std::path::Path) -> Result<(), String> {
                 (y0.max(1e-3) * 0.5..y1 * 2.0).log_scale(),
             )
             .map_err(e)?;
+        // Log axes get a key point at every integer; label only 1-2-5 steps.
+        let nice = |v: &f64| {
+            let m = *v / 10f64.powf(v.log10().floor());
+            if [1.0, 2.0, 5.0].iter().any(|k| (m - k).abs() < 1e-6) {
+                if *v >= 1.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v}")
+                }
+            } else {
+                String::new()
+            }
+        };
         chart
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc(y_desc)
+            .x_label_formatter(&nice)
+            .y_label_formatter(&nice)
+            .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(e)?;
         for (i, (name, pts)) in series.iter().enumerate() {
@@ -1102,4 +1180,19 @@ fn plot(c: &Curves, path: &std::path::Path) -> Result<(), String> {
     )?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Which dockhand binary runs: the release build users run (scripts/bench.sh) or cargo's own.
+fn binary() -> String {
+    match std::env::var("DOCKHAND_BIN") {
+        Ok(p) => format!("binary {p}"),
+        Err(_) => format!(
+            "cargo's {} binary",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "bench-profile"
+            }
+        ),
+    }
 }

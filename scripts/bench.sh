@@ -23,8 +23,11 @@ for a in "$@"; do
 done
 started=$(date +%s)
 ./scripts/test-env.sh
-echo "bench: building (release profile)…"
-cargo bench --no-run --quiet 2>&1 | grep -v '^ *Executable' || true
+echo "bench: building the release binary (what users run) and the harnesses…"
+cargo build --release --quiet
+export DOCKHAND_BIN=$PWD/target/release/dockhand
+cargo bench --no-run --quiet --bench compare --bench swap --bench agent 2>&1 | grep -v '^ *Executable' || true
+echo "bench: built in $(( $(date +%s) - started )) s (set-up included)"
 out=target/bench
 mkdir -p "$out"
 rm -f "$out"/agent-idle.md "$out"/compare.md "$out"/compare-smoke.md "$out"/swap.md "$out"/agent-latency.md
@@ -43,7 +46,7 @@ for _ in $(seq 1 600); do
   sleep 1
 done
 echo "bench: idle agent measured in the background ($out/agent-idle.log)"
-run compare 2>&1 | tee "$out/compare.log" | grep '^bench:' || true
+run compare 2>&1 | tee "$out/compare.log" | grep --line-buffered '^bench:' || true
 run swap >"$out/swap.log" 2>&1 || { tail -30 "$out/swap.log"; exit 1; }
 echo "bench: swaps done"
 run agent latency >"$out/agent-latency.log" 2>&1 || { tail -30 "$out/agent-latency.log"; exit 1; }

@@ -245,3 +245,125 @@ fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_qu
         "the apply the lost Engine cut short is recorded: {outcomes:?}"
     );
 }
+
+/// A small tmpfs of the test's own, unmounted on drop (also when the test fails).
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill it (it needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, how: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(self.path())
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// Writes zeros until the file system says it is full.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.path().join("filler")).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The deploy record on a file system that is full, then read-only: apply refuses with a
+/// clear error before touching anything, the earlier record stays whole and readable, and
+/// once there is room again the next apply converges.
+#[test]
+fn a_full_or_read_only_state_store_refuses_clearly_and_serving_is_unaffected() {
+    let s = Stack::new("fullstate");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    let web = s.container("web");
+    let fs = SmallFs::mount("2m");
+    let state = fs.path().join("state");
+    let state_arg = state.to_string_lossy().to_string();
+    let body =
+        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+    let src = s.path().to_string_lossy().to_string();
+    let on_store = |verb: &[&str]| {
+        let mut args = verb.to_vec();
+        args.extend(["--source", &src, "--path", ".", "--worktree"]);
+        args.extend(["--state-dir", &state_arg]);
+        support::run(&args, &[])
+    };
+    let apply = |_: &Stack| on_store(&["apply", "--yes"]);
+    s.write(&body(&v1));
+    let r = apply(&s);
+    assert_eq!(r.code, 0, "{r:?}");
+    let serving = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
+
+    for (how, prepare) in [("full", true), ("read-only", false)] {
+        if prepare {
+            fs.fill();
+        } else {
+            let _ = std::fs::remove_file(fs.path().join("filler"));
+            fs.remount("ro");
+        }
+        s.write(&body(&v2));
+        let r = apply(&s);
+        eprintln!("state store {how}: exit {}\n{}", r.code, r.stderr);
+        assert_ne!(r.code, 0, "{how}: {r:?}");
+        assert!(
+            r.stderr.contains("deploy record") || r.stderr.contains("state directory"),
+            "{how}: the error names the record: {r:?}"
+        );
+        assert!(r.stderr.contains("hint:"), "{how}: {r:?}");
+        assert!(!r.stderr.contains("panicked"), "{how}: {r:?}");
+        assert_eq!(
+            docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]),
+            serving,
+            "{how}: the serving container was touched"
+        );
+    }
+
+    // Room again: the first deploy is intact, nothing half-written, and v2 goes out.
+    fs.remount("rw");
+    let db = rusqlite::Connection::open(state.join("dockhand.db")).expect("open record");
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+    drop(db);
+    let h = on_store(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history json");
+    assert_eq!(v[0]["outcome"], "succeeded", "{v:#}");
+    let r = apply(&s);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        docker_ok(&["inspect", "--format", "{{.Config.Image}}", &web])
+            .ends_with(v2.split_once('@').map_or("", |(_, d)| d)),
+        "v2 runs after the store has room again"
+    );
+}

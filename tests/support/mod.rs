@@ -214,8 +214,12 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// The binary under test: `DOCKHAND_BIN` (scripts/bench.sh points it at the release build,
+/// the one users run) or the one cargo built for this target.
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dockhand"))
+    std::env::var_os("DOCKHAND_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dockhand")))
 }
 
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {

@@ -1,10 +1,11 @@
 //! The desired-state loader and the planner on any bytes: `dockhand.yaml`, then stack files,
 //! separated by NUL bytes (the corpus is the example repositories in that form). Nothing may
-//! panic or hang; what loads must render, plan and print, and a host converged to it must plan
-//! empty.
+//! panic or hang; what loads must render, plan and print, and a host converged to it (with its
+//! external networks and volumes present) must plan empty.
 #![no_main]
 
 use dockhand::load::{load, SourceFile};
+use dockhand::model::actual::ActualObject;
 use dockhand::plan::{plan, render, simulate::converged};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,7 +27,20 @@ fuzz_target!(|data: &[u8]| {
             let desired = dockhand::spec::render(&state, &Default::default(), Some("fuzz"));
             let from_nothing = plan(&desired, &Default::default());
             let _ = render::text(&from_nothing, true);
-            let host = converged(&desired);
+            // Apply never creates external networks and volumes: they are the host's.
+            let mut host = converged(&desired);
+            for n in desired.networks.iter().filter(|n| n.external) {
+                host.networks.push(ActualObject {
+                    name: n.name.clone(),
+                    owner_stack: None,
+                });
+            }
+            for v in desired.volumes.iter().filter(|v| v.external) {
+                host.volumes.push(ActualObject {
+                    name: v.name.clone(),
+                    owner_stack: None,
+                });
+            }
             assert!(
                 plan(&desired, &host).is_empty(),
                 "a host converged to a desired state must plan empty"

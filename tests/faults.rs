@@ -1,6 +1,8 @@
 //! Faults injected around a real Engine: a registry answering 500, and one that accepts
-//! connections and never answers. Each must end in a clear, bounded refusal that touches
-//! nothing running, and a record of the failure.
+//! connections and never answers; the Engine cut away mid-apply; the deploy record on a full
+//! and on a read-only file system; a process that ignores SIGTERM; a flapping healthcheck.
+//! Each must end converged or in a clear, bounded refusal that touches nothing running, with
+//! the failure in the record.
 
 mod support;
 
@@ -366,4 +368,88 @@ fn a_full_or_read_only_state_store_refuses_clearly_and_serving_is_unaffected() {
             .ends_with(v2.split_once('@').map_or("", |(_, d)| d)),
         "v2 runs after the store has room again"
     );
+}
+
+/// A process that ignores SIGTERM: a recreate waits its grace period, then the Engine kills
+/// it; the new container runs and the deploy is recorded as succeeded, in bounded time.
+#[test]
+fn a_service_that_ignores_sigterm_is_replaced_after_its_grace_period() {
+    let s = Stack::new("noterm");
+    let img = s.image_with(
+        "v1",
+        &["/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+    );
+    let web = s.container("web");
+    let body = |rev: &str| {
+        format!(
+            "services:\n  web:\n    image: {img}\n    env: {{REV: \"{rev}\"}}\n    stop_grace_period: 2s\n"
+        )
+    };
+    s.write(&body("1"));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let old = docker_ok(&["inspect", "--format", "{{.Id}}", &web]);
+    s.write(&body("2"));
+    let t = Instant::now();
+    let r = s.dockhand(&["apply", "--yes"]);
+    let took = t.elapsed();
+    eprintln!("recreate of a SIGTERM-deaf service: {took:?}");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "the grace period was not given: {took:?}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}: {r:?}");
+    let new = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.Running}}", &web]);
+    assert!(new.ends_with("true") && !new.starts_with(&old), "{new}");
+    let h = s.dockhand(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(v[0]["outcome"], "succeeded", "{v:#}");
+}
+
+/// A healthcheck that flaps (healthy two seconds, unhealthy two) under the agent: the agent
+/// neither recreates nor restarts the container, and records no failed deploy.
+#[test]
+fn a_flapping_healthcheck_does_not_make_the_agent_churn() {
+    use support::agent::Agent;
+    let s = Stack::new("flap");
+    let img = s.image("v1");
+    let web = s.container("web");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    health: {{cmd: [sh, -c, 'test $(( $(date +%s) / 2 % 2 )) -eq 0'], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let before = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
+    let agent = Agent::start(&s, &["--poll", "1s", "--resync", "2s"]);
+    let addr = agent.addr();
+    let t = Instant::now();
+    let mut states = std::collections::BTreeSet::new();
+    while t.elapsed() < Duration::from_secs(12) {
+        states.insert(docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &web,
+        ]));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        states.contains("healthy") && states.contains("unhealthy"),
+        "the healthcheck did not flap: {states:?}"
+    );
+    let after = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
+    assert_eq!(
+        before,
+        after,
+        "the agent touched a flapping container:\n{}",
+        agent.log()
+    );
+    let status = support::agent::get(&addr, "/status");
+    assert!(!status.contains("rolled-back"), "{status}");
+    drop(agent);
+    let h = s.dockhand(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let deploys = v.as_array().map_or(0, Vec::len);
+    assert_eq!(deploys, 1, "only the first apply is a deploy: {v:#}");
 }

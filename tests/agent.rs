@@ -412,6 +412,8 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
         ".",
         "--state-dir",
         &state,
+        "--ref",
+        "main",
         "--poll",
         "10m",
         "--listen",
@@ -441,6 +443,36 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     assert_eq!(code, 401);
     let (code, _) = http(&addr, "POST", "/webhook", &[], payload);
     assert_eq!(code, 401, "no signature at all");
+    let sign = |body: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hunter2-webhook").unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    // Signed, but not for the followed branch, or not JSON: acknowledged or refused, and
+    // nothing is synced.
+    let other = r#"{"ref":"refs/heads/feature"}"#;
+    let (code, text) = http(
+        &addr,
+        "POST",
+        "/webhook",
+        &[
+            ("X-Hub-Signature-256", &sign(other)),
+            ("X-GitHub-Event", "push"),
+        ],
+        other,
+    );
+    assert_eq!((code, text.contains("ignored")), (200, true), "{text}");
+    let (code, text) = http(
+        &addr,
+        "POST",
+        "/webhook",
+        &[
+            ("X-Hub-Signature-256", &sign("{{{")),
+            ("X-GitHub-Event", "push"),
+        ],
+        "{{{",
+    );
+    assert_eq!((code, text.contains("not JSON")), (400, true), "{text}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         inspect(&web, "{{.Id}}").as_deref(),

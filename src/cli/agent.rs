@@ -110,6 +110,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
                     .with_context(|| format!("reading the webhook secret {}", path.display()))?
                     .trim()
                     .to_string(),
+                branch: a.source.reference.clone(),
             }),
             None => None,
         };

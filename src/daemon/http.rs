@@ -139,6 +139,51 @@ pub fn metrics_text(state: &AgentState) -> String {
 #[derive(Debug, Clone)]
 pub struct WebhookAuth {
     pub secret: String,
+    /// The branch the agent follows, when named (`--ref`): pushes to other branches are
+    /// acknowledged and ignored. Unnamed (the remote's default branch): every push counts.
+    pub branch: Option<String>,
+}
+
+/// What a signed webhook delivery asks for, from its event header and JSON body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A push to the followed branch (or one that cannot be told apart): sync now.
+    Sync,
+    /// Acknowledged, nothing to do (a ping, another event, another branch); says why.
+    Ignore(String),
+    /// Not a JSON body: refused with this reason.
+    Malformed(String),
+}
+
+/// Reads a signed delivery. Pure: the caller has checked the signature already.
+pub fn delivery(headers: &BTreeMap<String, String>, body: &[u8], branch: Option<&str>) -> Delivery {
+    let event = [
+        "x-github-event",
+        "x-gitea-event",
+        "x-forgejo-event",
+        "x-gitlab-event",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h))
+    .map(|e| e.to_ascii_lowercase());
+    match event.as_deref() {
+        Some("ping") => return Delivery::Ignore("ping: ok".into()),
+        None | Some("push") | Some("push hook") => {}
+        Some(other) => {
+            return Delivery::Ignore(format!("event `{other}` ignored (only pushes deploy)"))
+        }
+    }
+    let json: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Delivery::Malformed(format!("the body is not JSON ({e})")),
+    };
+    let pushed = json.get("ref").and_then(|r| r.as_str());
+    match (pushed, branch) {
+        (Some(r), Some(b)) if r != format!("refs/heads/{b}") && r != b => {
+            Delivery::Ignore(format!("push to {r} ignored (following refs/heads/{b})"))
+        }
+        _ => Delivery::Sync,
+    }
 }
 
 /// Whether the request carries a valid signature (GitHub `X-Hub-Signature-256`, Gitea/Forgejo
@@ -282,8 +327,14 @@ async fn handle(
                 "no webhook secret configured (--webhook-secret-file)\n".into(),
             ),
             Some(auth) if authorized(auth, &head.headers, &body) => {
-                let _ = queue.send(Trigger::Webhook);
-                (202, "text/plain", "queued\n".into())
+                match delivery(&head.headers, &body, auth.branch.as_deref()) {
+                    Delivery::Sync => {
+                        let _ = queue.send(Trigger::Webhook);
+                        (202, "text/plain", "queued\n".into())
+                    }
+                    Delivery::Ignore(why) => (200, "text/plain", format!("{why}\n")),
+                    Delivery::Malformed(why) => (400, "text/plain", format!("{why}\n")),
+                }
             }
             Some(_) => {
                 tracing::warn!("webhook with a bad or missing signature refused");
@@ -318,6 +369,43 @@ async fn respond(conn: &mut TcpStream, status: u16, kind: &str, body: &str) -> s
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn deliveries_are_read_from_their_event_and_ref() {
+        use super::{delivery, Delivery};
+        let h = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let main = br#"{"ref":"refs/heads/main"}"#;
+        let other = br#"{"ref":"refs/heads/feature"}"#;
+        let gh = h(&[("x-github-event", "push")]);
+        assert_eq!(delivery(&gh, main, Some("main")), Delivery::Sync);
+        assert!(matches!(
+            delivery(&gh, other, Some("main")),
+            Delivery::Ignore(_)
+        ));
+        // The remote's default branch is not known here: every push counts.
+        assert_eq!(delivery(&gh, other, None), Delivery::Sync);
+        let gl = h(&[("x-gitlab-event", "Push Hook")]);
+        assert_eq!(delivery(&gl, main, Some("main")), Delivery::Sync);
+        assert!(matches!(
+            delivery(&h(&[("x-github-event", "ping")]), b"{}", Some("main")),
+            Delivery::Ignore(_)
+        ));
+        assert!(matches!(
+            delivery(&h(&[("x-gitea-event", "issues")]), main, Some("main")),
+            Delivery::Ignore(_)
+        ));
+        assert!(matches!(
+            delivery(&gh, b"{{{{", Some("main")),
+            Delivery::Malformed(_)
+        ));
+        // No event header (a generic sender): a push when the body says nothing else.
+        assert_eq!(delivery(&h(&[]), b"{}", Some("main")), Delivery::Sync);
+    }
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -331,6 +419,7 @@ mod tests {
     fn signatures_of_each_forge_are_checked() {
         let auth = WebhookAuth {
             secret: "It's a Secret to Everybody".into(),
+            branch: None,
         };
         // GitHub's documented example (docs: "Validating webhook deliveries").
         let body = b"Hello, World!";

@@ -12,15 +12,19 @@ use std::process::ExitCode;
 use clap::Parser;
 use dockhand::cli::{
     self,
-    args::{Cli, LogFormat},
+    args::{self, Cli, LogFormat},
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default = match cli.verbose {
-        0 => "warn",
-        1 => "dockhand=debug",
+    // The agent runs unattended: its journal should say what each pass did (every step of a
+    // deploy, each fetch), where a one-shot verb already prints its progress on stderr.
+    let agent = matches!(cli.command, args::Command::Run(_));
+    let default = match (cli.verbose, agent) {
+        (0, true) => "warn,dockhand=info",
+        (0, false) => "warn",
+        (1, _) => "dockhand=debug",
         _ => "dockhand=trace,info",
     };
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()

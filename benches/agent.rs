@@ -49,7 +49,7 @@ fn main() {
         "Machine: {} CPUs, Docker Engine {}. dockhand: {}.\n\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         docker_ok(&["version", "--format", "{{.Server.Version}}"]),
-        binary()
+        support::bin_description()
     );
     // `-- idle` runs only the idle window (scripts/bench.sh runs it beside the others, as it
     // takes ten minutes), `-- latency` everything else.
@@ -565,19 +565,4 @@ fn commit_to_serving(releases: usize) -> String {
     }
     out += "\n*start* holds the app's own start-up (busybox httpd: a few ms); *healthy* is bounded by Docker's healthcheck interval (1 s here) and Traefik's reading of it.\n\n";
     out
-}
-
-/// Which dockhand binary runs: the release build users run (scripts/bench.sh) or cargo's own.
-fn binary() -> String {
-    match std::env::var("DOCKHAND_BIN") {
-        Ok(p) => format!("binary {p}"),
-        Err(_) => format!(
-            "cargo's {} binary",
-            if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "bench-profile"
-            }
-        ),
-    }
 }

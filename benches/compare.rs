@@ -177,7 +177,7 @@ fn machine() -> String {
         "Machine: {cpus} CPUs, {mem:.0} GiB, Linux {}, Docker Engine {docker}, docker compose {compose}, dockhand {} ({}).\n\n",
         sh("uname", &["-r"]),
         env!("CARGO_PKG_VERSION"),
-        binary(),
+        support::bin_description(),
     )
 }
 
@@ -1180,19 +1180,4 @@ fn plot(c: &Curves, path: &std::path::Path) -> Result<(), String> {
     )?;
     root.present().map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// Which dockhand binary runs: the release build users run (scripts/bench.sh) or cargo's own.
-fn binary() -> String {
-    match std::env::var("DOCKHAND_BIN") {
-        Ok(p) => format!("binary {p}"),
-        Err(_) => format!(
-            "cargo's {} binary",
-            if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "bench-profile"
-            }
-        ),
-    }
 }

@@ -222,6 +222,22 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dockhand")))
 }
 
+/// Which binary runs, for benchmark reports: the release build users run (scripts/bench.sh
+/// sets `DOCKHAND_BIN`) or cargo's own for this target.
+pub fn bin_description() -> String {
+    match std::env::var("DOCKHAND_BIN") {
+        Ok(p) => format!("binary {p}"),
+        Err(_) => format!(
+            "cargo's {} binary",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "bench-profile"
+            }
+        ),
+    }
+}
+
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(bin());
     cmd.args(args).stdin(std::process::Stdio::null());

@@ -12,6 +12,10 @@
 # bench-reports/ (what README links).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Everything is inside main, which bash reads whole before running it: editing this file during
+# a half-hour run cannot change what the run does next.
+main() {
 smoke=
 keep=0
 for a in "$@"; do
@@ -46,7 +50,9 @@ for _ in $(seq 1 600); do
   sleep 1
 done
 echo "bench: idle agent measured in the background ($out/agent-idle.log)"
+cmp=compare; [ -z "$smoke" ] || cmp=compare-smoke
 run compare 2>&1 | tee "$out/compare.log" | grep --line-buffered '^bench:' || true
+[ -s "$out/$cmp.md" ] || { tail -40 "$out/compare.log"; echo "bench: compare failed" >&2; exit 1; }
 run swap >"$out/swap.log" 2>&1 || { tail -30 "$out/swap.log"; exit 1; }
 echo "bench: swaps done"
 run agent latency >"$out/agent-latency.log" 2>&1 || { tail -30 "$out/agent-latency.log"; exit 1; }
@@ -60,7 +66,7 @@ report="$out/report.md"
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) by \`./scripts/bench.sh $*\` in $(( $(date +%s) - started )) s (build and set-up included)."
   echo
   # compare's own heading and machine line open the report; the others follow without theirs.
-  sed '1d' "$out"/compare*.md | grep -v '^!\[scaling' || true
+  sed '1d' "$out/$cmp.md" | grep -v '^!\[scaling' || true
   echo '![scaling curves](compare.png)'
   echo
   sed -e '/^# /d' -e '/^Machine:/d' "$out"/swap.md
@@ -74,3 +80,6 @@ if [ $keep = 1 ]; then
   echo "bench: copied to bench-reports/latest.md and bench-reports/compare.png"
 fi
 echo "bench: report $report, plot $out/compare.png ($(( $(date +%s) - started )) s in all)"
+}
+
+main "$@"

@@ -29,7 +29,10 @@ started=$(date +%s)
 ./scripts/test-env.sh
 echo "bench: building the release binary (what users run) and the harnesses…"
 cargo build --release --quiet
-export DOCKHAND_BIN=$PWD/target/release/dockhand
+# The bench profile writes to target/release too and would replace this binary: keep a copy.
+mkdir -p target/bench
+cp target/release/dockhand target/bench/dockhand-release
+export DOCKHAND_BIN=$PWD/target/bench/dockhand-release
 cargo bench --no-run --quiet --bench compare --bench swap --bench agent 2>&1 | grep -v '^ *Executable' || true
 echo "bench: built in $(( $(date +%s) - started )) s (set-up included)"
 out=target/bench

@@ -392,24 +392,6 @@ fn noop_poll(rounds: usize) -> String {
     )
 }
 
-/// Makes the stack's folder a git repository whose `origin` is a bare repository beside it;
-/// returns the remote's file:// URL.
-fn origin(dir: &std::path::Path) -> String {
-    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\n").expect("write");
-    support::git(dir, &["init", "-q", "-b", "main"]);
-    support::git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
-    let bare = dir.join("remote.git");
-    support::git(dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
-    format!("file://{}", bare.display())
-}
-
-fn commit_push(s: &Stack, body: &str, msg: &str) {
-    s.write(body);
-    support::git(s.path(), &["add", "-A"]);
-    support::git(s.path(), &["commit", "-q", "-m", msg]);
-    support::git(s.path(), &["push", "-q", "origin", "main"]);
-}
-
 fn webhook(addr: &str, secret: &str, payload: &str) -> u16 {
     use hmac::Mac;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
@@ -438,13 +420,13 @@ fn webhook(addr: &str, secret: &str, payload: &str) -> u16 {
 fn commit_to_serving(releases: usize) -> String {
     use support::traefik::{self, Traefik};
     let (s, proxy, host) = Traefik::with_stack("benchc2s");
-    let url = origin(s.path());
+    let url = support::origin(s.path());
     let body = |img: &str| {
         format!(
             "networks: {{proxy: {{}}}}\nservices:\n  web:\n    image: {img}\n    networks: [proxy]\n    route: {{host: {host}, port: 8080}}\n    health: {{cmd: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/readyz'], interval: 1s, timeout: 2s, retries: 2, http: {{port: 8080, path: /readyz, body: ok}}}}\n    stop_grace_period: 1s\n    release: {{strategy: blue-green}}\n"
         )
     };
-    commit_push(&s, &body(&s.image("v0")), "v0");
+    support::push(&s, &body(&s.image("v0")), "v0", false);
     let secret = "bench-webhook-secret";
     std::fs::write(s.path().join("webhook.secret"), secret).expect("write secret");
     let secret_file = s
@@ -485,7 +467,7 @@ fn commit_to_serving(releases: usize) -> String {
             n += 1;
             let marker = format!("v{n}");
             let img = s.image(&marker);
-            commit_push(&s, &body(&img), &marker);
+            support::push(&s, &body(&img), &marker, false);
             let t0 = Instant::now();
             let detect = if mode == "webhook" {
                 let code = webhook(&addr, secret, r#"{"ref":"refs/heads/main"}"#);

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{docker, docker_ok, git, Stack};
+use support::{docker, docker_ok, git, origin, push, Stack};
 
 /// A running agent; its stderr lines are collected; killed on drop.
 struct Agent {
@@ -650,29 +650,6 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         Duration::from_secs(60),
         runs(&v3),
     );
-}
-
-/// Makes the stack's folder a git repository whose `origin` is a bare repository beside it,
-/// as a hosted remote would be; returns the remote's file:// URL.
-fn origin(dir: &std::path::Path) -> String {
-    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\nmoved.git/\n").unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
-    let bare = dir.join("remote.git");
-    git(dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
-    format!("file://{}", bare.display())
-}
-
-/// Writes the stack file, commits it and pushes to `origin` (forced when asked).
-fn push(s: &Stack, text: &str, msg: &str, force: bool) {
-    s.write(text);
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-q", "-m", msg]);
-    let mut args = vec!["push", "-q", "origin", "main"];
-    if force {
-        args.insert(1, "--force");
-    }
-    git(s.path(), &args);
 }
 
 /// The value of an unlabelled counter or gauge in the agent's /metrics.

@@ -273,3 +273,26 @@ pub fn git(dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Makes the stack's folder a git repository whose `origin` is a bare repository beside it,
+/// as a hosted remote would be; returns the remote's file:// URL.
+pub fn origin(dir: &Path) -> String {
+    std::fs::write(dir.join(".gitignore"), "state/\nremote.git/\nmoved.git/\n").expect("write");
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["init", "-q", "--bare", "-b", "main", "remote.git"]);
+    let bare = dir.join("remote.git");
+    git(dir, &["remote", "add", "origin", &bare.to_string_lossy()]);
+    format!("file://{}", bare.display())
+}
+
+/// Writes the stack file, commits it and pushes to `origin` (forced when asked).
+pub fn push(s: &Stack, text: &str, msg: &str, force: bool) {
+    s.write(text);
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", msg]);
+    let mut args = vec!["push", "-q", "origin", "main"];
+    if force {
+        args.insert(1, "--force");
+    }
+    git(s.path(), &args);
+}

@@ -415,8 +415,10 @@ fn a_flapping_healthcheck_does_not_make_the_agent_churn() {
     let s = Stack::new("flap");
     let img = s.image("v1");
     let web = s.container("web");
+    // The start period keeps failures before the first pass from counting, so the first apply
+    // sees it healthy whichever half of the cycle it starts in; after that it flaps.
     s.write(&format!(
-        "services:\n  web:\n    image: {img}\n    health: {{cmd: [sh, -c, 'test $(( $(date +%s) / 2 % 2 )) -eq 0'], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
+        "services:\n  web:\n    image: {img}\n    health: {{cmd: [sh, -c, 'test $(( $(date +%s) / 2 % 2 )) -eq 0'], interval: 1s, timeout: 1s, retries: 1, start_period: 10s}}\n    stop_grace_period: 1s\n"
     ));
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");

@@ -1,5 +1,6 @@
 //! Faults injected around a real Engine: a registry answering 500, and one that accepts
-//! connections and never answers; the Engine cut away mid-apply; the deploy record on a full
+//! connections and never answers; the Engine cut away mid-apply, and a real dockerd of the
+//! test's own restarted mid-apply; the deploy record on a full
 //! and on a read-only file system; a process that ignores SIGTERM; a flapping healthcheck.
 //! Each must end converged or in a clear, bounded refusal that touches nothing running, with
 //! the failure in the record.
@@ -97,9 +98,9 @@ fn a_registry_that_never_answers_times_out_and_nothing_changes() {
 
 /// The Engine, through a socket the test can cut: every connection is forwarded to the
 /// machine's daemon until `cut`, which drops the open ones and refuses new ones until `heal`.
-/// That is what a client sees while its daemon restarts, without restarting the daemon every
-/// other test shares. (A second dockerd beside it is not safe on this Engine: a restarted
-/// dockerd with its own bridge deletes the host's `docker0`.)
+/// That is a lost socket while the Engine and its containers keep running (a proxy in front of
+/// the socket restarting, or a daemon with live-restore). A real restart, containers stopped
+/// and all, is the next test's, on an Engine of its own.
 struct CuttableEngine {
     dir: tempfile::TempDir,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -159,33 +160,31 @@ impl CuttableEngine {
     }
 }
 
-#[test]
-fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_quarantined() {
-    let d = CuttableEngine::start();
-    let s = Stack::new("restart");
-    let img = s.image("v1");
-    let host = d.host();
-    let run = |verb: &[&str]| s.dockhand_env(verb, &[("DOCKER_HOST", &host)]);
-    let body = |n: u32| {
-        let mut y = String::from("services:\n");
-        for i in 0..3 {
-            y += &format!(
-                "  web{i}:\n    image: {img}\n    env: {{N: \"{n}\"}}\n    stop_grace_period: 1s\n"
-            );
-        }
-        // A slow step after the first new container starts: the daemon goes away mid-apply.
-        y += "    hooks: {after_start: [[sh, -c, 'sleep 3; echo warmed']]}\n";
-        y
-    };
-    s.write(&body(1));
-    let r = run(&["apply", "--yes"]);
-    assert_eq!(r.code, 0, "{r:?}");
+/// Three services on `img` with `N=n`; the last keeps data in a volume and has a slow
+/// after_start hook, so an apply spends seconds inside it.
+fn three_services(img: &str, n: u32) -> String {
+    let mut y = String::from("volumes:\n  data: {}\nservices:\n");
+    for i in 0..3 {
+        y += &format!(
+            "  web{i}:\n    image: {img}\n    env: {{N: \"{n}\"}}\n    stop_grace_period: 1s\n"
+        );
+    }
+    y += "    mounts: [{volume: data, target: /data}]\n";
+    y += "    hooks: {after_start: [[sh, -c, 'sleep 4; echo warmed']]}\n";
+    y
+}
 
-    s.write(&body(2));
+/// Runs `apply --yes` on `s` against the Engine at `host` and injects `fault` once the slow
+/// hook has started; returns how apply exited and what it printed.
+fn apply_with_fault_in_hook(
+    s: &Stack,
+    host: &str,
+    fault: impl FnOnce(),
+) -> (std::process::ExitStatus, Vec<String>) {
     let a = s.with_source(&["apply", "--yes"]);
     let mut apply = std::process::Command::new(support::bin())
         .args(&a)
-        .env("DOCKER_HOST", &host)
+        .env("DOCKER_HOST", host)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -193,6 +192,7 @@ fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_qu
         .unwrap();
     let stderr = apply.stderr.take().unwrap();
     let mut log = Vec::new();
+    let mut fault = Some(fault);
     for line in std::io::BufReader::new(stderr)
         .lines()
         .map_while(Result::ok)
@@ -200,29 +200,80 @@ fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_qu
         let hit = line.contains("hook after_start");
         log.push(line);
         if hit {
-            d.cut();
-            std::thread::sleep(Duration::from_secs(2));
-            d.heal();
-            break;
+            // The hook's line is printed as its exec is created: let it run first.
+            std::thread::sleep(Duration::from_millis(1000));
+            if let Some(f) = fault.take() {
+                f();
+            }
         }
     }
     let status = apply.wait().unwrap();
-    eprintln!("apply across the lost Engine exited {status:?}");
     assert!(
-        log.iter().any(|l| l.contains("hook after_start")),
-        "the apply never reached its slow step:\n{}",
+        fault.is_none(),
+        "the apply never reached its slow hook:\n{}",
         log.join("\n")
     );
+    (status, log)
+}
 
-    // With the Engine back, the next run converges (the revision was not quarantined: the
-    // Engine failed, not the release) and the record tells what happened.
+#[test]
+fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_quarantined() {
+    let d = CuttableEngine::start();
+    let s = Stack::new("restart");
+    let img = s.image("v1");
+    let host = d.host();
+    let run = |verb: &[&str]| s.dockhand_env(verb, &[("DOCKER_HOST", &host)]);
+    s.write(&three_services(&img, 1));
+    let r = run(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    docker_ok(&[
+        "exec",
+        &s.container("web2"),
+        "sh",
+        "-c",
+        "echo kept > /data/marker",
+    ]);
+
+    s.write(&three_services(&img, 2));
+    let (status, _) = apply_with_fault_in_hook(&s, &host, || {
+        d.cut();
+        std::thread::sleep(Duration::from_secs(2));
+        d.heal();
+    });
+    eprintln!("apply across the lost Engine exited {status:?}");
+    converged_after_fault(&s, &host, docker_ok);
+}
+
+/// The next apply converges (the revision was not quarantined: the Engine failed, not the
+/// release), one container per service at N=2, the volume's data kept, the cut-short deploy
+/// recorded, and the slow hook run again to success on the container that serves.
+fn converged_after_fault(s: &Stack, host: &str, docker: impl Fn(&[&str]) -> String) {
+    let run = |verb: &[&str]| s.dockhand_env(verb, &[("DOCKER_HOST", host)]);
+    let h = run(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert!(
+        v[0]["outcome"] == "failed" || v[0]["outcome"] == "interrupted",
+        "the apply the fault cut short is recorded: {v:#}"
+    );
+    assert_ne!(
+        v[0]["quarantined"], true,
+        "the Engine failed, not the release: {v:#}"
+    );
+
     let r = run(&["apply", "--yes"]);
     assert_eq!(r.code, 0, "the run after the Engine came back: {r:?}");
     let plan = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "not converged: {plan:?}");
+    let label = format!("label=dockhand.stack={}", s.name);
+    let all = docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]);
+    assert_eq!(
+        all.lines().count(),
+        3,
+        "one container per service, no leftover: {all}"
+    );
     for i in 0..3 {
         let name = s.container(&format!("web{i}"));
-        let text = docker_ok(&[
+        let text = docker(&[
             "inspect",
             "--format",
             "{{.State.Running}} {{.Config.Env}}",
@@ -233,19 +284,53 @@ fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_qu
             "{name}: {text}"
         );
     }
+    let web2 = s.container("web2");
+    let marker = docker(&["exec", &web2, "cat", "/data/marker"]);
+    assert_eq!(marker, "kept", "the volume's data survived");
     let h = run(&["history", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
-    let outcomes: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["outcome"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(outcomes[0], "succeeded", "{outcomes:?}");
+    assert_eq!(v[0]["outcome"], "succeeded", "{v:#}");
+    let hook_ok = v[0]["steps"].as_array().unwrap().iter().any(|st| {
+        st["target"] == web2.as_str()
+            && st["name"] == "hook after_start[0]"
+            && st["outcome"] == "ok"
+    });
+    assert!(hook_ok, "after_start never completed on {web2}: {v:#}");
+}
+
+/// The fault exactly: a real dockerd (the test's own, in namespaces of its own; see
+/// `support::own_engine`) restarted as `systemctl restart docker` would, while an apply waits on
+/// a slow after_start hook. The restart stops every container, the hook's exec among them.
+/// dockhand must say what happened, not quarantine the revision (the Engine failed, not the
+/// release), and the next run must converge with one container per service and the volume's
+/// data intact.
+#[test]
+fn a_real_engine_restarted_during_an_apply_then_the_next_run_converges_and_loses_nothing() {
+    let mut engine = support::own_engine::OwnEngine::start("dhrestart");
+    let s = Stack::new("realrestart");
+    let img = s.image("v1");
+    let host = engine.host();
+    s.write(&three_services(&img, 1));
+    let r = s.dockhand_env(&["apply", "--yes"], &[("DOCKER_HOST", &host)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let web2 = s.container("web2");
+    engine.docker_ok(&["exec", &web2, "sh", "-c", "echo kept > /data/marker"]);
+
+    s.write(&three_services(&img, 2));
+    let mut away = Duration::ZERO;
+    let (status, log) = apply_with_fault_in_hook(&s, &host, || away = engine.restart());
+    let text = log.join("\n");
+    eprintln!("Engine restarted (away {away:?}); the apply across it exited {status:?}:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
     assert!(
-        outcomes[1] == "failed" || outcomes[1] == "interrupted",
-        "the apply the lost Engine cut short is recorded: {outcomes:?}"
+        !status.success(),
+        "the apply cannot have verified its hook:\n{text}"
     );
+    assert!(
+        text.contains("stopped answering") && text.contains("apply again"),
+        "the failure names the Engine and says what to do next:\n{text}"
+    );
+    converged_after_fault(&s, &host, |args| engine.docker_ok(args));
 }
 
 /// A small tmpfs of the test's own, unmounted on drop (also when the test fails).

@@ -159,6 +159,24 @@ fn planner_cases() {
         &old_version,
     );
 
+    // A recreate cut short (Engine restarted, dockhand killed) leaves the previous container
+    // set aside: a service with after_start hooks is recreated so they run to success, one
+    // without is only tidied up.
+    let hooked = desired(&["stack: h\nservices:\n  app:\n    image: r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n    hooks: {after_start: [[sh, -c, warm-caches]]}\n  plain:\n    image: r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"]);
+    let mut interrupted = converged(&hooked);
+    for name in ["h-app", "h-plain"] {
+        let mut aside = container(&mut interrupted, name).clone();
+        aside.name = format!("{name}-dockhand-old");
+        aside.state = RunState::Exited;
+        aside.status = "Exited (137) 1 minute ago".into();
+        interrupted.managed.push(aside);
+    }
+    check(
+        "interrupted_recreate_runs_after_start_hooks_again",
+        &hooked,
+        &interrupted,
+    );
+
     let external = desired(&["stack: ext\nnetworks: {edge: {external: true, name: traefik}}\nvolumes: {old: {external: true}}\nservices:\n  x:\n    image: r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n    networks: [edge]\n    mounts: [{volume: old, target: /old}]\n"]);
     check(
         "missing_external_objects_are_conflicts",

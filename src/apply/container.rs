@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use super::progress::Progress;
 use super::ApplyError;
 use crate::model::BindCreate;
-use crate::observe::EngineError;
+use crate::observe::{describe, EngineError};
 use crate::spec::{labels, DesiredContainer, DesiredNetwork, DesiredVolume, MountSpec};
 
 pub(super) fn step(
@@ -29,7 +29,7 @@ pub(super) fn step(
     move |e| ApplyError::Step {
         container,
         what,
-        message: e.to_string(),
+        message: describe(&e),
     }
 }
 
@@ -414,7 +414,7 @@ pub async fn replace(
     c: &DesiredContainer,
     verify: impl std::future::Future<Output = Result<(), ApplyError>>,
 ) -> Result<(), ApplyError> {
-    let aside = format!("{}-dockhand-old", c.name);
+    let aside = c.aside_name();
     // A leftover from an interrupted run is ours (same labels); clear it.
     let _ = remove(docker, &aside).await;
     let grace = Duration::from_secs(c.spec.stop_grace_secs.unwrap_or(10));
@@ -456,7 +456,7 @@ pub async fn replace(
                         c.name
                     ),
                     Err(e) => format!(
-                        "restoring the previous container also failed: {e} (it is kept as {aside})"
+                        "restoring the previous container also failed: {} (it is kept as {aside} until the next apply)", describe(&e)
                     ),
                 },
             })
@@ -469,7 +469,7 @@ pub async fn replace(
                 what: "recreate",
                 message: match restored {
                     Ok(()) => format!("{err}; the previous container was restored and started"),
-                    Err(e) => format!("{err}; restoring the previous container also failed: {e} (it is kept as {aside})"),
+                    Err(e) => format!("{err}; restoring the previous container also failed: {} (it is kept as {aside})", describe(&e)),
                 },
             })
         }

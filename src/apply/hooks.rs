@@ -17,6 +17,7 @@ use super::container;
 use super::progress::Progress;
 use super::ApplyError;
 use crate::history::{now_ms, StepRecord};
+use crate::observe::describe;
 use crate::spec::{labels, DesiredContainer, HookPlace, HookSpec};
 
 /// Lines of output kept for the record and the error.
@@ -157,7 +158,7 @@ async fn exec(
             },
         )
         .await
-        .map_err(|e| fail(format!("cannot exec in {container}: {e}")))?;
+        .map_err(|e| fail(format!("cannot exec in {container}: {}", describe(&e))))?;
     let started = docker
         .start_exec(&created.id, None::<StartExecOptions>)
         .await
@@ -199,7 +200,7 @@ async fn exec(
         Err(e) => {
             return Err(HookRun {
                 output: out,
-                message: format!("cannot read its exit code: {e}"),
+                message: format!("cannot read its exit code: {}", describe(&e)),
                 engine: true,
             })
         }
@@ -281,7 +282,7 @@ async fn one_off(
             Ok(Some(Err(e))) => {
                 return Err(HookRun {
                     output: logs(docker, &job.name).await,
-                    message: format!("waiting for it: {e}"),
+                    message: format!("waiting for it: {}", describe(&e)),
                     engine: true,
                 })
             }

@@ -64,7 +64,7 @@ pub enum ApplyError {
         serving: Option<String>,
         message: String,
     },
-    #[error("{container}: hook {hook} failed: {message}{}\n  hint: the hook's full output is in `dockhand history`; fix the cause and commit again (or `dockhand apply --retry`)", if .output.trim().is_empty() { String::new() } else { format!("\n  last output:\n{}", .output.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")) })]
+    #[error("{container}: hook {hook} failed: {message}{}\n  hint: {}", if .output.trim().is_empty() { String::new() } else { format!("\n  last output:\n{}", .output.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")) }, if *.engine { "the Engine failed under the hook, not the hook: once `docker info` answers, apply again (the revision is not quarantined)" } else { "the hook's full output is in `dockhand history`; fix the cause and commit again (or `dockhand apply --retry`)" })]
     Hook {
         container: String,
         hook: String,
@@ -79,9 +79,10 @@ pub enum ApplyError {
         check: String,
         message: String,
     },
+    // No `#[source]`: the message already holds the cause, and an error chain would print it
+    // twice.
     #[error("{cause}\n  {note}")]
     RolledBack {
-        #[source]
         cause: Box<ApplyError>,
         note: String,
     },

@@ -124,11 +124,7 @@ async fn port_problems(docker: &Docker, changing: &[&DesiredContainer]) -> Vec<S
             }
             let holders = publishers(docker, p.host_port).await;
             // The container being replaced holds the port until it is stopped: that is fine.
-            if !holders.is_empty()
-                && holders
-                    .iter()
-                    .all(|h| h == &c.name || h == &format!("{}-dockhand-old", c.name))
-            {
+            if !holders.is_empty() && holders.iter().all(|h| h == &c.name || h == &c.aside_name()) {
                 continue;
             }
             let who = if holders.is_empty() {

@@ -38,6 +38,33 @@ impl EngineError {
     }
 }
 
+/// Whether `e` means the Engine itself did not answer (its socket refused or dropped the
+/// connection, or the call timed out), as opposed to the Engine answering with an error.
+pub fn engine_gone(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    matches!(
+        e,
+        E::HyperLegacyError { .. }
+            | E::IOError { .. }
+            | E::HyperResponseError { .. }
+            | E::RequestTimeoutError
+            | E::SocketNotFoundError(_)
+    )
+}
+
+/// `e` as a reader should see it: a lost connection says which Engine went away and what
+/// that usually means, instead of the HTTP client's wording alone.
+pub fn describe(e: &bollard::errors::Error) -> String {
+    if engine_gone(e) {
+        format!(
+            "the Docker Engine ({}) stopped answering, was it restarted? ({e})",
+            host_description()
+        )
+    } else {
+        e.to_string()
+    }
+}
+
 fn host_description() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }

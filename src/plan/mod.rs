@@ -333,6 +333,20 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 after: vec![dc.spec.image.clone()],
             });
         }
+        let verify = !dc.hooks.after_start.is_empty() || !dc.smoke.is_empty();
+        if changes.is_empty() && verify && by_name.contains_key(dc.aside_name().as_str()) {
+            // The previous container is still set aside: the recreate that started this one
+            // never reached its end (the Engine went away, dockhand was killed), so its
+            // after_start hooks and smoke checks may not have run to success. Do it again.
+            changes.push(FieldChange {
+                field: "release".into(),
+                before: vec![format!(
+                    "interrupted ({} still set aside; after_start hooks and smoke checks unconfirmed)",
+                    dc.aside_name()
+                )],
+                after: vec!["recreated and verified".into()],
+            });
+        }
         if !changes.is_empty() {
             p.actions.push(Action::Recreate {
                 stack: dc.stack.clone(),
@@ -383,6 +397,12 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         let service = c.label(labels::SERVICE).unwrap_or_default();
         let reason = if c.label(labels::ROLE) == Some(labels::ROLE_MAINTENANCE) {
             format!("maintenance container of `{service}` left by an interrupted release")
+        } else if desired
+            .containers
+            .iter()
+            .any(|d| d.stack == stack && d.service == service && d.aside_name() == c.name)
+        {
+            format!("previous container of `{service}`, set aside by an interrupted recreate")
         } else if !desired_stacks.contains(stack.as_str()) {
             format!("stack `{stack}` is no longer in the desired state")
         } else if desired

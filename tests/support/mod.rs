@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod githttp;
 pub mod image;
+pub mod own_engine;
 pub mod traefik;
 
 use std::path::{Path, PathBuf};

@@ -77,7 +77,7 @@ impl Config {
                     11..=100 => 2,
                     _ => 1,
                 },
-                sweep_at: 100,
+                sweep_at: 50,
                 sweep: vec![1, 4, 8, 16],
                 noop_reps: 10,
                 change_services: 50,

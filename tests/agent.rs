@@ -898,3 +898,50 @@ fn an_http_remote_needs_its_token_and_the_token_never_shows() {
         assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
     }
 }
+
+/// A resync pass with nothing to do reads the host with one call, the container list: after a
+/// full read found the revision in sync, the networks and volumes the running containers use
+/// are proven by the list itself (`plan::infer`). Counted on the wire, through a proxy.
+#[test]
+fn an_in_sync_resync_pass_costs_the_engine_one_call() {
+    let s = Stack::new("onecall");
+    let img = s.image("v1");
+    s.write(&format!(
+        "networks: {{back: {{}}}}\nvolumes: {{data: {{}}}}\nservices:\n  web:\n    image: {img}\n    networks: [back]\n    mounts: [{{volume: data, target: /data}}]\n  api:\n    image: {img}\n    networks: [back]\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let proxy = support::counting_proxy::CountingProxy::start(s.path());
+    let agent = support::agent::Agent::start_env(
+        &s,
+        &["--poll", "1h", "--resync", "1s"],
+        &[("DOCKER_HOST", &proxy.host())],
+    );
+    let addr = agent.addr();
+    agent.wait_in_sync(&addr, Duration::from_secs(60));
+    // The first passes read everything (the revision is new to this agent); from then on
+    // only the list.
+    std::thread::sleep(Duration::from_millis(2500));
+    let metric = "dockhand_reconcile_duration_seconds_count";
+    proxy.take();
+    let before = support::agent::metric(&addr, metric);
+    std::thread::sleep(Duration::from_secs(5));
+    let calls = proxy.take();
+    let passes = support::agent::metric(&addr, metric) - before;
+    eprintln!("{passes} passes, Engine calls: {calls:#?}");
+    assert!(
+        passes >= 3.0,
+        "resync every second: {passes} passes\n{}",
+        agent.log()
+    );
+    assert!(
+        calls.iter().all(|c| c.starts_with("GET /containers/json")),
+        "only container lists: {calls:#?}"
+    );
+    let per_pass = calls.len() as f64 / passes;
+    assert!(
+        (0.7..=1.3).contains(&per_pass),
+        "{} calls over {passes} passes",
+        calls.len()
+    );
+}

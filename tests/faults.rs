@@ -45,18 +45,25 @@ fn digest(seed: &str) -> String {
     )
 }
 
+fn body(img: &str) -> String {
+    format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n")
+}
+
+/// Deploys one `web` service at `v1`; returns its container and its id and start time.
+fn web_at_v1(s: &Stack) -> (String, String) {
+    s.write(&body(&s.image("v1")));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let web = s.container("web");
+    let at = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
+    (web, at)
+}
+
 /// Deploys `v1`, then asks for an image from `registry`: the apply must be refused within
 /// `within`, say why, leave v1 running untouched, and record the failed preflight.
 fn refused_cleanly(name: &str, registry: &str, expect: &[&str], within: Duration) {
     let s = Stack::new(name);
-    let v1 = s.image("v1");
-    let web = s.container("web");
-    let body =
-        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
-    s.write(&body(&v1));
-    let r = s.dockhand(&["apply", "--yes"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let before = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
+    let (web, before) = web_at_v1(&s);
 
     let bad = format!("{registry}/fault/web:2@{}", digest(name));
     s.write(&body(&bad));
@@ -93,6 +100,102 @@ fn a_registry_that_never_answers_times_out_and_nothing_changes() {
         &addr,
         &["Timeout exceeded", "deadline exceeded", "did not answer"],
         Duration::from_secs(60),
+    );
+}
+
+/// A registry that fails half-way: manifests (what preflight reads) pass through to the real
+/// registry, every blob request (what the Engine fetches while pulling) is answered 500. One
+/// request per connection, so keep-alive cannot carry a blob request past the filter.
+fn registry_failing_blobs() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let upstream = support::registry();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let mut client = client;
+                // A spare connection a client opens and never uses is dropped after 3 s.
+                let _ = client.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                    match client.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let path = text.split_whitespace().nth(1).unwrap_or_default();
+                if path.contains("/blobs/") {
+                    let _ = client.write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\nboom\n",
+                    );
+                    return;
+                }
+                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                // Ask the real registry to close after this one answer, so the copy ends.
+                let mut head: Vec<&str> = text
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                head.insert(1, "Connection: close");
+                if up.write_all(head.join("\r\n").as_bytes()).is_err() {
+                    return;
+                }
+                let _ = std::io::copy(&mut up, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+/// The registry fails during the pull itself, after preflight found the manifest: apply stops
+/// before touching any container (all pulls come first), says which image and why, v1 keeps
+/// running untouched, and the record has the failure.
+#[test]
+fn a_registry_failing_during_the_pull_leaves_the_running_version_untouched() {
+    let s = Stack::new("midpull");
+    let (web, before) = web_at_v1(&s);
+    // A marker no other test uses: the Engine must not hold this image's blobs already.
+    let v2 = s.image(&format!("v2-{}", s.name));
+
+    // v2 by the same digest, through the half-failing registry: its blobs were never pulled
+    // from there, so the Engine must fetch them and gets 500s.
+    let flaky = registry_failing_blobs();
+    let v2_flaky = v2.replacen(&support::registry(), &flaky, 1);
+    s.write(&body(&v2_flaky));
+    let r = s.dockhand(&["apply", "--yes"]);
+    eprintln!("{r:?}");
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("preflight: all checks passed"),
+        "preflight must pass: {r:?}"
+    );
+    assert!(
+        r.stderr.contains("cannot pull") && r.stderr.contains(&flaky),
+        "the failed pull is named: {r:?}"
+    );
+    assert!(r.stderr.contains("nothing was changed"), "{r:?}");
+    assert!(r.stderr.contains("hint:"), "{r:?}");
+    let after = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
+    assert_eq!(before, after, "the running container was touched");
+    let h = s.dockhand(&["history", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(v[0]["outcome"], "failed", "{v:#}");
+    assert_ne!(
+        v[0]["quarantined"], true,
+        "a registry outage is not the revision's fault: {v:#}"
+    );
+    assert!(
+        v[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot pull"),
+        "{v:#}"
     );
 }
 

@@ -5,7 +5,7 @@
 use dockhand::load::{load, SourceFile};
 use dockhand::model::actual::{Actual, ActualContainer, ActualObject, RunState};
 use dockhand::plan::simulate::{converged, effect};
-use dockhand::plan::{plan, render};
+use dockhand::plan::{infer, plan, render};
 use dockhand::spec::{labels, render as render_spec, Desired};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -130,6 +130,7 @@ fn planner_cases() {
         status: "Up 2 hours".into(),
         image: "postgres:16".into(),
         labels: Default::default(),
+        attached: Default::default(),
     });
     squatted.networks.push(ActualObject {
         name: "shop_proxy".into(),
@@ -270,6 +271,27 @@ fn guarded_release_cases() {
     .collect();
     left.managed.push(m);
     check("bg_leftover_maintenance_container_is_removed", &v1, &left);
+}
+
+/// A converged host is confirmed from its container list alone; a declared network no running
+/// container uses is not, and neither is an unused volume.
+#[test]
+fn the_container_list_alone_confirms_a_converged_host() {
+    let base = desired(&[&shop(A, "s3cret-one")]);
+    let host = converged(&base);
+    let quick = infer::from_containers(&base, host.managed.clone())
+        .expect("every network and volume is in use on a converged host");
+    assert!(plan(&base, &quick).is_empty());
+
+    // `web` is the only container on `proxy`: stopped, nothing proves `proxy` exists.
+    let mut stopped = host.clone();
+    container(&mut stopped, "shop-web").state = RunState::Exited;
+    assert!(infer::from_containers(&base, stopped.managed.clone()).is_none());
+
+    let unused_volume = desired(&[
+        &shop(A, "s3cret-one").replace("volumes: {data: {}}", "volumes: {data: {}, spare: {}}")
+    ]);
+    assert!(infer::from_containers(&unused_volume, host.managed.clone()).is_none());
 }
 
 #[test]
@@ -446,6 +468,22 @@ proptest! {
         let next = plan(&after, &effect(&p, &after, &host));
         prop_assert!(next.actions.is_empty(), "not converged:\n{}", render::text(&next, true));
         prop_assert!(next.conflicts.is_empty());
+    }
+
+    /// A pass that reads only the container list (`plan::infer`) never calls a host in sync
+    /// that a full read would change: at the revision last found in sync, with the containers
+    /// damaged by hand (networks in use cannot be removed, so they are not), an empty quick
+    /// plan means an empty full plan.
+    #[test]
+    fn the_one_list_read_never_hides_work(desired in gen_desired(), hits in gen_damage()) {
+        let hits: Vec<Damage> = hits.into_iter().filter(|h| !matches!(h, Damage::DropNetwork(_))).collect();
+        let host = damage(converged(&desired), &hits);
+        if let Some(quick) = infer::from_containers(&desired, host.managed.clone()) {
+            if plan(&desired, &quick).is_empty() {
+                let full = plan(&desired, &host);
+                prop_assert!(full.is_empty(), "the full read finds:\n{}", render::text(&full, true));
+            }
+        }
     }
 
     /// The same inputs give the same plan, whatever order the Engine listed objects in.

@@ -134,6 +134,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
         backoff: Arc::default(),
         state: state.clone(),
         last_good: Arc::default(),
+        quick: Arc::default(),
     };
     run_loop(triggers, settle, stopped, |batch| {
         let worker = worker.clone();
@@ -238,11 +239,27 @@ struct Worker {
     state: Arc<Mutex<AgentState>>,
     /// The last revision found or made in sync: what a bad commit falls back to.
     last_good: Arc<Mutex<Option<String>>>,
+    /// The revision a full read of the host last found in sync, and when: while it holds, a
+    /// pass costs the Engine one call.
+    quick: Arc<Mutex<Option<(String, std::time::Instant)>>>,
 }
+
+/// How long a full read of the host (networks and volumes too) stands in for the passes after
+/// it: what a single list cannot see (an unused network removed by hand, a labelled object
+/// made by hand) is found within this long.
+const FULL_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Worker {
     async fn pass(&self, why: &str, drift: bool, event_ns: Option<i64>) -> Pass {
-        let ctx = match PlanContext::build_held(&self.src, &self.store, &self.docker).await {
+        let quick_at = match &*lock(&self.quick) {
+            Some((rev, at)) if at.elapsed() < FULL_READ_EVERY => Some(rev.clone()),
+            _ => None,
+        };
+        let built =
+            PlanContext::build_held(&self.src, &self.store, &self.docker, quick_at.as_deref())
+                .await;
+        let quick = matches!(&built, Ok((ctx, _)) if ctx.quick);
+        let ctx = match built {
             Ok((ctx, note)) => {
                 if let Some(note) = note {
                     eprintln!("{note}");
@@ -279,6 +296,14 @@ impl Worker {
             if !rev.starts_with("worktree:") {
                 *lock(&self.last_good) = Some(rev.clone());
             }
+        }
+        {
+            let mut q = lock(&self.quick);
+            *q = match (&pass, quick) {
+                (Pass::InSync(_), true) => q.take(),
+                (Pass::InSync(rev), false) => Some((rev.clone(), std::time::Instant::now())),
+                _ => None,
+            };
         }
         pass
     }

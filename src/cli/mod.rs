@@ -329,6 +329,9 @@ struct PlanContext {
     plan: Plan,
     /// Env files that cannot be read: apply's preflight refuses on them.
     env_problems: Vec<String>,
+    /// The host was read with one container list (see [`crate::plan::infer`]), which only
+    /// ever stands when it shows nothing to do.
+    quick: bool,
 }
 
 /// The commit, or for files on disk a hash of their contents: what quarantine and the deploy
@@ -349,12 +352,16 @@ fn revision(snap: &Snapshot) -> String {
 impl PlanContext {
     /// The plan for the source's head, or, while a rollback holds (see [`crate::history::Hold`])
     /// and the head has not moved since, for the held revision. A head that moved ends the hold.
+    ///
+    /// `quick_at`: a revision the caller found in sync after a full read of the host; at that
+    /// revision a pass first tries the one-list-call read.
     async fn build_held(
         src: &SourceArgs,
         store: &Store,
         docker: &bollard::Docker,
+        quick_at: Option<&str>,
     ) -> Result<(PlanContext, Option<String>)> {
-        let head = PlanContext::build_on(src, docker).await?;
+        let head = PlanContext::build_with(src, docker, quick_at).await?;
         let project = head.desired.project.clone();
         let Some(hold) = store.hold(&project)? else {
             return Ok((head, None));
@@ -387,6 +394,14 @@ impl PlanContext {
     /// [`PlanContext::build`] on an Engine client already connected: the agent keeps one, as
     /// connecting asks the Engine's `/version` (several ms, a third of a no-op pass).
     async fn build_on(src: &SourceArgs, docker: &bollard::Docker) -> Result<PlanContext> {
+        PlanContext::build_with(src, docker, None).await
+    }
+
+    async fn build_with(
+        src: &SourceArgs,
+        docker: &bollard::Docker,
+        quick_at: Option<&str>,
+    ) -> Result<PlanContext> {
         let (snapshot, state) = load(src)?;
         let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
         let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
@@ -399,8 +414,22 @@ impl PlanContext {
             .iter()
             .flat_map(crate::spec::DesiredContainer::container_names)
             .collect();
-        let actual = crate::observe::observe(docker, &desired.project, &names).await?;
-        let plan = crate::plan::plan(&desired, &actual);
+        let mut read = None;
+        if quick_at.is_some() && quick_at == Some(revision(&snapshot).as_str()) {
+            let managed = crate::observe::list_managed(docker, &desired.project).await?;
+            // The one-list read only stands when it shows nothing to do.
+            read = crate::plan::infer::from_containers(&desired, managed)
+                .map(|actual| (crate::plan::plan(&desired, &actual), actual))
+                .filter(|(plan, _)| plan.is_empty());
+        }
+        let quick = read.is_some();
+        let (plan, actual) = match read {
+            Some(read) => read,
+            None => {
+                let actual = crate::observe::observe(docker, &desired.project, &names).await?;
+                (crate::plan::plan(&desired, &actual), actual)
+            }
+        };
         Ok(PlanContext {
             snapshot,
             state,
@@ -408,6 +437,7 @@ impl PlanContext {
             actual,
             plan,
             env_problems,
+            quick,
         })
     }
 }

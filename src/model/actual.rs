@@ -40,6 +40,16 @@ pub struct ActualContainer {
     /// The image reference the container was created from.
     pub image: String,
     pub labels: BTreeMap<String, String>,
+    /// Networks it is attached to and named volumes it mounts, as the list call reports them:
+    /// what lets a no-op pass confirm networks and volumes without listing them.
+    #[serde(skip)]
+    pub attached: Attached,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attached {
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
 }
 
 /// Docker's health verdict, as the list call reports it inside `status`.

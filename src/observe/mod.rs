@@ -12,7 +12,7 @@ use bollard::Docker;
 
 pub mod registry;
 
-use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, RunState};
 use crate::spec::labels;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +102,20 @@ fn to_container(c: bollard::models::ContainerSummary) -> ActualContainer {
         status: c.status.unwrap_or_default(),
         image: c.image.unwrap_or_default(),
         labels: c.labels.unwrap_or_default().into_iter().collect(),
+        attached: Attached {
+            networks: c
+                .network_settings
+                .and_then(|n| n.networks)
+                .map(|n| n.into_keys().collect())
+                .unwrap_or_default(),
+            volumes: c
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.typ.as_deref() == Some("volume"))
+                .filter_map(|m| m.name)
+                .collect(),
+        },
     }
 }
 
@@ -115,6 +129,23 @@ fn owner(project: &str, labels_map: Option<&HashMap<String, String>>) -> Option<
 
 fn owned_by<'a>(project: &str, get: impl Fn(&str) -> Option<&'a str>) -> bool {
     get(labels::MANAGED) == Some("true") && get(labels::PROJECT) == Some(project)
+}
+
+/// This project's containers alone: one list call, what a no-op pass of the agent needs (see
+/// [`crate::plan::infer`]).
+pub async fn list_managed(
+    docker: &Docker,
+    project: &str,
+) -> Result<Vec<ActualContainer>, EngineError> {
+    let managed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filter("label", labels::project_filters(project)),
+            ..Default::default()
+        }))
+        .await
+        .map_err(EngineError::api("listing containers"))?;
+    Ok(managed.into_iter().map(to_container).collect())
 }
 
 /// Observes everything a plan needs. `wanted` are the container names the desired state uses.

@@ -4,6 +4,7 @@
 //! `diff`, `apply` and `status` all call it, and the plan is plain data (`Serialize`) so it can
 //! be shown, stored and replayed. It never holds a secret: env values appear only as markers.
 
+pub mod infer;
 pub mod render;
 pub mod simulate;
 

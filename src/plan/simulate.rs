@@ -6,9 +6,9 @@
 //! so it must follow the executor's rules exactly: created containers carry the labels
 //! `DesiredContainer::labels` holds, removed ones disappear, conflicts change nothing.
 
-use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, RunState};
 use crate::model::{Color, KeepIdle};
-use crate::spec::{Desired, DesiredContainer};
+use crate::spec::{Desired, DesiredContainer, MountSpec};
 
 use super::{Action, Plan};
 
@@ -31,6 +31,18 @@ pub fn running(dc: &DesiredContainer) -> ActualContainer {
         },
         image: dc.spec.image.clone(),
         labels: dc.labels.clone(),
+        attached: Attached {
+            networks: dc.spec.networks.clone(),
+            volumes: dc
+                .spec
+                .mounts
+                .iter()
+                .filter_map(|m| match m {
+                    MountSpec::Volume { source, .. } => Some(source.clone()),
+                    _ => None,
+                })
+                .collect(),
+        },
     }
 }
 

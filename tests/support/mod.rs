@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod counting_proxy;
 pub mod githttp;
 pub mod image;
 pub mod own_engine;

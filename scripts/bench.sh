@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with docker compose v2 and the bare Engine API, into one report:
-#   ./scripts/bench.sh            # full run (≈ 20 min on 2 CPUs, most of it Engine work)
+#   ./scripts/bench.sh            # full run (≈ 25 min on 2 CPUs, most of it Engine work)
 #   ./scripts/bench.sh --smoke    # a few containers, one round: checks the harness (≈ 2 min)
 # Installs what it needs (scripts/test-env.sh: Engine, registry, Traefik, compose, a font for
 # the plot), builds in release, then runs:

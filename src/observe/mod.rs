@@ -40,7 +40,7 @@ impl EngineError {
 
 /// Whether `e` means the Engine itself did not answer (its socket refused or dropped the
 /// connection, or the call timed out), as opposed to the Engine answering with an error.
-pub fn engine_gone(e: &bollard::errors::Error) -> bool {
+fn engine_gone(e: &bollard::errors::Error) -> bool {
     use bollard::errors::Error as E;
     matches!(
         e,
@@ -154,23 +154,13 @@ pub async fn observe(
     project: &str,
     wanted: &[String],
 ) -> Result<Actual, EngineError> {
-    let managed = docker.list_containers(Some(ListContainersOptions {
-        all: true,
-        filters: filter("label", labels::project_filters(project)),
-        ..Default::default()
-    }));
     let networks = docker.list_networks(Some(ListNetworksOptions::default()));
     let volumes = docker.list_volumes(Some(ListVolumesOptions::default()));
     let (managed, networks, volumes) = tokio::try_join!(
-        async {
-            managed
-                .await
-                .map_err(EngineError::api("listing containers"))
-        },
+        list_managed(docker, project),
         async { networks.await.map_err(EngineError::api("listing networks")) },
         async { volumes.await.map_err(EngineError::api("listing volumes")) },
     )?;
-    let managed: Vec<ActualContainer> = managed.into_iter().map(to_container).collect();
 
     let missing: Vec<String> = wanted
         .iter()

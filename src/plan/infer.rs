@@ -5,10 +5,12 @@
 //! container mounts. So when every declared network is attached to a running container of the
 //! project, and every declared volume is mounted by one, they all exist, and they are the ones
 //! those containers were created on (dockhand created the containers only after the network
-//! and volume checks passed). What this cannot see is an object nobody uses: an unused declared
-//! network (maybe removed by hand), a stale network no longer declared, a squatter on an idle
-//! name. Then it answers `None` and the caller lists everything; the agent also lists
-//! everything on its first pass at each revision and every few passes after.
+//! and volume checks passed). A missing container needs no proof here: the plan then creates
+//! it, and a plan with work in it always comes from a full read. What this cannot see is an
+//! object nobody uses: an unused declared network (maybe removed by hand) makes it answer
+//! `None`; a stale network no longer declared, or a squatter on a blue/green service's idle
+//! name, stays unseen until the next full read, which the agent makes at each new revision and
+//! every five minutes.
 
 use std::collections::BTreeSet;
 
@@ -35,14 +37,7 @@ pub fn from_containers(desired: &Desired, managed: Vec<ActualContainer>) -> Opti
         .volumes
         .iter()
         .all(|v| mounted.contains(v.name.as_str()));
-    // A desired name with no container could hide a squatter only a name lookup finds.
-    let names: BTreeSet<&str> = managed.iter().map(|c| c.name.as_str()).collect();
-    let all_present = desired
-        .containers
-        .iter()
-        .filter(|c| c.blue_green.is_none())
-        .all(|c| names.contains(c.name.as_str()));
-    if !(networks_proven && volumes_proven && all_present) {
+    if !(networks_proven && volumes_proven) {
         return None;
     }
     let object = |stack: &str, name: &str, external: bool| ActualObject {

@@ -347,11 +347,6 @@ pub const DRAIN_FLAG: &str = "/.dockhand/drain";
 /// file lives outside the tmpfs so that a restart does not bring the hold back.
 pub const HOLD_FLAG: &str = "/.dockhand-hold";
 
-/// See [`DesiredContainer::aside_name`].
-pub fn aside_name(container: &str) -> String {
-    format!("{container}-dockhand-old")
-}
-
 impl DesiredContainer {
     /// The container of one color of a blue/green service: its name and `dockhand.color`.
     pub fn colored(&self, color: Color) -> DesiredContainer {
@@ -392,7 +387,7 @@ impl DesiredContainer {
     /// Where a recreate keeps the previous container until the new one is verified. Found
     /// at plan time, it means a recreate was interrupted before its end.
     pub fn aside_name(&self) -> String {
-        aside_name(&self.name)
+        format!("{}-dockhand-old", self.name)
     }
 
     /// Every container name this service may use.

@@ -19,5 +19,6 @@ pub mod model;
 pub mod observe;
 pub mod pin;
 pub mod plan;
+pub mod reconcile;
 pub mod sources;
 pub mod spec;

@@ -14,6 +14,7 @@ use dockhand::cli::{
     self,
     args::{self, Cli, LogFormat},
 };
+use dockhand::reconcile;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -47,10 +48,11 @@ async fn main() -> ExitCode {
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            if let Some(r) = e.downcast_ref::<cli::Reported>() {
-                eprintln!("{r}");
-            } else {
-                eprintln!("error: {e:#}");
+            // An invalid desired state is a full report already (every problem, each with its
+            // hint); anything else is one error chain.
+            match e.downcast_ref::<reconcile::Error>() {
+                Some(invalid @ reconcile::Error::Invalid { .. }) => eprintln!("{invalid}"),
+                _ => eprintln!("error: {}", reconcile::report(e.as_ref())),
             }
             ExitCode::FAILURE
         }

@@ -1,4 +1,6 @@
-//! The command line, as clap types. Nothing here does work; `cli::run` does.
+//! The command line, as clap types. Nothing here does work; `cli::run` does. These types
+//! never leave `cli/`: `settings` turns them into typed values once, and nothing changes them
+//! at run time.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -99,21 +101,6 @@ Examples:
     },
 }
 
-impl Command {
-    /// The source flags of the verbs that read a desired state.
-    pub fn source_mut(&mut self) -> Option<&mut SourceArgs> {
-        match self {
-            Command::Validate(s) | Command::Diff(s) | Command::Resume(s) => Some(s),
-            Command::Plan(a) => Some(&mut a.source),
-            Command::Apply(a) => Some(&mut a.source),
-            Command::Status(a) => Some(&mut a.source),
-            Command::Run(a) => Some(&mut a.source),
-            Command::Rollback(a) => Some(&mut a.source),
-            Command::History(_) | Command::Pin(_) | Command::Schema { .. } => None,
-        }
-    }
-}
-
 /// Where the desired state is read from.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
@@ -148,13 +135,6 @@ pub struct SourceArgs {
     /// format of git's gpg.ssh.allowedSignersFile). Kept on the host, so a commit cannot change it.
     #[arg(long, env = "DOCKHAND_ALLOWED_SIGNERS")]
     pub allowed_signers: Option<std::path::PathBuf>,
-    /// Where remote sources are mirrored (set from --state-dir).
-    #[arg(skip)]
-    pub mirrors: Option<std::path::PathBuf>,
-    /// Read a remote source's mirror as last synced, without asking the remote (the agent syncs
-    /// on its own schedule).
-    #[arg(skip)]
-    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,51 @@
 //! `dockhand history`: the deploy record as a table (newest first) or one deploy in full.
 
-use crate::history::{format_utc, Deploy};
+use std::path::Path;
+use std::process::ExitCode;
 
-use super::table;
+use anyhow::{bail, Result};
+
+use super::args::HistoryArgs;
+use super::{settings, table};
+use crate::history::{format_utc, Deploy, Store};
+use crate::reconcile::pass;
+use crate::sources::Fetch;
+
+/// `dockhand history`: the deploy record, newest first, or one deploy in full.
+pub fn run(a: &HistoryArgs, state_dir: &Path) -> Result<ExitCode> {
+    let project = settings::source(&a.source, state_dir, Fetch::OnRead)
+        .ok()
+        .and_then(|source| pass::load(&source, None).ok())
+        .map(|(_, d)| d.config.project);
+    let Some(store) = Store::open_existing(state_dir)? else {
+        println!(
+                "no deploy record in {} yet\n  hint: `dockhand apply` writes one; pass --state-dir if it lives elsewhere",
+                state_dir.display()
+            );
+        return Ok(ExitCode::SUCCESS);
+    };
+    if let Some(id) = a.id {
+        let Some(d) = store.deploy(project.as_deref(), id)? else {
+            bail!(
+                "no deploy #{id} in {}\n  hint: `dockhand history` lists them",
+                store.path().display()
+            );
+        };
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        } else {
+            print!("{}", detail(&d));
+        }
+    } else {
+        let deploys = store.deploys(project.as_deref(), a.stack.as_deref(), a.limit)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&deploys)?);
+        } else {
+            print!("{}", table(&deploys));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn duration(d: &Deploy) -> String {
     d.finished_ms.map_or_else(

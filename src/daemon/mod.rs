@@ -1,26 +1,83 @@
-//! The agent's loop (`dockhand run`): every trigger only *queues* a reconcile; one worker runs
-//! them one at a time. Triggers that arrive while one is queued or running are coalesced, and a
+//! The agent (`dockhand run`): [`run`] wires the triggers ([`triggers`]: startup, git poll,
+//! file watch, Docker events, resync, SIGHUP, webhook) into [`run_loop`], and the worker
+//! (`worker`) runs one reconcile pass per batch. Every trigger only *queues* a reconcile; one
+//! worker runs them one at a time. Triggers that arrive while one is queued or running are coalesced, and a
 //! short debounce gathers a burst (a `docker rm -f` sends kill, die, stop and destroy) into one
 //! pass. A reconcile never trusts why it was woken: it re-reads the desired and actual state.
 //!
 //! Shutdown is a signal the loop takes as an argument: a reconcile in flight runs to its end
 //! (a release is never abandoned half way), then the loop returns.
 //!
-//! The Docker events feed ([`engine_events`]) is the edge here; the loop itself is plain tokio
-//! and is tested with a paused clock.
+//! The triggers are the edge here (Docker events, git, inotify, signals); the loop itself is
+//! plain tokio and is tested with a paused clock. A pass is [`crate::reconcile`]'s: this module
+//! decides when, never what.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::EventsOptions;
-use bollard::Docker;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
+mod agent;
 pub mod http;
+pub mod triggers;
+mod worker;
 
-use crate::spec::labels;
+pub use agent::{run, Error};
+
+use crate::sources::Source;
+
+/// The agent's settings, resolved once from flags, environment and defaults (`cli::settings`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the desired state comes from; a remote is read as the poller last synced it.
+    pub source: Source,
+    /// How the source is named in messages and on `/status`.
+    pub label: String,
+    /// Deploy record, apply lock and remote mirrors.
+    pub state_dir: PathBuf,
+    /// How often the source is checked for a new revision (> 0).
+    pub poll: Duration,
+    /// How often a full reconcile runs without a trigger (> 0).
+    pub resync: Duration,
+    /// The HTTP port (/healthz, /status, /metrics, POST /webhook); `None`: no port.
+    pub listen: Option<SocketAddr>,
+    /// Without it POST /webhook is refused.
+    pub webhook: Option<Webhook>,
+}
+
+/// POST /webhook's settings.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub secret: WebhookSecret,
+    /// Only pushes to this branch queue a pass (`--ref`); `None`: any branch.
+    pub branch: Option<String>,
+}
+
+/// A webhook secret: never empty (an empty HMAC key would let anyone sign), never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// The secret in `text` without surrounding whitespace (a file's trailing newline);
+    /// `None` when nothing is left.
+    pub fn new(text: &str) -> Option<WebhookSecret> {
+        let secret = text.trim();
+        (!secret.is_empty()).then(|| WebhookSecret(secret.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(***)")
+    }
+}
 
 /// Why a reconcile was queued. Only used for logs and the deploy record's trigger column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,60 +192,6 @@ pub async fn run_loop<F, Fut>(
     }
 }
 
-/// Feeds Engine events about this project's containers into `queue`, reconnecting after an
-/// error (a restarted daemon) until the receiver is gone.
-pub async fn engine_events(docker: Docker, project: String, queue: mpsc::UnboundedSender<Trigger>) {
-    let filters = HashMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        ("label".to_string(), labels::project_filters(&project)),
-        (
-            "event".to_string(),
-            ["die", "stop", "destroy", "rename", "create", "oom"]
-                .map(String::from)
-                .to_vec(),
-        ),
-    ]);
-    loop {
-        let mut events = docker.events(Some(EventsOptions {
-            filters: Some(filters.clone()),
-            ..Default::default()
-        }));
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(e) => {
-                    let actor = e.actor.unwrap_or_default();
-                    let attrs = actor.attributes.unwrap_or_default();
-                    // One-off hook containers come and go during a release: not drift.
-                    if attrs.get(labels::ROLE).map(String::as_str) == Some("hook") {
-                        continue;
-                    }
-                    let trigger = Trigger::Engine {
-                        container: attrs.get("name").cloned().unwrap_or_default(),
-                        action: e.action.unwrap_or_default(),
-                        at_ns: e.time_nano.unwrap_or_default(),
-                    };
-                    tracing::debug!("event: {}", trigger.describe());
-                    if queue.send(trigger).is_err() {
-                        return;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!("Docker events stream ended: {err}; reconnecting");
-                    break;
-                }
-            }
-        }
-        if queue.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        // Events missed while disconnected are covered by a resync right away.
-        if queue.send(Trigger::Resync).is_err() {
-            return;
-        }
-    }
-}
-
 /// Back-off for drift corrections of one container: the first two in a row go at once, then
 /// each waits twice as long as the one before (1 s, 2 s, 4 s … at most 5 min), so a container
 /// that keeps dying is not recreated in a hot loop. A container left alone for 5 min starts
@@ -240,6 +243,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[test]
+    fn a_webhook_secret_is_never_empty_and_never_printed() {
+        assert_eq!(WebhookSecret::new(" \n"), None);
+        let s = WebhookSecret::new("hunter2\n").unwrap();
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn backoff_doubles_after_two_corrections_and_resets_when_quiet() {
         let mut b = Backoff::default();
         let t0 = Instant::now();
@@ -272,7 +283,7 @@ mod tests {
     async fn a_burst_of_triggers_is_one_reconcile_and_shutdown_waits_for_the_pass_in_flight() {
         let (tx, rx) = mpsc::unbounded_channel();
         let (stop, stopped) = watch::channel(false);
-        let passes: Arc<Mutex<Vec<(usize, bool)>>> = Arc::default();
+        let passes: Arc<Mutex<Vec<usize>>> = Arc::default();
         let seen = passes.clone();
         let worker = tokio::spawn(run_loop(
             rx,
@@ -283,7 +294,7 @@ mod tests {
                 async move {
                     // A pass that takes a while; it must not be cut short by the shutdown.
                     tokio::time::sleep(Duration::from_secs(5)).await;
-                    seen.lock().unwrap().push((batch.len(), true));
+                    seen.lock().unwrap().push(batch.len());
                 }
             },
         ));
@@ -301,7 +312,7 @@ mod tests {
         stop.send(true).unwrap();
         tx.send(Trigger::Resync).unwrap();
         worker.await.unwrap();
-        assert_eq!(*passes.lock().unwrap(), [(4, true)]);
+        assert_eq!(*passes.lock().unwrap(), [4]);
     }
 
     #[tokio::test(start_paused = true)]

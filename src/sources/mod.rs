@@ -10,6 +10,9 @@ use crate::load::{is_desired_state_file, SourceFile};
 
 pub mod remote;
 pub mod signature;
+mod source;
+
+pub use source::{looks_like_commit, Fetch, Files, Source, Wanted};
 
 /// The files of a desired state and where they came from.
 #[derive(Debug, Clone)]
@@ -31,13 +34,18 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open git repository {location}: {message}\n  hint: pass --source with a local path or file:// URL of a git repository, or --worktree to read plain files")]
-    Open { location: String, message: String },
-    #[error("cannot resolve ref `{reference}` in {location}: {message}\n  hint: use a branch, tag or commit id that exists (git log shows them)")]
+    #[error("cannot open git repository {location}\n  hint: pass --source with a local path or file:// URL of a git repository, or --worktree to read plain files")]
+    Open {
+        location: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot resolve ref `{reference}` in {location}\n  hint: use a branch, tag or commit id that exists (git log shows them)")]
     Ref {
         location: String,
         reference: String,
-        message: String,
+        #[source]
+        source: git2::Error,
     },
     #[error("`{path}` does not exist in {location} at {commit}\n  hint: is the desired state committed? set --path to the folder holding dockhand.yaml")]
     MissingPath {
@@ -45,8 +53,12 @@ pub enum SourceError {
         commit: String,
         path: String,
     },
-    #[error("cannot fetch from {url}: {message}\n  hint: check the URL, the network, and the credentials (--git-token-file for https, --ssh-key or ssh-agent for ssh); what runs keeps running")]
-    Fetch { url: String, message: String },
+    #[error("cannot fetch from {url}\n  hint: check the URL, the network, and the credentials (--git-token-file for https, --ssh-key or ssh-agent for ssh); what runs keeps running")]
+    Fetch {
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
     #[error("branch `{branch}` does not exist in {url}\n  hint: set --ref to a branch the remote has (`git ls-remote --heads {url}` lists them)")]
     NoBranch { url: String, branch: String },
     #[error("{branch} of {url} was force-pushed: its head {} does not descend from {}, the commit dockhand follows; it keeps deploying {}\n  hint: if the rewrite is intended, pass --allow-force-push (DOCKHAND_ALLOW_FORCE_PUSH=true) to follow it", short(head), short(followed), short(followed))]
@@ -60,8 +72,20 @@ pub enum SourceError {
     Unsigned { commit: String, why: String },
     #[error("{url} has not been fetched yet, and the remote could not be reached\n  hint: check the network and credentials, then run again")]
     NeverFetched { url: String },
-    #[error("git error reading {location}: {message}")]
-    Git { location: String, message: String },
+    #[error("git error reading {location}\n  hint: the repository may be damaged; `git fsck` in it says more")]
+    Git {
+        location: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{location} is not a git repository, so no commit ({commit}) can be read from it\n  hint: point --source at a git repository to deploy recorded commits")]
+    NotGit { location: String, commit: String },
+    #[error("{location} is not a git repository, so --ref {reference} cannot be used\n  hint: point --source at a git repository, or drop --ref to read a plain directory")]
+    RefOnDir { location: String, reference: String },
+    #[error("commit {commit} is not in the mirror of {url}\n  hint: is it on the followed branch? `dockhand history` lists deployed commits")]
+    NotInMirror { url: String, commit: String },
+    #[error("{origin} holds files, not a signed commit, and --allowed-signers is set\n  hint: read a git commit (drop --worktree), or drop --allowed-signers")]
+    FilesNotSigned { origin: String },
 }
 
 /// Reads `root/path` from a plain directory.
@@ -123,25 +147,22 @@ fn short(commit: &str) -> &str {
 /// Reads `path` from the tree of `reference` (default `HEAD`) in the repository at `repo`.
 pub fn from_git(repo: &Path, reference: Option<&str>, path: &str) -> Result<Snapshot, SourceError> {
     let location = repo.display().to_string();
-    let git = |e: git2::Error| SourceError::Git {
+    let git = |source: git2::Error| SourceError::Git {
         location: location.clone(),
-        message: e.message().to_string(),
+        source,
     };
-    let r = git2::Repository::open(repo).map_err(|e| SourceError::Open {
+    let r = git2::Repository::open(repo).map_err(|source| SourceError::Open {
         location: location.clone(),
-        message: e.message().to_string(),
+        source,
     })?;
     let reference = reference.unwrap_or("HEAD");
-    let object = r.revparse_single(reference).map_err(|e| SourceError::Ref {
+    let bad_ref = |source| SourceError::Ref {
         location: location.clone(),
         reference: reference.to_string(),
-        message: e.message().to_string(),
-    })?;
-    let commit = object.peel_to_commit().map_err(|e| SourceError::Ref {
-        location: location.clone(),
-        reference: reference.to_string(),
-        message: e.message().to_string(),
-    })?;
+        source,
+    };
+    let object = r.revparse_single(reference).map_err(&bad_ref)?;
+    let commit = object.peel_to_commit().map_err(&bad_ref)?;
     let commit_id = commit.id().to_string();
     let tree = commit.tree().map_err(git)?;
     let trimmed = path.trim_matches('/');

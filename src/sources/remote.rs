@@ -134,10 +134,12 @@ impl Remote {
         format!("refs/dockhand/followed/{}", self.key())
     }
 
+    /// The cause is kept as the error's source. Call sites pass a reference
+    /// (`map_err(|e| self.err(&e))`) and `git2::Error` is not `Clone`, so an equal one is built.
     fn err(&self, e: &git2::Error) -> SourceError {
         SourceError::Fetch {
             url: display_url(&self.url),
-            message: e.message().to_string(),
+            source: git2::Error::new(e.code(), e.class(), e.message()),
         }
     }
 
@@ -149,9 +151,9 @@ impl Remote {
             path: self.mirror.clone(),
             source,
         })?;
-        Repository::init_bare(&self.mirror).map_err(|e| SourceError::Open {
+        Repository::init_bare(&self.mirror).map_err(|source| SourceError::Open {
             location: self.mirror.display().to_string(),
-            message: e.message().to_string(),
+            source,
         })
     }
 

@@ -22,9 +22,9 @@ pub fn verify(repo: &Path, commit: &str, allowed_signers: &Path) -> Result<Strin
         commit: short.to_string(),
         why,
     };
-    let r = git2::Repository::open(repo).map_err(|e| SourceError::Open {
+    let r = git2::Repository::open(repo).map_err(|source| SourceError::Open {
         location: repo.display().to_string(),
-        message: e.message().to_string(),
+        source,
     })?;
     let oid = git2::Oid::from_str(commit).map_err(|e| refused(e.message().to_string()))?;
     let (signature, signed) = r

@@ -1,0 +1,93 @@
+//! `dockhand apply`: take the apply lock, plan, show the plan, ask, and apply it as one
+//! recorded deploy.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use super::args::ApplyArgs;
+use super::settings;
+use crate::apply::progress::Progress;
+use crate::apply::ApplyError;
+use crate::history::Store;
+use crate::plan::render;
+use crate::reconcile::pass::PlanContext;
+use crate::reconcile::{self, lock, record};
+use crate::sources::Fetch;
+
+pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let docker = crate::observe::connect().await?;
+    if a.preflight_only {
+        // Changes nothing and records nothing, so it neither takes the lock nor opens the
+        // record.
+        let ctx = PlanContext::build(&source, None, &docker, None).await?;
+        if !show(&ctx)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let progress = Progress::new(false).redacting(ctx.redactor());
+        let options = ctx.apply_options(true);
+        crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await?;
+        println!("\nPreflight passed; nothing was changed (--preflight-only).");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Arc::new(Store::open(state_dir)?);
+    // Before the plan: the plan shown and confirmed is the plan of the host as it is when it
+    // is applied.
+    let held = lock::acquire(&store, lock::CLI_WAIT).await?;
+    let ctx = PlanContext::build(&source, None, &docker, None).await?;
+    if !show(&ctx)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    ctx.refuse_if_held(&store)?;
+    if !a.retry {
+        if let Some(q) = ctx.quarantine(&store)? {
+            return Err(reconcile::Error::from(q).into());
+        }
+    }
+    if !confirm(a.yes, "Apply these changes?")? {
+        println!("Apply cancelled; nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let trigger = if a.retry { "cli (retry)" } else { "cli" };
+    let recorded = record::apply(&docker, &store, &held, &ctx, trigger).await?;
+    if let Some(summary) = recorded.summary() {
+        println!("{summary}");
+    }
+    recorded.into_result()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the plan; `Ok(false)` when there is nothing to do.
+///
+/// # Errors
+/// [`ApplyError::Conflicts`] when objects dockhand does not own block the plan.
+pub(super) fn show(ctx: &PlanContext) -> Result<bool> {
+    println!("source: {}\n", ctx.snapshot.origin);
+    print!("{}", render::text(&ctx.plan, false));
+    if ctx.plan.actions.is_empty() && ctx.plan.conflicts.is_empty() {
+        return Ok(false);
+    }
+    if !ctx.plan.conflicts.is_empty() {
+        return Err(reconcile::Error::from(ApplyError::Conflicts(ctx.plan.conflicts.len())).into());
+    }
+    Ok(true)
+}
+
+/// Asks on a terminal; refuses elsewhere unless `yes`. Returns whether to go on.
+pub(super) fn confirm(yes: bool, question: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to change anything without confirmation: standard input is not a terminal\n  hint: review the plan above and pass --yes");
+    }
+    print!("\n{question} Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}

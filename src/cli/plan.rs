@@ -1,0 +1,37 @@
+//! `dockhand plan` and `dockhand diff`: what apply would change, changing nothing (no lock, no
+//! record).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::args::{PlanArgs, SourceArgs};
+use super::settings;
+use crate::plan::render;
+use crate::reconcile::pass::PlanContext;
+use crate::sources::Fetch;
+
+pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let ctx = PlanContext::connect_and_build(&source).await?;
+    if a.json {
+        println!("{}", render::json(&ctx.plan));
+    } else {
+        println!("source: {}\n", ctx.snapshot.origin);
+        print!("{}", render::text(&ctx.plan, false));
+    }
+    Ok(if a.detailed_exitcode && !ctx.plan.is_empty() {
+        ExitCode::from(super::EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(src, state_dir, Fetch::OnRead)?;
+    let ctx = PlanContext::connect_and_build(&source).await?;
+    println!("source: {}\n", ctx.snapshot.origin);
+    print!("{}", render::text(&ctx.plan, true));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,124 @@
+//! `dockhand rollback` (deploy an earlier revision and hold there) and `dockhand resume` (end
+//! the hold).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use super::apply::confirm;
+use super::args::{RollbackArgs, SourceArgs};
+use super::settings;
+use crate::apply::ApplyError;
+use crate::history::{Hold, Outcome, Store};
+use crate::plan::render;
+use crate::reconcile::pass::{self, PlanContext};
+use crate::reconcile::{self, lock, record, short};
+use crate::sources::Fetch;
+
+pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
+    if a.source.worktree {
+        bail!(
+            "rollback deploys a recorded commit, so it needs a git source\n  hint: drop --worktree"
+        );
+    }
+    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let store = Arc::new(Store::open(state_dir)?);
+    let docker = crate::observe::connect().await?;
+    // Everything below runs under the lock: the target is chosen from the record once no
+    // other apply is running (an agent finishing a deploy changes what "the one before the
+    // current one" is), and the hold is set before any agent pass can plan again.
+    let held = lock::acquire(&store, lock::CLI_WAIT).await?;
+    let head = source.read(None)?;
+    let Some(head_commit) = head.commit.clone() else {
+        bail!(
+            "{} is not a git repository: there is no earlier commit to roll back to",
+            head.origin
+        );
+    };
+    let project = crate::load::load(&head.files)
+        .map(|d| d.config.project)
+        .map_err(|_| anyhow::anyhow!("the source's head does not load, so its project is unknown\n  hint: pass --to COMMIT (a deploy id needs the project)"));
+    let target = match &a.to {
+        Some(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) => {
+            let id: i64 = t.parse()?;
+            store
+                .deploy(project.as_ref().ok().map(String::as_str), id)?
+                .map(|d| d.revision)
+                .with_context(|| {
+                    format!("no deploy #{id}\n  hint: `dockhand history` lists them")
+                })?
+        }
+        Some(t) => t.clone(),
+        None => previous_good(
+            &store,
+            project.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?,
+        )?,
+    };
+    if target.starts_with("worktree:") {
+        bail!("deploy {target} was made from files on disk, which were not recorded\n  hint: roll back to a commit (--to COMMIT)");
+    }
+    let ctx = PlanContext::build(&source, Some(&target), &docker, None).await?;
+    let rev = ctx.revision();
+    println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
+    print!("{}", render::text(&ctx.plan, false));
+    if !ctx.plan.conflicts.is_empty() {
+        return Err(reconcile::Error::from(ApplyError::Conflicts(ctx.plan.conflicts.len())).into());
+    }
+    if !confirm(a.yes, "Roll back and hold there?")? {
+        println!("Rollback cancelled; nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The hold first: should the deploy fail half way, an agent must still not redeploy the
+    // head over what is left.
+    store.set_hold(
+        &ctx.desired.project,
+        &Hold {
+            revision: rev.clone(),
+            source_at: head_commit.clone(),
+            reason: format!("dockhand rollback to {rev}"),
+            at_ms: crate::history::now_ms(),
+        },
+    )?;
+    if !ctx.plan.is_empty() {
+        let recorded = record::apply(&docker, &store, &held, &ctx, "rollback").await?;
+        if let Some(summary) = recorded.summary() {
+            println!("{summary}");
+        }
+        recorded.into_result().context(
+            "the rollback hold stays (the agent will not redeploy the head); `dockhand resume` ends it",
+        )?;
+    }
+    println!(
+        "\nHeld at {}: an agent keeps this revision until a new commit arrives on the source (now at {}), or `dockhand resume`.",
+        short(&rev),
+        short(&head_commit)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The revision of the last successful deploy before the one now running.
+fn previous_good(store: &Store, project: &str) -> Result<String> {
+    let deploys = store.deploys(Some(project), None, 500)?;
+    let mut good = deploys
+        .iter()
+        .filter(|d| d.outcome == Outcome::Succeeded)
+        .map(|d| d.revision.as_str());
+    let current = good.next();
+    good.find(|r| Some(*r) != current && !r.starts_with("worktree:"))
+        .map(str::to_string)
+        .context("no earlier successful deploy of a commit to roll back to\n  hint: `dockhand history` lists deploys; pass --to DEPLOY_ID or --to COMMIT")
+}
+
+pub fn resume(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(src, state_dir, Fetch::OnRead)?;
+    let (_, desired) = pass::load(&source, None)?;
+    let store = Store::open(state_dir)?;
+    if store.release_hold(&desired.config.project)? {
+        println!("rollback hold ended: the next reconcile deploys the source's head");
+    } else {
+        println!("no rollback hold for project {}", desired.config.project);
+    }
+    Ok(ExitCode::SUCCESS)
+}

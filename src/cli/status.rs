@@ -1,0 +1,226 @@
+//! `dockhand status`: per service running, stopped, missing or drifted, with image, commit and
+//! the deploy that put it there; quarantined revisions; tags that moved.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::args::StatusArgs;
+use super::{settings, table};
+use crate::history::Store;
+use crate::model::actual::{Actual, RunState};
+use crate::plan::{render, Action, Plan};
+use crate::reconcile::pass::PlanContext;
+use crate::sources::Fetch;
+use crate::spec::{labels, Desired};
+
+pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let ctx = PlanContext::connect_and_build(&source).await?;
+    let mut rows = status_rows(&ctx.desired, &ctx.actual, &ctx.plan);
+    let store = Store::open_existing(state_dir)?;
+    let mut quarantined = Vec::new();
+    if let Some(store) = &store {
+        let last = store.last_deploys(&ctx.desired.project)?;
+        for r in &mut rows {
+            if let Some((_, id, at)) = last.iter().find(|(c, _, _)| *c == r.container) {
+                r.deployed = format!("{} #{id}", crate::history::format_utc(*at));
+            }
+        }
+        quarantined = store.quarantine_list(&ctx.desired.project)?;
+    }
+    let tags = if a.offline {
+        Vec::new()
+    } else {
+        let docker = crate::observe::connect().await?;
+        super::pin::tag_checks(&docker, &ctx.desired).await
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "source": ctx.snapshot.origin,
+                "revision": ctx.revision(),
+                "in_sync": ctx.plan.is_empty(),
+                "services": rows,
+                "quarantined": quarantined,
+                "tags_moved": tags.iter().filter(|t| t.moved()).collect::<Vec<_>>(),
+                "tags_unchecked": tags.iter().filter(|t| t.error.is_some()).collect::<Vec<_>>(),
+            }))?
+        );
+    } else {
+        println!("source: {}\n", ctx.snapshot.origin);
+        print!("{}", status_table(&rows));
+        for t in tags.iter().filter(|t| t.moved()) {
+            println!(
+                    "\ntag moved: {} ({}/{}) now points to {}, pinned {}\n  hint: dockhand never follows a tag by itself; `dockhand pin --update --stack {}` writes the new digest for you to commit",
+                    t.image,
+                    t.stack,
+                    t.service,
+                    t.current.as_deref().unwrap_or_default(),
+                    t.pinned,
+                    t.stack
+                );
+        }
+        for t in tags.iter().filter(|t| t.error.is_some()) {
+            println!(
+                "\ntag not checked: {} ({}/{}): {}",
+                t.image,
+                t.stack,
+                t.service,
+                t.error.as_deref().unwrap_or_default()
+            );
+        }
+        for q in &quarantined {
+            println!(
+                    "\nquarantined: {} (deploy #{}, {}): {}\n  hint: commit a fix, or `dockhand apply --retry` to try this revision again",
+                    q.revision,
+                    q.deploy_id,
+                    crate::history::format_utc(q.at_ms),
+                    q.reason.lines().next().unwrap_or_default()
+                );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct StatusRow {
+    stack: String,
+    service: String,
+    container: String,
+    /// running, stopped, missing, drifted, conflict or undesired.
+    state: String,
+    image: String,
+    commit: String,
+    /// When, and by which deploy, this container was last changed (from the deploy record).
+    deployed: String,
+    detail: String,
+}
+
+fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow> {
+    let mut rows = Vec::new();
+    for d in &desired.containers {
+        let blue_green = d.blue_green.is_some();
+        for name in d.container_names() {
+            let ac = actual.managed.iter().find(|c| c.name == name);
+            let action = plan
+                .actions
+                .iter()
+                .find(|a| a.container() == Some(name.as_str()));
+            let conflict = plan.conflicts.iter().find(|c| c.name == name);
+            let (state, detail) = match (conflict, action, ac) {
+                (Some(c), _, _) => ("conflict", c.message.clone()),
+                (_, Some(Action::Create { .. }), _) => ("missing", String::new()),
+                (_, Some(Action::Recreate { changes, .. }), _) => (
+                    "drifted",
+                    format!(
+                        "{} differ",
+                        changes
+                            .iter()
+                            .map(|c| c.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                (_, Some(Action::Start { reason, .. }), _) => ("stopped", reason.clone()),
+                (_, Some(Action::Release { step, .. }), _) => (
+                    "to release",
+                    format!("next release goes here ({})", step.as_str()),
+                ),
+                (_, Some(Action::Retire { reason, .. }), _) => ("to retire", reason.clone()),
+                (_, _, Some(c)) if blue_green && c.serving() => ("serving", c.status.clone()),
+                (_, _, Some(c)) if d.job && c.exit_code() == Some(0) => {
+                    ("completed", c.status.clone())
+                }
+                (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
+                (_, _, Some(c)) if c.state == RunState::Restarting => (
+                    "degraded",
+                    format!(
+                        "crash-looping, Docker restarts it; {}",
+                        c.status.to_lowercase()
+                    ),
+                ),
+                (_, _, Some(c)) if blue_green => (
+                    "idle",
+                    format!("kept for rollback; {}", c.status.to_lowercase()),
+                ),
+                (_, _, None) if blue_green => continue,
+                _ => ("unknown", String::new()),
+            };
+            rows.push(StatusRow {
+                stack: d.stack.clone(),
+                service: d.service.clone(),
+                container: name.clone(),
+                state: state.into(),
+                image: ac.map(|c| c.image.clone()).unwrap_or_default(),
+                commit: ac
+                    .and_then(|c| c.label(labels::COMMIT))
+                    .unwrap_or_default()
+                    .to_string(),
+                deployed: String::new(),
+                detail,
+            });
+        }
+    }
+    for a in &plan.actions {
+        if let Action::Remove {
+            stack,
+            container,
+            reason,
+        } = a
+        {
+            let ac = actual.managed.iter().find(|c| &c.name == container);
+            rows.push(StatusRow {
+                stack: stack.clone(),
+                service: ac
+                    .and_then(|c| c.label(labels::SERVICE))
+                    .unwrap_or_default()
+                    .into(),
+                container: container.clone(),
+                state: "undesired".into(),
+                image: ac.map(|c| c.image.clone()).unwrap_or_default(),
+                commit: ac
+                    .and_then(|c| c.label(labels::COMMIT))
+                    .unwrap_or_default()
+                    .into(),
+                deployed: String::new(),
+                detail: reason.clone(),
+            });
+        }
+    }
+    rows
+}
+
+fn status_table(rows: &[StatusRow]) -> String {
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.stack.clone(),
+                r.service.clone(),
+                r.container.clone(),
+                r.state.clone(),
+                render::short_image(&r.image),
+                r.commit.chars().take(12).collect(),
+                r.deployed.clone(),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    table::render(
+        [
+            "STACK",
+            "SERVICE",
+            "CONTAINER",
+            "STATE",
+            "IMAGE",
+            "COMMIT",
+            "DEPLOYED",
+            "DETAIL",
+        ],
+        &cells,
+    )
+}

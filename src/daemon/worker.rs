@@ -1,0 +1,389 @@
+//! One agent pass: take the apply lock, plan (the held revision while a rollback holds), and
+//! apply as a recorded deploy unless something stops it (conflicts, quarantine, back-off, a
+//! `drift: report` stack). What a pass came to is a [`Pass`]; why nothing was applied is a
+//! [`Refusal`], decided by type.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::http::AgentState;
+use super::triggers::{engine_events, lock};
+use super::{Backoff, Trigger};
+use crate::history::{ApplyLock, Outcome, Store};
+use crate::model::DriftPolicy;
+use crate::plan::render;
+use crate::reconcile::pass::PlanContext;
+use crate::reconcile::{self, record, report};
+use crate::sources::Source;
+
+/// What one reconcile pass came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// The desired state could not be read, is invalid, or the host could not be read:
+    /// nothing changed.
+    NotRead(String),
+    /// The apply lock stayed taken (another apply runs) or could not be opened: the pass is
+    /// queued again.
+    NoLock(String),
+    InSync(String),
+    /// Nothing changed, and why (the revision, the reason).
+    Refused(String, Refusal),
+    /// Containers that keep drifting wait for their back-off.
+    BackedOff(String, Vec<String>),
+    /// A recorded deploy: the revision, its outcome and, unless it succeeded, the error.
+    Applied(String, Outcome, Option<String>),
+}
+
+/// Why a pass changed nothing although the plan has work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Objects dockhand does not own have wanted names (the rendered plan).
+    Conflicts(String),
+    /// The revision's release failed before (the quarantine message).
+    Quarantined(String),
+    /// The deploy record could not be read or written.
+    Store(String),
+}
+
+impl Refusal {
+    fn message(&self) -> &str {
+        match self {
+            Refusal::Conflicts(m) | Refusal::Quarantined(m) | Refusal::Store(m) => m,
+        }
+    }
+}
+
+impl Pass {
+    /// Writes what this pass came to into the agent's state (for /status and /metrics).
+    pub(super) fn record(self, st: &mut AgentState, drift: bool) {
+        st.degraded.clear();
+        match self {
+            Pass::NotRead(e) => {
+                st.metrics.source_errors += 1;
+                st.in_sync = false;
+                st.last_error = Some(e);
+            }
+            Pass::NoLock(e) => {
+                st.in_sync = false;
+                st.last_error = Some(e);
+            }
+            Pass::InSync(rev) => {
+                st.revision = Some(rev);
+                st.in_sync = st.drift_reported.is_empty();
+                st.last_sync_ms = Some(crate::history::now_ms());
+            }
+            Pass::Refused(rev, why) => {
+                st.revision = Some(rev.clone());
+                st.in_sync = false;
+                if matches!(why, Refusal::Quarantined(_)) && !st.quarantined.contains(&rev) {
+                    st.quarantined.push(rev);
+                }
+                st.last_error = Some(why.message().to_string());
+            }
+            Pass::BackedOff(rev, names) => {
+                st.revision = Some(rev);
+                st.in_sync = false;
+                st.degraded = names;
+            }
+            Pass::Applied(rev, outcome, error) => {
+                if drift {
+                    st.metrics.drift_corrections += 1;
+                }
+                *st.metrics
+                    .outcomes
+                    .entry(outcome.as_str().to_string())
+                    .or_default() += 1;
+                st.in_sync = error.is_none();
+                if error.is_none() {
+                    st.last_sync_ms = Some(crate::history::now_ms());
+                }
+                if outcome == Outcome::RolledBack && !st.quarantined.contains(&rev) {
+                    st.quarantined.push(rev.clone());
+                }
+                st.revision = Some(rev);
+                st.last_error = error;
+            }
+        }
+    }
+}
+
+/// How long a full read of the host (networks and volumes too) stands in for the passes after
+/// it: what a single list cannot see (an unused network removed by hand, a labelled object
+/// made by hand) is found within this long.
+const FULL_READ_EVERY: Duration = Duration::from_secs(300);
+
+/// How soon a pass that found the apply lock taken is tried again.
+const LOCK_RETRY: Duration = Duration::from_secs(5);
+
+/// Everything a pass needs; cheap to clone (handles and shared state).
+#[derive(Clone)]
+pub(super) struct Worker {
+    pub docker: bollard::Docker,
+    pub store: Arc<Store>,
+    pub queue: mpsc::UnboundedSender<Trigger>,
+    pub source: Arc<Source>,
+    /// The project whose events are watched, and the quarantined revisions already reported.
+    pub seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>>,
+    pub backoff: Arc<Mutex<Backoff>>,
+    pub state: Arc<Mutex<AgentState>>,
+    /// The last revision found or made in sync: what a bad commit falls back to.
+    pub last_good: Arc<Mutex<Option<String>>>,
+    /// The revision a full read of the host last found in sync, and when: while it holds, a
+    /// pass costs the Engine one call.
+    pub quick: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl Worker {
+    /// One pass. The apply lock is taken first and held to the end, so the plan is made of
+    /// the host as it is and no other apply (a `dockhand apply`, a rollback) runs in between.
+    pub(super) async fn pass(&self, why: &str, drift: bool, event_ns: Option<i64>) -> Pass {
+        let apply_lock =
+            match reconcile::lock::acquire(&self.store, reconcile::lock::AGENT_WAIT).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let msg = report(&e);
+                    eprintln!("not applied ({why}): {msg}");
+                    self.queue_after(LOCK_RETRY, Trigger::Resync);
+                    return Pass::NoLock(msg);
+                }
+            };
+        let quick_at = match &*lock(&self.quick) {
+            Some((rev, at)) if at.elapsed() < FULL_READ_EVERY => Some(rev.clone()),
+            _ => None,
+        };
+        let built =
+            PlanContext::build_held(&self.source, &self.store, &self.docker, quick_at.as_deref())
+                .await;
+        let quick = matches!(&built, Ok((ctx, _)) if ctx.quick);
+        let ctx = match built {
+            Ok((ctx, note)) => {
+                if let Some(note) = note {
+                    eprintln!("{note}");
+                }
+                ctx
+            }
+            Err(e) => {
+                // A bad commit or a half-written file: it is not applied, and the last good
+                // revision stays converged (drift is still corrected) until a valid one comes.
+                let msg = report(&e);
+                eprintln!("desired state not applied ({why}): {msg}");
+                let good = lock(&self.last_good).clone();
+                if let Some(good) = good {
+                    let built =
+                        PlanContext::build(&self.source, Some(&good), &self.docker, None).await;
+                    if let Ok(ctx) = built {
+                        if !ctx.plan.is_empty() {
+                            eprintln!("keeping the last good revision {}", reconcile::short(&good));
+                        }
+                        let _ = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+                    }
+                }
+                return Pass::NotRead(msg);
+            }
+        };
+        let pass = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+        if let Pass::InSync(rev) | Pass::Applied(rev, Outcome::Succeeded, None) = &pass {
+            if !rev.starts_with("worktree:") {
+                *lock(&self.last_good) = Some(rev.clone());
+            }
+        }
+        {
+            let mut q = lock(&self.quick);
+            *q = match (&pass, quick) {
+                (Pass::InSync(_), true) => q.take(),
+                (Pass::InSync(rev), false) => Some((rev.clone(), Instant::now())),
+                _ => None,
+            };
+        }
+        pass
+    }
+
+    fn queue_after(&self, wait: Duration, trigger: Trigger) {
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = queue.send(trigger);
+        });
+    }
+
+    /// Applies `ctx.plan` as a recorded deploy unless something stops it (conflicts,
+    /// quarantine, back-off, a `drift: report` stack).
+    async fn converge(
+        &self,
+        mut ctx: PlanContext,
+        why: &str,
+        drift: bool,
+        event_ns: Option<i64>,
+        apply_lock: &ApplyLock,
+    ) -> Pass {
+        let rev = ctx.revision();
+        let start_watching = {
+            let mut seen = lock(&self.seen);
+            let new = seen.0.as_deref() != Some(ctx.desired.project.as_str());
+            seen.0 = Some(ctx.desired.project.clone());
+            new
+        };
+        if start_watching {
+            tokio::spawn(engine_events(
+                self.docker.clone(),
+                ctx.desired.project.clone(),
+                self.queue.clone(),
+            ));
+        }
+        // Stacks with `drift: report` are left alone by drift-only passes: their changes are
+        // reported, and applied by the next deploy.
+        let report_only: BTreeSet<String> = ctx
+            .state
+            .stacks
+            .iter()
+            .filter(|s| s.spec.drift == DriftPolicy::Report)
+            .map(|s| s.name().to_string())
+            .collect();
+        let held = if drift && !report_only.is_empty() {
+            ctx.plan.split_off_stacks(&report_only)
+        } else {
+            Vec::new()
+        };
+        let drifted: Vec<String> = held
+            .iter()
+            .filter_map(|a| a.container().map(str::to_string))
+            .collect();
+        {
+            let mut st = lock(&self.state);
+            if !drifted.is_empty() && st.drift_reported != drifted {
+                eprintln!(
+                    "drift reported, not corrected (drift: report): {}\n  hint: `dockhand plan` shows the changes; `dockhand apply` or the next deploy puts them back",
+                    drifted.join(", ")
+                );
+            }
+            st.drift_reported = drifted;
+        }
+        if ctx.plan.is_empty() {
+            return Pass::InSync(rev);
+        }
+        if !ctx.plan.conflicts.is_empty() {
+            let msg = format!(
+                "{} conflict(s) with objects dockhand does not own:\n{}",
+                ctx.plan.conflicts.len(),
+                render::text(&ctx.plan, false)
+            );
+            eprintln!("not applied ({why}): {msg}");
+            return Pass::Refused(rev, Refusal::Conflicts(msg));
+        }
+        match ctx.quarantine(&self.store) {
+            Ok(Some(q)) => {
+                let msg = reconcile::Error::from(q).to_string();
+                if lock(&self.seen).1.insert(rev.clone()) {
+                    eprintln!("not applied ({why}): {msg}");
+                }
+                return Pass::Refused(rev, Refusal::Quarantined(msg));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let msg = report(&e);
+                eprintln!("not applied ({why}): {msg}");
+                return Pass::Refused(rev, Refusal::Store(msg));
+            }
+        }
+        if drift {
+            if let Some(names) = self.back_off(&ctx) {
+                return Pass::BackedOff(rev, names);
+            }
+        }
+        println!("{}", render::text(&ctx.plan, false));
+        if let (true, Some(ns)) = (drift, event_ns) {
+            // How long after the Engine's event the correction starts: settle window, observe
+            // and plan. Both clocks are this host's.
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            let ms = (now_ns - ns) as f64 / 1e6;
+            eprintln!("correcting drift {ms:.1} ms after the Engine's event");
+            lock(&self.state).metrics.observe_reaction(ms / 1000.0);
+        }
+        let trigger = format!("agent ({why})");
+        match record::apply(&self.docker, &self.store, apply_lock, &ctx, &trigger).await {
+            Ok(recorded) => {
+                if let Some(summary) = recorded.summary() {
+                    println!("{summary}");
+                }
+                let outcome = recorded.outcome();
+                let error = recorded.into_result().err().map(|e| report(&e));
+                if let Some(e) = &error {
+                    eprintln!("error: {e}");
+                }
+                Pass::Applied(rev, outcome, error)
+            }
+            Err(e) => {
+                let msg = report(&e);
+                eprintln!("error: {msg}");
+                Pass::Refused(rev, Refusal::Store(msg))
+            }
+        }
+    }
+
+    /// Only drift (events, resyncs) backs off: a new revision or an operator's signal is
+    /// applied at once. Returns the containers that must still wait (and queues a resync for
+    /// when the longest wait ends), or notes a correction of each and returns `None`.
+    fn back_off(&self, ctx: &PlanContext) -> Option<Vec<String>> {
+        let touched: Vec<String> = ctx
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| a.container().map(str::to_string))
+            .collect();
+        let now = Instant::now();
+        let mut b = lock(&self.backoff);
+        let waits: Vec<(String, Duration)> = touched
+            .iter()
+            .filter_map(|n| b.wait(n, now).map(|w| (n.clone(), w)))
+            .collect();
+        if let Some(longest) = waits.iter().map(|(_, w)| *w).max() {
+            let names: Vec<String> = waits.into_iter().map(|(n, _)| n).collect();
+            eprintln!(
+                "degraded: {} keep(s) drifting (dying or being changed); next correction in {longest:.0?}\n  hint: `docker logs {}` shows why it exits",
+                names.join(", "),
+                names[0]
+            );
+            self.queue_after(longest, Trigger::Resync);
+            return Some(names);
+        }
+        for n in &touched {
+            b.record(n, now);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agent marks a revision quarantined by the refusal's type, not by its wording: a
+    /// conflict whose text happens to say "quarantined" marks nothing.
+    #[test]
+    fn quarantine_is_decided_by_type_not_by_message_text() {
+        let mut st = AgentState::default();
+        Pass::Refused(
+            "abc".into(),
+            Refusal::Conflicts("container quarantined-db exists".into()),
+        )
+        .record(&mut st, false);
+        assert!(st.quarantined.is_empty());
+        assert!(!st.in_sync);
+        Pass::Refused(
+            "def".into(),
+            Refusal::Quarantined("deploy #3 failed".into()),
+        )
+        .record(&mut st, false);
+        assert_eq!(st.quarantined, ["def"]);
+        assert_eq!(st.last_error.as_deref(), Some("deploy #3 failed"));
+        Pass::Applied("ghi".into(), Outcome::RolledBack, Some("gate".into())).record(&mut st, true);
+        assert_eq!(st.quarantined, ["def", "ghi"]);
+        assert_eq!(st.metrics.drift_corrections, 1);
+        assert_eq!(st.metrics.outcomes.get("rolled-back"), Some(&1));
+    }
+}

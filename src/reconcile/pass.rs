@@ -1,0 +1,217 @@
+//! What one pass computes: source snapshot → load → host checks (env files) → render →
+//! observe → plan, gathered in a [`PlanContext`]. Reads only; changing the host is
+//! [`super::record`].
+
+use crate::apply::progress::Redactor;
+use crate::history::{Quarantine, Store, StoreError};
+use crate::model::actual::Actual;
+use crate::model::DesiredState;
+use crate::plan::Plan;
+use crate::sources::{Snapshot, Source};
+use crate::spec::Desired;
+
+use super::Error;
+
+/// Everything a plan-based verb needs, gathered once. Not `Debug`: `desired` holds the full
+/// env values.
+pub struct PlanContext {
+    pub snapshot: Snapshot,
+    pub state: DesiredState,
+    pub desired: Desired,
+    pub actual: Actual,
+    pub plan: Plan,
+    /// Env files that cannot be read: apply's preflight refuses on them.
+    pub env_problems: Vec<String>,
+    /// The host was read with one container list (see [`crate::plan::infer`]), which only
+    /// ever stands when it shows nothing to do.
+    pub quick: bool,
+}
+
+/// Reads the source (at `commit`, else its own revision) and loads it.
+///
+/// # Errors
+/// [`Error::Source`] when it cannot be read, [`Error::Invalid`] (every problem) when it does
+/// not load.
+pub fn load(source: &Source, commit: Option<&str>) -> Result<(Snapshot, DesiredState), Error> {
+    let snap = source.read(commit)?;
+    match crate::load::load(&snap.files) {
+        Ok(d) => Ok((snap, d)),
+        Err(diagnostics) => Err(Error::Invalid {
+            origin: snap.origin,
+            diagnostics,
+        }),
+    }
+}
+
+/// The commit, or for files on disk a hash of their contents (`worktree:<16 hex>`): what
+/// quarantine and the deploy record key on.
+pub fn revision(snap: &Snapshot) -> String {
+    snap.commit.clone().unwrap_or_else(|| {
+        let mut all = Vec::new();
+        for f in &snap.files {
+            all.extend_from_slice(f.path.as_bytes());
+            all.push(0);
+            all.extend_from_slice(f.text.as_bytes());
+            all.push(0);
+        }
+        format!("worktree:{}", &crate::spec::sha256_hex(&all)[..16])
+    })
+}
+
+impl PlanContext {
+    /// Connects to the Engine and plans the source's own revision (the read-only verbs).
+    ///
+    /// # Errors
+    /// As [`PlanContext::build`], and [`Error::Engine`] when the Engine cannot be reached.
+    pub async fn connect_and_build(source: &Source) -> Result<PlanContext, Error> {
+        let docker = crate::observe::connect().await?;
+        PlanContext::build(source, None, &docker, None).await
+    }
+
+    /// Plans `source` at `commit` (else its own revision) against the host.
+    ///
+    /// `quick_at`: a revision the caller found in sync after a full read of the host; at that
+    /// revision the pass first tries the one-list-call read, which only stands when it shows
+    /// nothing to do. The agent keeps one Engine client, as connecting asks the Engine's
+    /// `/version` (several ms, a third of a no-op pass).
+    ///
+    /// # Errors
+    /// [`Error::Source`], [`Error::Invalid`], [`Error::Engine`] (reading the host).
+    pub async fn build(
+        source: &Source,
+        commit: Option<&str>,
+        docker: &bollard::Docker,
+        quick_at: Option<&str>,
+    ) -> Result<PlanContext, Error> {
+        let (snapshot, state) = load(source, commit)?;
+        let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
+        let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
+        for p in &env_problems {
+            tracing::warn!("{p}");
+        }
+        let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
+        let names: Vec<String> = desired
+            .containers
+            .iter()
+            .flat_map(crate::spec::DesiredContainer::container_names)
+            .collect();
+        let mut read = None;
+        if quick_at.is_some() && quick_at == Some(revision(&snapshot).as_str()) {
+            let managed = crate::observe::list_managed(docker, &desired.project).await?;
+            read = crate::plan::infer::from_containers(&desired, managed)
+                .map(|actual| (crate::plan::plan(&desired, &actual), actual))
+                .filter(|(plan, _)| plan.is_empty());
+        }
+        let quick = read.is_some();
+        let (plan, actual) = match read {
+            Some(read) => read,
+            None => {
+                let actual = crate::observe::observe(docker, &desired.project, &names).await?;
+                (crate::plan::plan(&desired, &actual), actual)
+            }
+        };
+        Ok(PlanContext {
+            snapshot,
+            state,
+            desired,
+            actual,
+            plan,
+            env_problems,
+            quick,
+        })
+    }
+
+    /// The plan for the source's head, or, while a rollback holds (see [`crate::history::Hold`])
+    /// and the head has not moved since, for the held revision. A head that moved ends the
+    /// hold; the returned note says so. The caller holds the apply lock.
+    ///
+    /// # Errors
+    /// As [`PlanContext::build`], and [`Error::Store`] reading or ending the hold.
+    pub async fn build_held(
+        source: &Source,
+        store: &Store,
+        docker: &bollard::Docker,
+        quick_at: Option<&str>,
+    ) -> Result<(PlanContext, Option<String>), Error> {
+        let head = PlanContext::build(source, None, docker, quick_at).await?;
+        let project = head.desired.project.clone();
+        let Some(hold) = store.hold(&project)? else {
+            return Ok((head, None));
+        };
+        if head.snapshot.commit.as_deref() != Some(hold.source_at.as_str()) {
+            store.release_hold(&project)?;
+            let note = format!(
+                "the source moved to {}: the rollback hold on {} ended",
+                super::short(&head.revision()),
+                super::short(&hold.revision)
+            );
+            return Ok((head, Some(note)));
+        }
+        let held = PlanContext::build(source, Some(&hold.revision), docker, None).await?;
+        Ok((held, None))
+    }
+
+    /// See [`revision`].
+    pub fn revision(&self) -> String {
+        revision(&self.snapshot)
+    }
+
+    pub fn apply_options(&self, preflight_only: bool) -> crate::apply::ApplyOptions {
+        crate::apply::ApplyOptions {
+            checks: crate::apply::preflight::Checks {
+                env_problems: self.env_problems.clone(),
+                min_free_disk: crate::model::parse_size(&self.state.config.preflight.min_free_disk),
+            },
+            preflight_only,
+        }
+    }
+
+    /// Masks every env value (inline and from env files) in anything recorded or printed.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(
+            self.desired
+                .containers
+                .iter()
+                .flat_map(|c| c.spec.env.values().cloned())
+                .chain(crate::host::env_file_values(&self.state)),
+        )
+    }
+
+    /// Refuses while a rollback holds the project and the source has not moved since; a
+    /// source that moved ends the hold. For `dockhand apply`, which deploys the head.
+    ///
+    /// # Errors
+    /// [`Error::Held`], or [`Error::Store`].
+    pub fn refuse_if_held(&self, store: &Store) -> Result<(), Error> {
+        let project = &self.desired.project;
+        if let Some(h) = store.hold(project)? {
+            if self.snapshot.commit.as_deref() == Some(h.source_at.as_str()) {
+                return Err(Error::Held {
+                    project: project.clone(),
+                    revision: h.revision,
+                });
+            }
+            store.release_hold(project)?;
+        }
+        Ok(())
+    }
+
+    /// The quarantine entry of this revision, if its release failed before.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn quarantine(&self, store: &Store) -> Result<Option<Quarantine>, StoreError> {
+        store.quarantined(&self.desired.project, &self.revision())
+    }
+}
+
+impl From<Quarantine> for Error {
+    fn from(q: Quarantine) -> Error {
+        Error::Quarantined {
+            revision: q.revision,
+            deploy_id: q.deploy_id,
+            at_ms: q.at_ms,
+            reason: q.reason,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The recorded apply: a plan carried out as one deploy in the deploy record (begin, every
+//! step, finish), with the revision quarantined when its release rolled back and released
+//! from quarantine when it succeeds. The caller holds the apply lock (see [`super::lock`]) from
+//! before it planned until this returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apply::progress::Progress;
+use crate::apply::{ApplyError, ApplyReport};
+use crate::history::{ApplyLock, NewDeploy, Outcome, ServiceChange, Store};
+use crate::model::actual::Actual;
+use crate::plan::{render, Action, Plan};
+use crate::spec::{labels, Desired};
+
+use super::pass::PlanContext;
+use super::Error;
+
+/// How a recorded deploy ended.
+#[derive(Debug)]
+pub enum Recorded {
+    Succeeded {
+        deploy: i64,
+        report: ApplyReport,
+        took: Duration,
+    },
+    /// A release failed its gate, a hook or a smoke check and put back what served; the
+    /// revision is quarantined (not applied again until a new revision or `--retry`).
+    RolledBack {
+        deploy: i64,
+        revision: String,
+        error: ApplyError,
+    },
+    /// Anything else failed: preflight (nothing changed) or a step.
+    Failed {
+        deploy: i64,
+        outcome: Outcome,
+        error: ApplyError,
+    },
+}
+
+impl Recorded {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Recorded::Succeeded { .. } => Outcome::Succeeded,
+            Recorded::RolledBack { .. } => Outcome::RolledBack,
+            Recorded::Failed { outcome, .. } => *outcome,
+        }
+    }
+
+    /// The summary line of a success, for the user's output.
+    pub fn summary(&self) -> Option<String> {
+        let Recorded::Succeeded {
+            deploy,
+            report,
+            took,
+        } = self
+        else {
+            return None;
+        };
+        Some(format!(
+            "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {} removed{}; {} image(s) pulled. Recorded as deploy #{deploy}.",
+            took.as_secs_f64(),
+            report.created,
+            report.recreated,
+            report.started,
+            report.removed,
+            if report.released > 0 {
+                format!(", {} released blue/green", report.released)
+            } else {
+                String::new()
+            },
+            report.pulled
+        ))
+    }
+
+    /// `Ok` for a success, else the error to report ([`Error::RolledBack`] or
+    /// [`Error::DeployFailed`], with the apply error as its source).
+    ///
+    /// # Errors
+    /// The deploy did not succeed.
+    pub fn into_result(self) -> Result<ApplyReport, Error> {
+        match self {
+            Recorded::Succeeded { report, .. } => Ok(report),
+            Recorded::RolledBack {
+                deploy,
+                revision,
+                error,
+            } => Err(Error::RolledBack {
+                deploy,
+                revision,
+                source: Box::new(error),
+            }),
+            Recorded::Failed {
+                deploy,
+                outcome,
+                error,
+            } => Err(Error::DeployFailed {
+                deploy,
+                outcome: outcome.as_str(),
+                source: Box::new(error),
+            }),
+        }
+    }
+}
+
+/// Applies `ctx.plan` as one recorded deploy under `lock`, quarantining the revision when its
+/// release rolled back. `trigger` is the record's trigger column (`cli`, `rollback`,
+/// `agent (…)`).
+///
+/// # Errors
+/// Only when nothing could be recorded (the deploy record cannot be written); a failed apply
+/// is an `Ok(Recorded::…)`.
+pub async fn apply(
+    docker: &bollard::Docker,
+    store: &Arc<Store>,
+    lock: &ApplyLock,
+    ctx: &PlanContext,
+    trigger: &str,
+) -> Result<Recorded, Error> {
+    let project = ctx.desired.project.as_str();
+    let revision = ctx.revision();
+    let options = ctx.apply_options(false);
+    let redactor = ctx.redactor();
+    let services = service_changes(&ctx.plan, &ctx.desired, &ctx.actual);
+    let summary = render::summary_line(&ctx.plan);
+    let deploy = store.begin(
+        &NewDeploy {
+            project,
+            trigger,
+            revision: &revision,
+            source: &ctx.snapshot.origin,
+            services: &services,
+            summary: &summary,
+        },
+        lock,
+    )?;
+    let progress = Progress::new(false)
+        .redacting(redactor.clone())
+        .recording(store.clone(), deploy);
+    let started = std::time::Instant::now();
+    let result = crate::apply::apply(docker, &ctx.plan, &ctx.desired, &options, &progress).await;
+    match result {
+        Ok(report) => {
+            store.finish(deploy, Outcome::Succeeded, None)?;
+            store.release_quarantine(project, &revision)?;
+            Ok(Recorded::Succeeded {
+                deploy,
+                report,
+                took: started.elapsed(),
+            })
+        }
+        Err(error) => {
+            let text = redactor.redact(&error.to_string());
+            let outcome = match &error {
+                ApplyError::Preflight(_) => Outcome::FailedPreflight,
+                e if e.rolled_back() => Outcome::RolledBack,
+                _ => Outcome::Failed,
+            };
+            store.finish(deploy, outcome, Some(&text))?;
+            if outcome == Outcome::RolledBack {
+                store.quarantine(project, &revision, deploy, &text)?;
+                return Ok(Recorded::RolledBack {
+                    deploy,
+                    revision,
+                    error,
+                });
+            }
+            Ok(Recorded::Failed {
+                deploy,
+                outcome,
+                error,
+            })
+        }
+    }
+}
+
+/// Per container the plan touches: the image before (from the Engine) and after (desired).
+fn service_changes(plan: &Plan, desired: &Desired, actual: &Actual) -> Vec<ServiceChange> {
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        let (stack, service, container, kind) = match a {
+            Action::Create {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "create"),
+            Action::Recreate {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "recreate"),
+            Action::Start {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "start"),
+            Action::Release {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "release"),
+            Action::Retire {
+                stack,
+                service,
+                container,
+                ..
+            } => (stack, service.clone(), container.clone(), "retire"),
+            Action::Remove {
+                stack, container, ..
+            } => (stack, String::new(), container.clone(), "remove"),
+            _ => continue,
+        };
+        let before = actual.managed.iter().find(|c| c.name == container);
+        let after = desired
+            .containers
+            .iter()
+            .find(|c| &c.stack == stack && c.service == service)
+            .filter(|_| !matches!(kind, "remove" | "retire"));
+        out.push(ServiceChange {
+            stack: stack.clone(),
+            service: if service.is_empty() {
+                before
+                    .and_then(|c| c.label(labels::SERVICE))
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                service
+            },
+            container,
+            action: kind.into(),
+            image_before: before.map(|c| c.image.clone()),
+            image_after: after.map(|c| c.image_ref.clone()),
+        });
+    }
+    out
+}

@@ -364,3 +364,93 @@ fn the_record_survives_a_kill_during_apply_and_history_reads_well() {
         insta::assert_snapshot!("status_table", status.stdout);
     });
 }
+
+/// Regression: `dockhand rollback` read the deploy record before it took the apply lock, so
+/// while an agent was finishing a deploy (v2 running, its record not yet `succeeded`) it chose
+/// the wrong "previous good" revision (it flaked
+/// `agent::rollback_holds_across_polls_until_a_new_commit_or_resume`). Now it waits for the
+/// lock, saying who holds it, and chooses its target from the record as it stands then.
+#[test]
+fn rollback_waits_for_the_apply_lock_and_chooses_its_target_under_it() {
+    use std::io::BufRead;
+    let s = Stack::new("rbwait");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    let web = s.container("web");
+    let dir = s.path().to_path_buf();
+    let body =
+        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+    std::fs::write(dir.join(".gitignore"), "state/\n").unwrap();
+    support::git(&dir, &["init", "-q", "-b", "main"]);
+    let src = dir.to_string_lossy().to_string();
+    let state = s.state_dir().to_string_lossy().to_string();
+    let on_git = |verb: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = verb.iter().map(|a| a.to_string()).collect();
+        args.extend(["--source", &src, "--path", ".", "--state-dir", &state].map(String::from));
+        args
+    };
+    let mut commits = Vec::new();
+    for img in [&v1, &v2] {
+        s.write(&body(img));
+        support::git(&dir, &["add", "-A"]);
+        support::git(&dir, &["commit", "-q", "-m", img]);
+        let args = on_git(&["apply", "--yes"]);
+        let r = support::run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        commits.push(String::from_utf8(head.stdout).unwrap().trim().to_string());
+    }
+
+    // An agent finishing the v2 deploy: it holds the apply lock, and v2's record still says
+    // `running`.
+    let db = rusqlite::Connection::open(s.state_dir().join("dockhand.db")).unwrap();
+    let set_v2 = |outcome: &str| {
+        db.execute(
+            "UPDATE deploys SET outcome = ?1 WHERE revision = ?2",
+            rusqlite::params![outcome, commits[1]],
+        )
+        .unwrap();
+    };
+    set_v2("running");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(s.state_dir().join("apply.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut rollback = std::process::Command::new(support::bin())
+        .args(on_git(&["rollback", "--yes"]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(rollback.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("waiting for another dockhand apply") && line.contains("apply.lock"),
+        "{line}"
+    );
+
+    // The agent's deploy finishes: recorded, then the lock is let go.
+    set_v2("succeeded");
+    drop(held);
+    let out = rollback.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{line}");
+    assert!(
+        stdout.contains(&format!("rollback to {}", commits[0])),
+        "the target is the deploy before v2: {stdout}"
+    );
+    let image = docker_ok(&["inspect", "--format", "{{.Config.Image}}", &web]);
+    assert!(
+        image.ends_with(v1.split_once('@').unwrap().1),
+        "{image} is not v1"
+    );
+}

@@ -486,7 +486,7 @@ async fn apply(a: &args::ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
         return Err(crate::apply::ApplyError::Conflicts(ctx.plan.conflicts.len()).into());
     }
     if a.preflight_only {
-        let progress = Progress::new(false).redacting(redactor(&ctx));
+        let progress = Progress::new().redacting(redactor(&ctx));
         let options = apply_options(&ctx, true);
         crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await?;
         println!("\nPreflight passed; nothing was changed (--preflight-only).");
@@ -655,7 +655,7 @@ async fn recorded_apply(
         },
         &lock,
     )?;
-    let progress = Progress::new(false)
+    let progress = Progress::new()
         .redacting(redactor.clone())
         .recording(store.clone(), deploy);
     let started = std::time::Instant::now();
@@ -855,6 +855,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
             stack,
             container,
             reason,
+            ..
         } = a
         {
             let ac = actual.managed.iter().find(|c| &c.name == container);

@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 /// A duration of the desired state, parsed at load. Deserializes from the text form
 /// [`super::DURATION_PATTERN`] describes (the same check as the schema's `pattern`, plus a
-/// total that fits a [`Duration`]); serializes back to a canonical text form (`1h2m3s400ms`).
+/// total whose milliseconds fit a `u64`, some 584 million years); serializes back to a canonical text form (`1h2m3s400ms`).
 /// Its JSON Schema is a plain string, so the field's `pattern` stays in the generated schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span(Duration);
@@ -27,10 +27,11 @@ impl Span {
         self.0
     }
 
-    /// Whole milliseconds, as the container spec and the release settings hold them (cut to
-    /// `u64`, which no parsed duration exceeds in practice: 584 million years).
+    /// Whole milliseconds, as the container spec and the release settings hold them. A
+    /// loaded span always fits (see [`Span`]'s `Deserialize`); a larger one built with
+    /// [`Span::new`] saturates.
     pub fn as_millis(self) -> u64 {
-        self.0.as_millis() as u64
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whole seconds (Docker's stop timeout).
@@ -74,7 +75,8 @@ impl<'de> Deserialize<'de> for Span {
         if !shaped {
             return Err(D::Error::custom(format!("`{text}` is not a valid duration")));
         }
-        parse(&text).map(Span).ok_or_else(|| {
+        let fits = |d: &Duration| u64::try_from(d.as_millis()).is_ok();
+        parse(&text).filter(fits).map(Span).ok_or_else(|| {
             D::Error::custom(format!("`{text}` is longer than any duration dockhand can wait"))
         })
     }

@@ -960,9 +960,7 @@ impl<'de> Deserialize<'de> for PortMapping {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         PortMapping::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a valid port mapping ([IP:]HOST:CONTAINER[/tcp|udp|sctp], ports from 1 to 65535)"
-            ))
+            serde::de::Error::custom(format!("`{text}` is not a valid port mapping"))
         })
     }
 }

@@ -4,8 +4,9 @@
 
 use dockhand::load::{load, SourceFile};
 use dockhand::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use dockhand::model::Color;
 use dockhand::plan::simulate::{converged, effect};
-use dockhand::plan::{infer, plan, render};
+use dockhand::plan::{infer, plan, render, Action, Until};
 use dockhand::spec::{labels, render as render_spec, Desired};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -292,6 +293,143 @@ fn the_container_list_alone_confirms_a_converged_host() {
         &shop(A, "s3cret-one").replace("volumes: {data: {}}", "volumes: {data: {}, spare: {}}")
     ]);
     assert!(infer::from_containers(&unused_volume, host.managed.clone()).is_none());
+}
+
+/// The plan is the whole instruction: the `depends_on` waves travel in it (apply used to
+/// recompute them), each with the unchanged dependencies to wait for and what for.
+#[test]
+fn the_plan_carries_its_waves_and_what_each_dependency_is_waited_for() {
+    let base = desired(&[&shop(A, "s3cret-one")]);
+    let p = plan(&base, &Actual::default());
+    let waves: Vec<Vec<&str>> = p
+        .waves()
+        .iter()
+        .map(|w| w.actions.iter().filter_map(|a| a.container()).collect())
+        .collect();
+    assert_eq!(waves, [["shop-db"], ["shop-api"], ["shop-web"]]);
+    assert!(p.waits.is_empty(), "everything changes: {:?}", p.waits);
+
+    // Only api changes: db (unchanged) must be ready before api's wave; web waits for no one
+    // unchanged and nothing waits for web.
+    let host = converged(&base);
+    let p = plan(&desired(&[&shop(A, "s3cret-two")]), &host);
+    let waves = p.waves();
+    assert_eq!(waves.len(), 2, "{waves:?}");
+    assert!(waves[0].actions.is_empty());
+    assert_eq!(
+        waves[0]
+            .waits
+            .iter()
+            .map(|w| (w.container.as_str(), w.until))
+            .collect::<Vec<_>>(),
+        [("shop-db", Until::Ready)]
+    );
+    assert_eq!(waves[1].actions[0].container(), Some("shop-api"));
+    assert_eq!(waves[1].actions[0].wave(), Some(1));
+
+    // A job is waited for until it completed, a blue/green service until a color serves, and
+    // a dependency whose dependents only ask for `started` is not waited for at all.
+    let stack = format!(
+        "stack: w\nservices:\n  migrate:\n    image: r/m@{A}\n    job: true\n  front:\n    image: r/f@{A}\n    route: {{host: f.localhost, port: 80}}\n    health: {{cmd: [x]}}\n    release: {{strategy: blue-green}}\n  side:\n    image: r/s@{A}\n  app:\n    image: r/a@{{digest}}\n    depends_on: {{migrate: completed, front: healthy, side: started}}\n"
+    );
+    let v1 = desired(&[&stack.replace("{digest}", A)]);
+    let v2 = desired(&[&stack.replace("{digest}", B)]);
+    let p = plan(&v2, &converged(&v1));
+    let waits: Vec<(&str, Until)> = p
+        .waits
+        .iter()
+        .map(|w| (w.container.as_str(), w.until))
+        .collect();
+    assert_eq!(
+        waits,
+        [("w-front", Until::Serving), ("w-migrate", Until::Completed)]
+    );
+}
+
+/// The planner alone decides whether a maintenance container takes the route, and a release
+/// carries its color as a `Color` (apply used to re-parse a string, defaulting to blue).
+#[test]
+fn the_plan_decides_maintenance_and_carries_the_release_color() {
+    let guarded = plan(
+        &desired(&[&guarded_web(B)]),
+        &converged(&desired(&[&guarded_web(A)])),
+    );
+    match guarded.actions.as_slice() {
+        [Action::Release {
+            color,
+            maintenance,
+            service,
+            ..
+        }] => {
+            assert_eq!(*color, Color::Green);
+            assert!(*maintenance, "a `before` hook has downtime");
+            assert_eq!(service, "web");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The same release without hooks has no downtime: the old color serves throughout.
+    let quiet = |d: &str| {
+        guarded_web(d).replace("    hooks: {before: [[python, manage.py, migrate]]}\n", "")
+    };
+    let p = plan(&desired(&[&quiet(B)]), &converged(&desired(&[&quiet(A)])));
+    assert!(
+        matches!(
+            p.actions.as_slice(),
+            [Action::Release {
+                maintenance: false,
+                ..
+            }]
+        ),
+        "{:?}",
+        p.actions
+    );
+
+    // A recreate always has downtime (a job cannot have a route, so never a page).
+    let recreate = |d: &str| {
+        format!("stack: r\nservices:\n  web:\n    image: r/w@{d}\n    route: {{host: r.localhost, port: 80}}\n    release: {{maintenance: {{image: r/m@{A}}}}}\n")
+    };
+    let p = plan(
+        &desired(&[&recreate(B)]),
+        &converged(&desired(&[&recreate(A)])),
+    );
+    assert!(
+        matches!(
+            p.actions.as_slice(),
+            [Action::Recreate {
+                maintenance: true,
+                ..
+            }]
+        ),
+        "{:?}",
+        p.actions
+    );
+}
+
+/// Every action that touches a container names its service, removals included (read from
+/// the container's `dockhand.service` label).
+#[test]
+fn every_container_action_names_its_service() {
+    let host = converged(&desired(&[&shop(A, "x")]));
+    let other = desired(&["stack: other\nservices:\n  x:\n    image: r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"]);
+    let p = plan(&other, &host);
+    let removed: Vec<(Option<&str>, Option<&str>)> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Remove { .. }))
+        .map(|a| (a.container(), a.service()))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (Some("shop-api"), Some("api")),
+            (Some("shop-db"), Some("db")),
+            (Some("shop-web"), Some("web"))
+        ]
+    );
+    for a in &p.actions {
+        assert_eq!(a.container().is_some(), a.service().is_some(), "{a:?}");
+    }
 }
 
 #[test]

@@ -48,7 +48,12 @@ fn container(out: &mut String, c: &DesiredContainer) {
     // containers carry no spec labels: they are recreated on every release).
     let _ = writeln!(out, "spec-hash: {}", c.spec.hash());
     if c.labels.contains_key(labels::SPEC) {
-        assert_eq!(label(labels::SPEC), c.spec.hash(), "{}: label vs spec", c.name);
+        assert_eq!(
+            label(labels::SPEC),
+            c.spec.hash(),
+            "{}: label vs spec",
+            c.name
+        );
         let _ = writeln!(out, "spec-doc:  {}", label(labels::SPEC_DOC));
     }
     let _ = writeln!(

@@ -154,6 +154,22 @@ impl ApplyError {
         }
     }
 
+    /// The apply error this one wraps (a failed gate's, a rolled back change's, a failed
+    /// recreate's): its `source`, typed. (`source()` yields the `Box` holding it, which does
+    /// not downcast to `ApplyError`.)
+    pub fn cause(&self) -> Option<&ApplyError> {
+        match self {
+            ApplyError::GateFailed { cause, .. } | ApplyError::RolledBack { cause, .. } => {
+                Some(cause)
+            }
+            ApplyError::Step {
+                source: StepError::Recreate { cause, .. },
+                ..
+            } => Some(cause),
+            _ => None,
+        }
+    }
+
     /// The Engine failed, not the release.
     pub fn engine_failed(&self) -> bool {
         match self {
@@ -545,4 +561,104 @@ async fn pull_all(
     .try_collect()
     .await?;
     Ok(pulled.into_iter().filter(|p| *p).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::preflight::{list, Problem};
+    use super::{ApplyError, StepError};
+    use crate::model::PortMapping;
+
+    /// A failed step says what failed in its message, and keeps the cause as its `source`, so
+    /// that a caller can decide by type (an I/O error, the Engine) instead of by text.
+    #[test]
+    fn step_errors_keep_their_cause_as_source() {
+        let e = ApplyError::Step {
+            container: "shop-web".into(),
+            what: "creating bind directory",
+            source: StepError::Io {
+                what: "cannot create /srv/x".into(),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "shop-web: creating bind directory failed: cannot create /srv/x: denied"
+        );
+        let step = e.source().and_then(|s| s.downcast_ref::<StepError>());
+        assert!(matches!(step, Some(StepError::Io { .. })), "{step:?}");
+        let io = step
+            .and_then(|s| s.source())
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+
+        let gate = ApplyError::GateFailed {
+            container: "web-green".into(),
+            serving: Some("web-blue".into()),
+            cause: Box::new(ApplyError::Unhealthy {
+                container: "web-green".into(),
+                message: "it is not running (exit code 1)".into(),
+            }),
+        };
+        assert!(gate.rolled_back());
+        assert!(gate.source().is_some());
+        let cause = gate.cause();
+        assert!(
+            matches!(cause, Some(ApplyError::Unhealthy { .. })),
+            "{cause:?}"
+        );
+        assert!(
+            gate.to_string().starts_with("release to web-green stopped at the health gate: web-green did not become healthy: it is not running (exit code 1)"),
+            "{gate}"
+        );
+    }
+
+    /// Preflight returns typed problems; the error lists them in the layout it always had (a
+    /// block per problem, its hint indented under it).
+    #[test]
+    fn preflight_problems_are_typed_and_listed_with_their_hints() {
+        let problems = [
+            Problem::EnvFile(
+                "env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)\n  hint: create it on this host".into(),
+            ),
+            Problem::BindSourceMissing {
+                container: "a-web".into(),
+                path: "/srv/media".into(),
+            },
+            Problem::PortTaken {
+                container: "a-web".into(),
+                port: PortMapping::parse("127.0.0.1:8080:80").unwrap(),
+                holders: vec![],
+            },
+            Problem::PortTaken {
+                container: "a-web".into(),
+                port: PortMapping::parse("53:53/udp").unwrap(),
+                holders: vec!["other".into()],
+            },
+            Problem::LowDisk {
+                root: "/var/lib/docker".into(),
+                free: 500_000_000,
+                floor: 1_000_000_000,
+            },
+        ];
+        insta::assert_snapshot!(ApplyError::Preflight(problems.to_vec()).to_string(), @r#"
+        preflight failed; nothing was changed:
+          env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)
+            hint: create it on this host
+          a-web: bind source /srv/media does not exist
+            hint: create it, or add `create: {mode: "0755"}` to the mount so dockhand creates it
+          a-web: host port 127.0.0.1:8080/tcp is taken by a process on the host (not a container)
+            hint: free the port, or publish another one in the stack file
+          a-web: host port 53/udp is taken by container other
+            hint: free the port, or publish another one in the stack file
+          only 500.0 MB free on the Docker data root /var/lib/docker, below preflight.min_free_disk (1.0 GB)
+            hint: free space (docker image prune, old backups), or lower preflight.min_free_disk in dockhand.yaml
+        "#);
+        assert_eq!(list(&problems[1..2]).lines().count(), 2);
+    }
 }

@@ -60,11 +60,7 @@ pub fn list(problems: &[Problem]) -> String {
 }
 
 /// Runs every check; returns the problems, empty when all passed.
-pub async fn run(
-    docker: &Docker,
-    changing: &[&DesiredContainer],
-    checks: &Checks,
-) -> Vec<Problem> {
+pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Checks) -> Vec<Problem> {
     let mut problems: Vec<Problem> = checks
         .env_problems
         .iter()

@@ -188,10 +188,7 @@ fn typed<T: DeserializeOwned>(
         let message = err.inner().to_string();
         let field = match current.last() {
             Some(Token::Key(k)) => k.as_str(),
-            Some(Token::Index(_)) => written
-                .rsplit('/')
-                .nth(1)
-                .unwrap_or_default(),
+            Some(Token::Index(_)) => written.rsplit('/').nth(1).unwrap_or_default(),
             None => "",
         };
         let hint = match field {

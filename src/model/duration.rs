@@ -73,11 +73,15 @@ impl<'de> Deserialize<'de> for Span {
             .as_ref()
             .is_some_and(|r| r.is_match(&text));
         if !shaped {
-            return Err(D::Error::custom(format!("`{text}` is not a valid duration")));
+            return Err(D::Error::custom(format!(
+                "`{text}` is not a valid duration"
+            )));
         }
         let fits = |d: &Duration| u64::try_from(d.as_millis()).is_ok();
         parse(&text).filter(fits).map(Span).ok_or_else(|| {
-            D::Error::custom(format!("`{text}` is longer than any duration dockhand can wait"))
+            D::Error::custom(format!(
+                "`{text}` is longer than any duration dockhand can wait"
+            ))
         })
     }
 }
@@ -152,10 +156,16 @@ mod tests {
         assert_eq!(Span::new(Duration::from_secs(90)).to_string(), "1m30s");
         assert_eq!(Span::new(Duration::ZERO).to_string(), "0s");
         let bad = serde_json::from_str::<Span>("\"1.5s\"").unwrap_err();
-        assert!(bad.to_string().contains("`1.5s` is not a valid duration"), "{bad}");
+        assert!(
+            bad.to_string().contains("`1.5s` is not a valid duration"),
+            "{bad}"
+        );
         // Matches the pattern, but the total does not fit: refused, not turned into a default.
         let huge = serde_json::from_str::<Span>("\"99999999999999999999h\"").unwrap_err();
-        assert!(huge.to_string().contains("longer than any duration"), "{huge}");
+        assert!(
+            huge.to_string().contains("longer than any duration"),
+            "{huge}"
+        );
     }
 
     #[test]

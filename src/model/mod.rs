@@ -997,7 +997,10 @@ mod port_tests {
         assert!(PortMapping::parse("0:80").is_none());
         assert!(PortMapping::parse("99999:80").is_none());
         assert!(PortMapping::parse("nope:1:2").is_none());
-        assert!(PortMapping::parse("abc:1:2").is_none(), "hex-looking, but no IP");
+        assert!(
+            PortMapping::parse("abc:1:2").is_none(),
+            "hex-looking, but no IP"
+        );
         assert!(PortMapping::parse("80").is_none());
         assert!(PortMapping::parse("1:2/quic").is_none());
     }
@@ -1024,7 +1027,11 @@ mod port_tests {
             "127.0.0.1:8080/tcp"
         );
         let err = serde_json::from_str::<PortMapping>("\"0:80\"").unwrap_err();
-        assert!(err.to_string().contains("`0:80` is not a valid port mapping"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`0:80` is not a valid port mapping"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -594,11 +594,7 @@ fn maintenance_during(dc: &DesiredContainer) -> bool {
 /// Unchanged containers that a later wave depends on, with what they must reach: a job its
 /// exit 0, a blue/green service a serving color, anything else ready; none when every
 /// dependent only asks for `started` (it was running when the host was read).
-fn waits(
-    desired: &Desired,
-    levels: &[Vec<&DesiredContainer>],
-    actions: &[Action],
-) -> Vec<Wait> {
+fn waits(desired: &Desired, levels: &[Vec<&DesiredContainer>], actions: &[Action]) -> Vec<Wait> {
     let acted: BTreeSet<(&str, &str)> = actions
         .iter()
         .filter(|a| a.wave().is_some())

@@ -131,7 +131,7 @@ fn load_one<T: DeserializeOwned>(
     } else {
         schema::without_invalid_parts(kind, &value)
     };
-    let typed = typed::<T>(&file.path, value, &index, problems);
+    let typed = typed::<T>(&file.path, value, ok, &index, problems);
     indexes.insert(file.path.clone(), index);
     typed
 }
@@ -142,19 +142,25 @@ const MOST_TYPED_FAILURES: usize = 100;
 /// Deserializes a schema-checked document into `T`. Types that parse further than their
 /// schema pattern can still refuse a value here (a port out of range or an IP that is none,
 /// a duration too long to wait): each refusal becomes a diagnostic at the value's position,
-/// the value is dropped and the rest is tried again, so that every one is reported.
+/// the value is dropped and the rest is tried again, so that every one is reported. After
+/// schema errors (`schema_ok` false) the document lacks its rejected parts, so a failure that
+/// is not one of those values (a missing field, a mount left without its target) is a
+/// consequence of an error already reported: it is dropped without a word, and the file is
+/// then not handed to the cross-file checks (what is left of it would only mislead them).
 fn typed<T: DeserializeOwned>(
     file: &str,
     mut value: serde_json::Value,
+    schema_ok: bool,
     index: &PosIndex,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<T> {
     // Array elements dropped so far, as (array pointer, index in the document as written), so
     // that a later failure in the same array is reported at its written index.
     let mut dropped: Vec<(String, usize)> = Vec::new();
+    let mut partial = false;
     for _ in 0..MOST_TYPED_FAILURES {
         let err = match serde_path_to_error::deserialize::<_, T>(&value) {
-            Ok(v) => return Some(v),
+            Ok(v) => return (!partial).then_some(v),
             Err(e) => e,
         };
         let mut written = String::new();
@@ -192,12 +198,25 @@ fn typed<T: DeserializeOwned>(
             None => "",
         };
         let hint = match field {
-            "ports" => "write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535",
+            "ports" => Some("write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535"),
             "interval" | "timeout" | "start_period" | "start_interval" | "stop_grace_period"
-            | "drain" => "write a duration such as 500ms, 1s or 2m30s",
-            _ => "check this value against the field's description in schemas/",
+            | "drain" => Some("write a duration such as 500ms, 1s or 2m30s"),
+            _ => None,
         };
-        problems.push(Diagnostic::new(file, index.value(&written), &written, message).hint(hint));
+        match hint {
+            Some(h) => problems
+                .push(Diagnostic::new(file, index.value(&written), &written, message).hint(h)),
+            None => {
+                partial = true;
+                // The schema is generated from these types, so this is a dockhand bug; say so.
+                if schema_ok {
+                    problems.push(
+                        Diagnostic::new(file, index.value(&written), &written, message)
+                            .hint("the schema accepted this value but dockhand's types did not: please report it"),
+                    );
+                }
+            }
+        }
         if !drop_at(&mut value, &current) {
             return None;
         }

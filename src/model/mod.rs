@@ -462,6 +462,9 @@ pub struct TmpfsMount {
     pub size: Option<u64>,
 }
 
+// Docker's restart policy. Its serde form (`no`, `always`, `unless-stopped`, `on-failure`)
+// is Docker's own name, which the container spec holds (and hashes). A plain comment, not a
+// doc comment: schemars would put it into the committed schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
@@ -469,17 +472,6 @@ pub enum RestartPolicy {
     Always,
     UnlessStopped,
     OnFailure,
-}
-
-impl RestartPolicy {
-    pub fn docker_name(self) -> &'static str {
-        match self {
-            RestartPolicy::No => "no",
-            RestartPolicy::Always => "always",
-            RestartPolicy::UnlessStopped => "unless-stopped",
-            RestartPolicy::OnFailure => "on-failure",
-        }
-    }
 }
 
 /// Health of a service. `cmd` or `shell` becomes the Docker healthcheck; `http` and `tcp` are
@@ -685,14 +677,6 @@ impl Color {
         match self {
             Color::Blue => Color::Green,
             Color::Green => Color::Blue,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Color> {
-        match s {
-            "blue" => Some(Color::Blue),
-            "green" => Some(Color::Green),
-            _ => None,
         }
     }
 }

@@ -12,7 +12,7 @@
 //!    hooks, smoke checks, `after_switch` hooks. A recreate keeps the old container (stopped
 //!    and renamed) until the new one is ready, its `after_start` hooks and smoke checks
 //!    passed, and puts it back otherwise; a maintenance container holds the route meanwhile.
-//!    Blue/green services are released in their wave too (see [`release`]), so they can be
+//!    Blue/green services are released in their wave too (see `apply/release.rs`), so they can be
 //!    dependencies like any other service.
 //! 5. Remove managed containers and networks that are no longer desired. Volumes are never
 //!    removed here.
@@ -53,7 +53,7 @@ pub enum ApplyError {
     Preflight(Vec<preflight::Problem>),
     /// The plan names something the desired state it is applied with does not hold: they
     /// come from different revisions.
-    #[error("the plan does not fit the desired state it is applied with: {what}; nothing was changed by this step\n  hint: plan and apply from the same revision (`dockhand apply` plans afresh)")]
+    #[error("the plan does not fit the desired state it is applied with: {what}; nothing was changed\n  hint: plan and apply from the same revision (`dockhand apply` plans afresh)")]
     PlanMismatch { what: String },
     #[error("cannot pull {image}: {source}; nothing was changed\n  hint: check that the tag and digest exist in the registry (the digest must be the manifest digest the registry serves) and that the registry is reachable")]
     Pull {
@@ -241,6 +241,29 @@ impl<'a> Services<'a> {
             }),
         }
     }
+
+    /// The desired container of a wave's action, holding what the action relies on (a
+    /// blue/green release, a maintenance container).
+    fn fitting(&self, a: &Action) -> Result<&'a DesiredContainer, ApplyError> {
+        let c = self.of_action(a)?;
+        let mismatch = |what: &str| {
+            Err(ApplyError::PlanMismatch {
+                what: format!("`{}` {what}", c.service),
+            })
+        };
+        match a {
+            Action::Release { .. } | Action::Retire { .. } if c.blue_green.is_none() => {
+                mismatch("is not a blue/green service")
+            }
+            Action::Release {
+                maintenance: true, ..
+            }
+            | Action::Recreate {
+                maintenance: true, ..
+            } if c.maintenance.is_none() => mismatch("has no maintenance container"),
+            _ => Ok(c),
+        }
+    }
 }
 
 /// Executes `plan`. `desired` supplies the full container specs (with env values), which the
@@ -262,7 +285,7 @@ pub async fn apply(
     // Every action and wait is matched with its desired container before anything is
     // touched, so a plan from another revision changes nothing.
     for a in plan.actions.iter().filter(|a| a.wave().is_some()) {
-        services.of_action(a)?;
+        services.fitting(a)?;
     }
     for w in &plan.waits {
         services.get(&w.stack, &w.service)?;
@@ -616,6 +639,61 @@ mod tests {
             gate.to_string().starts_with("release to web-green stopped at the health gate: web-green did not become healthy: it is not running (exit code 1)"),
             "{gate}"
         );
+    }
+
+    fn rendered(stack: &str) -> crate::spec::Desired {
+        let files = [
+            crate::load::SourceFile {
+                path: "dockhand.yaml".into(),
+                text: "version: 1\n".into(),
+            },
+            crate::load::SourceFile {
+                path: "stacks/s.yaml".into(),
+                text: stack.into(),
+            },
+        ];
+        let state = crate::load::load(&files).unwrap();
+        crate::spec::render(&state, &Default::default(), None)
+    }
+
+    /// Apply looks up each action's full container in the desired state it is given; a plan
+    /// made from another revision is refused before anything (the Engine included) is
+    /// touched, instead of being carried out with defaults.
+    #[tokio::test]
+    async fn a_plan_that_does_not_fit_its_desired_state_changes_nothing() {
+        const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let bg = rendered(&format!("stack: s\nservices:\n  web:\n    image: r/w@{D}\n    route: {{host: w.localhost, port: 80}}\n    health: {{cmd: [x]}}\n    release: {{strategy: blue-green}}\n"));
+        let plain = rendered(&format!(
+            "stack: s\nservices:\n  web:\n    image: r/w@{D}\n"
+        ));
+        let other = rendered(&format!(
+            "stack: s\nservices:\n  api:\n    image: r/w@{D}\n"
+        ));
+        // Nothing listens there: any Engine call would fail with another error.
+        let docker = bollard::Docker::connect_with_http(
+            "http://127.0.0.1:9",
+            1,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let progress = super::progress::Progress::new();
+        let release = crate::plan::plan(&bg, &Default::default());
+        for (p, d, want) in [
+            (&release, &plain, "`web` is not a blue/green service"),
+            (
+                &release,
+                &other,
+                "service `web` of stack `s` is not desired",
+            ),
+        ] {
+            let err = super::apply(&docker, p, d, &Default::default(), &progress)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ApplyError::PlanMismatch { what } if what == want),
+                "{err}"
+            );
+        }
     }
 
     /// Preflight returns typed problems; the error lists them in the layout it always had (a

@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
             if let Some(r) = e.downcast_ref::<cli::Reported>() {
                 eprintln!("{r}");
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", dockhand::error_text(e.as_ref()));
             }
             ExitCode::FAILURE
         }

@@ -189,3 +189,33 @@ fn policy_denies_host_powers_foreign_binds_and_registries_naming_the_rule() {
         .replace("    ports: [\"8080:80\"]\n", "");
     load(&with_config(allowed, &fixed)).unwrap_or_else(|e| panic!("allowed stack refused:\n{e}"));
 }
+
+/// Ports, durations and restart policies are parsed once, at load: a value the schema's
+/// pattern lets through but the type refuses (a port out of range, an address that is no IP,
+/// a duration too long to wait) is reported where it is written, every one of them — never
+/// dropped or turned into a default later.
+#[test]
+fn values_the_types_refuse_are_all_reported_where_they_are_written() {
+    let a = format!("stack: a\nservices:\n  web:\n    image: r/web@{D}\n    ports: [\"0:80\", \"8080:80\", \"99999:1\", \"abc:1:2\", \"8081:80/udp\"]\n    stop_grace_period: 99999999999999999999h\n    health: {{cmd: [x], interval: 1s, timeout: 18446744073709551615s}}\n");
+    // A file with a schema error too: both are reported, and nothing the dropped field
+    // implies (here, a missing `image`) is reported on top.
+    let b = "stack: b\nservices:\n  web:\n    image: 5\n    ports: [\"65536:80\"]\n";
+    let out = errors(&[("stacks/a.yaml", &a), ("stacks/b.yaml", b)]);
+    insta::assert_snapshot!(out, @r#"
+    stacks/a.yaml:5:13: services.web.ports[0]: `0:80` is not a valid port mapping
+      hint: write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535
+    stacks/a.yaml:5:32: services.web.ports[2]: `99999:1` is not a valid port mapping
+      hint: write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535
+    stacks/a.yaml:5:43: services.web.ports[3]: `abc:1:2` is not a valid port mapping
+      hint: write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535
+    stacks/a.yaml:6:24: services.web.stop_grace_period: `99999999999999999999h` is longer than any duration dockhand can wait
+      hint: write a duration such as 500ms, 1s or 2m30s
+    stacks/a.yaml:7:47: services.web.health.timeout: `18446744073709551615s` is longer than any duration dockhand can wait
+      hint: write a duration such as 500ms, 1s or 2m30s
+    stacks/b.yaml:4:12: services.web.image: 5 is not of type "string"
+      hint: check the type expected for this field in schemas/
+    stacks/b.yaml:5:13: services.web.ports[0]: `65536:80` is not a valid port mapping
+      hint: write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535
+    7 problems found; nothing was changed.
+    "#);
+}

@@ -16,10 +16,10 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::progress::Progress;
-use super::ApplyError;
+use super::{ApplyError, PullError, StepError};
 use crate::model::BindCreate;
 use crate::observe::{describe, EngineError};
-use crate::spec::{labels, DesiredContainer, DesiredNetwork, DesiredVolume, MountSpec};
+use crate::spec::{labels, DesiredContainer, MountSpec};
 
 pub(super) fn step(
     container: &str,
@@ -29,7 +29,7 @@ pub(super) fn step(
     move |e| ApplyError::Step {
         container,
         what,
-        message: describe(&e),
+        source: StepError::Engine(e),
     }
 }
 
@@ -81,7 +81,7 @@ pub async fn ensure_image(
             Err(e) => {
                 return Err(ApplyError::Pull {
                     image: image.to_string(),
-                    message: e.to_string(),
+                    source: PullError::Pull(e),
                 })
             }
         }
@@ -92,7 +92,7 @@ pub async fn ensure_image(
         .await
         .map_err(|e| ApplyError::Pull {
             image: image.to_string(),
-            message: format!("pulled, but cannot inspect it: {e}"),
+            source: PullError::Inspect(e),
         })?;
     if let Some((_, digest)) = image.split_once('@') {
         let ok = inspected
@@ -103,7 +103,7 @@ pub async fn ensure_image(
         if !ok {
             return Err(ApplyError::Pull {
                 image: image.to_string(),
-                message: "the pulled image does not carry the pinned digest".into(),
+                source: PullError::DigestMismatch,
             });
         }
     }
@@ -119,13 +119,14 @@ pub async fn create_network(
     project: &str,
     stack: &str,
     name: &str,
-    net: Option<&DesiredNetwork>,
+    driver: Option<&str>,
+    internal: bool,
 ) -> Result<(), ApplyError> {
     docker
         .create_network(NetworkCreateRequest {
             name: name.to_string(),
-            driver: net.and_then(|n| n.driver.clone()),
-            internal: net.map(|n| n.internal),
+            driver: driver.map(str::to_string),
+            internal: Some(internal),
             labels: Some(labels::owned_object(project, stack).into_iter().collect()),
             ..Default::default()
         })
@@ -139,12 +140,12 @@ pub async fn create_volume(
     project: &str,
     stack: &str,
     name: &str,
-    vol: Option<&DesiredVolume>,
+    driver: Option<&str>,
 ) -> Result<(), ApplyError> {
     docker
         .create_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
-            driver: vol.and_then(|v| v.driver.clone()),
+            driver: driver.map(str::to_string),
             labels: Some(labels::owned_object(project, stack).into_iter().collect()),
             ..Default::default()
         })
@@ -155,13 +156,15 @@ pub async fn create_volume(
 
 /// Creates a bind source directory (and parents) with the declared mode and owner. An
 /// existing directory gets the mode and owner applied too, so a fix in git fixes the host.
-pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), String> {
+pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), StepError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
+    let io = |what: String| move |source| StepError::Io { what, source };
+    std::fs::create_dir_all(path).map_err(io(format!("cannot create {path}")))?;
     if let Some(mode) = &create.mode {
-        let bits = u32::from_str_radix(mode, 8).map_err(|e| format!("bad mode {mode}: {e}"))?;
+        let bits = u32::from_str_radix(mode, 8)
+            .map_err(|e| StepError::Check(format!("bad mode {mode}: {e}")))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits))
-            .map_err(|e| format!("cannot chmod {mode} {path}: {e}"))?;
+            .map_err(io(format!("cannot chmod {mode} {path}")))?;
     }
     if let Some(owner) = &create.owner {
         let (uid, gid) = match owner.split_once(':') {
@@ -169,7 +172,7 @@ pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), String> {
             None => (owner.parse().ok(), None),
         };
         std::os::unix::fs::chown(path, uid, gid)
-            .map_err(|e| format!("cannot chown {owner} {path}: {e}"))?;
+            .map_err(io(format!("cannot chown {owner} {path}")))?;
     }
     Ok(())
 }
@@ -177,10 +180,13 @@ pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), String> {
 fn read_env(c: &DesiredContainer) -> Result<Vec<String>, ApplyError> {
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(f) = &c.spec.env_file {
-        let text = std::fs::read_to_string(&f.path).map_err(|e| ApplyError::Step {
+        let text = std::fs::read_to_string(&f.path).map_err(|source| ApplyError::Step {
             container: c.name.clone(),
             what: "reading env_file",
-            message: format!("{}: {e}", f.path),
+            source: StepError::Io {
+                what: f.path.clone(),
+                source,
+            },
         })?;
         env.extend(crate::host::parse_env_file(&text));
     }
@@ -199,19 +205,15 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     let mut exposed = Vec::new();
     for p in &s.ports {
-        // Normalized by spec as `[ip:]host:container/proto`.
-        let (rest, proto) = p.rsplit_once('/').unwrap_or((p, "tcp"));
-        let (rest, container_port) = rest.rsplit_once(':').unwrap_or(("", rest));
-        let (ip, host_port) = rest.rsplit_once(':').unwrap_or(("", rest));
-        let key = format!("{container_port}/{proto}");
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
         exposed.push(key.clone());
         port_bindings
             .entry(key)
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
             .push(PortBinding {
-                host_ip: (!ip.is_empty()).then(|| ip.to_string()),
-                host_port: Some(host_port.to_string()),
+                host_ip: (!p.host_ip.is_empty()).then(|| p.host_ip.clone()),
+                host_port: Some(p.host_port.to_string()),
             });
     }
     let mounts = s
@@ -251,11 +253,11 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
             },
         })
         .collect();
-    let restart = match s.restart.as_str() {
-        "no" => RestartPolicyNameEnum::NO,
-        "always" => RestartPolicyNameEnum::ALWAYS,
-        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    let restart = match s.restart {
+        crate::model::RestartPolicy::No => RestartPolicyNameEnum::NO,
+        crate::model::RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+        crate::model::RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+        crate::model::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
     };
     let first_net = s.networks.first();
     Ok(ContainerCreateBody {
@@ -467,9 +469,12 @@ pub async fn replace(
             Err(ApplyError::Step {
                 container: c.name.clone(),
                 what: "recreate",
-                message: match restored {
-                    Ok(()) => format!("{err}; the previous container was restored and started"),
-                    Err(e) => format!("{err}; restoring the previous container also failed: {} (it is kept as {aside})", describe(&e)),
+                source: StepError::Recreate {
+                    cause: Box::new(err),
+                    restored: match restored {
+                        Ok(()) => "the previous container was restored and started".into(),
+                        Err(e) => format!("restoring the previous container also failed: {} (it is kept as {aside})", describe(&e)),
+                    },
                 },
             })
         }
@@ -515,11 +520,11 @@ pub async fn wait_exit(
                 code => Err(ApplyError::Step {
                     container: c.name.clone(),
                     what: "job",
-                    message: format!(
+                    source: StepError::Check(format!(
                         "exited with {}\n  hint: docker logs {} shows why; dependents were not started",
                         code.unwrap_or(-1),
                         c.name
-                    ),
+                    )),
                 }),
             };
         }

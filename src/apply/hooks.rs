@@ -239,7 +239,7 @@ async fn one_off(
     job.spec.mounts = mounts.to_vec();
     job.spec.ports.clear();
     job.spec.healthcheck = None;
-    job.spec.restart = "no".into();
+    job.spec.restart = crate::model::RestartPolicy::No;
     job.labels = [
         (labels::MANAGED, "true"),
         (

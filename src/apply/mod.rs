@@ -12,13 +12,16 @@
 //!    hooks, smoke checks, `after_switch` hooks. A recreate keeps the old container (stopped
 //!    and renamed) until the new one is ready, its `after_start` hooks and smoke checks
 //!    passed, and puts it back otherwise; a maintenance container holds the route meanwhile.
-//!    Blue/green services are released in their wave too (see [`release`]), so they can be
+//!    Blue/green services are released in their wave too (see `apply/release.rs`), so they can be
 //!    dependencies like any other service.
 //! 5. Remove managed containers and networks that are no longer desired. Volumes are never
 //!    removed here.
 //!
 //! Edge module: bollard and the file system. It executes the plan's actions and decides
-//! nothing on its own.
+//! nothing on its own: the waves, what each unchanged dependency is waited for, the color of
+//! a release and whether a maintenance container takes the route all come with the plan.
+//! The plan holds only redacted specs, so the one thing apply looks up is each service's full
+//! [`DesiredContainer`] (with its env values), by stack and service.
 
 mod container;
 mod hooks;
@@ -35,7 +38,7 @@ use bollard::Docker;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::observe::EngineError;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, Until, Wait};
 use crate::spec::{Desired, DesiredContainer};
 use progress::Progress;
 
@@ -46,23 +49,33 @@ const PARALLEL: usize = 8;
 pub enum ApplyError {
     #[error("{0} conflict(s) with objects dockhand does not own; nothing was changed\n  hint: see the plan above; resolve each `!` line and run apply again")]
     Conflicts(usize),
-    #[error("preflight failed; nothing was changed:\n{}", .0.join("\n"))]
-    Preflight(Vec<String>),
-    #[error("cannot pull {image}: {message}; nothing was changed\n  hint: check that the tag and digest exist in the registry (the digest must be the manifest digest the registry serves) and that the registry is reachable")]
-    Pull { image: String, message: String },
-    #[error("{container}: {what} failed: {message}")]
+    #[error("preflight failed; nothing was changed:\n{}", preflight::list(.0))]
+    Preflight(Vec<preflight::Problem>),
+    /// The plan names something the desired state it is applied with does not hold: they
+    /// come from different revisions.
+    #[error("the plan does not fit the desired state it is applied with: {what}; nothing was changed\n  hint: plan and apply from the same revision (`dockhand apply` plans afresh)")]
+    PlanMismatch { what: String },
+    #[error("cannot pull {image}: {source}; nothing was changed\n  hint: check that the tag and digest exist in the registry (the digest must be the manifest digest the registry serves) and that the registry is reachable")]
+    Pull {
+        image: String,
+        #[source]
+        source: PullError,
+    },
+    #[error("{container}: {what} failed: {source}")]
     Step {
         container: String,
         what: &'static str,
-        message: String,
+        #[source]
+        source: StepError,
     },
     #[error("{container} did not become healthy: {message}\n  hint: docker logs {container} shows its output; the container was left running for inspection")]
     Unhealthy { container: String, message: String },
-    #[error("release to {container} stopped at the health gate: {message}\n  {}\n  hint: docker logs {container} shows why; fix the image or its health settings and commit again", match .serving { Some(s) => format!("{s} was not touched and still serves"), None => "no other color was serving".to_string() })]
+    #[error("release to {container} stopped at the health gate: {cause}\n  {}\n  hint: docker logs {container} shows why; fix the image or its health settings and commit again", match .serving { Some(s) => format!("{s} was not touched and still serves"), None => "no other color was serving".to_string() })]
     GateFailed {
         container: String,
         serving: Option<String>,
-        message: String,
+        #[source]
+        cause: Box<ApplyError>,
     },
     #[error("{container}: hook {hook} failed: {message}{}\n  hint: {}", if .output.trim().is_empty() { String::new() } else { format!("\n  last output:\n{}", .output.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")) }, if *.engine { "the Engine failed under the hook, not the hook: once `docker info` answers, apply again (the revision is not quarantined)" } else { "the hook's full output is in `dockhand history`; fix the cause and commit again (or `dockhand apply --retry`)" })]
     Hook {
@@ -79,15 +92,53 @@ pub enum ApplyError {
         check: String,
         message: String,
     },
-    // No `#[source]`: the message already holds the cause, and an error chain would print it
-    // twice.
+    /// A failed change was undone: `note` says what serves again.
     #[error("{cause}\n  {note}")]
     RolledBack {
+        #[source]
         cause: Box<ApplyError>,
         note: String,
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// Why a step ([`ApplyError::Step`]) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The Engine refused or failed the call (said plainly when it stopped answering).
+    #[error("{}", crate::observe::describe(.0))]
+    Engine(#[source] bollard::errors::Error),
+    /// A file-system call on this host failed; `what` names the call and its path.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something dockhand checks did not hold (an exit code, a deadline, an answer), in words.
+    #[error("{0}")]
+    Check(String),
+    /// The new container of a recreate failed; `restored` says whether the previous one was
+    /// put back and started.
+    #[error("{cause}; {restored}")]
+    Recreate {
+        #[source]
+        cause: Box<ApplyError>,
+        restored: String,
+    },
+}
+
+/// Why an image could not be made present ([`ApplyError::Pull`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The Engine's pull failed (registry error, unknown digest, network).
+    #[error("{0}")]
+    Pull(#[source] bollard::errors::Error),
+    #[error("pulled, but cannot inspect it: {0}")]
+    Inspect(#[source] bollard::errors::Error),
+    #[error("the pulled image does not carry the pinned digest")]
+    DigestMismatch,
 }
 
 impl ApplyError {
@@ -100,6 +151,22 @@ impl ApplyError {
             // recorded as failed, and the revision is tried again.
             ApplyError::RolledBack { cause, .. } => !cause.engine_failed(),
             _ => false,
+        }
+    }
+
+    /// The apply error this one wraps (a failed gate's, a rolled back change's, a failed
+    /// recreate's): its `source`, typed. (`source()` yields the `Box` holding it, which does
+    /// not downcast to `ApplyError`.)
+    pub fn cause(&self) -> Option<&ApplyError> {
+        match self {
+            ApplyError::GateFailed { cause, .. } | ApplyError::RolledBack { cause, .. } => {
+                Some(cause)
+            }
+            ApplyError::Step {
+                source: StepError::Recreate { cause, .. },
+                ..
+            } => Some(cause),
+            _ => None,
         }
     }
 
@@ -132,6 +199,73 @@ pub struct ApplyReport {
     pub released: usize,
 }
 
+/// What one container action did, for [`ApplyReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Created,
+    Recreated,
+    Started,
+    Released,
+    Retired,
+}
+
+/// The full desired containers of a plan's services, by stack and service: what the plan's
+/// redacted specs stand for.
+struct Services<'a>(HashMap<(&'a str, &'a str), &'a DesiredContainer>);
+
+impl<'a> Services<'a> {
+    fn of(desired: &'a Desired) -> Self {
+        Services(
+            desired
+                .containers
+                .iter()
+                .map(|c| ((c.stack.as_str(), c.service.as_str()), c))
+                .collect(),
+        )
+    }
+
+    fn get(&self, stack: &str, service: &str) -> Result<&'a DesiredContainer, ApplyError> {
+        self.0
+            .get(&(stack, service))
+            .copied()
+            .ok_or_else(|| ApplyError::PlanMismatch {
+                what: format!("service `{service}` of stack `{stack}` is not desired"),
+            })
+    }
+
+    fn of_action(&self, a: &Action) -> Result<&'a DesiredContainer, ApplyError> {
+        match a.service() {
+            Some(service) => self.get(a.stack(), service),
+            None => Err(ApplyError::PlanMismatch {
+                what: format!("{a:?} converges no service"),
+            }),
+        }
+    }
+
+    /// The desired container of a wave's action, holding what the action relies on (a
+    /// blue/green release, a maintenance container).
+    fn fitting(&self, a: &Action) -> Result<&'a DesiredContainer, ApplyError> {
+        let c = self.of_action(a)?;
+        let mismatch = |what: &str| {
+            Err(ApplyError::PlanMismatch {
+                what: format!("`{}` {what}", c.service),
+            })
+        };
+        match a {
+            Action::Release { .. } | Action::Retire { .. } if c.blue_green.is_none() => {
+                mismatch("is not a blue/green service")
+            }
+            Action::Release {
+                maintenance: true, ..
+            }
+            | Action::Recreate {
+                maintenance: true, ..
+            } if c.maintenance.is_none() => mismatch("has no maintenance container"),
+            _ => Ok(c),
+        }
+    }
+}
+
 /// Executes `plan`. `desired` supplies the full container specs (with env values), which the
 /// plan deliberately does not carry.
 ///
@@ -147,25 +281,26 @@ pub async fn apply(
     if !plan.conflicts.is_empty() {
         return Err(ApplyError::Conflicts(plan.conflicts.len()));
     }
-    let specs: HashMap<&str, &DesiredContainer> = desired
-        .containers
-        .iter()
-        .map(|c| (c.name.as_str(), c))
-        .collect();
+    let services = Services::of(desired);
+    // Every action and wait is matched with its desired container before anything is
+    // touched, so a plan from another revision changes nothing.
+    for a in plan.actions.iter().filter(|a| a.wave().is_some()) {
+        services.fitting(a)?;
+    }
+    for w in &plan.waits {
+        services.get(&w.stack, &w.service)?;
+    }
     let changing: Vec<&DesiredContainer> = plan
         .actions
         .iter()
-        .filter_map(|a| match a {
-            Action::Create { container, .. } | Action::Recreate { container, .. } => {
-                specs.get(container.as_str()).copied()
-            }
-            Action::Release { stack, service, .. } => desired
-                .containers
-                .iter()
-                .find(|c| &c.stack == stack && &c.service == service),
-            _ => None,
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Create { .. } | Action::Recreate { .. } | Action::Release { .. }
+            )
         })
-        .collect();
+        .map(|a| services.of_action(a))
+        .collect::<Result<_, _>>()?;
 
     progress
         .step("host", "preflight", async {
@@ -188,100 +323,72 @@ pub async fn apply(
 
     for c in &changing {
         for (path, create) in &c.bind_creates {
-            container::ensure_bind_dir(path, create).map_err(|message| ApplyError::Step {
+            container::ensure_bind_dir(path, create).map_err(|source| ApplyError::Step {
                 container: c.name.clone(),
                 what: "creating bind directory",
-                message,
+                source,
             })?;
         }
     }
     for a in &plan.actions {
         match a {
-            Action::CreateNetwork { stack, name } => {
-                let net = desired.networks.iter().find(|n| &n.name == name);
+            Action::CreateNetwork {
+                stack,
+                name,
+                driver,
+                internal,
+            } => {
                 progress.line(&format!("network {name}: creating"));
-                container::create_network(docker, &desired.project, stack, name, net).await?;
+                container::create_network(
+                    docker,
+                    &desired.project,
+                    stack,
+                    name,
+                    driver.as_deref(),
+                    *internal,
+                )
+                .await?;
             }
-            Action::CreateVolume { stack, name } => {
-                let vol = desired.volumes.iter().find(|v| &v.name == name);
+            Action::CreateVolume {
+                stack,
+                name,
+                driver,
+            } => {
                 progress.line(&format!("volume {name}: creating"));
-                container::create_volume(docker, &desired.project, stack, name, vol).await?;
+                container::create_volume(docker, &desired.project, stack, name, driver.as_deref())
+                    .await?;
             }
             _ => {}
         }
     }
 
-    // Container actions by the desired container they converge (a blue/green service's
-    // `Release` or `Retire` by its base name), so that each runs in its dependency wave.
-    let by_service: HashMap<(&str, &str), &DesiredContainer> = desired
-        .containers
-        .iter()
-        .map(|c| ((c.stack.as_str(), c.service.as_str()), c))
-        .collect();
-    let actions: HashMap<&str, &Action> = plan
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Create { container, .. }
-            | Action::Recreate { container, .. }
-            | Action::Start { container, .. } => Some((container.as_str(), a)),
-            Action::Release { stack, service, .. } | Action::Retire { stack, service, .. } => {
-                by_service
-                    .get(&(stack.as_str(), service.as_str()))
-                    .map(|c| (c.name.as_str(), a))
-            }
-            _ => None,
-        })
-        .collect();
     let api = desired.traefik_api.as_deref();
-    let needed_by_later: BTreeSet<&str> = desired
-        .containers
-        .iter()
-        .flat_map(|c| c.depends_on.iter().map(String::as_str))
-        .collect();
-    for wave in waves(desired) {
-        let work: Vec<(&DesiredContainer, &Action)> = wave
-            .iter()
-            .filter_map(|c| actions.get(c.name.as_str()).map(|a| (*c, *a)))
-            .collect();
+    for wave in plan.waves() {
         // Every started change runs to its end (a recreate puts its old container back, a
         // release leaves one color serving) even when a sibling fails: the first error is
         // reported once all of them have settled.
-        let done: Vec<Result<&'static str, ApplyError>> = stream::iter(
-            work.into_iter()
-                .map(|(c, a)| converge_one(docker, c, a, api, progress)),
-        )
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
+        let done: Vec<Result<Done, ApplyError>> =
+            stream::iter(wave.actions.iter().map(|a| async {
+                converge_one(docker, services.of_action(a)?, a, api, progress).await
+            }))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
         for what in done {
             match what? {
-                "created" => report.created += 1,
-                "recreated" => report.recreated += 1,
-                "released" => report.released += 1,
-                "retired" => report.removed += 1,
-                _ => report.started += 1,
+                Done::Created => report.created += 1,
+                Done::Recreated => report.recreated += 1,
+                Done::Released => report.released += 1,
+                Done::Retired => report.removed += 1,
+                Done::Started => report.started += 1,
             }
         }
         // Unchanged dependencies of later waves must be up too before those start.
-        let to_wait: Vec<&DesiredContainer> = wave
-            .iter()
-            .copied()
-            .filter(|c| {
-                !actions.contains_key(c.name.as_str()) && needed_by_later.contains(c.name.as_str())
-            })
-            .collect();
-        stream::iter(to_wait.into_iter().map(|c| async move {
-            if c.job {
-                container::wait_exit(docker, c, progress).await
-            } else if started_is_enough(desired, &c.name) {
-                Ok(())
-            } else if c.blue_green.is_some() {
-                release::wait_serving(docker, c, progress).await
-            } else {
-                container::wait_ready(docker, c, progress).await
-            }
-        }))
+        stream::iter(
+            wave.waits
+                .iter()
+                .map(|w| wait_for(docker, &services, w, progress)),
+        )
         .buffer_unordered(PARALLEL)
         .try_collect::<Vec<()>>()
         .await?;
@@ -315,49 +422,31 @@ pub async fn apply(
     Ok(report)
 }
 
-/// One container of a wave, from its `before` hooks to its `after_switch` hooks (a blue/green
-/// service: its whole release, or the retire of a color that should not serve).
+/// Waits until an unchanged dependency reached what the plan says its dependents need.
+async fn wait_for(
+    docker: &Docker,
+    services: &Services<'_>,
+    w: &Wait,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let c = services.get(&w.stack, &w.service)?;
+    match w.until {
+        Until::Completed => container::wait_exit(docker, c, progress).await,
+        Until::Serving => release::wait_serving(docker, c, progress).await,
+        Until::Ready => container::wait_ready(docker, c, progress).await,
+    }
+}
+
+/// One container action of a wave, from its `before` hooks to its `after_switch` hooks (a
+/// blue/green service: its whole release, or the retire of a color that should not serve).
 async fn converge_one(
     docker: &Docker,
     c: &DesiredContainer,
     action: &Action,
     api: Option<&str>,
     progress: &Progress,
-) -> Result<&'static str, ApplyError> {
+) -> Result<Done, ApplyError> {
     let name = c.name.as_str();
-    match action {
-        Action::Release {
-            color,
-            step,
-            retire,
-            ..
-        } => {
-            let color = crate::model::Color::parse(color).unwrap_or(crate::model::Color::Blue);
-            let target = format!("{name}-{}", color.as_str());
-            let r = release::Release {
-                base: c,
-                color,
-                step: *step,
-                retire: retire.as_deref(),
-                api,
-            };
-            progress
-                .step(&target, "release", release::release(docker, r, progress))
-                .await?;
-            return Ok("released");
-        }
-        Action::Retire { container: old, .. } => {
-            progress
-                .step(
-                    old,
-                    "retire",
-                    release::retire(docker, c, old, api, progress),
-                )
-                .await?;
-            return Ok("retired");
-        }
-        _ => {}
-    }
     // Ready means healthy for a service, exited 0 for a job; then the `after_start` hooks.
     let verify = || async {
         if c.job {
@@ -390,7 +479,38 @@ async fn converge_one(
         hooks::run_phase(docker, c, name, &c.hooks.after_start, progress).await?;
         probe::smoke(docker, c, name, progress).await
     };
-    let what = match action {
+    let done = match action {
+        Action::Release {
+            container: target,
+            color,
+            step,
+            retire,
+            maintenance,
+            ..
+        } => {
+            let r = release::Release {
+                base: c,
+                color: *color,
+                step: *step,
+                retire: retire.as_deref(),
+                api,
+                maintenance: *maintenance,
+            };
+            progress
+                .step(target, "release", release::release(docker, r, progress))
+                .await?;
+            return Ok(Done::Released);
+        }
+        Action::Retire { container: old, .. } => {
+            progress
+                .step(
+                    old,
+                    "retire",
+                    release::retire(docker, c, old, api, progress),
+                )
+                .await?;
+            return Ok(Done::Retired);
+        }
         Action::Create { .. } => {
             hooks::run_phase(docker, c, name, &c.hooks.before, progress).await?;
             progress.line(&format!("{name}: creating"));
@@ -398,9 +518,9 @@ async fn converge_one(
                 .step(name, "create", container::create_and_start(docker, c))
                 .await?;
             verify().await?;
-            "created"
+            Done::Created
         }
-        Action::Recreate { .. } => {
+        Action::Recreate { maintenance, .. } => {
             let recreate = async {
                 hooks::run_phase(docker, c, name, &c.hooks.before, progress).await?;
                 progress.line(&format!("{name}: recreating"));
@@ -408,18 +528,23 @@ async fn converge_one(
                     .step(name, "recreate", container::replace(docker, c, verify()))
                     .await
             };
-            match &c.maintenance {
-                Some(m) if !c.job => {
-                    let drain = crate::spec::DEFAULT_DRAIN_MS;
-                    maintenance::up(docker, m, api, drain, progress).await?;
-                    let result = recreate.await;
-                    maintenance::leave(docker, m, api, drain, result, progress).await?;
-                }
-                _ => recreate.await?,
+            if *maintenance {
+                let m = c
+                    .maintenance
+                    .as_ref()
+                    .ok_or_else(|| ApplyError::PlanMismatch {
+                        what: format!("`{}` has no maintenance container", c.service),
+                    })?;
+                let drain = crate::spec::DEFAULT_DRAIN_MS;
+                maintenance::up(docker, m, api, drain, progress).await?;
+                let result = recreate.await;
+                maintenance::leave(docker, m, api, drain, result, progress).await?;
+            } else {
+                recreate.await?;
             }
-            "recreated"
+            Done::Recreated
         }
-        _ => {
+        Action::Start { .. } => {
             progress.line(&format!("{name}: starting"));
             progress
                 .step(name, "start", container::start(docker, name))
@@ -429,21 +554,19 @@ async fn converge_one(
             } else {
                 container::wait_ready(docker, c, progress).await?;
             }
-            return Ok("started");
+            return Ok(Done::Started);
+        }
+        Action::CreateNetwork { .. }
+        | Action::CreateVolume { .. }
+        | Action::Remove { .. }
+        | Action::RemoveNetwork { .. } => {
+            return Err(ApplyError::PlanMismatch {
+                what: format!("{action:?} is not a container action of a wave"),
+            })
         }
     };
     hooks::run_phase(docker, c, name, &c.hooks.after_switch, progress).await?;
-    Ok(what)
-}
-
-/// Whether every dependent of `name` only asks for it to have started.
-fn started_is_enough(desired: &Desired, name: &str) -> bool {
-    let mut asked = desired
-        .containers
-        .iter()
-        .filter_map(|d| d.conditions.get(name))
-        .peekable();
-    asked.peek().is_some() && asked.all(|c| *c == crate::model::Condition::Started)
+    Ok(done)
 }
 
 async fn pull_all(
@@ -463,7 +586,157 @@ async fn pull_all(
     Ok(pulled.into_iter().filter(|p| *p).count())
 }
 
-/// Containers grouped so that each group depends only on earlier groups.
-fn waves(desired: &Desired) -> Vec<Vec<&DesiredContainer>> {
-    crate::plan::dependency_levels(desired)
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::preflight::{list, Problem};
+    use super::{ApplyError, StepError};
+    use crate::model::PortMapping;
+
+    /// A failed step says what failed in its message, and keeps the cause as its `source`, so
+    /// that a caller can decide by type (an I/O error, the Engine) instead of by text.
+    #[test]
+    fn step_errors_keep_their_cause_as_source() {
+        let e = ApplyError::Step {
+            container: "shop-web".into(),
+            what: "creating bind directory",
+            source: StepError::Io {
+                what: "cannot create /srv/x".into(),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "shop-web: creating bind directory failed: cannot create /srv/x: denied"
+        );
+        let step = e.source().and_then(|s| s.downcast_ref::<StepError>());
+        assert!(matches!(step, Some(StepError::Io { .. })), "{step:?}");
+        let io = step
+            .and_then(|s| s.source())
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            io.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+
+        let gate = ApplyError::GateFailed {
+            container: "web-green".into(),
+            serving: Some("web-blue".into()),
+            cause: Box::new(ApplyError::Unhealthy {
+                container: "web-green".into(),
+                message: "it is not running (exit code 1)".into(),
+            }),
+        };
+        assert!(gate.rolled_back());
+        assert!(gate.source().is_some());
+        let cause = gate.cause();
+        assert!(
+            matches!(cause, Some(ApplyError::Unhealthy { .. })),
+            "{cause:?}"
+        );
+        assert!(
+            gate.to_string().starts_with("release to web-green stopped at the health gate: web-green did not become healthy: it is not running (exit code 1)"),
+            "{gate}"
+        );
+    }
+
+    fn rendered(stack: &str) -> crate::spec::Desired {
+        let files = [
+            crate::load::SourceFile {
+                path: "dockhand.yaml".into(),
+                text: "version: 1\n".into(),
+            },
+            crate::load::SourceFile {
+                path: "stacks/s.yaml".into(),
+                text: stack.into(),
+            },
+        ];
+        let state = crate::load::load(&files).unwrap();
+        crate::spec::render(&state, &Default::default(), None)
+    }
+
+    /// Apply looks up each action's full container in the desired state it is given; a plan
+    /// made from another revision is refused before anything (the Engine included) is
+    /// touched, instead of being carried out with defaults.
+    #[tokio::test]
+    async fn a_plan_that_does_not_fit_its_desired_state_changes_nothing() {
+        const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let bg = rendered(&format!("stack: s\nservices:\n  web:\n    image: r/w@{D}\n    route: {{host: w.localhost, port: 80}}\n    health: {{cmd: [x]}}\n    release: {{strategy: blue-green}}\n"));
+        let plain = rendered(&format!(
+            "stack: s\nservices:\n  web:\n    image: r/w@{D}\n"
+        ));
+        let other = rendered(&format!(
+            "stack: s\nservices:\n  api:\n    image: r/w@{D}\n"
+        ));
+        // Nothing listens there: any Engine call would fail with another error.
+        let docker = bollard::Docker::connect_with_http(
+            "http://127.0.0.1:9",
+            1,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let progress = super::progress::Progress::new();
+        let release = crate::plan::plan(&bg, &Default::default());
+        for (p, d, want) in [
+            (&release, &plain, "`web` is not a blue/green service"),
+            (
+                &release,
+                &other,
+                "service `web` of stack `s` is not desired",
+            ),
+        ] {
+            let err = super::apply(&docker, p, d, &Default::default(), &progress)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ApplyError::PlanMismatch { what } if what == want),
+                "{err}"
+            );
+        }
+    }
+
+    /// Preflight returns typed problems; the error lists them in the layout it always had (a
+    /// block per problem, its hint indented under it).
+    #[test]
+    fn preflight_problems_are_typed_and_listed_with_their_hints() {
+        let problems = [
+            Problem::EnvFile(
+                "env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)\n  hint: create it on this host".into(),
+            ),
+            Problem::BindSourceMissing {
+                container: "a-web".into(),
+                path: "/srv/media".into(),
+            },
+            Problem::PortTaken {
+                container: "a-web".into(),
+                port: PortMapping::parse("127.0.0.1:8080:80").unwrap(),
+                holders: vec![],
+            },
+            Problem::PortTaken {
+                container: "a-web".into(),
+                port: PortMapping::parse("53:53/udp").unwrap(),
+                holders: vec!["other".into()],
+            },
+            Problem::LowDisk {
+                root: "/var/lib/docker".into(),
+                free: 500_000_000,
+                floor: 1_000_000_000,
+            },
+        ];
+        insta::assert_snapshot!(ApplyError::Preflight(problems.to_vec()).to_string(), @r#"
+        preflight failed; nothing was changed:
+          env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)
+            hint: create it on this host
+          a-web: bind source /srv/media does not exist
+            hint: create it, or add `create: {mode: "0755"}` to the mount so dockhand creates it
+          a-web: host port 127.0.0.1:8080/tcp is taken by a process on the host (not a container)
+            hint: free the port, or publish another one in the stack file
+          a-web: host port 53/udp is taken by container other
+            hint: free the port, or publish another one in the stack file
+          only 500.0 MB free on the Docker data root /var/lib/docker, below preflight.min_free_disk (1.0 GB)
+            hint: free space (docker image prune, old backups), or lower preflight.min_free_disk in dockhand.yaml
+        "#);
+        assert_eq!(list(&problems[1..2]).lines().count(), 2);
+    }
 }

@@ -13,29 +13,67 @@ use std::collections::{BTreeSet, HashMap};
 use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 
-use crate::model::PortMapping;
+use crate::model::{PortMapping, Protocol};
 use crate::spec::DesiredContainer;
 
 /// What preflight needs besides the plan.
 #[derive(Debug, Clone, Default)]
 pub struct Checks {
-    /// Env files that could not be read (already formatted problems).
+    /// Env files that could not be read, as `host::EnvFileError` says it (message and hint).
     pub env_problems: Vec<String>,
     /// Least free bytes on the Docker data root; `None` skips the check.
     pub min_free_disk: Option<u64>,
 }
 
+/// One failed check. Each says what, where, and a `hint:` line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// An env file a service names cannot be read (the text `host::EnvFileError` gives).
+    #[error("{0}")]
+    EnvFile(String),
+    #[error("{container}: bind source {path} does not exist\n  hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it")]
+    BindSourceMissing { container: String, path: String },
+    #[error("the registry of {image} did not answer within {}s\n  hint: check that the registry is up and reachable from the Docker host; what runs keeps running", REGISTRY_TIMEOUT.as_secs())]
+    RegistrySilent { image: String },
+    /// `reason` is the Engine's answer (its message and HTTP status).
+    #[error("image {image} is neither on this host nor available from its registry: {reason}\n  hint: check that this digest was pushed (`docker buildx imagetools inspect` or the registry UI shows it) and that the registry is reachable from the Docker host")]
+    ImageUnavailable { image: String, reason: String },
+    /// `holders` empty: a process of the host, not a container.
+    #[error("{container}: host port {} is taken by {}\n  hint: free the port, or publish another one in the stack file", .port.host_side(), if .holders.is_empty() { "a process on the host (not a container)".to_string() } else { format!("container {}", .holders.join(", ")) })]
+    PortTaken {
+        container: String,
+        port: PortMapping,
+        holders: Vec<String>,
+    },
+    #[error("only {} free on the Docker data root {root}, below preflight.min_free_disk ({})\n  hint: free space (docker image prune, old backups), or lower preflight.min_free_disk in dockhand.yaml", human_bytes(*.free), human_bytes(*.floor))]
+    LowDisk { root: String, free: u64, floor: u64 },
+}
+
+/// The problems as `ApplyError::Preflight` lists them: one indented block each, its hint
+/// under it.
+pub fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| indent(&p.to_string()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs every check; returns the problems, empty when all passed.
-pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Checks) -> Vec<String> {
-    let mut problems: Vec<String> = checks.env_problems.iter().map(|p| indent(p)).collect();
+pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Checks) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = checks
+        .env_problems
+        .iter()
+        .map(|p| Problem::EnvFile(p.clone()))
+        .collect();
 
     for c in changing {
         for path in &c.bind_required {
             if !std::path::Path::new(path).exists() {
-                problems.push(format!(
-                    "  {}: bind source {path} does not exist\n    hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it",
-                    c.name
-                ));
+                problems.push(Problem::BindSourceMissing {
+                    container: c.name.clone(),
+                    path: path.clone(),
+                });
             }
         }
     }
@@ -59,6 +97,8 @@ pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Check
     problems
 }
 
+/// `text` as one block of the list: its first line indented by two, the rest (the hint) by
+/// four.
 fn indent(text: &str) -> String {
     text.lines()
         .enumerate()
@@ -78,7 +118,7 @@ fn indent(text: &str) -> String {
 
 const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
 
-async fn image_problem(docker: &Docker, image: &str) -> Option<String> {
+async fn image_problem(docker: &Docker, image: &str) -> Option<Problem> {
     if docker.inspect_image(image).await.is_ok() {
         return None;
     }
@@ -87,17 +127,16 @@ async fn image_problem(docker: &Docker, image: &str) -> Option<String> {
     let asked =
         tokio::time::timeout(REGISTRY_TIMEOUT, docker.inspect_registry_image(image, None)).await;
     let Ok(answer) = asked else {
-        return Some(format!(
-            "  the registry of {image} did not answer within {}s\n    hint: check that the registry is up and reachable from the Docker host; what runs keeps running",
-            REGISTRY_TIMEOUT.as_secs()
-        ));
+        return Some(Problem::RegistrySilent {
+            image: image.to_string(),
+        });
     };
     match answer {
         Ok(_) => None,
-        Err(e) => Some(format!(
-            "  image {image} is neither on this host nor available from its registry: {}\n    hint: check that this digest was pushed (`docker buildx imagetools inspect` or the registry UI shows it) and that the registry is reachable from the Docker host",
-            short_error(&e)
-        )),
+        Err(e) => Some(Problem::ImageUnavailable {
+            image: image.to_string(),
+            reason: short_error(&e),
+        }),
     }
 }
 
@@ -112,14 +151,11 @@ fn short_error(e: &bollard::errors::Error) -> String {
 }
 
 /// Host ports of the containers about to be created, recreated or started.
-async fn port_problems(docker: &Docker, changing: &[&DesiredContainer]) -> Vec<String> {
+async fn port_problems(docker: &Docker, changing: &[&DesiredContainer]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for c in changing {
-        for text in &c.spec.ports {
-            let Some(p) = PortMapping::parse(text) else {
-                continue;
-            };
-            if port_free(&p) {
+        for p in &c.spec.ports {
+            if port_free(p) {
                 continue;
             }
             let holders = publishers(docker, p.host_port).await;
@@ -127,18 +163,11 @@ async fn port_problems(docker: &Docker, changing: &[&DesiredContainer]) -> Vec<S
             if !holders.is_empty() && holders.iter().all(|h| h == &c.name || h == &c.aside_name()) {
                 continue;
             }
-            let who = if holders.is_empty() {
-                "a process on the host (not a container)".to_string()
-            } else {
-                format!("container {}", holders.join(", "))
-            };
-            problems.push(format!(
-                "  {}: host port {}{}/{} is taken by {who}\n    hint: free the port, or publish another one in the stack file",
-                c.name,
-                if p.host_ip.is_empty() { String::new() } else { format!("{}:", p.host_ip) },
-                p.host_port,
-                p.protocol
-            ));
+            problems.push(Problem::PortTaken {
+                container: c.name.clone(),
+                port: p.clone(),
+                holders,
+            });
         }
     }
     problems
@@ -156,9 +185,10 @@ fn port_free(p: &PortMapping) -> bool {
     } else {
         format!("{ip}:{}", p.host_port)
     };
-    match p.protocol.as_str() {
-        "udp" => std::net::UdpSocket::bind(&addr).is_ok(),
-        _ => std::net::TcpListener::bind(&addr).is_ok(),
+    match p.protocol {
+        Protocol::Udp => std::net::UdpSocket::bind(&addr).is_ok(),
+        // std has no SCTP socket: a TCP bind on the port is the closest check there is.
+        Protocol::Tcp | Protocol::Sctp => std::net::TcpListener::bind(&addr).is_ok(),
     }
 }
 
@@ -179,19 +209,13 @@ async fn publishers(docker: &Docker, port: u16) -> Vec<String> {
         .collect()
 }
 
-async fn disk_problem(docker: &Docker, floor: u64) -> Option<String> {
+async fn disk_problem(docker: &Docker, floor: u64) -> Option<Problem> {
     let root = docker.info().await.ok()?.docker_root_dir?;
     // dockhand may run where the data root is not visible (a remote Engine): then say nothing
     // rather than guess.
     let stat = nix::sys::statvfs::statvfs(root.as_str()).ok()?;
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
-    (free < floor).then(|| {
-        format!(
-            "  only {} free on the Docker data root {root}, below preflight.min_free_disk ({})\n    hint: free space (docker image prune, old backups), or lower preflight.min_free_disk in dockhand.yaml",
-            human_bytes(free),
-            human_bytes(floor)
-        )
-    })
+    (free < floor).then_some(Problem::LowDisk { root, free, floor })
 }
 
 pub fn human_bytes(n: u64) -> String {

@@ -55,10 +55,10 @@ pub async fn address(
         .ok_or_else(|| ApplyError::Step {
             container: name.to_string(),
             what: "finding its address",
-            message: format!(
+            source: super::StepError::Check(format!(
                 "it has no IP address on {}",
                 network.unwrap_or("any network")
-            ),
+            )),
         })
 }
 

@@ -10,7 +10,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::history::{now_ms, StepRecord, Store};
@@ -50,28 +50,31 @@ struct Journal {
 
 pub struct Progress {
     start: Instant,
-    quiet: bool,
     journal: Option<Journal>,
     redactor: Redactor,
-    steps: Mutex<Vec<StepRecord>>,
 }
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Progress")
-            .field("quiet", &self.quiet)
+            .field("recording", &self.journal.is_some())
             .finish_non_exhaustive()
     }
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
 impl Progress {
-    pub fn new(quiet: bool) -> Self {
+    /// Lines on stderr only; see [`Progress::recording`] to journal the steps too.
+    pub fn new() -> Self {
         Progress {
             start: Instant::now(),
-            quiet,
             journal: None,
             redactor: Redactor::default(),
-            steps: Mutex::new(Vec::new()),
         }
     }
 
@@ -94,9 +97,7 @@ impl Progress {
 
     pub fn line(&self, message: &str) {
         tracing::info!(target: "dockhand::progress", "{message}");
-        if !self.quiet {
-            eprintln!("[{:>6.1}s] {message}", self.start.elapsed().as_secs_f64());
-        }
+        eprintln!("[{:>6.1}s] {message}", self.start.elapsed().as_secs_f64());
     }
 
     /// Runs `work` as the step `name` of `target`, recording its duration and outcome.
@@ -125,7 +126,8 @@ impl Progress {
         result
     }
 
-    /// Records a finished step (redacting its output and error first).
+    /// Records a finished step (redacting its output and error first) in the deploy record,
+    /// when one is open.
     pub fn record(&self, mut step: StepRecord) {
         step.output = self.redactor.redact(&step.output);
         step.error = self.redactor.redact(&step.error);
@@ -136,18 +138,6 @@ impl Progress {
                 self.line(&format!("warning: deploy record not updated: {e}"));
             }
         }
-        self.steps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(step);
-    }
-
-    /// The steps recorded so far.
-    pub fn steps(&self) -> Vec<StepRecord> {
-        self.steps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
 

@@ -31,14 +31,14 @@ use bollard::Docker;
 
 use super::container::{self, step};
 use super::progress::Progress;
-use super::ApplyError;
 use super::{hooks, maintenance, probe};
+use super::{ApplyError, StepError};
 use crate::model::{Color, KeepIdle};
 use crate::plan::ReleaseStep;
 use crate::spec::{BlueGreen, DesiredContainer, ProbeSpec, DRAIN_FLAG, HOLD_FLAG};
 use bollard::query_parameters::UploadToContainerOptions;
 
-/// One release, as the plan decided it.
+/// One release, as the plan decided it (`Action::Release`).
 pub struct Release<'a> {
     pub base: &'a DesiredContainer,
     pub color: Color,
@@ -46,17 +46,18 @@ pub struct Release<'a> {
     pub retire: Option<&'a str>,
     /// Traefik's API (`http://host:port`), when configured.
     pub api: Option<&'a str>,
+    /// The maintenance container takes the route while the release runs.
+    pub maintenance: bool,
 }
 
-fn bg(c: &DesiredContainer) -> BlueGreen {
-    c.blue_green.clone().unwrap_or(BlueGreen {
-        active: None,
-        keep_idle: KeepIdle::Stopped,
-        drain_ms: crate::spec::DEFAULT_DRAIN_MS,
-        traefik_service: None,
-        proxy_network: None,
-        probe: Vec::new(),
-    })
+/// The release settings of a blue/green service; a plan that releases a service the desired
+/// state does not release blue/green comes from another revision.
+fn bg(c: &DesiredContainer) -> Result<&BlueGreen, ApplyError> {
+    c.blue_green
+        .as_ref()
+        .ok_or_else(|| ApplyError::PlanMismatch {
+            what: format!("`{}` is not a blue/green service", c.service),
+        })
 }
 
 pub async fn release(
@@ -64,16 +65,20 @@ pub async fn release(
     r: Release<'_>,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
-    let b = bg(r.base);
-    let maintenance = r
-        .base
-        .maintenance
-        .as_ref()
-        .filter(|_| r.base.change_has_downtime());
+    let b = bg(r.base)?;
+    let maintenance = match (r.maintenance, &r.base.maintenance) {
+        (false, _) => None,
+        (true, Some(m)) => Some(m),
+        (true, None) => {
+            return Err(ApplyError::PlanMismatch {
+                what: format!("`{}` has no maintenance container", r.base.service),
+            })
+        }
+    };
     if let Some(m) = maintenance {
         maintenance::up(docker, m, r.api, b.drain_ms, progress).await?;
     }
-    let result = swap(docker, &r, &b, progress).await;
+    let result = swap(docker, &r, b, progress).await;
     match maintenance {
         // It leaves once the new color serves alone, or the old one serves again.
         Some(m) => maintenance::leave(docker, m, r.api, b.drain_ms, result, progress).await?,
@@ -122,7 +127,7 @@ async fn swap(
         return Err(fail(ApplyError::GateFailed {
             container: name.to_string(),
             serving: r.retire.map(str::to_string),
-            message: e.to_string(),
+            cause: Box::new(e),
         })
         .await);
     }
@@ -230,17 +235,17 @@ async fn put_hold(docker: &Docker, name: &str) -> Result<(), ApplyError> {
     header.set_mode(0o666);
     header.set_cksum();
     let flag = HOLD_FLAG.trim_start_matches('/');
-    tar.append_data(&mut header, flag, &content[..])
-        .map_err(|e| ApplyError::Step {
-            container: name.to_string(),
-            what: "preparing the hold flag",
-            message: e.to_string(),
-        })?;
-    let bytes = tar.into_inner().map_err(|e| ApplyError::Step {
+    let io = |source| ApplyError::Step {
         container: name.to_string(),
         what: "preparing the hold flag",
-        message: e.to_string(),
-    })?;
+        source: StepError::Io {
+            what: format!("packing {HOLD_FLAG}"),
+            source,
+        },
+    };
+    tar.append_data(&mut header, flag, &content[..])
+        .map_err(io)?;
+    let bytes = tar.into_inner().map_err(io)?;
     docker
         .upload_to_container(
             name,
@@ -266,7 +271,7 @@ async fn clear_hold(docker: &Docker, name: &str) -> Result<(), ApplyError> {
         other => Err(ApplyError::Step {
             container: name.to_string(),
             what: "clearing the hold flag",
-            message: format!("`: > {HOLD_FLAG}` exited with {other:?}"),
+            source: StepError::Check(format!("`: > {HOLD_FLAG}` exited with {other:?}")),
         }),
     }
 }
@@ -283,7 +288,7 @@ pub async fn retire(
     drain_out(docker, base, old, api, progress).await?;
     progress.line(&format!("{old}: out of the proxy, stopping"));
     let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
-    if bg(base).keep_idle == KeepIdle::Removed {
+    if bg(base)?.keep_idle == KeepIdle::Removed {
         container::stop_and_remove(docker, old, grace).await?;
         progress.line(&format!("{old}: retired and removed"));
     } else {
@@ -306,13 +311,13 @@ async fn drain_out(
     api: Option<&str>,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
-    let b = bg(base);
+    let b = bg(base)?;
     let deadline = base
         .spec
         .healthcheck
         .as_ref()
         .map_or(Duration::from_secs(30), |h| h.deadline());
-    drain_container(docker, &Routed::color(&b, name, api), deadline, progress).await
+    drain_container(docker, &Routed::color(b, name, api), deadline, progress).await
 }
 
 /// A container Traefik routes to (a color, a maintenance container), and how to ask Traefik
@@ -434,10 +439,10 @@ async fn wait_unhealthy(docker: &Docker, name: &str, deadline: Duration) -> Resu
     Err(ApplyError::Step {
         container: name.to_string(),
         what: "draining",
-        message: format!(
+        source: StepError::Check(format!(
             "still healthy {:.0}s after its drain flag was set; it was not stopped",
             deadline.as_secs_f64()
-        ),
+        )),
     })
 }
 
@@ -472,14 +477,16 @@ pub(super) async fn wait_routing(
                 return Err(ApplyError::Step {
                     container: name.to_string(),
                     what: "asking Traefik",
-                    message: format!("GET {api}{path} answered {status}"),
+                    source: StepError::Check(format!("GET {api}{path} answered {status}")),
                 })
             }
             Err(e) => {
                 return Err(ApplyError::Step {
                     container: name.to_string(),
                     what: "asking Traefik",
-                    message: format!("{e} (traefik.api is {api}; is Traefik's API enabled there?)"),
+                    source: StepError::Check(format!(
+                        "{e} (traefik.api is {api}; is Traefik's API enabled there?)"
+                    )),
                 })
             }
         };
@@ -494,11 +501,11 @@ pub(super) async fn wait_routing(
                 } else {
                     "waiting for Traefik to stop routing to it"
                 },
-                message: format!(
+                source: StepError::Check(format!(
                     "Traefik's service {service} still {} {ip} after {:.0}s",
                     if present { "lacks" } else { "lists" },
                     deadline.as_secs_f64()
-                ),
+                )),
             });
         }
         if announced.elapsed() > Duration::from_secs(2) {

@@ -28,7 +28,7 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
         if !show(&ctx)? {
             return Ok(ExitCode::SUCCESS);
         }
-        let progress = Progress::new(false).redacting(ctx.redactor());
+        let progress = Progress::new().redacting(ctx.redactor());
         let options = ctx.apply_options(true);
         crate::apply::apply(&docker, &ctx.plan, &ctx.desired, &options, &progress).await?;
         println!("\nPreflight passed; nothing was changed (--preflight-only).");

@@ -170,6 +170,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
             stack,
             container,
             reason,
+            ..
         } = a
         {
             let ac = actual.managed.iter().find(|c| &c.name == container);

@@ -115,7 +115,7 @@ pub struct StepRecord {
     pub name: String,
     pub started_ms: i64,
     pub duration_ms: i64,
-    /// `ok`, `failed` or `skipped`.
+    /// `ok` or `failed`.
     pub outcome: String,
     /// Last lines of output (hooks), redacted.
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -124,22 +124,139 @@ fn load_one<T: DeserializeOwned>(
     let schema_problems = schema::check(kind, &file.path, &value, &index);
     let ok = schema_problems.is_empty();
     problems.extend(schema_problems);
+    // Without the rejected parts, so that the cross-file checks still report what else is
+    // wrong; the load fails anyway because `problems` is not empty.
+    let value = if ok {
+        value
+    } else {
+        schema::without_invalid_parts(kind, &value)
+    };
+    let typed = typed::<T>(&file.path, value, ok, &index, problems);
     indexes.insert(file.path.clone(), index);
-    if !ok {
-        // Keep going without the rejected parts so that the cross-file checks still report
-        // what else is wrong; the load fails anyway because `problems` is not empty.
-        return serde_json::from_value::<T>(schema::without_invalid_parts(kind, &value)).ok();
-    }
-    match serde_json::from_value::<T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            // The schema is generated from these types, so this is a dockhand bug; say so.
-            problems.push(
-                Diagnostic::new(&file.path, Pos { line: 1, col: 1 }, "", format!("{e}"))
-                    .hint("the schema accepted this document but dockhand's types did not: please report it"),
-            );
-            None
+    typed
+}
+
+/// The most typed-value failures reported per file; a file with more has bigger problems.
+const MOST_TYPED_FAILURES: usize = 100;
+
+/// Deserializes a schema-checked document into `T`. Types that parse further than their
+/// schema pattern can still refuse a value here (a port out of range or an IP that is none,
+/// a duration too long to wait): each refusal becomes a diagnostic at the value's position,
+/// the value is dropped and the rest is tried again, so that every one is reported. After
+/// schema errors (`schema_ok` false) the document lacks its rejected parts, so a failure that
+/// is not one of those values (a missing field, a mount left without its target) is a
+/// consequence of an error already reported: it is dropped without a word, and the file is
+/// then not handed to the cross-file checks (what is left of it would only mislead them).
+fn typed<T: DeserializeOwned>(
+    file: &str,
+    mut value: serde_json::Value,
+    schema_ok: bool,
+    index: &PosIndex,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    // Array elements dropped so far, as (array pointer, index in the document as written), so
+    // that a later failure in the same array is reported at its written index.
+    let mut dropped: Vec<(String, usize)> = Vec::new();
+    let mut partial = false;
+    for _ in 0..MOST_TYPED_FAILURES {
+        let err = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(v) => return (!partial).then_some(v),
+            Err(e) => e,
+        };
+        let mut written = String::new();
+        let mut current: Vec<Token> = Vec::new();
+        for seg in err.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Seq { index } => {
+                    let mut i = *index;
+                    let mut before: Vec<usize> = dropped
+                        .iter()
+                        .filter(|(a, _)| *a == written)
+                        .map(|(_, i)| *i)
+                        .collect();
+                    before.sort_unstable();
+                    for d in before {
+                        if d <= i {
+                            i += 1;
+                        }
+                    }
+                    written.push_str(&format!("/{i}"));
+                    current.push(Token::Index(*index));
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    written.push_str(&format!("/{}", yaml::escape_pointer_token(key)));
+                    current.push(Token::Key(key.clone()));
+                }
+                // Enum variants and unknown steps have no place in the document.
+                _ => break,
+            }
         }
+        let message = err.inner().to_string();
+        let field = match current.last() {
+            Some(Token::Key(k)) => k.as_str(),
+            Some(Token::Index(_)) => written.rsplit('/').nth(1).unwrap_or_default(),
+            None => "",
+        };
+        let hint = match field {
+            "ports" => Some("write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535"),
+            "interval" | "timeout" | "start_period" | "start_interval" | "stop_grace_period"
+            | "drain" => Some("write a duration such as 500ms, 1s or 2m30s"),
+            _ => None,
+        };
+        match hint {
+            Some(h) => problems
+                .push(Diagnostic::new(file, index.value(&written), &written, message).hint(h)),
+            None => {
+                partial = true;
+                // The schema is generated from these types, so this is a dockhand bug; say so.
+                if schema_ok {
+                    problems.push(
+                        Diagnostic::new(file, index.value(&written), &written, message)
+                            .hint("the schema accepted this value but dockhand's types did not: please report it"),
+                    );
+                }
+            }
+        }
+        if !drop_at(&mut value, &current) {
+            return None;
+        }
+        if let (Some(Token::Index(_)), Some(at)) = (current.last(), written.rfind('/')) {
+            let orig = written[at + 1..].parse().unwrap_or(0);
+            dropped.push((written[..at].to_string(), orig));
+        }
+    }
+    None
+}
+
+/// One step of a path into a JSON document.
+enum Token {
+    Key(String),
+    Index(usize),
+}
+
+/// Removes the node at `path` from `value`; `false` if there is none (the whole document).
+fn drop_at(value: &mut serde_json::Value, path: &[Token]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for t in parents {
+        let next = match t {
+            Token::Key(k) => node.get_mut(k.as_str()),
+            Token::Index(i) => node.get_mut(*i),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match (last, node) {
+        (Token::Key(k), serde_json::Value::Object(m)) => m.remove(k.as_str()).is_some(),
+        (Token::Index(i), serde_json::Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -116,17 +116,9 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 }
             }
 
-            for (i, port) in svc.ports.iter().enumerate() {
+            // Each mapping was parsed at load (a bad one is reported there, located).
+            for (i, mapping) in svc.ports.iter().cloned().enumerate() {
                 let pp = ptr(&format!("/ports/{i}"));
-                let Some(mapping) = PortMapping::parse(port) else {
-                    cx.at(
-                        file,
-                        &pp,
-                        format!("`{port}` is not a valid port mapping"),
-                        "write [IP:]HOST:CONTAINER[/tcp|udp] with ports from 1 to 65535",
-                    );
-                    continue;
-                };
                 if let Some((_, f, s)) =
                     ports_seen.iter().find(|(m, _, _)| m.clashes_with(&mapping))
                 {

@@ -10,6 +10,8 @@ mod checked;
 pub mod duration;
 pub mod image;
 
+pub use duration::Span;
+
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
@@ -20,11 +22,12 @@ use serde::{Deserialize, Serialize};
 pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
 /// A duration such as `500ms`, `1s`, `2m30s`.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
-/// `[IP:]HOST:CONTAINER[/tcp|udp]`.
+/// An octal file mode such as `0755` or `2775`.
 pub const MODE_PATTERN: &str = r"^[0-7]{3,4}$";
 pub const OWNER_PATTERN: &str = r"^[0-9]+(:[0-9]+)?$";
 pub const HOST_PATTERN: &str = r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$";
 pub const PATH_PATTERN: &str = r"^/";
+/// `[IP:]HOST:CONTAINER[/tcp|udp|sctp]`.
 pub const PORT_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
 
 /// `dockhand.yaml`: settings that apply to every stack in the repository.
@@ -269,9 +272,9 @@ pub struct Service {
     #[serde(default)]
     pub env_file: Option<String>,
     /// Published ports, `[IP:]HOST:CONTAINER[/proto]`.
-    #[serde(default, deserialize_with = "checked::ports")]
+    #[serde(default)]
     #[schemars(inner(regex(pattern = PORT_PATTERN)))]
-    pub ports: Vec<String>,
+    pub ports: Vec<PortMapping>,
     /// Keys of `networks:` in this stack to attach to.
     #[serde(default)]
     pub networks: Vec<String>,
@@ -301,9 +304,9 @@ pub struct Service {
     #[serde(default)]
     pub working_dir: Option<String>,
     /// Time between SIGTERM and SIGKILL when the container is stopped.
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub stop_grace_period: Option<String>,
+    pub stop_grace_period: Option<Span>,
     /// How a new version replaces the old one.
     #[serde(default)]
     pub release: Option<Release>,
@@ -459,6 +462,9 @@ pub struct TmpfsMount {
     pub size: Option<u64>,
 }
 
+// Docker's restart policy. Its serde form (`no`, `always`, `unless-stopped`, `on-failure`)
+// is Docker's own name, which the container spec holds (and hashes). A plain comment, not a
+// doc comment: schemars would put it into the committed schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
@@ -466,17 +472,6 @@ pub enum RestartPolicy {
     Always,
     UnlessStopped,
     OnFailure,
-}
-
-impl RestartPolicy {
-    pub fn docker_name(self) -> &'static str {
-        match self {
-            RestartPolicy::No => "no",
-            RestartPolicy::Always => "always",
-            RestartPolicy::UnlessStopped => "unless-stopped",
-            RestartPolicy::OnFailure => "on-failure",
-        }
-    }
 }
 
 /// Health of a service. `cmd` or `shell` becomes the Docker healthcheck; `http` and `tcp` are
@@ -497,21 +492,21 @@ pub struct Health {
     /// TCP probe run by dockhand from the host: the port accepts a connection.
     #[serde(default)]
     pub tcp: Option<TcpProbe>,
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub interval: Option<String>,
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    pub interval: Option<Span>,
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
     #[serde(default, deserialize_with = "checked::retries")]
     #[schemars(range(min = 1, max = 1000))]
     pub retries: Option<u32>,
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub start_period: Option<String>,
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    pub start_period: Option<Span>,
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub start_interval: Option<String>,
+    pub start_interval: Option<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -574,9 +569,9 @@ pub struct Check {
     #[serde(default)]
     pub cmd: Option<Vec<String>>,
     /// Longest the check may take (default 10s).
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
 }
 
 fn root_path() -> String {
@@ -623,9 +618,9 @@ pub struct Release {
     #[serde(default)]
     pub keep_idle: Option<KeepIdle>,
     /// Time the retired color keeps serving in-flight requests before it is stopped.
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub drain: Option<String>,
+    pub drain: Option<Span>,
     /// Checks run once against the new version after it took traffic and before the old one
     /// is retired (blue-green), or once it is ready (recreate). A failure rolls back: the
     /// old color, still running, serves alone again; the old container is restored.
@@ -684,14 +679,6 @@ impl Color {
             Color::Green => Color::Blue,
         }
     }
-
-    pub fn parse(s: &str) -> Option<Color> {
-        match s {
-            "blue" => Some(Color::Blue),
-            "green" => Some(Color::Green),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -744,9 +731,9 @@ pub struct HookDetail {
     #[serde(default)]
     pub mounts: Vec<Mount>,
     /// Longest the step may run (default 5m); a step that runs over fails the release.
-    #[serde(default, deserialize_with = "checked::duration_opt")]
+    #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
     /// After the step succeeds, keep only the newest `keep` files in this host directory
     /// (backups written through a bind mount).
     #[serde(default)]
@@ -843,21 +830,57 @@ pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, external: boo
     }
 }
 
-/// A published port, parsed from `[IP:]HOST:CONTAINER[/proto]`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A published port, parsed at load from `[IP:]HOST:CONTAINER[/proto]` ([`PORT_PATTERN`], ports
+/// from 1 to 65535, a valid IP). Serialized back as `[IP:]HOST:CONTAINER/proto` with the
+/// protocol always written and an IPv6 address without its brackets: the form the container
+/// spec (and so its hash) has always held.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortMapping {
     /// Empty means all interfaces.
     pub host_ip: String,
     pub host_port: u16,
     pub container_port: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
+}
+
+/// The transport of a published port (`tcp` unless written).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
 }
 
 impl PortMapping {
+    /// `None` for anything [`PORT_PATTERN`] and the ranges do not allow.
     pub fn parse(text: &str) -> Option<PortMapping> {
+        static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+        let shaped = PATTERN
+            .get_or_init(|| regex::Regex::new(PORT_PATTERN).ok())
+            .as_ref()
+            .is_some_and(|r| r.is_match(text));
+        if !shaped {
+            return None;
+        }
         let (rest, protocol) = match text.rsplit_once('/') {
-            Some((rest, proto)) => (rest, proto.to_string()),
-            None => (text, "tcp".to_string()),
+            Some((rest, "tcp")) => (rest, Protocol::Tcp),
+            Some((rest, "udp")) => (rest, Protocol::Udp),
+            Some((rest, "sctp")) => (rest, Protocol::Sctp),
+            Some(_) => return None,
+            None => (text, Protocol::Tcp),
         };
         let (rest, container) = rest.rsplit_once(':')?;
         let (ip, host) = match rest.rsplit_once(':') {
@@ -884,6 +907,60 @@ impl PortMapping {
             && self.protocol == other.protocol
             && (self.host_ip == other.host_ip || any(&self.host_ip) || any(&other.host_ip))
     }
+
+    /// The host side, `[IP:]HOST/proto`: what binds on the host.
+    pub fn host_side(&self) -> String {
+        let ip = if self.host_ip.is_empty() {
+            String::new()
+        } else {
+            format!("{}:", self.host_ip)
+        };
+        format!("{ip}{}/{}", self.host_port, self.protocol.as_str())
+    }
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.host_ip.is_empty() {
+            write!(f, "{}:", self.host_ip)?;
+        }
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host_port,
+            self.container_port,
+            self.protocol.as_str()
+        )
+    }
+}
+
+impl Serialize for PortMapping {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortMapping {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        PortMapping::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not a valid port mapping"))
+        })
+    }
+}
+
+impl JsonSchema for PortMapping {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        String::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
 }
 
 #[cfg(test)]
@@ -897,10 +974,48 @@ mod port_tests {
             (p.host_ip.as_str(), p.host_port, p.container_port),
             ("127.0.0.1", 8080, 80)
         );
-        assert_eq!(PortMapping::parse("53:53/udp").unwrap().protocol, "udp");
+        assert_eq!(
+            PortMapping::parse("53:53/udp").unwrap().protocol,
+            super::Protocol::Udp
+        );
         assert!(PortMapping::parse("0:80").is_none());
         assert!(PortMapping::parse("99999:80").is_none());
         assert!(PortMapping::parse("nope:1:2").is_none());
+        assert!(
+            PortMapping::parse("abc:1:2").is_none(),
+            "hex-looking, but no IP"
+        );
+        assert!(PortMapping::parse("80").is_none());
+        assert!(PortMapping::parse("1:2/quic").is_none());
+    }
+
+    /// The rendered form is what container specs have always held (their hash depends on it),
+    /// and it parses back to the same mapping (a spec-doc label is read back).
+    #[test]
+    fn renders_the_spec_form_and_reads_it_back() {
+        for (written, rendered) in [
+            ("8080:80", "8080:80/tcp"),
+            ("127.0.0.1:8443:443/tcp", "127.0.0.1:8443:443/tcp"),
+            ("[::1]:5353:53/udp", "::1:5353:53/udp"),
+            ("0.0.0.0:9000:9000/sctp", "0.0.0.0:9000:9000/sctp"),
+        ] {
+            let p = PortMapping::parse(written).unwrap();
+            assert_eq!(p.to_string(), rendered);
+            assert_eq!(PortMapping::parse(rendered), Some(p.clone()));
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{rendered}\""));
+            assert_eq!(serde_json::from_str::<PortMapping>(&json).unwrap(), p);
+        }
+        assert_eq!(
+            PortMapping::parse("127.0.0.1:8080:80").unwrap().host_side(),
+            "127.0.0.1:8080/tcp"
+        );
+        let err = serde_json::from_str::<PortMapping>("\"0:80\"").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`0:80` is not a valid port mapping"),
+            "{err}"
+        );
     }
 
     #[test]

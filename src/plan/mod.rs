@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
-use crate::model::{Color, KeepIdle};
+use crate::model::{Color, Condition, KeepIdle};
 use crate::spec::labels;
 use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
@@ -21,16 +21,27 @@ use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    /// Create a network dockhand will own.
-    CreateNetwork { stack: String, name: String },
-    /// Create a named volume dockhand will own.
-    CreateVolume { stack: String, name: String },
+    /// Create a network dockhand will own (`driver` unset: the Engine's default, bridge).
+    CreateNetwork {
+        stack: String,
+        name: String,
+        driver: Option<String>,
+        internal: bool,
+    },
+    /// Create a named volume dockhand will own (`driver` unset: the Engine's default, local).
+    CreateVolume {
+        stack: String,
+        name: String,
+        driver: Option<String>,
+    },
     /// Pull (if absent), create and start a container that does not exist.
     Create {
         stack: String,
         service: String,
         container: String,
         image: String,
+        /// The `depends_on` wave it runs in (see [`Plan::waves`]).
+        wave: usize,
     },
     /// Replace a container whose spec changed: pull, stop, create, start, remove the old one.
     Recreate {
@@ -39,6 +50,10 @@ pub enum Action {
         container: String,
         image: String,
         changes: Vec<FieldChange>,
+        wave: usize,
+        /// The service's maintenance container takes the route while it is down.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        maintenance: bool,
     },
     /// Start an existing, unchanged container that is not running.
     Start {
@@ -46,10 +61,13 @@ pub enum Action {
         service: String,
         container: String,
         reason: String,
+        wave: usize,
     },
-    /// Stop and remove a managed container that is no longer desired.
+    /// Stop and remove a managed container that is no longer desired. `service` is its
+    /// `dockhand.service` label (empty if it has none).
     Remove {
         stack: String,
+        service: String,
         container: String,
         reason: String,
     },
@@ -62,11 +80,16 @@ pub enum Action {
         stack: String,
         service: String,
         container: String,
-        color: String,
+        color: Color,
         image: String,
         step: ReleaseStep,
         changes: Vec<FieldChange>,
         retire: Option<String>,
+        wave: usize,
+        /// The service's maintenance container takes the route while the release runs steps
+        /// with downtime (`before`/`after_start` hooks).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        maintenance: bool,
     },
     /// Take a running color that should not serve out of the proxy, then stop it.
     Retire {
@@ -74,6 +97,7 @@ pub enum Action {
         service: String,
         container: String,
         reason: String,
+        wave: usize,
     },
 }
 
@@ -118,6 +142,35 @@ impl Action {
         }
     }
 
+    /// The service this action converges (or, for a removal, the one the container belonged
+    /// to); `None` for networks and volumes.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Action::Create { service, .. }
+            | Action::Recreate { service, .. }
+            | Action::Start { service, .. }
+            | Action::Remove { service, .. }
+            | Action::Release { service, .. }
+            | Action::Retire { service, .. } => Some(service),
+            Action::CreateNetwork { .. }
+            | Action::CreateVolume { .. }
+            | Action::RemoveNetwork { .. } => None,
+        }
+    }
+
+    /// The `depends_on` wave a container action runs in; `None` for the actions that run
+    /// before the waves (networks, volumes) or after them (removals).
+    pub fn wave(&self) -> Option<usize> {
+        match self {
+            Action::Create { wave, .. }
+            | Action::Recreate { wave, .. }
+            | Action::Start { wave, .. }
+            | Action::Release { wave, .. }
+            | Action::Retire { wave, .. } => Some(*wave),
+            _ => None,
+        }
+    }
+
     /// The container this action touches, if any.
     pub fn container(&self) -> Option<&str> {
         match self {
@@ -149,10 +202,46 @@ pub struct Conflict {
     pub hint: String,
 }
 
+/// An unchanged container that a later wave depends on: once the actions of wave `wave`
+/// settled, apply waits until it reached `until` before the next wave starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Wait {
+    pub stack: String,
+    pub service: String,
+    /// The service's container (a blue/green service's base name).
+    pub container: String,
+    pub wave: usize,
+    pub until: Until,
+}
+
+/// What an unchanged dependency must have reached before its dependents' wave starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Until {
+    /// A job: exited with code 0.
+    Completed,
+    /// Running, and healthy if it has a healthcheck.
+    Ready,
+    /// A blue/green service: one of its colors running and healthy.
+    Serving,
+}
+
+/// The container work of one `depends_on` wave: its actions run in parallel, then its waits.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Wave<'a> {
+    pub index: usize,
+    pub actions: Vec<&'a Action>,
+    pub waits: Vec<&'a Wait>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Plan {
-    /// In execution order: networks and volumes, containers in dependency order, removals.
+    /// In execution order: networks and volumes, containers wave by wave in dependency order
+    /// (each carries its wave), removals.
     pub actions: Vec<Action>,
+    /// Unchanged containers that later waves wait for, in wave order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<Wait>,
     /// Desired containers that already match.
     pub unchanged: Vec<String>,
     pub conflicts: Vec<Conflict>,
@@ -185,6 +274,8 @@ impl Plan {
             .partition(|a| stacks.contains(a.stack()));
         self.actions = kept;
         self.conflicts.retain(|c| !stacks.contains(&c.stack));
+        // Stacks never depend on each other: nothing left waits for a held stack.
+        self.waits.retain(|w| !stacks.contains(&w.stack));
         let held: Vec<Action> = held;
         for a in &held {
             if let Some(c) = a.container() {
@@ -192,6 +283,32 @@ impl Plan {
             }
         }
         held
+    }
+
+    /// The container actions wave by wave, each with the waits that follow it: what apply
+    /// runs between creating networks and volumes and the removals. Every index from 0 to the
+    /// last wave with work is present, so a wave that only waits is not skipped.
+    pub fn waves(&self) -> Vec<Wave<'_>> {
+        let last = self
+            .actions
+            .iter()
+            .filter_map(Action::wave)
+            .chain(self.waits.iter().map(|w| w.wave))
+            .max();
+        let Some(last) = last else {
+            return Vec::new();
+        };
+        (0..=last)
+            .map(|index| Wave {
+                index,
+                actions: self
+                    .actions
+                    .iter()
+                    .filter(|a| a.wave() == Some(index))
+                    .collect(),
+                waits: self.waits.iter().filter(|w| w.wave == index).collect(),
+            })
+            .collect()
     }
 
     pub fn summary(&self) -> Summary {
@@ -231,7 +348,12 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .collect();
     for net in desired.networks.iter().filter(|n| !n.external) {
         match nets.get(net.name.as_str()) {
-            None => p.actions.push(Action::CreateNetwork { stack: net.stack.clone(), name: net.name.clone() }),
+            None => p.actions.push(Action::CreateNetwork {
+                stack: net.stack.clone(),
+                name: net.name.clone(),
+                driver: net.driver.clone(),
+                internal: net.internal,
+            }),
             Some(a) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: net.stack.clone(),
                 name: net.name.clone(),
@@ -257,6 +379,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             (None, false) => p.actions.push(Action::CreateVolume {
                 stack: vol.stack.clone(),
                 name: vol.name.clone(),
+                driver: vol.driver.clone(),
             }),
             (None, true) => p.conflicts.push(Conflict {
                 stack: vol.stack.clone(),
@@ -288,7 +411,12 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .iter()
         .map(|c| (c.name.as_str(), c))
         .collect();
-    for dc in dependency_order(desired) {
+    let levels = dependency_levels(desired);
+    for (wave, dc) in levels
+        .iter()
+        .enumerate()
+        .flat_map(|(w, level)| level.iter().map(move |dc| (w, *dc)))
+    {
         let image = dc.image_ref.clone();
         let squatter = dc
             .container_names()
@@ -310,7 +438,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             continue;
         }
         if let Some(bg) = &dc.blue_green {
-            plan_blue_green(dc, bg, &by_name, &mut p);
+            plan_blue_green(dc, bg, wave, &by_name, &mut p);
             continue;
         }
         let Some(ac) = by_name.get(dc.name.as_str()) else {
@@ -319,6 +447,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 service: dc.service.clone(),
                 container: dc.name.clone(),
                 image,
+                wave,
             });
             continue;
         };
@@ -355,6 +484,8 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 container: dc.name.clone(),
                 image,
                 changes,
+                wave,
+                maintenance: maintenance_during(dc),
             });
         } else if dc.job && ac.state == RunState::Running {
             p.unchanged.push(dc.name.clone());
@@ -375,6 +506,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 } else {
                     format!("container is {}", ac.status.to_lowercase())
                 },
+                wave,
             });
         } else {
             p.unchanged.push(dc.name.clone());
@@ -395,7 +527,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     extra.sort_by(|a, b| a.name.cmp(&b.name));
     for c in extra {
         let stack = c.label(labels::STACK).unwrap_or_default().to_string();
-        let service = c.label(labels::SERVICE).unwrap_or_default();
+        let service = c.label(labels::SERVICE).unwrap_or_default().to_string();
         let reason = if c.label(labels::ROLE) == Some(labels::ROLE_MAINTENANCE) {
             format!("maintenance container of `{service}` left by an interrupted release")
         } else if desired
@@ -417,6 +549,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         };
         p.actions.push(Action::Remove {
             stack,
+            service,
             container: c.name.clone(),
             reason,
         });
@@ -445,8 +578,66 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .map(|v| v.name.as_str())
         .collect();
     p.kept_volumes = kept.into_iter().map(str::to_string).collect();
+    p.waits = waits(desired, &levels, &p.actions);
     p.notes = release_notes(desired, &p.actions);
     p
+}
+
+/// Whether the service's maintenance container takes the route while `dc` changes: a
+/// recreate or a release with downtime ([`DesiredContainer::change_has_downtime`]) of a
+/// service that has one, never a job. The one place this is decided; apply follows the flag
+/// on the action, and the plan's notes say it.
+fn maintenance_during(dc: &DesiredContainer) -> bool {
+    dc.maintenance.is_some() && !dc.job && dc.change_has_downtime()
+}
+
+/// Unchanged containers that a later wave depends on, with what they must reach: a job its
+/// exit 0, a blue/green service a serving color, anything else ready; none when every
+/// dependent only asks for `started` (it was running when the host was read).
+fn waits(desired: &Desired, levels: &[Vec<&DesiredContainer>], actions: &[Action]) -> Vec<Wait> {
+    let acted: BTreeSet<(&str, &str)> = actions
+        .iter()
+        .filter(|a| a.wave().is_some())
+        .filter_map(|a| Some((a.stack(), a.service()?)))
+        .collect();
+    let needed: BTreeSet<&str> = desired
+        .containers
+        .iter()
+        .flat_map(|c| c.depends_on.iter().map(String::as_str))
+        .collect();
+    let started_is_enough = |name: &str| {
+        let mut asked = desired
+            .containers
+            .iter()
+            .filter_map(|d| d.conditions.get(name))
+            .peekable();
+        asked.peek().is_some() && asked.all(|c| *c == Condition::Started)
+    };
+    let mut out = Vec::new();
+    for (wave, level) in levels.iter().enumerate() {
+        for dc in level {
+            if acted.contains(&(dc.stack.as_str(), dc.service.as_str()))
+                || !needed.contains(dc.name.as_str())
+                || started_is_enough(&dc.name)
+            {
+                continue;
+            }
+            out.push(Wait {
+                stack: dc.stack.clone(),
+                service: dc.service.clone(),
+                container: dc.name.clone(),
+                wave,
+                until: if dc.job {
+                    Until::Completed
+                } else if dc.blue_green.is_some() {
+                    Until::Serving
+                } else {
+                    Until::Ready
+                },
+            });
+        }
+    }
+    out
 }
 
 /// What a change runs besides the container itself, said up front: the hooks in order, and
@@ -459,25 +650,27 @@ fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<
         .collect();
     let mut out = BTreeMap::new();
     for a in actions {
-        let (stack, service, container, kind) = match a {
+        let (stack, service, container, kind, maintenance) = match a {
             Action::Create {
                 stack,
                 service,
                 container,
                 ..
-            } => (stack, service, container, Kind::Create),
+            } => (stack, service, container, Kind::Create, false),
             Action::Release {
                 stack,
                 service,
                 container,
+                maintenance,
                 ..
-            } => (stack, service, container, Kind::Release),
+            } => (stack, service, container, Kind::Release, *maintenance),
             Action::Recreate {
                 stack,
                 service,
                 container,
+                maintenance,
                 ..
-            } => (stack, service, container, Kind::Recreate),
+            } => (stack, service, container, Kind::Recreate, *maintenance),
             _ => continue,
         };
         let recreate = kind == Kind::Recreate;
@@ -507,10 +700,7 @@ fn release_notes(desired: &Desired, actions: &[Action]) -> BTreeMap<String, Vec<
         for s in &dc.smoke {
             notes.push(format!("smoke {}: {}", s.label, s.probe));
         }
-        let maintenance = dc
-            .maintenance
-            .as_ref()
-            .filter(|_| kind != Kind::Create && !dc.job && dc.change_has_downtime());
+        let maintenance = dc.maintenance.as_ref().filter(|_| maintenance);
         if let Some(m) = maintenance {
             notes.push(format!(
                 "maintenance: {} ({}) takes the route until the new version serves",
@@ -540,12 +730,6 @@ enum Kind {
     Create,
     Recreate,
     Release,
-}
-
-/// Desired containers ordered so that each comes after what it depends on: the
-/// [`dependency_levels`] one after the other.
-pub fn dependency_order(desired: &Desired) -> Vec<&DesiredContainer> {
-    dependency_levels(desired).into_iter().flatten().collect()
 }
 
 /// Desired containers in levels: level 0 depends on nothing, each later level only on earlier
@@ -614,6 +798,7 @@ pub fn dependency_levels(desired: &Desired) -> Vec<Vec<&DesiredContainer>> {
 fn plan_blue_green(
     dc: &DesiredContainer,
     bg: &crate::spec::BlueGreen,
+    wave: usize,
     by_name: &HashMap<&str, &ActualContainer>,
     p: &mut Plan,
 ) {
@@ -659,10 +844,12 @@ fn plan_blue_green(
                         service: dc.service.clone(),
                         container: o.name.clone(),
                         reason: format!("{} serves; only one color runs", name(target)),
+                        wave,
                     });
                 } else if bg.keep_idle == KeepIdle::Removed {
                     p.actions.push(Action::Remove {
                         stack: dc.stack.clone(),
+                        service: dc.service.clone(),
                         container: o.name.clone(),
                         reason: "idle color (keep_idle: removed)".into(),
                     });
@@ -707,13 +894,15 @@ fn plan_blue_green(
                 stack: dc.stack.clone(),
                 service: dc.service.clone(),
                 container: name(target),
-                color: target.as_str().into(),
+                color: target,
                 image: dc.image_ref.clone(),
                 step,
                 changes,
                 retire: get(other)
                     .filter(|o| o.state == RunState::Running)
                     .map(|o| o.name.clone()),
+                wave,
+                maintenance: maintenance_during(dc),
             });
         }
     }

@@ -217,11 +217,13 @@ fn write_changes(out: &mut String, changes: &[super::FieldChange], detailed: boo
     }
 }
 
-/// Machine rendering: the plan plus its summary.
+/// Machine rendering: the plan plus its summary. Container actions carry their `wave`;
+/// `waits` lists the unchanged dependencies apply waits for after each wave.
 pub fn json(plan: &Plan) -> String {
     let doc = serde_json::json!({
         "summary": plan.summary(),
         "actions": plan.actions,
+        "waits": plan.waits,
         "unchanged": plan.unchanged,
         "conflicts": plan.conflicts,
         "kept_volumes": plan.kept_volumes,

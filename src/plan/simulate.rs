@@ -7,7 +7,7 @@
 //! `DesiredContainer::labels` holds, removed ones disappear, conflicts change nothing.
 
 use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, RunState};
-use crate::model::{Color, KeepIdle};
+use crate::model::KeepIdle;
 use crate::spec::{Desired, DesiredContainer, MountSpec};
 
 use super::{Action, Plan};
@@ -52,11 +52,11 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
     let wanted = |name: &str| desired.containers.iter().find(|c| c.name == name);
     for action in &plan.actions {
         match action {
-            Action::CreateNetwork { stack, name } => out.networks.push(ActualObject {
+            Action::CreateNetwork { stack, name, .. } => out.networks.push(ActualObject {
                 name: name.clone(),
                 owner_stack: Some(stack.clone()),
             }),
-            Action::CreateVolume { stack, name } => out.volumes.push(ActualObject {
+            Action::CreateVolume { stack, name, .. } => out.volumes.push(ActualObject {
                 name: name.clone(),
                 owner_stack: Some(stack.clone()),
             }),
@@ -92,11 +92,11 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
                     .containers
                     .iter()
                     .find(|c| &c.stack == stack && &c.service == service);
-                let (Some(dc), Some(color)) = (dc, Color::parse(color)) else {
+                let Some(dc) = dc else {
                     continue;
                 };
                 out.managed.retain(|c| &c.name != container);
-                out.managed.push(running(&dc.colored(color)));
+                out.managed.push(running(&dc.colored(*color)));
                 if let Some(old) = retire {
                     retired(&mut out, old, dc);
                 }

@@ -203,3 +203,27 @@ mod tests {
         assert!(report(wrapped.as_ref()).contains("  hint:"));
     }
 }
+
+#[cfg(test)]
+mod report_tests {
+    use super::report;
+    use crate::apply::{ApplyError, StepError};
+
+    #[test]
+    fn report_prints_each_cause_once() {
+        let e = ApplyError::Step {
+            container: "web".into(),
+            what: "reading env_file",
+            source: StepError::Io {
+                what: "/etc/web.env".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+            },
+        };
+        assert_eq!(report(&e), "web: reading env_file failed: /etc/web.env: gone");
+        let wrapped = anyhow::Error::new(e).context("deploy #3 failed");
+        assert_eq!(
+            report(wrapped.as_ref()),
+            "deploy #3 failed: web: reading env_file failed: /etc/web.env: gone"
+        );
+    }
+}

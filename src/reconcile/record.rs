@@ -135,7 +135,7 @@ pub async fn apply(
         },
         lock,
     )?;
-    let progress = Progress::new(false)
+    let progress = Progress::new()
         .redacting(redactor.clone())
         .recording(store.clone(), deploy);
     let started = std::time::Instant::now();

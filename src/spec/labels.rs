@@ -84,7 +84,7 @@ mod tests {
             ports: vec![],
             networks: vec![],
             mounts: vec![],
-            restart: "unless-stopped".into(),
+            restart: crate::model::RestartPolicy::UnlessStopped,
             healthcheck: None,
             labels: BTreeMap::from([("a".into(), "1".into())]),
             user: None,

@@ -14,11 +14,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::duration;
 use crate::model::image::ImageRef;
 use crate::model::{
     container_name, object_name, BindCreate, Color, Condition, DesiredState, Health, HookStep,
-    KeepIdle, Mount, PortMapping, RestartPolicy, StackFile, Strategy,
+    KeepIdle, Mount, PortMapping, RestartPolicy, Span, StackFile, Strategy,
 };
 
 /// The container dockhand creates for a service. Field order is fixed, maps are sorted, so
@@ -34,13 +33,15 @@ pub struct ContainerSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<EnvFileRef>,
+    /// Sorted by their text form (`[IP:]HOST:CONTAINER/proto`), as they have always been
+    /// hashed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<String>,
+    pub ports: Vec<PortMapping>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
-    pub restart: String,
+    pub restart: RestartPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -484,10 +485,8 @@ pub const DEFAULT_DRAIN_MS: u64 = 3_000;
 /// sha256 of each env file's contents, keyed by path (read at the edge).
 pub type EnvFileHashes = BTreeMap<String, String>;
 
-fn ms(text: &Option<String>) -> Option<u64> {
-    text.as_deref()
-        .and_then(duration::parse)
-        .map(|d| d.as_millis() as u64)
+fn ms(span: &Option<Span>) -> Option<u64> {
+    span.map(Span::as_millis)
 }
 
 fn health_spec(h: &Health) -> Option<HealthSpec> {
@@ -562,11 +561,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 .map(|r| BlueGreen {
                     active: r.active,
                     keep_idle: r.keep_idle.unwrap_or(KeepIdle::Stopped),
-                    drain_ms: r
-                        .drain
-                        .as_deref()
-                        .and_then(duration::parse)
-                        .map_or(DEFAULT_DRAIN_MS, |d| d.as_millis() as u64),
+                    drain_ms: r.drain.map_or(DEFAULT_DRAIN_MS, Span::as_millis),
                     traefik_service: svc.route.as_ref().map(|_| name.replace('.', "-")),
                     proxy_network: desired
                         .config
@@ -592,20 +587,8 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
             if let Some(route) = &svc.route {
                 spec_labels.extend(traefik::labels(&desired.config.traefik, &name, route));
             }
-            let mut ports: Vec<String> = svc
-                .ports
-                .iter()
-                .filter_map(|p| PortMapping::parse(p))
-                .map(|p| {
-                    let ip = if p.host_ip.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{}:", p.host_ip)
-                    };
-                    format!("{ip}{}:{}/{}", p.host_port, p.container_port, p.protocol)
-                })
-                .collect();
-            ports.sort();
+            let mut ports = svc.ports.clone();
+            ports.sort_by_cached_key(ToString::to_string);
             let restart = if svc.job {
                 RestartPolicy::No
             } else {
@@ -643,7 +626,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 ports,
                 networks: svc.networks.iter().map(net_name).collect(),
                 mounts,
-                restart: restart.docker_name().to_string(),
+                restart,
                 healthcheck: svc.health.as_ref().and_then(health_spec).map(|h| {
                     if blue_green.is_some() {
                         with_drain(h)
@@ -654,11 +637,7 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 labels: spec_labels,
                 user: svc.user.clone(),
                 working_dir: svc.working_dir.clone(),
-                stop_grace_secs: svc
-                    .stop_grace_period
-                    .as_deref()
-                    .and_then(duration::parse)
-                    .map(|d| d.as_secs()),
+                stop_grace_secs: svc.stop_grace_period.map(Span::as_secs),
                 host: HostAccess::of(svc),
             };
             let labels =
@@ -803,7 +782,7 @@ fn maintenance_spec(
         }],
         // It stays up across a daemon restart until dockhand takes it down: a host that
         // reboots half way through a migration keeps showing the page.
-        restart: RestartPolicy::UnlessStopped.docker_name().into(),
+        restart: RestartPolicy::UnlessStopped,
         healthcheck: Some(HealthSpec {
             test: vec!["CMD-SHELL".into(), format!("test ! -e {DRAIN_FLAG}")],
             interval_ms: Some(1_000),

@@ -105,13 +105,7 @@ pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
             .await
             .with_context(|| format!("--listen {}: cannot bind", a.listen))?;
         let webhook = match &a.webhook_secret_file {
-            Some(path) => Some(WebhookAuth {
-                secret: std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the webhook secret {}", path.display()))?
-                    .trim()
-                    .to_string(),
-                branch: a.source.reference.clone(),
-            }),
+            Some(path) => Some(WebhookAuth::from_file(path, a.source.reference.clone())?),
             None => None,
         };
         eprintln!(

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -43,12 +43,13 @@ pub mod webhook;
 
 pub use webhook::{authorized, delivery, Delivery, SecretError, WebhookAuth};
 
-/// Connections served at once. Each costs hyper's buffers (8-16 KiB) and a task.
-pub const MAX_CONNS: usize = 256;
+/// Connections served at once. Each costs hyper's read and write buffers (8 KiB each) and a
+/// task, about 20 KiB; the port serves a scraper, a forge and a health probe, not a crowd.
+pub const MAX_CONNS: usize = 64;
 /// Request head (request line and headers), in bytes; a longer one gets 431.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Webhook bodies read at once (each at most [`webhook::MAX_BODY`]).
-pub const MAX_BODIES: usize = 8;
+pub const MAX_BODIES: usize = 2;
 /// Time to send the request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to send a webhook body once its head was accepted.
@@ -327,6 +328,10 @@ pub async fn serve(
             continue;
         };
         tokio::spawn(serve_connection(shared.clone(), stream, id, conn));
+        // Let the new connection read the head it may already have sent before accepting the
+        // next one: under a flood of connections, a prompt request (a /healthz probe) is then
+        // answered before it can become the oldest unfinished one and be cut.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -440,6 +445,30 @@ fn header_map(req: &Request<Incoming>) -> BTreeMap<String, String> {
         .collect()
 }
 
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads a body of at most [`webhook::MAX_BODY`] bytes into one buffer, sized up front when the
+/// length was declared (the pages are only resident once bytes arrive), so a body costs its
+/// length once, not twice.
+async fn read_body(mut body: Incoming, declared: Option<u64>) -> Result<Vec<u8>, BodyError> {
+    let cap = usize::try_from(webhook::MAX_BODY).unwrap_or(usize::MAX);
+    let mut buf =
+        Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(cap).min(cap)));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > cap {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
 async fn receive_webhook(
     shared: &Shared,
     id: u64,
@@ -455,33 +484,30 @@ async fn receive_webhook(
         return refused;
     }
     shared.enter_body(id, conn);
-    let limit = usize::try_from(webhook::MAX_BODY).unwrap_or(usize::MAX);
-    let read =
-        tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), limit).collect()).await;
+    let read = tokio::time::timeout(BODY_TIMEOUT, read_body(req.into_body(), declared)).await;
     conn.phase.store(ANSWERING, Ordering::Relaxed);
+    let refused = |status: u16, text: String| webhook::Answer {
+        status,
+        text,
+        sync: false,
+    };
     let body = match read {
         Err(_) => {
-            return webhook::Answer {
-                status: 408,
-                text: format!("the body did not arrive within {BODY_TIMEOUT:?}"),
-                sync: false,
-            }
+            return refused(
+                408,
+                format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+            )
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return webhook::Answer {
-                status: 413,
-                text: format!("body too large (at most {} bytes)", webhook::MAX_BODY),
-                sync: false,
-            }
+        Ok(Err(BodyError::TooLarge)) => {
+            return refused(
+                413,
+                format!("body too large (at most {} bytes)", webhook::MAX_BODY),
+            )
         }
-        Ok(Err(e)) => {
-            return webhook::Answer {
-                status: 400,
-                text: format!("the body could not be read ({e})"),
-                sync: false,
-            }
+        Ok(Err(BodyError::Read(e))) => {
+            return refused(400, format!("the body could not be read ({e})"))
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(body)) => body,
     };
     let mut replays = lock(&shared.replays);
     webhook::receive(auth, &headers, &body, &mut replays, Instant::now())

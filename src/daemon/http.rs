@@ -385,9 +385,9 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, id: u64, conn:
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+type Reply = Response<Full<Bytes>>;
 
-fn answer(status: u16, kind: &'static str, body: String) -> Answer {
+fn answer(status: u16, kind: &'static str, body: String) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
@@ -397,7 +397,7 @@ fn answer(status: u16, kind: &'static str, body: String) -> Answer {
     r
 }
 
-async fn route(shared: &Shared, id: u64, conn: &Conn, req: Request<Incoming>) -> Answer {
+async fn route(shared: &Shared, id: u64, conn: &Conn, req: Request<Incoming>) -> Reply {
     conn.phase.store(ANSWERING, Ordering::Relaxed);
     let snapshot = || lock(&shared.state).clone();
     match (req.method(), req.uri().path()) {

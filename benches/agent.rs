@@ -470,7 +470,10 @@ fn commit_to_serving(releases: usize) -> String {
             support::push(&s, &body(&img), &marker, false);
             let t0 = Instant::now();
             let detect = if mode == "webhook" {
-                let code = webhook(&addr, secret, r#"{"ref":"refs/heads/main"}"#);
+                // A real push names its commit, so each delivery differs (the agent ignores
+                // a replayed one).
+                let payload = format!(r#"{{"ref":"refs/heads/main","after":"{marker}"}}"#);
+                let code = webhook(&addr, secret, &payload);
                 assert_eq!(code, 202, "webhook refused:\n{}", agent.log());
                 Some(Instant::now())
             } else {

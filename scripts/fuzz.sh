@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing (cargo fuzz / libFuzzer) of the loader + planner and of `pin`'s
-# rewriter, each for a bounded time (default 30 s):
+# Coverage-guided fuzzing (cargo fuzz / libFuzzer) of the loader + planner, of `pin`'s rewriter
+# and of the agent's webhook request handling, each for a bounded time (default 30 s):
 #   ./scripts/fuzz.sh [SECONDS]
 # Installs cargo-fuzz from crates.io if missing. The stable toolchain is used with
 # RUSTC_BOOTSTRAP=1 (libFuzzer needs -Z flags). Seeds: the example repositories, the embedded
-# default and the loader's test fixtures. A crash leaves its input in fuzz/artifacts/<target>/
-# and fails the script; reproduce with `RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <file>`.
+# default, the loader's test fixtures, and the tracked seeds under fuzz/seeds/<target>/ (e.g.
+# alias bombs for load_plan, forge deliveries for http_request). A crash leaves its input in
+# fuzz/artifacts/<target>/ and fails the script; reproduce with `RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <file>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
@@ -16,7 +17,17 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --quiet --locked cargo-fuzz
 fi
 corpus=target/fuzz-corpus
-mkdir -p "$corpus/load_plan" "$corpus/pin_sites"
+targets=(load_plan pin_sites http_request)
+for target in "${targets[@]}"; do
+  mkdir -p "$corpus/$target"
+  # Tracked seeds: inputs that once found something, or that reach code a random start would
+  # not (a signed delivery). Copied each run so an edited seed replaces the stale copy.
+  if [ -d "fuzz/seeds/$target" ]; then
+    for f in "fuzz/seeds/$target"/*; do
+      if [ -f "$f" ]; then cp "$f" "$corpus/$target/seed-$(basename "$f")"; fi
+    done
+  fi
+done
 # One seed per desired-state repository: dockhand.yaml, then each stack, NUL-separated.
 for repo in examples/*/ desired-state/; do
   [ -f "$repo/dockhand.yaml" ] || continue
@@ -29,7 +40,7 @@ for f in tests/fixtures/*.y*ml tests/fixtures/*/*.y*ml; do
   [ -f "$f" ] && cp "$f" "$corpus/pin_sites/fixture-$(echo "$f" | tr / _)"
 done
 # Sanitizer off: the code under test is safe Rust, and the build is minutes shorter.
-for target in load_plan pin_sites; do
+for target in "${targets[@]}"; do
   echo "fuzz: $target for ${secs}s"
   log=target/fuzz-$target.log
   if ! cargo fuzz run --sanitizer none "$target" "$corpus/$target" -- \

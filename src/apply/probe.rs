@@ -1,6 +1,6 @@
 //! dockhand's own checks against a container: the `health.http` / `health.tcp` probes that gate
-//! a new version, the `release.smoke` checks, and the small HTTP client they and the Traefik
-//! API queries share.
+//! a new version, the `release.smoke` checks, and the HTTP GET (hyper's client) they and the
+//! Traefik API queries share.
 //!
 //! HTTP and TCP probes run from the host against the container's address on its network (the
 //! proxy network for a blue/green service), so they need nothing in the image; `cmd` checks
@@ -62,38 +62,70 @@ pub async fn address(
         })
 }
 
-/// A minimal HTTP/1.0 GET to `addr` (`host:port`): (status, body). HTTP/1.0 with no keep-alive
-/// keeps this to one read until the peer closes; the body is cut at `limit` bytes.
+/// One HTTP/1.1 GET of `path` from `addr` (`host:port`), through hyper's client on a
+/// connection of its own (`Connection: close`): (status, body). The body is cut at `limit`
+/// bytes (lossily decoded as UTF-8); connecting, sending and reading all share `timeout`.
+///
+/// # Errors
+/// A message naming `addr`: no connection, no answer within `timeout`, or not HTTP.
 pub async fn http_get(
     addr: &str,
     path: &str,
     timeout: Duration,
     limit: u64,
 ) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use http_body_util::BodyExt;
+    use hyper::body::Body as _;
     let io = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: dockhand\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+        // The connection is driven beside the request, and stopped with this future (at the
+        // limit, or when the timeout drops it) so a silent server holds no socket.
+        let _driver = AbortOnDrop(tokio::spawn(conn));
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, addr)
+            .header(hyper::header::USER_AGENT, "dockhand")
+            .header(hyper::header::CONNECTION, "close")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("{addr}: GET {path}: {e}"))?;
+        let answer = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{addr} did not answer HTTP ({e})"))?;
+        let status = answer.status().as_u16();
+        let mut body = answer.into_body();
         let mut buf = Vec::new();
-        s.take(limit).read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
+        while (buf.len() as u64) < limit && !body.is_end_stream() {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(format!("{addr}: reading the answer: {e}")),
+                None => break,
+            }
+        }
+        buf.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok((status, String::from_utf8_lossy(&buf).into_owned()))
     };
-    let buf = tokio::time::timeout(timeout, io)
+    tokio::time::timeout(timeout, io)
         .await
         .map_err(|_| format!("no answer from {addr} within {:.1}s", timeout.as_secs_f64()))?
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
-    Ok((status, body.to_string()))
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs one probe against container `name` (address `ip`): Ok, or why it failed.
@@ -283,6 +315,58 @@ mod tests {
         let why = run(http(degraded, &[200], None)).await.unwrap_err();
         assert!(why.contains("answered 503"), "{why}");
         assert!(run(http(degraded, &[200, 503], None)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn answers_are_cut_at_the_limit_and_silence_times_out() {
+        let long: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{}",
+                "x".repeat(100_000)
+            )
+            .into_boxed_str(),
+        );
+        let port = serve(long).await;
+        let (status, body) = http_get(
+            &format!("127.0.0.1:{port}"),
+            "/",
+            Duration::from_secs(2),
+            1000,
+        )
+        .await
+        .unwrap();
+        assert_eq!((status, body.len()), (200, 1000));
+        // Accepts, reads the request, never answers.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let started = std::time::Instant::now();
+        let why = http_get(
+            &format!("127.0.0.1:{silent}"),
+            "/",
+            Duration::from_millis(300),
+            1000,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            why.contains("no answer") && started.elapsed() < Duration::from_secs(2),
+            "{why}"
+        );
+        let why = http_get(
+            &format!("127.0.0.1:{}", serve("SSH-2.0-OpenSSH\r\n").await),
+            "/",
+            Duration::from_secs(2),
+            1000,
+        )
+        .await
+        .unwrap_err();
+        assert!(why.contains("did not answer HTTP"), "{why}");
     }
 
     #[tokio::test]

@@ -6,10 +6,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::args::{RunArgs, SourceArgs};
-use crate::daemon::{self, Webhook, WebhookSecret};
+use crate::daemon::{self, Webhook};
 use crate::sources::remote::{display_url, Auth};
 use crate::sources::{Fetch, Files, Source, Wanted};
 
@@ -52,20 +52,10 @@ pub fn agent(a: &RunArgs, state_dir: &Path) -> Result<daemon::Settings> {
     let resync = duration("resync", &a.resync)?;
     let listen = listen(&a.listen)?;
     let webhook = match &a.webhook_secret_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the webhook secret {}", path.display()))?;
-            let Some(secret) = WebhookSecret::new(&text) else {
-                bail!(
-                    "--webhook-secret-file {}: the file is empty, and an empty secret would let anyone trigger a deploy\n  hint: write a long random secret into it (e.g. `openssl rand -hex 32`) and give the same one to the git host",
-                    path.display()
-                );
-            };
-            Some(Webhook {
-                secret,
-                branch: a.source.reference.clone(),
-            })
-        }
+        Some(path) => Some(Webhook {
+            secret: daemon::http::read_secret(path)?,
+            branch: a.source.reference.clone(),
+        }),
         None => None,
     };
     Ok(daemon::Settings {

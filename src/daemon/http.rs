@@ -1,25 +1,64 @@
 //! The agent's HTTP port: `GET /healthz`, `GET /status` (JSON), `GET /metrics` (Prometheus text
 //! format) and `POST /webhook` (a push from GitHub, Gitea/Forgejo or GitLab queues a reconcile
-//! at once). A small HTTP/1.1 server of its own: four routes, bounded requests (16 KiB of
-//! headers, 1 MiB of body, 10 s to send them), one response per connection.
+//! at once), served by hyper's HTTP/1.1 server, one response per connection.
 //!
-//! The pure parts — request parsing, signature checks, the metrics text — are unit-tested.
+//! The port faces whoever can reach it, so every resource a client can hold is bounded
+//! (issue 17):
+//! - at most [`MAX_CONNS`] connections; when full, a new one evicts the oldest connection
+//!   that is still sending its request (head or webhook body), so slow clients cannot starve
+//!   `/healthz` — an honest request is whole in a few milliseconds and is not the oldest;
+//! - [`MAX_HEAD`] bytes of head, sent within [`HEAD_TIMEOUT`]; the whole exchange within
+//!   [`CONN_DEADLINE`];
+//! - a webhook's head is judged before any body byte is read ([`webhook::precheck`]: a
+//!   signature header present, a GitLab token right, the length at most 1 MiB, else 401/413);
+//!   at most [`MAX_BODIES`] bodies are read at once (a newcomer evicts the oldest), each
+//!   within [`BODY_TIMEOUT`] — so bodies hold at most `MAX_BODIES` MiB;
+//! - accept errors (out of file descriptors) back off up to [`ACCEPT_PAUSE_MAX`] instead of
+//!   spinning, and free a descriptor by evicting the oldest unfinished request;
+//! - a replayed delivery is acknowledged and triggers nothing ([`webhook::Replays`]).
+//!
+//! The pure parts — signature checks, delivery parsing, replay memory, the metrics text —
+//! are unit-tested and fuzzed; the bounds are tested against the real agent in
+//! `tests/http_abuse.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
-use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::Trigger;
 
-const MAX_HEAD: usize = 16 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+pub mod webhook;
+
+pub use webhook::{authorized, delivery, read_secret, Delivery, SecretError, WebhookAuth};
+
+/// Connections served at once. Each costs hyper's read and write buffers (8 KiB each) and a
+/// task, about 20 KiB; the port serves a scraper, a forge and a health probe, not a crowd.
+pub const MAX_CONNS: usize = 64;
+/// Request head (request line and headers), in bytes; a longer one gets 431.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Webhook bodies read at once (each at most [`webhook::MAX_BODY`]).
+pub const MAX_BODIES: usize = 2;
+/// Time to send the request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to send a webhook body once its head was accepted.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a whole connection, whatever it does.
+pub const CONN_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest pause between accepts after repeated accept errors.
+pub const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
 
 /// What the agent reports about itself; updated by the reconcile worker.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -135,334 +174,351 @@ pub fn metrics_text(state: &AgentState) -> String {
     out
 }
 
-/// How a push webhook proves it comes from the forge.
-#[derive(Debug, Clone)]
-pub struct WebhookAuth {
-    pub secret: String,
-    /// The branch the agent follows, when named (`--ref`): pushes to other branches are
-    /// acknowledged and ignored. Unnamed (the remote's default branch): every push counts.
-    pub branch: Option<String>,
+/// What a connection is doing, for eviction: only one still sending its request may be cut.
+const SENDING_HEAD: u8 = 0;
+const SENDING_BODY: u8 = 1;
+const ANSWERING: u8 = 2;
+
+/// One live connection: its phase and the signal that evicts it.
+#[derive(Debug)]
+struct Conn {
+    phase: AtomicU8,
+    evict: Notify,
 }
 
-/// What a signed webhook delivery asks for, from its event header and JSON body.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// A push to the followed branch (or one that cannot be told apart): sync now.
-    Sync,
-    /// Acknowledged, nothing to do (a ping, another event, another branch); says why.
-    Ignore(String),
-    /// Not a JSON body: refused with this reason.
-    Malformed(String),
+/// The live connections, oldest first (ids grow with each accept).
+#[derive(Debug, Default)]
+struct Conns {
+    next: u64,
+    live: BTreeMap<u64, Arc<Conn>>,
 }
 
-/// Reads a signed delivery. Pure: the caller has checked the signature already.
-pub fn delivery(headers: &BTreeMap<String, String>, body: &[u8], branch: Option<&str>) -> Delivery {
-    let event = [
-        "x-github-event",
-        "x-gitea-event",
-        "x-forgejo-event",
-        "x-gitlab-event",
-    ]
-    .iter()
-    .find_map(|h| headers.get(*h))
-    .map(|e| e.to_ascii_lowercase());
-    match event.as_deref() {
-        Some("ping") => return Delivery::Ignore("ping: ok".into()),
-        None | Some("push") | Some("push hook") => {}
-        Some(other) => {
-            return Delivery::Ignore(format!("event `{other}` ignored (only pushes deploy)"))
-        }
-    }
-    let json: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return Delivery::Malformed(format!("the body is not JSON ({e})")),
-    };
-    let pushed = json.get("ref").and_then(|r| r.as_str());
-    match (pushed, branch) {
-        (Some(r), Some(b)) if r != format!("refs/heads/{b}") && r != b => {
-            Delivery::Ignore(format!("push to {r} ignored (following refs/heads/{b})"))
-        }
-        _ => Delivery::Sync,
-    }
-}
-
-/// Whether the request carries a valid signature (GitHub `X-Hub-Signature-256`, Gitea/Forgejo
-/// `X-Gitea-Signature`/`X-Forgejo-Signature`: HMAC-SHA256 of the body) or token (GitLab
-/// `X-Gitlab-Token`). Comparisons are constant-time.
-pub fn authorized(auth: &WebhookAuth, headers: &BTreeMap<String, String>, body: &[u8]) -> bool {
-    let hmac_ok = |hex_sig: &str| {
-        let Ok(sig) = hex::decode(hex_sig.trim()) else {
+impl Conns {
+    /// Evicts the oldest connection in `phase`; false when there is none.
+    fn evict_oldest(&mut self, phase: u8) -> bool {
+        let Some(id) = self
+            .live
+            .iter()
+            .find(|(_, c)| c.phase.load(Ordering::Relaxed) == phase)
+            .map(|(id, _)| *id)
+        else {
             return false;
         };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(auth.secret.as_bytes()) else {
-            return false;
-        };
-        mac.update(body);
-        mac.verify_slice(&sig).is_ok()
-    };
-    if let Some(sig) = headers.get("x-hub-signature-256") {
-        return sig.strip_prefix("sha256=").is_some_and(hmac_ok);
-    }
-    for h in ["x-gitea-signature", "x-forgejo-signature"] {
-        if let Some(sig) = headers.get(h) {
-            return hmac_ok(sig);
+        if let Some(c) = self.live.remove(&id) {
+            c.evict.notify_one();
         }
+        true
     }
-    if let Some(token) = headers.get("x-gitlab-token") {
-        let (a, b) = (token.as_bytes(), auth.secret.as_bytes());
-        return a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+
+    /// Evicts the oldest unfinished request (a head first, else a body).
+    fn evict_unfinished(&mut self) -> bool {
+        self.evict_oldest(SENDING_HEAD) || self.evict_oldest(SENDING_BODY)
     }
-    false
+
+    /// Room for a new connection: evicts an unfinished one when full. None: every slot is
+    /// answering (for microseconds), the newcomer is closed.
+    fn admit(&mut self) -> Option<(u64, Arc<Conn>)> {
+        if self.live.len() >= MAX_CONNS && !self.evict_unfinished() {
+            return None;
+        }
+        let id = self.next;
+        self.next += 1;
+        let conn = Arc::new(Conn {
+            phase: AtomicU8::new(SENDING_HEAD),
+            evict: Notify::new(),
+        });
+        self.live.insert(id, conn.clone());
+        Some((id, conn))
+    }
 }
 
-/// A parsed request head: method, path, lower-cased headers.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Head {
-    pub method: String,
-    pub path: String,
-    pub headers: BTreeMap<String, String>,
+/// What every connection's handler shares.
+struct Shared {
+    state: Arc<Mutex<AgentState>>,
+    webhook: Option<WebhookAuth>,
+    queue: mpsc::UnboundedSender<Trigger>,
+    conns: Mutex<Conns>,
+    replays: Mutex<webhook::Replays>,
+    /// When a refused webhook was last logged, and how many were not logged since: a flood of
+    /// forged requests must not flood the journal too.
+    refusals: Mutex<(Option<Instant>, u64)>,
 }
 
-pub fn parse_head(text: &str) -> Option<Head> {
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, path) = (first.next()?.to_string(), first.next()?.to_string());
-    let headers = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some(Head {
-        method,
-        path,
-        headers,
-    })
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Moves connection `id` into the body phase, evicting the oldest body reader when
+    /// [`MAX_BODIES`] are being read.
+    fn enter_body(&self, id: u64, conn: &Conn) {
+        let mut conns = lock(&self.conns);
+        let reading = conns
+            .live
+            .iter()
+            .filter(|(other, c)| **other != id && c.phase.load(Ordering::Relaxed) == SENDING_BODY)
+            .count();
+        if reading >= MAX_BODIES {
+            conns.evict_oldest(SENDING_BODY);
+        }
+        conn.phase.store(SENDING_BODY, Ordering::Relaxed);
+    }
+
+    fn log_refusal(&self, answer: &webhook::Answer) {
+        let mut r = lock(&self.refusals);
+        if r.0.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+            r.1 += 1;
+            return;
+        }
+        tracing::warn!(
+            status = answer.status,
+            "webhook refused: {} ({} more refused since the last such line)",
+            answer.text,
+            r.1
+        );
+        *r = (Some(Instant::now()), 0);
+    }
 }
 
 /// Serves the agent's port until the process ends.
+///
+/// `state` is read for `/status` and `/metrics`; without `webhook`, `POST /webhook` answers
+/// 404; a delivery that asks for a sync queues [`Trigger::Webhook`] on `queue`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<Mutex<AgentState>>,
     webhook: Option<WebhookAuth>,
     queue: mpsc::UnboundedSender<Trigger>,
 ) {
+    let shared = Arc::new(Shared {
+        state,
+        webhook,
+        queue,
+        conns: Mutex::default(),
+        replays: Mutex::default(),
+        refusals: Mutex::default(),
+    });
+    let mut pause = ACCEPT_PAUSE_MIN;
+    let mut last_logged: Option<Instant> = None;
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                pause = ACCEPT_PAUSE_MIN;
+                stream
+            }
+            Err(e) => {
+                // The connection that failed stays in the backlog, so accepting again at once
+                // fails again: without a pause this loop spins (out of file descriptors, a
+                // core at 100 %). A descriptor is freed by cutting the oldest unfinished
+                // request, so /healthz gets through once the pause is over.
+                if out_of_resources(&e) {
+                    lock(&shared.conns).evict_unfinished();
+                }
+                if last_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!("http: cannot accept a connection ({e}); pausing accepts up to {ACCEPT_PAUSE_MAX:?}");
+                    last_logged = Some(Instant::now());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                continue;
+            }
+        };
+        let Some((id, conn)) = lock(&shared.conns).admit() else {
+            tracing::debug!("http: every connection is answering; a new one was closed");
             continue;
         };
-        let (state, webhook, queue) = (state.clone(), webhook.clone(), queue.clone());
-        tokio::spawn(async move {
-            let handled = tokio::time::timeout(
-                Duration::from_secs(10),
-                handle(conn, &state, webhook.as_ref(), &queue),
-            )
-            .await;
-            if handled.is_err() {
-                tracing::debug!("http: a client took over 10 s; dropped");
-            }
-        });
+        tokio::spawn(serve_connection(shared.clone(), stream, id, conn));
+        // Let the new connection read the head it may already have sent before accepting the
+        // next one: under a flood of connections, a prompt request (a /healthz probe) is then
+        // answered before it can become the oldest unfinished one and be cut.
+        tokio::task::yield_now().await;
     }
 }
 
-async fn handle(
-    mut conn: TcpStream,
-    state: &Mutex<AgentState>,
-    webhook: Option<&WebhookAuth>,
-    queue: &mpsc::UnboundedSender<Trigger>,
-) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD {
-            let _ = respond(&mut conn, 431, "text/plain", "request head too large\n").await;
-            return;
-        }
-        match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let Some(head) = parse_head(&String::from_utf8_lossy(&buf[..head_end])) else {
-        let _ = respond(&mut conn, 400, "text/plain", "bad request\n").await;
-        return;
-    };
-    let length: usize = head
-        .headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if length > MAX_BODY {
-        let _ = respond(&mut conn, 413, "text/plain", "body too large\n").await;
-        return;
+/// Errors of `accept` that mean the process or the host is out of something, as opposed to
+/// one connection that went away before it was accepted.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error().is_some_and(|code| {
+        [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM]
+            .iter()
+            .any(|errno| *errno as i32 == code)
+    })
+}
+
+/// Removes a connection from the live set when its task ends, however it ends.
+struct Leave {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        lock(&self.shared.conns).live.remove(&self.id);
     }
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-        }
-    }
-    body.truncate(length);
-    let snapshot = || {
-        state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, id: u64, conn: Arc<Conn>) {
+    let _leave = Leave {
+        shared: shared.clone(),
+        id,
     };
-    let (status, kind, text) = match (head.method.as_str(), head.path.as_str()) {
-        ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
-        ("GET", "/status") => (
+    let service = {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        hyper::service::service_fn(move |req| {
+            let (shared, conn) = (shared.clone(), conn.clone());
+            async move { Ok::<_, Infallible>(route(&shared, id, &conn, req).await) }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        done = served => if let Err(e) = done {
+            tracing::debug!("http: connection ended: {e}");
+        },
+        () = conn.evict.notified() => tracing::debug!("http: an unfinished request was cut to make room"),
+        () = tokio::time::sleep(CONN_DEADLINE) => tracing::debug!("http: a client took over {CONN_DEADLINE:?}; dropped"),
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn answer(status: u16, kind: &'static str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+async fn route(shared: &Shared, id: u64, conn: &Conn, req: Request<Incoming>) -> Reply {
+    conn.phase.store(ANSWERING, Ordering::Relaxed);
+    let snapshot = || lock(&shared.state).clone();
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => answer(200, "text/plain", "ok\n".into()),
+        (&Method::GET, "/status") => answer(
             200,
             "application/json",
             serde_json::to_string_pretty(&snapshot()).unwrap_or_default() + "\n",
         ),
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", metrics_text(&snapshot())),
-        ("POST", "/webhook") => match webhook {
-            None => (
+        (&Method::GET, "/metrics") => {
+            answer(200, "text/plain; version=0.0.4", metrics_text(&snapshot()))
+        }
+        (&Method::POST, "/webhook") => match &shared.webhook {
+            None => answer(
                 404,
                 "text/plain",
                 "no webhook secret configured (--webhook-secret-file)\n".into(),
             ),
-            Some(auth) if authorized(auth, &head.headers, &body) => {
-                match delivery(&head.headers, &body, auth.branch.as_deref()) {
-                    Delivery::Sync => {
-                        let _ = queue.send(Trigger::Webhook);
-                        (202, "text/plain", "queued\n".into())
-                    }
-                    Delivery::Ignore(why) => (200, "text/plain", format!("{why}\n")),
-                    Delivery::Malformed(why) => (400, "text/plain", format!("{why}\n")),
+            Some(auth) => {
+                let a = receive_webhook(shared, id, conn, auth, req).await;
+                if a.status >= 400 {
+                    shared.log_refusal(&a);
                 }
-            }
-            Some(_) => {
-                tracing::warn!("webhook with a bad or missing signature refused");
-                (401, "text/plain", "bad signature\n".into())
+                if a.sync {
+                    let _ = shared.queue.send(Trigger::Webhook);
+                }
+                answer(a.status, "text/plain", a.text + "\n")
             }
         },
-        _ => (404, "text/plain", "not found\n".into()),
-    };
-    let _ = respond(&mut conn, status, kind, &text).await;
+        _ => answer(404, "text/plain", "not found\n".into()),
+    }
 }
 
-async fn respond(conn: &mut TcpStream, status: u16, kind: &str, body: &str) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        413 => "Payload Too Large",
-        _ => "Request Header Fields Too Large",
+/// The request's headers as the pure webhook functions take them: lower-case names (hyper
+/// gives them so), values trimmed; of a repeated header the last one counts.
+fn header_map(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads a body of at most [`webhook::MAX_BODY`] bytes into one buffer, sized up front when the
+/// length was declared (the pages are only resident once bytes arrive), so a body costs its
+/// length once, not twice.
+async fn read_body(mut body: Incoming, declared: Option<u64>) -> Result<Vec<u8>, BodyError> {
+    let cap = usize::try_from(webhook::MAX_BODY).unwrap_or(usize::MAX);
+    let mut buf =
+        Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(cap).min(cap)));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > cap {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf)
+}
+
+async fn receive_webhook(
+    shared: &Shared,
+    id: u64,
+    conn: &Conn,
+    auth: &WebhookAuth,
+    req: Request<Incoming>,
+) -> webhook::Answer {
+    let headers = header_map(&req);
+    // hyper has checked Content-Length (a malformed one is a 400 before we get here): its
+    // exact size hint is the declared length, None for a chunked body.
+    let declared = req.body().size_hint().exact();
+    if let Err(refused) = webhook::precheck(auth, &headers, declared) {
+        return refused;
+    }
+    shared.enter_body(id, conn);
+    let read = tokio::time::timeout(BODY_TIMEOUT, read_body(req.into_body(), declared)).await;
+    conn.phase.store(ANSWERING, Ordering::Relaxed);
+    let refused = |status: u16, text: String| webhook::Answer {
+        status,
+        text,
+        sync: false,
     };
-    conn.write_all(
-        format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await?;
-    conn.shutdown().await
+    let body = match read {
+        Err(_) => {
+            return refused(
+                408,
+                format!("the body did not arrive within {BODY_TIMEOUT:?}"),
+            )
+        }
+        Ok(Err(BodyError::TooLarge)) => {
+            return refused(
+                413,
+                format!("body too large (at most {} bytes)", webhook::MAX_BODY),
+            )
+        }
+        Ok(Err(BodyError::Read(e))) => {
+            return refused(400, format!("the body could not be read ({e})"))
+        }
+        Ok(Ok(body)) => body,
+    };
+    let mut replays = lock(&shared.replays);
+    webhook::receive(auth, &headers, &body, &mut replays, Instant::now())
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn deliveries_are_read_from_their_event_and_ref() {
-        use super::{delivery, Delivery};
-        let h = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<std::collections::BTreeMap<_, _>>()
-        };
-        let main = br#"{"ref":"refs/heads/main"}"#;
-        let other = br#"{"ref":"refs/heads/feature"}"#;
-        let gh = h(&[("x-github-event", "push")]);
-        assert_eq!(delivery(&gh, main, Some("main")), Delivery::Sync);
-        assert!(matches!(
-            delivery(&gh, other, Some("main")),
-            Delivery::Ignore(_)
-        ));
-        // The remote's default branch is not known here: every push counts.
-        assert_eq!(delivery(&gh, other, None), Delivery::Sync);
-        let gl = h(&[("x-gitlab-event", "Push Hook")]);
-        assert_eq!(delivery(&gl, main, Some("main")), Delivery::Sync);
-        assert!(matches!(
-            delivery(&h(&[("x-github-event", "ping")]), b"{}", Some("main")),
-            Delivery::Ignore(_)
-        ));
-        assert!(matches!(
-            delivery(&h(&[("x-gitea-event", "issues")]), main, Some("main")),
-            Delivery::Ignore(_)
-        ));
-        assert!(matches!(
-            delivery(&gh, b"{{{{", Some("main")),
-            Delivery::Malformed(_)
-        ));
-        // No event header (a generic sender): a push when the body says nothing else.
-        assert_eq!(delivery(&h(&[]), b"{}", Some("main")), Delivery::Sync);
-    }
-
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
-    fn signatures_of_each_forge_are_checked() {
-        let auth = WebhookAuth {
-            secret: "It's a Secret to Everybody".into(),
-            branch: None,
-        };
-        // GitHub's documented example (docs: "Validating webhook deliveries").
-        let body = b"Hello, World!";
-        let good = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(authorized(
-            &auth,
-            &headers(&[("x-hub-signature-256", &format!("sha256={good}"))]),
-            body
-        ));
-        assert!(!authorized(
-            &auth,
-            &headers(&[("x-hub-signature-256", &format!("sha256={good}"))]),
-            b"Hello, World?"
-        ));
-        assert!(authorized(
-            &auth,
-            &headers(&[("x-gitea-signature", good)]),
-            body
-        ));
-        assert!(!authorized(
-            &auth,
-            &headers(&[("x-gitea-signature", "zz")]),
-            body
-        ));
-        assert!(authorized(
-            &auth,
-            &headers(&[("x-gitlab-token", "It's a Secret to Everybody")]),
-            body
-        ));
-        assert!(!authorized(
-            &auth,
-            &headers(&[("x-gitlab-token", "guess")]),
-            body
-        ));
-        assert!(!authorized(&auth, &headers(&[]), body));
-    }
-
-    #[test]
-    fn request_heads_parse_and_metrics_render() {
-        let h = parse_head("POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=ab")
-            .unwrap();
-        assert_eq!((h.method.as_str(), h.path.as_str()), ("POST", "/webhook"));
-        assert_eq!(h.headers["x-hub-signature-256"], "sha256=ab");
+    fn metrics_render() {
         let mut s = AgentState {
             in_sync: true,
             last_sync_ms: Some(1_700_000_000_000),
@@ -478,5 +534,54 @@ mod tests {
         assert!(text.contains("dockhand_deploys_total{outcome=\"succeeded\"} 2\n"));
         assert!(text.contains("dockhand_last_sync_timestamp_seconds 1700000000\n"));
         assert!(text.contains("dockhand_in_sync 1\n"));
+    }
+
+    fn conns_with(phases: &[u8]) -> Conns {
+        let mut c = Conns::default();
+        for p in phases {
+            let (_, conn) = c.admit().unwrap();
+            conn.phase.store(*p, Ordering::Relaxed);
+        }
+        c
+    }
+
+    /// Regression (issue 17): 200 slow connections held the port; a full table now cuts the
+    /// oldest unfinished request (a head before a body), never one being answered.
+    #[test]
+    fn a_full_table_evicts_the_oldest_unfinished_request() {
+        let mut phases = vec![ANSWERING, SENDING_BODY, SENDING_HEAD, SENDING_HEAD];
+        phases.resize(MAX_CONNS, ANSWERING);
+        let mut c = conns_with(&phases);
+        assert!(c.admit().is_some());
+        assert!(!c.live.contains_key(&2), "the oldest head goes first");
+        assert!(c.live.contains_key(&1) && c.live.contains_key(&3));
+        assert!(c.admit().is_some());
+        assert!(!c.live.contains_key(&3));
+        // The newcomers are sending their heads now; make them busy, then only the body is left.
+        for conn in c.live.values() {
+            if conn.phase.load(Ordering::Relaxed) == SENDING_HEAD {
+                conn.phase.store(ANSWERING, Ordering::Relaxed);
+            }
+        }
+        assert!(c.admit().is_some());
+        assert!(!c.live.contains_key(&1));
+        assert!(
+            c.live.contains_key(&0),
+            "an answering connection is never cut"
+        );
+        for conn in c.live.values() {
+            conn.phase.store(ANSWERING, Ordering::Relaxed);
+        }
+        assert!(c.admit().is_none(), "all answering: the newcomer is closed");
+        assert_eq!(c.live.len(), MAX_CONNS);
+    }
+
+    #[test]
+    fn accept_errors_that_mean_exhaustion_are_told_apart() {
+        use nix::errno::Errno;
+        let e = |errno: Errno| std::io::Error::from_raw_os_error(errno as i32);
+        assert!(out_of_resources(&e(Errno::EMFILE)));
+        assert!(out_of_resources(&e(Errno::ENFILE)));
+        assert!(!out_of_resources(&e(Errno::ECONNABORTED)));
     }
 }

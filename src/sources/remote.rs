@@ -62,19 +62,65 @@ pub fn is_remote(source: &str) -> bool {
     source.contains('@') && source.contains(':') && !Path::new(source).exists()
 }
 
-/// `url` with any password or token in its user part replaced, for messages and records.
+/// `url` with its user part (`user`, `user:password`, or a token given as the user, as in
+/// `https://TOKEN@host/repo`) replaced by `***`, for messages, logs and records. A user part
+/// cannot be told apart from a token, so all of it is hidden. scp-like `git@host:path` has no
+/// secret in it and is kept.
 pub fn display_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{path}")
-        }
-        _ => url.to_string(),
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => url.to_string(),
     }
+}
+
+/// `text` (an error from libgit2, which may quote the URL it was given) with `url`'s user
+/// part hidden wherever it appears.
+pub fn mask_url_in(text: &str, url: &str) -> String {
+    let shown = display_url(url);
+    let mut out = text.replace(url, &shown);
+    if let Some(user) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(user, _)| user)
+    {
+        match user.split_once(':') {
+            // `user:password`: the password wherever it shows; the user name is no secret.
+            Some((_, password)) if !password.is_empty() => out = out.replace(password, "***"),
+            Some(_) => {}
+            // A token given as the user. Short user names (`git`, `oauth2`) are not tokens,
+            // and hiding every `git` in a message would garble it.
+            None if user.len() >= 8 => out = out.replace(user, "***"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// How long a git network operation may wait: to connect, and for each read or write.
+/// Without them an unreachable or silent remote hangs the agent's poller for good.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sets libgit2's global socket timeouts ([`CONNECT_TIMEOUT`], [`IO_TIMEOUT`]) once, before
+/// the first network operation.
+fn network_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ms = |d: std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: the options are plain C globals that libgit2 reads when it opens a socket.
+        // git2 asks that they be set before other threads exist because the write is not
+        // synchronised with such reads; here every socket dockhand opens is opened by
+        // `Remote::sync`, after this `Once`, which orders the write before all those reads.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(CONNECT_TIMEOUT));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms(IO_TIMEOUT));
+        }
+    });
 }
 
 /// Where the mirror of `url` lives under `root`: a readable name plus a hash, so two URLs never
@@ -139,7 +185,7 @@ impl Remote {
     fn err(&self, e: &git2::Error) -> SourceError {
         SourceError::Fetch {
             url: display_url(&self.url),
-            source: git2::Error::new(e.code(), e.class(), e.message()),
+            source: git2::Error::new(e.code(), e.class(), mask_url_in(e.message(), &self.url)),
         }
     }
 
@@ -173,6 +219,7 @@ impl Remote {
     /// Asks the remote where the branch is (the cheap check), fetches only when needed, and
     /// moves the followed ref if the new head may be followed.
     pub fn sync(&self) -> Result<Synced, SourceError> {
+        network_timeouts();
         let repo = self.open()?;
         let tries = Cell::new(0);
         let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.err(&e))?;
@@ -327,17 +374,35 @@ mod tests {
         assert!(!is_remote("desired-state"));
     }
 
+    /// Regression (issue 17): a token given as the user part of an https URL
+    /// (`https://TOKEN@host/…`) was printed in errors.
     #[test]
     fn tokens_in_urls_are_hidden() {
         assert_eq!(
             display_url("https://bot:s3cret@example.com/a.git"),
-            "https://bot:***@example.com/a.git"
+            "https://***@example.com/a.git"
         );
         assert_eq!(
-            display_url("https://bot@example.com/a.git"),
-            "https://bot@example.com/a.git"
+            display_url("https://ghp_t0ken@example.com/a.git"),
+            "https://***@example.com/a.git"
+        );
+        assert_eq!(
+            display_url("https://example.com/a@b.git"),
+            "https://example.com/a@b.git"
         );
         assert_eq!(display_url("git@h:a.git"), "git@h:a.git");
+        let url = "https://bot:s3cret@example.com/a.git";
+        let said = mask_url_in(
+            "unexpected http status code: 401 for https://bot:s3cret@example.com/a.git/info/refs; user bot:s3cret; password s3cret",
+            url,
+        );
+        assert!(!said.contains("s3cret"), "{said}");
+        assert!(
+            said.contains("https://***@example.com/a.git/info/refs"),
+            "{said}"
+        );
+        let said = mask_url_in("failed for ghp_t0ken", "https://ghp_t0ken@h/a.git");
+        assert_eq!(said, "failed for ***");
     }
 
     #[test]

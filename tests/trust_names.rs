@@ -182,3 +182,50 @@ fn the_alias_bomb_fuzz_seeds_are_refused_quickly() {
     }
     assert!(n >= 5, "only {n} seeds");
 }
+
+/// A huge blob is refused from its git object header, before it is read into memory; a huge
+/// file in a directory from its size; a FIFO named dockhand.yaml is not opened (it would
+/// block the read for ever).
+#[test]
+fn sources_refuse_oversized_files_before_reading_them_and_skip_fifos() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("stacks")).expect("mkdir");
+    std::fs::write(p.join("dockhand.yaml"), "version: 1\n").expect("write");
+    std::fs::write(
+        p.join("stacks/big.yaml"),
+        format!("# {}\n", "x".repeat(2 << 20)),
+    )
+    .expect("write");
+    support::git(p, &["init", "-q", "-b", "main"]);
+    support::git(p, &["add", "-A"]);
+    support::git(p, &["commit", "-q", "-m", "big"]);
+    let err = dockhand::sources::from_git(p, None, ".").expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("stacks/big.yaml") && text.contains("limit `max_file_bytes`"),
+        "{text}"
+    );
+    let err = dockhand::sources::from_dir(p, ".").expect_err("refused");
+    assert!(err.to_string().contains("limit `max_file_bytes`"), "{err}");
+
+    // Nine files of 1,000,000 bytes: the ninth crosses the repository budget.
+    std::fs::remove_file(p.join("stacks/big.yaml")).expect("rm");
+    for i in 0..9 {
+        std::fs::write(p.join(format!("stacks/s{i}.yaml")), "#".repeat(1_000_000)).expect("write");
+    }
+    let err = dockhand::sources::from_dir(p, ".").expect_err("refused");
+    assert!(err.to_string().contains("limit `max_repo_bytes`"), "{err}");
+
+    let fifo = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(fifo.path().join("stacks")).expect("mkdir");
+    let made = std::process::Command::new("mkfifo")
+        .arg(fifo.path().join("dockhand.yaml"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let t = Instant::now();
+    let snap = dockhand::sources::from_dir(fifo.path(), ".").expect("read");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(snap.files.is_empty());
+}

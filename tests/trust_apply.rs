@@ -356,7 +356,7 @@ fn stacks_differing_only_by_dot_and_dash_each_serve_their_own_host_through_traef
         "network",
         "create",
         "--label",
-        &format!("dockhand.managed=true"),
+        "dockhand.managed=true",
         "--label",
         &format!("dockhand.project={}", s.name),
         "--label",

@@ -501,6 +501,30 @@ mod tests {
     }
 
     #[test]
+    fn each_limit_is_named_and_hit_where_it_is_crossed() {
+        let small = Limits {
+            max_nodes: 20,
+            max_alias_nodes: 5,
+            max_depth: 3,
+            max_index_bytes: 60,
+        };
+        let err = parse_with("a: &a [1, 2, 3]\nb: *a\nc: *a\n", small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::AliasNodes), "{err:?}");
+        assert_eq!(err.pos.line, 3);
+        assert!(err.message.contains("yaml.max_alias_nodes"));
+        let err = parse_with("[[[[1]]]]", small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::Depth), "{err:?}");
+        let err = parse_with(&format!("[{}]", vec!["1"; 30].join(",")), small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::Nodes), "{err:?}");
+        let long = "k".repeat(70);
+        let err = parse_with(&format!("{long}: 1\n"), small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::IndexBytes), "{err:?}");
+        // Within the limits, aliases still expand.
+        let (v, _) = parse_with("a: &a [1]\nb: *a\n", small).unwrap();
+        assert_eq!(v["b"], json!([1]));
+    }
+
+    #[test]
     fn reports_syntax_errors_with_position() {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");

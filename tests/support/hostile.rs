@@ -298,7 +298,7 @@ pub fn bg(name: &str) -> String {
 /// copies of level `a` if expanded: about 430 million nodes).
 pub fn alias_bomb() -> String {
     let mut s = String::from("# nested aliases (9 levels of 9)\n");
-    s.push_str(&format!("a: &a [{}]\n", vec!["\"lol\""; 9].join(", ")));
+    s.push_str(&format!("a: &a [{}]\n", ["\"lol\""; 9].join(", ")));
     let names: Vec<char> = "abcdefghi".chars().collect();
     for w in names.windows(2) {
         let (prev, cur) = (w[0], w[1]);
@@ -439,7 +439,7 @@ pub fn yaml_cases() -> Vec<Case> {
             format!(
                 "{stack}a: &a [{}]\nb: [{}] #!\n",
                 vec!["x"; 2_000].join(", "),
-                vec!["*a"; 10].join(", ")
+                ["*a"; 10].join(", ")
             ),
         ),
         Case::new("100,000 nested block lists", "yaml depth", "yaml.max_depth")

@@ -297,6 +297,9 @@ pub async fn retire(
     api: Option<&str>,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
+    // Draining execs in the container: make sure it is this project's before touching it
+    // (stop and remove check again, by id).
+    container::owned(docker, container::project_of(base), old).await?;
     progress.line(&format!("{old}: draining"));
     drain_out(docker, base, old, api, progress).await?;
     progress.line(&format!("{old}: out of the proxy, stopping"));

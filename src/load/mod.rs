@@ -168,7 +168,7 @@ fn load_one<T: DeserializeOwned>(
     let limits = yaml::Limits {
         max_nodes: yaml::Limits::default()
             .max_nodes
-            .min(MAX_REPO_NODES - budget.nodes),
+            .min(MAX_REPO_NODES.saturating_sub(budget.nodes)),
         ..yaml::Limits::default()
     };
     let (value, index) = match yaml::parse_counted(&file.text, limits) {

@@ -147,3 +147,41 @@ fn hosts_are_read_from_rules_of_every_dialect() {
     );
     assert!(rule_hosts("HostRegexp(`.*`) || HostSNI(`x`) || XHost(`y`)").is_empty());
 }
+
+/// A route to a host that another dockhand project on the host routes (read by
+/// `observe::others`) is a plan conflict; the same host of this project is not.
+#[test]
+fn a_host_another_project_routes_is_a_plan_conflict() {
+    use dockhand::model::actual::{Actual, OtherRoute};
+    let files = vec![
+        SourceFile {
+            path: "dockhand.yaml".into(),
+            text: "version: 1\nproject: mine\npolicy: {require_digest: false}\n".into(),
+        },
+        SourceFile {
+            path: "stacks/s.yaml".into(),
+            text: format!("stack: s\nservices:\n  web:\n    image: {IMG}\n    route: {{host: Shop.Example, port: 80}}\n"),
+        },
+    ];
+    let state = load(&files).unwrap_or_else(|d| panic!("{d}"));
+    let desired = dockhand::spec::render(&state, &Default::default(), None);
+    let other = |host: &str| Actual {
+        other_routes: vec![OtherRoute {
+            project: "theirs".into(),
+            container: "shop-web".into(),
+            host: host.into(),
+        }],
+        ..Actual::default()
+    };
+    let p = dockhand::plan::plan(&desired, &other("shop.example"));
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert!(
+        p.conflicts[0]
+            .message
+            .contains("host `shop.example` is already routed by container `shop-web` of dockhand project `theirs`"),
+        "{:?}",
+        p.conflicts
+    );
+    let p = dockhand::plan::plan(&desired, &other("other.example"));
+    assert!(p.conflicts.is_empty(), "{:?}", p.conflicts);
+}

@@ -229,3 +229,27 @@ fn sources_refuse_oversized_files_before_reading_them_and_skip_fifos() {
     assert!(t.elapsed() < Duration::from_secs(2));
     assert!(snap.files.is_empty());
 }
+
+/// The NUL of a hostile env key is shown escaped in the field path, never raw.
+#[test]
+fn a_nul_in_a_key_is_printed_escaped() {
+    let err = load(&[
+        SourceFile {
+            path: "dockhand.yaml".into(),
+            text: "version: 1\npolicy: {require_digest: false}\n".into(),
+        },
+        SourceFile {
+            path: "stacks/s.yaml".into(),
+            text: format!(
+                "stack: s\nservices:\n  web:\n    image: {IMG}\n    env:\n      \"A\\0B\": x\n"
+            ),
+        },
+    ])
+    .expect_err("refused")
+    .to_string();
+    assert!(!err.contains('\0'), "{err:?}");
+    assert!(
+        err.contains("stacks/s.yaml:6:") && err.contains("env.A\\u{0}B"),
+        "{err}"
+    );
+}

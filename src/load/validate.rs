@@ -59,12 +59,29 @@ impl Ctx<'_> {
         message: impl Into<String>,
         hint: &str,
     ) {
-        let mut d = Diagnostic::new(file, pos, pointer, message);
+        // A key may hold control characters (a NUL in an env key): show them escaped, never
+        // raw on a terminal.
+        let shown = printable(pointer);
+        let mut d = Diagnostic::new(file, pos, &shown, message);
         if !hint.is_empty() {
             d = d.hint(hint);
         }
         self.out.push(d);
     }
+}
+
+/// `text` with control characters escaped (`\0`, `\n`, `\u{1b}`).
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 fn svc_ptr(service: &str, rest: &str) -> String {
@@ -671,7 +688,10 @@ fn check_env(cx: &mut Ctx<'_>, file: &str, service: &str, svc: &Service) {
             cx.at(
                 file,
                 &p,
-                format!("the value of env `{key}` holds a NUL byte (rule `env_value`)"),
+                format!(
+                    "the value of env `{}` holds a NUL byte (rule `env_value`)",
+                    printable(key)
+                ),
                 "a process environment cannot carry NUL bytes; remove it (encode binary values, e.g. base64)",
             );
         }

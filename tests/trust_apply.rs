@@ -370,3 +370,63 @@ fn stacks_differing_only_by_dot_and_dash_each_serve_their_own_host_through_traef
     let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "no changes expected: {plan:?}");
 }
+
+/// The agent, following a directory, meets one hostile commit of each kind in turn: each is
+/// reported and refused, the last good revision keeps running untouched (the hostile
+/// repositories do not even hold its stack, so an accepted one would remove it), the agent's
+/// peak memory stays small, and `/healthz` keeps answering.
+#[test]
+fn the_agent_refuses_each_kind_of_hostile_commit_and_keeps_the_last_good_revision() {
+    let s = Stack::new("tagent");
+    let img = s.image("good");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    route: {{host: {}.localhost, port: 8080}}\n",
+        s.name
+    ));
+    let agent = support::agent::Agent::start(&s, &[]);
+    let addr = agent.addr();
+    agent.wait_in_sync(&addr, Duration::from_secs(60));
+    let web = fingerprint(&s.container("web"));
+    let hwm_before = agent.status_kb("VmHWM:");
+
+    let mut kinds = std::collections::BTreeSet::new();
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|c| kinds.insert(c.kind))
+        .collect();
+    for case in &cases {
+        let t = std::time::Instant::now();
+        write_case(s.path(), case, &s.name, &|t| t.to_string());
+        let started = std::time::Instant::now();
+        while agent.line_after(t, "desired state not applied").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{}: not reported\n{}",
+                case.name,
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(fingerprint(&s.container("web")), web, "{}", case.name);
+        assert!(
+            !support::agent::get(&addr, "/healthz").is_empty(),
+            "{}: /healthz did not answer",
+            case.name
+        );
+        eprintln!(
+            "agent: {:<60} refused; peak RSS so far {} KiB",
+            case.name,
+            agent.status_kb("VmHWM:")
+        );
+    }
+    let hwm_kib = agent.status_kb("VmHWM:");
+    eprintln!(
+        "agent: {} hostile commits (one per kind) refused, last good revision untouched, peak RSS {hwm_kib} KiB",
+        cases.len()
+    );
+    // Debug build: the agent itself peaks at ~35 MiB; hostile input may add a few MiB.
+    assert!(
+        hwm_kib - hwm_before < 16 * 1024,
+        "agent peak RSS grew from {hwm_before} to {hwm_kib} KiB"
+    );
+}

@@ -32,7 +32,7 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 pub const MAX_REPO_BYTES: usize = 8 << 20;
 /// Nodes all files of a repository may build together, aliases counted at their full size
 /// (each file is also held to [`yaml::Limits`]).
-pub const MAX_REPO_NODES: usize = 500_000;
+pub const MAX_REPO_NODES: usize = 100_000;
 
 /// One file of the desired state: its path relative to the root, and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]

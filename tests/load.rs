@@ -141,7 +141,8 @@ fn duplicate_container_names_and_missing_files() {
     let b = format!("stack: a\nservices:\n  b-c: {{image: r/x@{D}}}\n");
     let out = errors(&[("stacks/1.yaml", &a), ("stacks/2.yaml", &b)]);
     assert!(
-        out.contains("container name `a-b-c` is also produced by service `c` in stacks/1.yaml"),
+        out.contains("stacks/2.yaml:3:3: services.b-c: container name `a-b-c` of service `b-c` in stack `a` is also the name of service `c` in stack `a-b` (stacks/1.yaml:3) (rule `derived_name`)")
+            && out.matches("derived_name").count() == 1,
         "{out}"
     );
     let out = load(&[]).unwrap_err().to_string();

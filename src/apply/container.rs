@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use super::progress::Progress;
 use super::{ApplyError, PullError, StepError};
 use crate::model::BindCreate;
-use crate::observe::{describe, EngineError};
+use crate::observe::EngineError;
 use crate::spec::{labels, DesiredContainer, MountSpec};
 
 pub(super) fn step(
@@ -355,10 +355,60 @@ pub async fn create_and_start(docker: &Docker, c: &DesiredContainer) -> Result<(
     start(docker, &c.name).await
 }
 
-pub(super) async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
-    docker
+/// The project a desired container (or a one-off made from it) belongs to.
+pub(super) fn project_of(c: &DesiredContainer) -> &str {
+    c.labels
+        .get(labels::PROJECT)
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+/// The id of the container called `name`, if there is one and `project` owns it
+/// (`dockhand.managed=true`, `dockhand.project=<project>`); `None` if there is none. Asked
+/// right before each stop, remove and rename, which then act on the id: dockhand never stops,
+/// renames or removes by name a container that is not its own.
+///
+/// # Errors
+/// [`ApplyError::NotOwned`] when a container without this project's labels holds the name;
+/// an Engine error when the Engine cannot be asked.
+pub(super) async fn owned(
+    docker: &Docker,
+    project: &str,
+    name: &str,
+) -> Result<Option<String>, ApplyError> {
+    let info = match docker.inspect_container(name, None).await {
+        Ok(info) => info,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(step(name, "ownership check")(e)),
+    };
+    let l = info.config.and_then(|c| c.labels).unwrap_or_default();
+    let get = |k: &str| l.get(k).map(String::as_str);
+    let id = info.id.unwrap_or_default();
+    if get(labels::MANAGED) == Some("true") && get(labels::PROJECT) == Some(project) {
+        return Ok(Some(id));
+    }
+    Err(ApplyError::NotOwned {
+        name: name.to_string(),
+        id: id.chars().take(12).collect(),
+        owner: match (get(labels::MANAGED), get(labels::PROJECT)) {
+            (Some("true"), Some(p)) => format!("it belongs to dockhand project `{p}`"),
+            _ => "it has no dockhand labels".to_string(),
+        },
+    })
+}
+
+/// Removes `name` (forcibly: it may still run) if `project` owns it; a missing one counts as
+/// removed.
+///
+/// # Errors
+/// [`ApplyError::NotOwned`] (nothing is removed), or the Engine's refusal.
+pub(super) async fn remove(docker: &Docker, project: &str, name: &str) -> Result<(), ApplyError> {
+    let Some(id) = owned(docker, project, name).await? else {
+        return Ok(());
+    };
+    match docker
         .remove_container(
-            name,
+            &id,
             Some(RemoveContainerOptions {
                 force: true,
                 v: false,
@@ -366,18 +416,30 @@ pub(super) async fn remove(docker: &Docker, name: &str) -> Result<(), bollard::e
             }),
         )
         .await
+    {
+        Err(e) if !is_not_found(&e) => Err(step(name, "remove")(e)),
+        _ => Ok(()),
+    }
 }
 
-/// Stops `name`; a container that is already stopped (304) counts as stopped.
+/// Stops `name` if `project` owns it; one that is already stopped (304) or missing counts as
+/// stopped.
+///
+/// # Errors
+/// [`ApplyError::NotOwned`] (nothing is stopped), or the Engine's refusal.
 pub(super) async fn stop(
     docker: &Docker,
+    project: &str,
     name: &str,
     grace: Duration,
-) -> Result<(), bollard::errors::Error> {
+) -> Result<(), ApplyError> {
+    let Some(id) = owned(docker, project, name).await? else {
+        return Ok(());
+    };
     let t = Some(grace.as_secs() as i32);
     match docker
         .stop_container(
-            name,
+            &id,
             Some(StopContainerOptions {
                 t,
                 ..Default::default()
@@ -386,52 +448,76 @@ pub(super) async fn stop(
         .await
     {
         Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => Ok(()),
-        other => other,
+            status_code: 304 | 404,
+            ..
+        })
+        | Ok(()) => Ok(()),
+        Err(e) => Err(step(name, "stop")(e)),
     }
 }
 
+/// Stops and removes `name` if `project` owns it (see [`owned`]).
 pub async fn stop_and_remove(
     docker: &Docker,
+    project: &str,
     name: &str,
     grace: Duration,
 ) -> Result<(), ApplyError> {
-    match stop(docker, name, grace).await {
-        Ok(()) => {}
-        Err(e) if is_not_found(&e) => return Ok(()),
-        Err(e) => return Err(step(name, "stop")(e)),
-    }
-    match remove(docker, name).await {
-        Err(e) if !is_not_found(&e) => Err(step(name, "remove")(e)),
-        _ => Ok(()),
-    }
+    stop(docker, project, name, grace).await?;
+    remove(docker, project, name).await
+}
+
+/// Renames `from` to `to` if `project` owns `from`.
+async fn rename(docker: &Docker, project: &str, from: &str, to: &str) -> Result<(), ApplyError> {
+    let Some(id) = owned(docker, project, from).await? else {
+        return Err(ApplyError::Step {
+            container: from.to_string(),
+            what: "rename",
+            source: StepError::Check("no such container".into()),
+        });
+    };
+    docker
+        .rename_container(
+            &id,
+            RenameContainerOptions {
+                name: to.to_string(),
+            },
+        )
+        .await
+        .map_err(step(from, "rename"))
 }
 
 /// Replaces a container: the old one is stopped and set aside under another name, the new one
 /// created and started and then `verify`d (ready, hooks passed); if any of that fails the new
 /// one is removed and the old one put back and started again.
+///
+/// # Errors
+/// [`ApplyError::NotOwned`] before anything is touched when the aside name is held by a
+/// container this project does not own.
 pub async fn replace(
     docker: &Docker,
     c: &DesiredContainer,
     verify: impl std::future::Future<Output = Result<(), ApplyError>>,
 ) -> Result<(), ApplyError> {
+    let project = project_of(c);
     let aside = c.aside_name();
-    // A leftover from an interrupted run is ours (same labels); clear it.
-    let _ = remove(docker, &aside).await;
+    // A leftover from an interrupted run is ours (same labels); clear it. Anything else
+    // holding the name stops the recreate here, before the old container is touched.
+    remove(docker, project, &aside).await?;
     let grace = Duration::from_secs(c.spec.stop_grace_secs.unwrap_or(10));
-    stop(docker, &c.name, grace)
+    stop(docker, project, &c.name, grace).await?;
+    rename(docker, project, &c.name, &aside)
         .await
-        .map_err(step(&c.name, "stop"))?;
-    docker
-        .rename_container(
-            &c.name,
-            RenameContainerOptions {
-                name: aside.clone(),
+        .map_err(|e| match e {
+            ApplyError::Step {
+                container, source, ..
+            } => ApplyError::Step {
+                container,
+                what: "rename old container",
+                source,
             },
-        )
-        .await
-        .map_err(step(&c.name, "rename old container"))?;
+            other => other,
+        })?;
     let created = create_and_start(docker, c).await;
     let result = match created {
         Ok(()) => verify.await,
@@ -439,7 +525,7 @@ pub async fn replace(
     };
     match result {
         Ok(()) => {
-            let _ = remove(docker, &aside).await;
+            let _ = remove(docker, project, &aside).await;
             Ok(())
         }
         Err(err)
@@ -448,8 +534,8 @@ pub async fn replace(
                 ApplyError::Hook { .. } | ApplyError::Unhealthy { .. } | ApplyError::Smoke { .. }
             ) =>
         {
-            let _ = remove(docker, &c.name).await;
-            let restored = restore(docker, &aside, &c.name).await;
+            let _ = remove(docker, project, &c.name).await;
+            let restored = restore(docker, project, &aside, &c.name).await;
             Err(ApplyError::RolledBack {
                 cause: Box::new(err),
                 note: match restored {
@@ -458,14 +544,14 @@ pub async fn replace(
                         c.name
                     ),
                     Err(e) => format!(
-                        "restoring the previous container also failed: {} (it is kept as {aside} until the next apply)", describe(&e)
+                        "restoring the previous container also failed: {e} (it is kept as {aside} until the next apply)"
                     ),
                 },
             })
         }
         Err(err) => {
-            let _ = remove(docker, &c.name).await;
-            let restored = restore(docker, &aside, &c.name).await;
+            let _ = remove(docker, project, &c.name).await;
+            let restored = restore(docker, project, &aside, &c.name).await;
             Err(ApplyError::Step {
                 container: c.name.clone(),
                 what: "recreate",
@@ -473,7 +559,7 @@ pub async fn replace(
                     cause: Box::new(err),
                     restored: match restored {
                         Ok(()) => "the previous container was restored and started".into(),
-                        Err(e) => format!("restoring the previous container also failed: {} (it is kept as {aside})", describe(&e)),
+                        Err(e) => format!("restoring the previous container also failed: {e} (it is kept as {aside})"),
                     },
                 },
             })
@@ -481,16 +567,14 @@ pub async fn replace(
     }
 }
 
-async fn restore(docker: &Docker, aside: &str, name: &str) -> Result<(), bollard::errors::Error> {
-    docker
-        .rename_container(
-            aside,
-            RenameContainerOptions {
-                name: name.to_string(),
-            },
-        )
-        .await?;
-    docker.start_container(name, None).await
+async fn restore(
+    docker: &Docker,
+    project: &str,
+    aside: &str,
+    name: &str,
+) -> Result<(), ApplyError> {
+    rename(docker, project, aside, name).await?;
+    start(docker, name).await
 }
 
 /// Waits until the job `c` has exited; an exit code other than 0 is an error.

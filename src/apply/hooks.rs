@@ -229,11 +229,7 @@ async fn one_off(
     timeout: Duration,
 ) -> Result<String, HookRun> {
     let mut job = c.clone();
-    job.name = format!(
-        "{}-hook-{}",
-        c.name,
-        hook.label.replace(['[', ']'], "").replace('_', "-")
-    );
+    job.name = crate::spec::hook_container_name(&c.name, &hook.label);
     job.spec.image = image.to_string();
     job.spec.command = Some(hook.command.clone());
     job.spec.mounts = mounts.to_vec();
@@ -256,8 +252,16 @@ async fn one_off(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    // A leftover from an interrupted run carries our labels: clear it.
-    let _ = container::remove(docker, &job.name).await;
+    // A leftover from an interrupted run carries our labels: clear it. A container that does
+    // not (validation keeps dockhand's own names apart) is not ours to remove: the step fails.
+    let project = container::project_of(c);
+    if let Err(e) = container::remove(docker, project, &job.name).await {
+        return Err(HookRun {
+            output: String::new(),
+            message: e.to_string(),
+            engine: !matches!(e, crate::apply::ApplyError::NotOwned { .. }),
+        });
+    }
     let result = async {
         container::create(docker, &job).await.map_err(|e| HookRun {
             output: String::new(),
@@ -304,7 +308,7 @@ async fn one_off(
         }
     }
     .await;
-    let _ = container::remove(docker, &job.name).await;
+    let _ = container::remove(docker, project, &job.name).await;
     result
 }
 

@@ -40,7 +40,8 @@ pub async fn up(
     progress.line(&format!("{name}: taking the route for the release"));
     // A leftover of an interrupted release may hold an older spec (or a set drain flag):
     // start from a fresh one.
-    container::stop_and_remove(docker, name, Duration::from_secs(5)).await?;
+    let project = container::project_of(c);
+    container::stop_and_remove(docker, project, name, Duration::from_secs(5)).await?;
     progress
         .step(name, "maintenance up", async {
             container::create_and_start(docker, c).await?;
@@ -70,7 +71,13 @@ pub async fn leave(
                 progress,
             )
             .await?;
-            container::stop_and_remove(docker, name, Duration::from_secs(5)).await
+            container::stop_and_remove(
+                docker,
+                container::project_of(&m.container),
+                name,
+                Duration::from_secs(5),
+            )
+            .await
         })
         .await;
     match (result, left) {

@@ -99,6 +99,13 @@ pub enum ApplyError {
         cause: Box<ApplyError>,
         note: String,
     },
+    #[error("{name}: a container dockhand does not own holds this name (id {id}; {owner}); it was not stopped, renamed or removed\n  hint: dockhand only touches containers carrying its project's labels: if it is not needed, remove or rename it yourself (docker rm / docker rename {name} …), then apply again")]
+    NotOwned {
+        name: String,
+        id: String,
+        /// Whose it is, as far as its labels say.
+        owner: String,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -404,7 +411,12 @@ pub async fn apply(
                     .step(
                         name,
                         "remove",
-                        container::stop_and_remove(docker, name, Duration::from_secs(10)),
+                        container::stop_and_remove(
+                            docker,
+                            &desired.project,
+                            name,
+                            Duration::from_secs(10),
+                        ),
                     )
                     .await?;
                 report.removed += 1;

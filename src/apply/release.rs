@@ -105,7 +105,13 @@ async fn swap(
         }
         ReleaseStep::Recreate => {
             progress.line(&format!("{name}: replacing the idle container"));
-            container::stop_and_remove(docker, name, Duration::from_secs(10)).await?;
+            container::stop_and_remove(
+                docker,
+                container::project_of(r.base),
+                name,
+                Duration::from_secs(10),
+            )
+            .await?;
             container::create(docker, &target).await?;
         }
         ReleaseStep::Start => {
@@ -120,7 +126,13 @@ async fn swap(
     let fail = |e: ApplyError| async move {
         // The old color was never touched: it keeps serving. The failed one is stopped (kept
         // for `docker logs`), so it gets no traffic.
-        let _ = container::stop(docker, name, Duration::from_secs(5)).await;
+        let _ = container::stop(
+            docker,
+            container::project_of(r.base),
+            name,
+            Duration::from_secs(5),
+        )
+        .await;
         e
     };
     if let Err(e) = gate(docker, &target, b, progress).await {
@@ -154,7 +166,13 @@ async fn swap(
         // The old color still runs and still serves: take the new one back out of the proxy
         // first, so that no request is sent to a stopping container.
         let undo = drain_out(docker, r.base, name, r.api, progress).await;
-        let _ = container::stop(docker, name, Duration::from_secs(5)).await;
+        let _ = container::stop(
+            docker,
+            container::project_of(r.base),
+            name,
+            Duration::from_secs(5),
+        )
+        .await;
         return Err(ApplyError::RolledBack {
             cause: Box::new(e),
             note: match undo {
@@ -284,17 +302,18 @@ pub async fn retire(
     api: Option<&str>,
     progress: &Progress,
 ) -> Result<(), ApplyError> {
+    // Draining execs in the container: make sure it is this project's before touching it
+    // (stop and remove check again, by id).
+    container::owned(docker, container::project_of(base), old).await?;
     progress.line(&format!("{old}: draining"));
     drain_out(docker, base, old, api, progress).await?;
     progress.line(&format!("{old}: out of the proxy, stopping"));
     let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
     if bg(base)?.keep_idle == KeepIdle::Removed {
-        container::stop_and_remove(docker, old, grace).await?;
+        container::stop_and_remove(docker, container::project_of(base), old, grace).await?;
         progress.line(&format!("{old}: retired and removed"));
     } else {
-        container::stop(docker, old, grace)
-            .await
-            .map_err(step(old, "stop"))?;
+        container::stop(docker, container::project_of(base), old, grace).await?;
         progress.line(&format!(
             "{old}: retired (stopped, kept for instant rollback)"
         ));

@@ -25,6 +25,15 @@ pub const REPO_FILE: &str = "dockhand.yaml";
 /// Folder holding one file per stack.
 pub const STACKS_DIR: &str = "stacks";
 
+/// Largest desired-state file dockhand reads, in bytes. Real stack files are a few KiB; a
+/// commit is untrusted input, and the loader holds a whole file in memory.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// Largest desired state (all files together), in bytes.
+pub const MAX_REPO_BYTES: usize = 8 << 20;
+/// Nodes all files of a repository may build together, aliases counted at their full size
+/// (each file is also held to [`yaml::Limits`]).
+pub const MAX_REPO_NODES: usize = 100_000;
+
 /// One file of the desired state: its path relative to the root, and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
@@ -47,6 +56,7 @@ pub fn is_desired_state_file(path: &str) -> bool {
 pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
     let mut problems = Vec::new();
     let mut indexes = validate::Indexes::new();
+    let mut budget = Budget::default();
 
     let config = match files.iter().find(|f| f.path == REPO_FILE) {
         None => {
@@ -61,7 +71,9 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
             );
             None
         }
-        Some(f) => load_one::<RepoConfig>(f, FileKind::Repo, &mut problems, &mut indexes),
+        Some(f) => {
+            load_one::<RepoConfig>(f, FileKind::Repo, &mut problems, &mut indexes, &mut budget)
+        }
     };
 
     let mut stacks = Vec::new();
@@ -82,7 +94,9 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
         );
     }
     for f in stack_files {
-        if let Some(spec) = load_one::<StackFile>(f, FileKind::Stack, &mut problems, &mut indexes) {
+        if let Some(spec) =
+            load_one::<StackFile>(f, FileKind::Stack, &mut problems, &mut indexes, &mut budget)
+        {
             stacks.push(Stack {
                 file: f.path.clone(),
                 spec,
@@ -100,24 +114,90 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
     Err(Diagnostics(problems).sorted())
 }
 
+/// What the files loaded so far used of the repository's budget.
+#[derive(Default)]
+struct Budget {
+    bytes: usize,
+    nodes: usize,
+    /// Set once the budget is spent: later files are not parsed (one diagnostic says so).
+    spent: bool,
+}
+
 fn load_one<T: DeserializeOwned>(
     file: &SourceFile,
     kind: FileKind,
     problems: &mut Vec<Diagnostic>,
     indexes: &mut validate::Indexes,
+    budget: &mut Budget,
 ) -> Option<T> {
-    let (value, index) = match yaml::parse(&file.text) {
-        Ok(parsed) => parsed,
+    let at_start = Pos { line: 1, col: 1 };
+    if budget.spent {
+        return None;
+    }
+    if file.text.len() > MAX_FILE_BYTES {
+        problems.push(
+            Diagnostic::new(
+                &file.path,
+                at_start,
+                "",
+                format!(
+                    "file is {} bytes, over the limit of {MAX_FILE_BYTES} bytes (limit `max_file_bytes`)",
+                    file.text.len()
+                ),
+            )
+            .hint("a stack file is a few KiB; split the stack, or remove what dockhand does not read"),
+        );
+        return None;
+    }
+    budget.bytes += file.text.len();
+    if budget.bytes > MAX_REPO_BYTES {
+        budget.spent = true;
+        problems.push(
+            Diagnostic::new(
+                &file.path,
+                at_start,
+                "",
+                format!(
+                    "the desired state is over {MAX_REPO_BYTES} bytes with this file (limit `max_repo_bytes`); it and the files after it were not read"
+                ),
+            )
+            .hint("keep only dockhand.yaml and stacks/*.yaml under the desired-state path; large data does not belong there"),
+        );
+        return None;
+    }
+    let limits = yaml::Limits {
+        max_nodes: yaml::Limits::default()
+            .max_nodes
+            .min(MAX_REPO_NODES.saturating_sub(budget.nodes)),
+        ..yaml::Limits::default()
+    };
+    let (value, index) = match yaml::parse_counted(&file.text, limits) {
+        Ok((value, index, nodes)) => {
+            budget.nodes += nodes;
+            (value, index)
+        }
         Err(e) => {
-            problems.push(
-                Diagnostic::new(
-                    &file.path,
-                    e.pos,
-                    "",
-                    format!("invalid YAML: {}", e.message),
-                )
-                .hint("fix the YAML syntax (indentation, quotes, `key: value` pairs)"),
-            );
+            let repo_nodes_spent = e.limit == Some(yaml::Limit::Nodes)
+                && limits.max_nodes < yaml::Limits::default().max_nodes;
+            let d = match e.limit {
+                None => Diagnostic::new(&file.path, e.pos, "", format!("invalid YAML: {}", e.message))
+                    .hint("fix the YAML syntax (indentation, quotes, `key: value` pairs)"),
+                Some(_) if repo_nodes_spent => {
+                    budget.spent = true;
+                    Diagnostic::new(
+                        &file.path,
+                        e.pos,
+                        "",
+                        format!("the desired state builds more than {MAX_REPO_NODES} YAML nodes with this file (limit `max_repo_nodes`); it and the files after it were not read"),
+                    )
+                    .hint("a repository of stacks builds a few thousand nodes: look for anchors and aliases that copy large parts many times")
+                }
+                Some(yaml::Limit::AliasNodes) => Diagnostic::new(&file.path, e.pos, "", e.message)
+                    .hint("aliases may copy only a bounded amount (nested aliases multiply): write the repeated parts out, or share less"),
+                Some(_) => Diagnostic::new(&file.path, e.pos, "", e.message)
+                    .hint("a stack file builds a few hundred nodes: split the stack, or remove what dockhand does not read"),
+            };
+            problems.push(d);
             return None;
         }
     };

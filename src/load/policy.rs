@@ -73,6 +73,17 @@ pub(super) fn check(cx: &mut Ctx<'_>, desired: &DesiredState) {
                 }
             }
             let mut asks = powers(svc);
+            for key in svc.labels.keys() {
+                if is_traefik_label(key) {
+                    asks.push((
+                        Power::TraefikLabels,
+                        format!("/labels/{}", escape_pointer_token(key)),
+                        format!(
+                            "label `{key}` (a raw Traefik label can route any host on the proxy)"
+                        ),
+                    ));
+                }
+            }
             let mounts = svc
                 .mounts
                 .iter()
@@ -123,7 +134,12 @@ pub(super) fn check(cx: &mut Ctx<'_>, desired: &DesiredState) {
                     &format!("{base}{field}"),
                     format!("{what} is denied by policy (rule `{}`)", power.as_str()),
                     &format!(
-                        "if stack `{stack}` really needs it, add `{power}` under `policy.allow.{stack}` in dockhand.yaml (review it like any change to the host's security)",
+                        "{}if stack `{stack}` really needs it, add `{power}` under `policy.allow.{stack}` in dockhand.yaml (review it like any change to the host's security)",
+                        if power == Power::TraefikLabels {
+                            "route the service with `route:` (dockhand writes its Traefik labels); "
+                        } else {
+                            ""
+                        },
                         stack = stack.name(),
                         power = power.as_str(),
                     ),
@@ -191,6 +207,13 @@ fn powers(svc: &Service) -> Vec<(Power, String, String)> {
         );
     }
     asks
+}
+
+/// Whether a label key is read by Traefik's docker provider. Compared case-insensitively:
+/// Traefik matches label paths without regard to case.
+pub(super) fn is_traefik_label(key: &str) -> bool {
+    key.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("traefik."))
 }
 
 fn hook_steps(svc: &Service) -> impl Iterator<Item = (String, &HookStep)> {

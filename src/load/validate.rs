@@ -9,9 +9,9 @@ use super::yaml::{escape_pointer_token, PosIndex};
 use crate::model::image::ImageRef;
 use crate::model::{
     container_name, object_name, Condition, DependsOn, DesiredState, Health, HookStep, HttpProbe,
-    Mount, PortMapping, Strategy,
+    Mount, PortMapping, Route, Service, Stack, Strategy, TraefikConfig,
 };
-use crate::spec::traefik::MAINTENANCE_PRIORITY;
+use crate::spec::traefik::{MAINTENANCE_PRIORITY, NAME_SEPARATOR};
 
 /// Where each loaded file's nodes are.
 pub type Indexes = HashMap<String, PosIndex>;
@@ -28,12 +28,60 @@ impl Ctx<'_> {
             .get(file)
             .map(|i| i.value(pointer))
             .unwrap_or_default();
-        let mut d = Diagnostic::new(file, pos, pointer, message);
+        self.push(file, pos, pointer, message, hint);
+    }
+
+    /// Like [`Ctx::at`], pointing at the mapping key of `pointer` (a service's name line, not
+    /// the first line of its body).
+    pub(super) fn at_key(
+        &mut self,
+        file: &str,
+        pointer: &str,
+        message: impl Into<String>,
+        hint: &str,
+    ) {
+        let pos = self.pos_key(file, pointer);
+        self.push(file, pos, pointer, message, hint);
+    }
+
+    fn pos_key(&self, file: &str, pointer: &str) -> super::yaml::Pos {
+        self.indexes
+            .get(file)
+            .map(|i| i.key(pointer))
+            .unwrap_or_default()
+    }
+
+    fn push(
+        &mut self,
+        file: &str,
+        pos: super::yaml::Pos,
+        pointer: &str,
+        message: impl Into<String>,
+        hint: &str,
+    ) {
+        // A key may hold control characters (a NUL in an env key): show them escaped, never
+        // raw on a terminal.
+        let shown = printable(pointer);
+        let mut d = Diagnostic::new(file, pos, &shown, message);
         if !hint.is_empty() {
             d = d.hint(hint);
         }
         self.out.push(d);
     }
+}
+
+/// `text` with control characters escaped (`\0`, `\n`, `\u{1b}`).
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 fn svc_ptr(service: &str, rest: &str) -> String {
@@ -50,7 +98,6 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
         out: Vec::new(),
     };
     let mut stacks_seen: HashMap<&str, &str> = HashMap::new();
-    let mut names_seen: HashMap<String, (String, String)> = HashMap::new();
     let mut ports_seen: Vec<(PortMapping, String, String)> = Vec::new();
     let mut routes_seen: HashMap<(String, String), (String, String)> = HashMap::new();
 
@@ -65,6 +112,8 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             );
         }
     }
+    check_traefik_config(&mut cx, &desired.config.traefik);
+    let mut derived = DerivedNames::default();
     for stack in &desired.stacks {
         let file = stack.file.as_str();
         let spec = &stack.spec;
@@ -75,6 +124,9 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 format!("stack `{}` is also defined in {other}", spec.stack),
                 "each stack lives in exactly one file; rename one of them",
             );
+        } else {
+            // A second file of one stack would clash on every name: that is said once above.
+            derived.stack(&mut cx, stack);
         }
         if spec.services.is_empty() {
             cx.at(
@@ -98,15 +150,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
         for (name, svc) in &spec.services {
             let ptr = |rest: &str| svc_ptr(name, rest);
             let cname = container_name(&spec.stack, name);
-            if let Some((f, s)) = names_seen.insert(cname.clone(), (file.to_string(), name.clone()))
-            {
-                cx.at(
-                    file,
-                    &ptr(""),
-                    format!("container name `{cname}` is also produced by service `{s}` in {f}"),
-                    "rename the service or the stack so that `<stack>-<service>` is unique",
-                );
-            }
+            check_env(&mut cx, file, name, svc);
 
             check_image(&mut cx, desired, file, &ptr("/image"), &svc.image, "image");
 
@@ -194,6 +238,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             }
 
             if let Some(route) = &svc.route {
+                check_route(&mut cx, file, &ptr("/route"), route);
                 let key = (
                     route.host.to_ascii_lowercase(),
                     route.path.clone().unwrap_or_else(|| "/".into()),
@@ -220,13 +265,35 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 }
             }
 
-            for key in svc.labels.keys() {
-                if key.starts_with("dockhand.") {
+            for (key, value) in &svc.labels {
+                let lp = format!("{}/{}", ptr("/labels"), escape_pointer_token(key));
+                if key
+                    .get(..9)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("dockhand."))
+                {
                     cx.at(
                         file,
-                        &format!("{}/{}", ptr("/labels"), escape_pointer_token(key)),
-                        format!("label `{key}` uses the reserved prefix `dockhand.`"),
+                        &lp,
+                        format!("label `{key}` uses the reserved prefix `dockhand.` (rule `reserved_label`)"),
                         "dockhand sets these itself to record ownership; choose another prefix",
+                    );
+                }
+                if super::policy::is_traefik_label(key) && key.contains(NAME_SEPARATOR) {
+                    // Even where the policy allows raw Traefik labels: `__` marks the router
+                    // names dockhand derives, of this project or another one on the host.
+                    cx.at(
+                        file,
+                        &lp,
+                        format!("label `{key}` names a Traefik object with `{NAME_SEPARATOR}`, which only dockhand's own routers use (rule `reserved_label`)"),
+                        "give raw Traefik routers, services and middlewares names without `__`",
+                    );
+                }
+                if key.contains('\0') || value.contains('\0') || key.is_empty() {
+                    cx.at(
+                        file,
+                        &lp,
+                        "a label key must be non-empty, and keys and values hold no NUL byte (rule `label`)",
+                        "remove the NUL (\\0) from the label",
                     );
                 }
             }
@@ -434,6 +501,386 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
     }
     super::policy::check(&mut cx, desired);
     cx.out
+}
+
+/// RFC 1123 host name: dot-separated labels of 1 to 63 letters, digits and hyphens, not
+/// starting or ending with a hyphen, 253 characters at most. Traefik's `Host` matcher takes
+/// exactly these (a wildcard needs `HostRegexp`, which dockhand does not write).
+pub fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// A path prefix that cannot carry rule syntax: `/`, then letters, digits, `-._~!$*+@/` and
+/// `%XX` escapes, 1024 bytes at most. No backtick, quote, parenthesis, `&`, `|`, `,`, `;`,
+/// `:`, `=`, braces (v2 path regexes) or whitespace: in a v2/v3 rule they could close the
+/// matcher and add another one, in a v1.7 rule `,`/`;`/`:` separate values and matchers.
+pub fn is_safe_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') || b.len() > 1024 {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            c if c.is_ascii_alphanumeric() || b"-._~!$*+@/".contains(&c) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A Traefik object name (entrypoint, certificate resolver): a letter or digit, then letters,
+/// digits, `-` and `_`, 64 characters at most. Names are written into comma-separated label
+/// values and label keys, so `,`, `.` and `@` are out.
+pub fn is_traefik_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A middleware reference: a Traefik name, optionally `@provider` (`auth@file`).
+pub fn is_middleware_ref(name: &str) -> bool {
+    match name.split_once('@') {
+        Some((n, provider)) => is_traefik_name(n) && is_traefik_name(provider),
+        None => is_traefik_name(name),
+    }
+}
+
+/// Every field of a route that ends up in a Traefik label, held to its grammar.
+fn check_route(cx: &mut Ctx<'_>, file: &str, ptr: &str, route: &Route) {
+    if !is_host_name(&route.host) {
+        cx.at(
+            file,
+            &format!("{ptr}/host"),
+            format!("`{}` is not a host name (rule `route_host`)", route.host),
+            "write a DNS name such as app.example.com: letters, digits and `-` in dot-separated labels (RFC 1123), no wildcard, no rule syntax",
+        );
+    }
+    if let Some(path) = &route.path {
+        if !is_safe_path(path) {
+            cx.at(
+                file,
+                &format!("{ptr}/path"),
+                format!("path prefix {path:?} has characters Traefik rules give meaning to (rule `route_path`)"),
+                "write a plain path such as /api/v1: letters, digits, `-._~!$*+@/` and %XX escapes; no quotes, backticks, parentheses, `&&`, `||`, commas, semicolons, colons or spaces",
+            );
+        }
+    }
+    for (i, ep) in route.entrypoints.iter().enumerate() {
+        if !is_traefik_name(ep) {
+            cx.at(
+                file,
+                &format!("{ptr}/entrypoints/{i}"),
+                format!("{ep:?} is not a Traefik entrypoint name (rule `traefik_name`)"),
+                "entrypoint names are letters, digits, `-` and `_`, as in Traefik's static configuration (e.g. web, websecure)",
+            );
+        }
+    }
+    for (i, mw) in route.middlewares.iter().enumerate() {
+        if !is_middleware_ref(mw) {
+            cx.at(
+                file,
+                &format!("{ptr}/middlewares/{i}"),
+                format!("{mw:?} is not a Traefik middleware name (rule `traefik_name`)"),
+                "write NAME or NAME@PROVIDER with letters, digits, `-` and `_` (e.g. auth@file)",
+            );
+        }
+    }
+    if let Some(cr) = &route.cert_resolver {
+        if !is_traefik_name(cr) {
+            cx.at(
+                file,
+                &format!("{ptr}/cert_resolver"),
+                format!("{cr:?} is not a Traefik certificate resolver name (rule `traefik_name`)"),
+                "resolver names are letters, digits, `-` and `_`, as in Traefik's static configuration (e.g. letsencrypt)",
+            );
+        }
+    }
+}
+
+/// `traefik:` in dockhand.yaml: the values it puts into every routed container's labels.
+fn check_traefik_config(cx: &mut Ctx<'_>, t: &TraefikConfig) {
+    let file = crate::load::REPO_FILE;
+    for (i, ep) in t.entrypoints.iter().enumerate() {
+        if !is_traefik_name(ep) {
+            cx.at(
+                file,
+                &format!("/traefik/entrypoints/{i}"),
+                format!("{ep:?} is not a Traefik entrypoint name (rule `traefik_name`)"),
+                "entrypoint names are letters, digits, `-` and `_` (e.g. web, websecure)",
+            );
+        }
+    }
+    if let Some(cr) = t.cert_resolver.as_ref().filter(|c| !is_traefik_name(c)) {
+        cx.at(
+            file,
+            "/traefik/cert_resolver",
+            format!("{cr:?} is not a Traefik certificate resolver name (rule `traefik_name`)"),
+            "resolver names are letters, digits, `-` and `_` (e.g. letsencrypt)",
+        );
+    }
+    if let Some(net) = &t.network {
+        let ok = net.len() <= 255
+            && net
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && net
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !ok {
+            cx.at(
+                file,
+                "/traefik/network",
+                format!("{net:?} is not a Docker network name (rule `traefik_name`)"),
+                "Docker network names are letters, digits and `_.-`, starting with a letter or digit",
+            );
+        }
+    }
+}
+
+/// Env keys and values as Docker gets them (`KEY=VALUE` strings): a key is non-empty and has
+/// no `=`, and neither holds a NUL byte (the Engine cuts the string there, or refuses it half
+/// way through an apply).
+fn check_env(cx: &mut Ctx<'_>, file: &str, service: &str, svc: &Service) {
+    for (key, value) in &svc.env {
+        let p = svc_ptr(service, &format!("/env/{}", escape_pointer_token(key)));
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            cx.at(
+                file,
+                &p,
+                format!("env key {key:?} is empty or holds `=` or a NUL byte (rule `env_key`)"),
+                "env keys are names such as DATABASE_URL: no `=`, no NUL",
+            );
+        }
+        if matches!(value, crate::model::EnvValue::String(v) if v.contains('\0')) {
+            cx.at(
+                file,
+                &p,
+                format!(
+                    "the value of env `{}` holds a NUL byte (rule `env_value`)",
+                    printable(key)
+                ),
+                "a process environment cannot carry NUL bytes; remove it (encode binary values, e.g. base64)",
+            );
+        }
+    }
+}
+
+/// Who produces a Docker name, for the message that names both owners.
+struct Owner {
+    file: String,
+    pointer: String,
+    line: usize,
+    what: String,
+    /// `file#/services/<name>` (or the network's, volume's key): one clash between two
+    /// owners is reported once, not once per suffix they share.
+    unit: String,
+}
+
+/// Every Docker name the project derives (containers with all their suffixes, owned networks
+/// and volumes), so that two owners of one name are refused at validation instead of fighting
+/// over (or removing) each other's object at apply.
+#[derive(Default)]
+pub(super) struct DerivedNames {
+    containers: BTreeMap<String, Owner>,
+    networks: BTreeMap<String, Owner>,
+    volumes: BTreeMap<String, Owner>,
+    /// Pairs of owners already reported.
+    reported: std::collections::BTreeSet<(String, String)>,
+}
+
+/// The containers a service may create, each with what it is and the field that asks for it:
+/// its container (or `-blue`/`-green`), the `-dockhand-old` aside of a recreate, the
+/// `-maintenance` container and the one-off container of each hook step that runs in one
+/// (`<name>-hook-<phase><index>`, as `apply::hooks` names it).
+pub fn derived_containers(
+    stack: &str,
+    service: &str,
+    svc: &Service,
+) -> Vec<(String, String, String)> {
+    let base = container_name(stack, service);
+    let p = |rest: &str| svc_ptr(service, rest);
+    let mut out = Vec::new();
+    let blue_green = svc
+        .release
+        .as_ref()
+        .is_some_and(|r| r.strategy == Strategy::BlueGreen);
+    if blue_green {
+        for c in crate::model::Color::ALL {
+            out.push((
+                format!("{base}-{}", c.as_str()),
+                format!("the {} container of `{service}`", c.as_str()),
+                p("/release/strategy"),
+            ));
+        }
+    } else {
+        out.push((base.clone(), format!("service `{service}`"), p("")));
+        out.push((
+            format!("{base}-dockhand-old"),
+            format!("the recreate aside of `{service}`"),
+            p(""),
+        ));
+    }
+    if svc
+        .release
+        .as_ref()
+        .is_some_and(|r| r.maintenance.is_some())
+    {
+        out.push((
+            format!("{base}-maintenance"),
+            format!("the maintenance container of `{service}`"),
+            p("/release/maintenance"),
+        ));
+    }
+    if let Some(h) = &svc.hooks {
+        for (phase, steps, before) in [
+            ("before", &h.before, true),
+            ("after_start", &h.after_start, false),
+            ("after_switch", &h.after_switch, false),
+        ] {
+            for (i, step) in steps.iter().enumerate() {
+                let one_off = match step {
+                    HookStep::Command(_) => before,
+                    HookStep::Detailed(d) => {
+                        d.service.is_none() && (d.image.is_some() || !d.mounts.is_empty() || before)
+                    }
+                };
+                if one_off {
+                    out.push((
+                        crate::spec::hook_container_name(&base, &format!("{phase}[{i}]")),
+                        format!("the one-off container of `{service}`'s hook {phase}[{i}]"),
+                        p(&format!("/hooks/{phase}/{i}")),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl DerivedNames {
+    fn claim(
+        cx: &mut Ctx<'_>,
+        map: &mut BTreeMap<String, Owner>,
+        reported: &mut std::collections::BTreeSet<(String, String)>,
+        kind: &str,
+        name: String,
+        owner: Owner,
+    ) {
+        match map.get(&name) {
+            Some(first) => {
+                if !reported.insert((first.unit.clone(), owner.unit.clone())) {
+                    return;
+                }
+                cx.at_key(
+                    &owner.file,
+                    &owner.pointer,
+                    format!(
+                        "{kind} name `{name}` of {} is also the name of {} ({}:{}) (rule `derived_name`)",
+                        owner.what, first.what, first.file, first.line
+                    ),
+                    "dockhand derives Docker names by joining stack, service and suffix with `-` (containers) or `_` (networks, volumes): rename one of the two so that they differ",
+                );
+            }
+            None => {
+                map.insert(name, owner);
+            }
+        }
+    }
+
+    fn owner(cx: &Ctx<'_>, file: &str, pointer: String, what: String, unit: &str) -> Owner {
+        let line = cx.pos_key(file, &pointer).line;
+        Owner {
+            file: file.to_string(),
+            pointer,
+            line,
+            what,
+            unit: format!("{file}#{unit}"),
+        }
+    }
+
+    /// Claims every name `stack` derives; a name claimed before is reported with both owners.
+    pub(super) fn stack(&mut self, cx: &mut Ctx<'_>, stack: &Stack) {
+        let file = stack.file.as_str();
+        let s = &stack.spec;
+        for (service, svc) in &s.services {
+            for (name, what, pointer) in derived_containers(&s.stack, service, svc) {
+                let owner = Self::owner(
+                    cx,
+                    file,
+                    pointer,
+                    format!("{what} in stack `{}`", s.stack),
+                    &svc_ptr(service, ""),
+                );
+                Self::claim(
+                    cx,
+                    &mut self.containers,
+                    &mut self.reported,
+                    "container",
+                    name,
+                    owner,
+                );
+            }
+        }
+        for (kind, decls, map) in [
+            (
+                "network",
+                s.networks
+                    .iter()
+                    .map(|(k, n)| (k, n.name.as_deref(), n.external))
+                    .collect::<Vec<_>>(),
+                &mut self.networks,
+            ),
+            (
+                "volume",
+                s.volumes
+                    .iter()
+                    .map(|(k, v)| (k, v.name.as_deref(), v.external))
+                    .collect(),
+                &mut self.volumes,
+            ),
+        ] {
+            for (key, explicit, external) in decls {
+                if external {
+                    continue;
+                }
+                let name = object_name(&s.stack, key, explicit, false);
+                let pointer = format!("/{kind}s/{}", escape_pointer_token(key));
+                let owner = Self::owner(
+                    cx,
+                    file,
+                    pointer.clone(),
+                    format!("{kind} `{key}` of stack `{}`", s.stack),
+                    &pointer,
+                );
+                Self::claim(cx, map, &mut self.reported, kind, name, owner);
+            }
+        }
+    }
 }
 
 fn check_health(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &Health) {

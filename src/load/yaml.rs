@@ -4,6 +4,14 @@
 //! Scalars are resolved with the YAML 1.2 core schema (`yes` is a string, `true` a boolean);
 //! quoted scalars are always strings. Anchors and aliases are supported; merge keys (`<<`) are
 //! not, and show up as unknown fields.
+//!
+//! # Bounds
+//! A commit is untrusted input, and dockhand runs unattended as root: a document may not make
+//! it allocate without bound. Each document is held to [`Limits`]: nodes built (aliases count
+//! the size of what they copy, checked *before* copying, so a nested-alias "billion laughs"
+//! stops at the limit instead of exhausting memory), nodes copied through aliases, nesting
+//! depth and bytes of the position index. The first limit crossed ends the build with an error
+//! naming it; the parser's remaining events are skipped cheaply.
 
 use std::collections::HashMap;
 
@@ -63,10 +71,69 @@ impl PosIndex {
 pub struct YamlError {
     pub pos: Pos,
     pub message: String,
+    /// The limit crossed, when that is what ended the parse.
+    pub limit: Option<Limit>,
+}
+
+/// One of the bounds of [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Nodes,
+    AliasNodes,
+    Depth,
+    IndexBytes,
+}
+
+impl Limit {
+    /// How messages name the limit.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Nodes => "yaml.max_nodes",
+            Limit::AliasNodes => "yaml.max_alias_nodes",
+            Limit::Depth => "yaml.max_depth",
+            Limit::IndexBytes => "yaml.max_index_bytes",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Limit::Nodes => "nodes in the document",
+            Limit::AliasNodes => "nodes copied through aliases",
+            Limit::Depth => "nesting of lists and maps",
+            Limit::IndexBytes => "bytes of the position index",
+        }
+    }
 }
 
 pub fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Bounds on what one document may make the loader build. The defaults are far above any
+/// real desired state (the largest example has a few hundred nodes; 50 services of 100 fields
+/// are 5,000) and far below what hurts a host: at the limits a document costs a few MB
+/// (about 90 bytes a node with its position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Nodes (scalars, lists, maps) in the built value, aliases counted at their full size.
+    pub max_nodes: usize,
+    /// Nodes copied through aliases, all aliases of the document together.
+    pub max_alias_nodes: usize,
+    /// Lists and maps nested in each other.
+    pub max_depth: usize,
+    /// Bytes of JSON pointers kept for positions (long keys nested deep make long pointers).
+    pub max_index_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_nodes: 20_000,
+            max_alias_nodes: 10_000,
+            max_depth: 64,
+            max_index_bytes: 16 << 20,
+        }
+    }
 }
 
 enum Frame {
@@ -78,9 +145,18 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Value>,
     index: PosIndex,
-    anchors: HashMap<usize, Value>,
+    /// Each anchored value with its size in nodes.
+    anchors: HashMap<usize, (Value, usize)>,
     documents: usize,
     error: Option<YamlError>,
+    limits: Limits,
+    nodes: usize,
+    alias_nodes: usize,
+    index_bytes: usize,
+    /// Set once a limit is crossed: every later event is ignored.
+    over: bool,
+    /// Size in nodes of each open list or map (parallel to `stack`).
+    sizes: Vec<usize>,
 }
 
 impl Builder {
@@ -100,9 +176,56 @@ impl Builder {
         matches!(self.stack.last(), Some(Frame::Map(_, _, _, None)))
     }
 
-    fn push_value(&mut self, value: Value, anchor: usize) {
+    /// Ends the build: `which` was crossed at `pos`. What was built so far is dropped at once.
+    fn over_limit(&mut self, pos: Pos, which: Limit) {
+        let value = match which {
+            Limit::Nodes => self.limits.max_nodes,
+            Limit::AliasNodes => self.limits.max_alias_nodes,
+            Limit::Depth => self.limits.max_depth,
+            Limit::IndexBytes => self.limits.max_index_bytes,
+        };
+        self.over = true;
+        self.stack.clear();
+        self.sizes.clear();
+        self.anchors.clear();
+        self.error = Some(YamlError {
+            pos,
+            message: format!(
+                "document too large: {} exceeds the limit of {value} (limit `{}`)",
+                which.what(),
+                which.name()
+            ),
+            limit: Some(which),
+        });
+    }
+
+    /// Counts `n` more nodes; false (and the build ended) when that crosses the limit.
+    fn count(&mut self, n: usize, pos: Pos) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > self.limits.max_nodes {
+            self.over_limit(pos, Limit::Nodes);
+            return false;
+        }
+        true
+    }
+
+    fn index_value(&mut self, ptr: String, pos: Pos) -> bool {
+        self.index_bytes = self.index_bytes.saturating_add(ptr.len());
+        if self.index_bytes > self.limits.max_index_bytes {
+            self.over_limit(pos, Limit::IndexBytes);
+            return false;
+        }
+        self.index.values.insert(ptr, pos);
+        true
+    }
+
+    /// Adds a finished node of `size` nodes to its parent.
+    fn push_value(&mut self, value: Value, anchor: usize, size: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            self.anchors.insert(anchor, (value.clone(), size));
+        }
+        if let Some(parent) = self.sizes.last_mut() {
+            *parent = parent.saturating_add(size);
         }
         match self.stack.last_mut() {
             None => {
@@ -120,6 +243,7 @@ impl Builder {
                                 "duplicate key `{key}` in mapping at {}",
                                 if ptr.is_empty() { "/" } else { ptr }
                             ),
+                            limit: None,
                         });
                     }
                     map.insert(key, value);
@@ -131,6 +255,9 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.over {
+            return;
+        }
         let pos = Pos::from(mark);
         match ev {
             Event::DocumentStart => {
@@ -139,23 +266,34 @@ impl MarkedEventReceiver for Builder {
                     self.error = Some(YamlError {
                         pos,
                         message: "more than one YAML document in this file".into(),
+                        limit: None,
                     });
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
                 if self.expecting_key() {
                     let ptr = self.child_pointer();
+                    let key_ptr = format!("{ptr}/{}", escape_pointer_token(&text));
+                    self.index_bytes = self.index_bytes.saturating_add(key_ptr.len());
+                    if self.index_bytes > self.limits.max_index_bytes {
+                        self.over_limit(pos, Limit::IndexBytes);
+                        return;
+                    }
                     if let Some(Frame::Map(_, _, _, pending)) = self.stack.last_mut() {
-                        let key_ptr = format!("{ptr}/{}", escape_pointer_token(&text));
                         self.index.keys.insert(key_ptr, pos);
                         *pending = Some((text, pos));
                     }
                     return;
                 }
+                if !self.count(1, pos) {
+                    return;
+                }
                 let ptr = self.child_pointer();
-                self.index.values.insert(ptr, pos);
+                if !self.index_value(ptr, pos) {
+                    return;
+                }
                 let value = resolve_scalar(&text, style);
-                self.push_value(value, anchor);
+                self.push_value(value, anchor, 1);
             }
             Event::Alias(id) => {
                 if self.expecting_key() {
@@ -163,14 +301,30 @@ impl MarkedEventReceiver for Builder {
                         self.error = Some(YamlError {
                             pos,
                             message: "an alias cannot be used as a mapping key".into(),
+                            limit: None,
                         });
                     }
                     return;
                 }
+                // Sized before it is copied: the copy is what a nested-alias bomb multiplies.
+                let size = self.anchors.get(&id).map_or(1, |(_, n)| *n);
+                self.alias_nodes = self.alias_nodes.saturating_add(size);
+                if self.alias_nodes > self.limits.max_alias_nodes {
+                    self.over_limit(pos, Limit::AliasNodes);
+                    return;
+                }
+                if !self.count(size, pos) {
+                    return;
+                }
                 let ptr = self.child_pointer();
-                self.index.values.insert(ptr, pos);
-                let value = self.anchors.get(&id).cloned().unwrap_or(Value::Null);
-                self.push_value(value, 0);
+                if !self.index_value(ptr, pos) {
+                    return;
+                }
+                let value = self
+                    .anchors
+                    .get(&id)
+                    .map_or(Value::Null, |(v, _)| v.clone());
+                self.push_value(value, 0, size);
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.expecting_key() {
@@ -179,6 +333,7 @@ impl MarkedEventReceiver for Builder {
                             pos,
                             message: "a mapping key must be a plain value, not a list or map"
                                 .into(),
+                            limit: None,
                         });
                     }
                     // Keep the structure balanced: treat it as a key named after its position.
@@ -186,8 +341,18 @@ impl MarkedEventReceiver for Builder {
                         *pending = Some((format!("<complex key at {}>", pos.line), pos));
                     }
                 }
+                if !self.count(1, pos) {
+                    return;
+                }
+                if self.stack.len() >= self.limits.max_depth {
+                    self.over_limit(pos, Limit::Depth);
+                    return;
+                }
                 let ptr = self.child_pointer();
-                self.index.values.insert(ptr.clone(), pos);
+                if !self.index_value(ptr.clone(), pos) {
+                    return;
+                }
+                self.sizes.push(1);
                 if matches!(ev, Event::SequenceStart(..)) {
                     self.stack.push(Frame::Seq(Vec::new(), ptr, anchor));
                 } else {
@@ -200,7 +365,8 @@ impl MarkedEventReceiver for Builder {
                     Some(Frame::Map(map, _, anchor, _)) => (Value::Object(map), anchor),
                     None => return,
                 };
-                self.push_value(value, anchor);
+                let size = self.sizes.pop().unwrap_or(1);
+                self.push_value(value, anchor, size);
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
         }
@@ -247,8 +413,23 @@ fn resolve_scalar(text: &str, style: TScalarStyle) -> Value {
     Value::String(text.to_string())
 }
 
-/// Parses one YAML document. An empty file is `null`.
+/// Parses one YAML document within the default [`Limits`]. An empty file is `null`.
+///
+/// # Errors
+/// A syntax error, a second document, a duplicate or complex key, or a crossed limit (the
+/// message names it), with the position where it was found.
 pub fn parse(text: &str) -> Result<(Value, PosIndex), YamlError> {
+    parse_with(text, Limits::default())
+}
+
+/// [`parse`] with explicit limits.
+pub fn parse_with(text: &str, limits: Limits) -> Result<(Value, PosIndex), YamlError> {
+    parse_counted(text, limits).map(|(v, i, _)| (v, i))
+}
+
+/// [`parse_with`], also giving the number of nodes built (what a repository-wide budget
+/// counts).
+pub fn parse_counted(text: &str, limits: Limits) -> Result<(Value, PosIndex, usize), YamlError> {
     let mut builder = Builder {
         stack: Vec::new(),
         root: None,
@@ -256,18 +437,37 @@ pub fn parse(text: &str) -> Result<(Value, PosIndex), YamlError> {
         anchors: HashMap::new(),
         documents: 0,
         error: None,
+        limits,
+        nodes: 0,
+        alias_nodes: 0,
+        index_bytes: 0,
+        over: false,
+        sizes: Vec::new(),
     };
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, true) {
-        return Err(YamlError {
+    // Events are pulled one by one rather than through `Parser::load`, which recurses once per
+    // nesting level (a line of 100k `- ` would overflow the stack) and cannot be stopped: here
+    // the first crossed limit ends the parse at once.
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| YamlError {
             pos: Pos::from(*e.marker()),
             message: e.info().to_string(),
-        });
+            limit: None,
+        })?;
+        let end = ev == Event::StreamEnd;
+        builder.on_event(ev, mark);
+        if builder.over || end {
+            break;
+        }
     }
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok((builder.root.unwrap_or(Value::Null), builder.index))
+    Ok((
+        builder.root.unwrap_or(Value::Null),
+        builder.index,
+        builder.nodes,
+    ))
 }
 
 #[cfg(test)]
@@ -299,6 +499,30 @@ mod tests {
     fn expands_aliases() {
         let (v, _) = parse("base: &b {x: 1}\nother: *b\n").unwrap();
         assert_eq!(v["other"], json!({"x": 1}));
+    }
+
+    #[test]
+    fn each_limit_is_named_and_hit_where_it_is_crossed() {
+        let small = Limits {
+            max_nodes: 20,
+            max_alias_nodes: 5,
+            max_depth: 3,
+            max_index_bytes: 60,
+        };
+        let err = parse_with("a: &a [1, 2, 3]\nb: *a\nc: *a\n", small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::AliasNodes), "{err:?}");
+        assert_eq!(err.pos.line, 3);
+        assert!(err.message.contains("yaml.max_alias_nodes"));
+        let err = parse_with("[[[[1]]]]", small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::Depth), "{err:?}");
+        let err = parse_with(&format!("[{}]", vec!["1"; 30].join(",")), small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::Nodes), "{err:?}");
+        let long = "k".repeat(70);
+        let err = parse_with(&format!("{long}: 1\n"), small).unwrap_err();
+        assert_eq!(err.limit, Some(Limit::IndexBytes), "{err:?}");
+        // Within the limits, aliases still expand.
+        let (v, _) = parse_with("a: &a [1]\nb: *a\n", small).unwrap();
+        assert_eq!(v["b"], json!([1]));
     }
 
     #[test]

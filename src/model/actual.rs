@@ -109,4 +109,18 @@ pub struct Actual {
     pub foreign: Vec<ActualContainer>,
     pub networks: Vec<ActualObject>,
     pub volumes: Vec<ActualObject>,
+    /// Hosts that containers of *other* dockhand projects on this Engine route through
+    /// Traefik (read from their rule labels by `observe::others`): a route of this project
+    /// to one of them is a conflict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_routes: Vec<OtherRoute>,
+}
+
+/// A host another dockhand project routes, and which of its containers does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherRoute {
+    pub project: String,
+    pub container: String,
+    /// Lowercased, as Traefik compares hosts.
+    pub host: String,
 }

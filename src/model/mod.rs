@@ -147,6 +147,9 @@ pub enum Power {
     Devices,
     /// Mounting the Docker socket (or a folder holding it): root on the host.
     DockerSocket,
+    /// Setting `traefik.*` keys in raw `labels:`: such a label can route any host on the
+    /// proxy (another stack's too) at any priority. `route:` needs no power.
+    TraefikLabels,
 }
 
 impl Power {
@@ -158,6 +161,7 @@ impl Power {
             Power::CapAdd => "cap_add",
             Power::Devices => "devices",
             Power::DockerSocket => "docker_socket",
+            Power::TraefikLabels => "traefik_labels",
         }
     }
 }
@@ -288,7 +292,8 @@ pub struct Service {
     /// HTTP route through Traefik, rendered as labels.
     #[serde(default)]
     pub route: Option<Route>,
-    /// Extra container labels. Keys starting with `dockhand.` are reserved.
+    /// Extra container labels. Keys starting with `dockhand.` are reserved; `traefik.` keys
+    /// need the `traefik_labels` power (use `route:` instead).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Services (in this stack) that must be up before this one starts: a list of names

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use bollard::Docker;
 
+pub mod others;
 pub mod registry;
 
 use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, RunState};
@@ -156,12 +157,30 @@ pub async fn observe(
 ) -> Result<Actual, EngineError> {
     let networks = docker.list_networks(Some(ListNetworksOptions::default()));
     let volumes = docker.list_volumes(Some(ListVolumesOptions::default()));
-    let (managed, networks, volumes) = tokio::try_join!(
-        list_managed(docker, project),
+    // Every project's managed containers in the one list call a pass already made: ours are
+    // planned for, the others' Traefik rules tell which hosts they route.
+    let all_managed = async {
+        docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: filter("label", vec![format!("{}=true", labels::MANAGED)]),
+                ..Default::default()
+            }))
+            .await
+            .map(|cs| cs.into_iter().map(to_container).collect::<Vec<_>>())
+            .map_err(EngineError::api("listing containers"))
+    };
+    let (all_managed, networks, volumes) = tokio::try_join!(
+        all_managed,
         async { networks.await.map_err(EngineError::api("listing networks")) },
         async { volumes.await.map_err(EngineError::api("listing volumes")) },
     )?;
 
+    let other_routes = others::routes(project, &all_managed);
+    let managed: Vec<ActualContainer> = all_managed
+        .into_iter()
+        .filter(|c| owned_by(project, |k| c.label(k)))
+        .collect();
     let missing: Vec<String> = wanted
         .iter()
         .filter(|w| !managed.iter().any(|m| &m.name == *w))
@@ -210,6 +229,7 @@ pub async fn observe(
         foreign,
         networks,
         volumes,
+        other_routes,
     })
 }
 

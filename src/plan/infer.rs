@@ -57,5 +57,7 @@ pub fn from_containers(desired: &Desired, managed: Vec<ActualContainer>) -> Opti
             .collect(),
         managed,
         foreign: Vec::new(),
+        // Read only by a full observe: a route taken since is caught at the next one.
+        other_routes: Vec::new(),
     })
 }

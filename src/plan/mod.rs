@@ -330,6 +330,32 @@ impl Plan {
     }
 }
 
+/// A route of this project to a host that a container of another dockhand project on this
+/// Engine routes: both would get the host's traffic, so it blocks apply.
+fn other_project_routes(desired: &Desired, actual: &Actual, p: &mut Plan) {
+    if actual.other_routes.is_empty() {
+        return;
+    }
+    for dc in &desired.containers {
+        for host in crate::spec::traefik::routed_hosts(&dc.labels) {
+            for other in actual.other_routes.iter().filter(|o| o.host == host) {
+                p.conflicts.push(Conflict {
+                    stack: dc.stack.clone(),
+                    name: dc.name.clone(),
+                    message: format!(
+                        "host `{host}` is already routed by container `{}` of dockhand project `{}` on this host",
+                        other.container, other.project
+                    ),
+                    hint: format!(
+                        "one host is served by one project: route `{}` to another host, or remove the route from project `{}` first",
+                        dc.service, other.project
+                    ),
+                });
+            }
+        }
+    }
+}
+
 /// Decides what to change so that `actual` matches `desired`.
 pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     let mut p = Plan::default();
@@ -512,6 +538,8 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             p.unchanged.push(dc.name.clone());
         }
     }
+
+    other_project_routes(desired, actual, &mut p);
 
     // Managed containers nobody wants any more.
     let wanted: BTreeSet<String> = desired

@@ -86,20 +86,77 @@ pub enum SourceError {
     NotInMirror { url: String, commit: String },
     #[error("{origin} holds files, not a signed commit, and --allowed-signers is set\n  hint: read a git commit (drop --worktree), or drop --allowed-signers")]
     FilesNotSigned { origin: String },
+    #[error("{path} in {location}: {what} is {size} bytes, over the limit of {limit} bytes (limit `{rule}`); nothing was read further\n  hint: keep only dockhand.yaml and stacks/*.yaml (a few KiB each) under the desired-state path; large data does not belong there")]
+    TooLarge {
+        location: String,
+        path: String,
+        /// `the file` or `the desired state so far`.
+        what: &'static str,
+        size: u64,
+        limit: usize,
+        rule: &'static str,
+    },
+}
+
+/// Counts the bytes of the files read so far against the loader's limits, before each file is
+/// read (its size from the directory entry or the git object header), so that a hostile commit
+/// cannot make dockhand read a huge file into memory just to refuse it.
+struct SizeBudget {
+    location: String,
+    total: u64,
+}
+
+impl SizeBudget {
+    fn admit(&mut self, path: &str, size: u64) -> Result<(), SourceError> {
+        let too_large = |what, size, limit, rule| SourceError::TooLarge {
+            location: self.location.clone(),
+            path: path.to_string(),
+            what,
+            size,
+            limit,
+            rule,
+        };
+        if size > crate::load::MAX_FILE_BYTES as u64 {
+            return Err(too_large(
+                "the file",
+                size,
+                crate::load::MAX_FILE_BYTES,
+                "max_file_bytes",
+            ));
+        }
+        self.total += size;
+        if self.total > crate::load::MAX_REPO_BYTES as u64 {
+            return Err(too_large(
+                "the desired state up to this file",
+                self.total,
+                crate::load::MAX_REPO_BYTES,
+                "max_repo_bytes",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Reads `root/path` from a plain directory.
 pub fn from_dir(root: &Path, path: &str) -> Result<Snapshot, SourceError> {
     let dir = root.join(path);
     let mut files = Vec::new();
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| SourceError::Dir {
+    let mut budget = SizeBudget {
+        location: dir.display().to_string(),
+        total: 0,
+    };
+    let mut read = |p: &Path| {
+        let dir_err = |source| SourceError::Dir {
             path: p.to_path_buf(),
             source,
-        })
+        };
+        let len = std::fs::metadata(p).map_err(dir_err)?.len();
+        budget.admit(&p.display().to_string(), len)?;
+        std::fs::read_to_string(p).map_err(dir_err)
     };
     let repo_file = dir.join(crate::load::REPO_FILE);
-    if repo_file.exists() {
+    // A regular file only: a FIFO or device named dockhand.yaml would hang or flood the read.
+    if repo_file.is_file() {
         files.push(SourceFile {
             path: crate::load::REPO_FILE.into(),
             text: read(&repo_file)?,
@@ -182,7 +239,15 @@ pub fn from_git(repo: &Path, reference: Option<&str>, path: &str) -> Result<Snap
             .map_err(git)?
     };
     let mut files = Vec::new();
+    let odb = r.odb().map_err(git)?;
+    let mut budget = SizeBudget {
+        location: location.clone(),
+        total: 0,
+    };
     let mut blob_text = |entry: &git2::TreeEntry<'_>, rel: String| -> Result<(), SourceError> {
+        // The size from the object header, before the blob is inflated into memory.
+        let (size, _) = odb.read_header(entry.id()).map_err(git)?;
+        budget.admit(&rel, size as u64)?;
         let blob = entry
             .to_object(&r)
             .and_then(|o| o.peel_to_blob())

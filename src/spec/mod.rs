@@ -403,6 +403,16 @@ impl DesiredContainer {
     }
 }
 
+/// The one-off container a hook step runs in: `<base>-hook-<label>` with the label's
+/// brackets dropped and `_` written `-` (`before[0]` → `web-hook-before0`). `load::validate`
+/// refuses a project where this equals another container's name.
+pub fn hook_container_name(base: &str, label: &str) -> String {
+    format!(
+        "{base}-hook-{}",
+        label.replace(['[', ']'], "").replace('_', "-")
+    )
+}
+
 /// A Docker healthcheck test (`CMD …` or `CMD-SHELL …`) as a command to exec.
 fn probe_command(test: &[String]) -> Vec<String> {
     match test.first().map(String::as_str) {
@@ -562,7 +572,9 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                     active: r.active,
                     keep_idle: r.keep_idle.unwrap_or(KeepIdle::Stopped),
                     drain_ms: r.drain.map_or(DEFAULT_DRAIN_MS, Span::as_millis),
-                    traefik_service: svc.route.as_ref().map(|_| name.replace('.', "-")),
+                    traefik_service: svc.route.as_ref().map(|_| {
+                        traefik::router_name(&desired.config.project, &s.stack, svc_name)
+                    }),
                     proxy_network: desired
                         .config
                         .traefik
@@ -585,7 +597,8 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
             }
             let mut spec_labels = svc.labels.clone();
             if let Some(route) = &svc.route {
-                spec_labels.extend(traefik::labels(&desired.config.traefik, &name, route));
+                let router = traefik::router_name(&desired.config.project, &s.stack, svc_name);
+                spec_labels.extend(traefik::labels(&desired.config.traefik, &router, route));
             }
             let mut ports = svc.ports.clone();
             ports.sort_by_cached_key(ToString::to_string);
@@ -756,6 +769,7 @@ fn maintenance_spec(
     networks: &[String],
 ) -> MaintenanceSpec {
     let mname = format!("{name}-maintenance");
+    let router = traefik::maintenance_router_name(&desired.config.project, stack, svc);
     let mroute = crate::model::Route {
         port: m.port.unwrap_or(route.port),
         priority: Some(traefik::MAINTENANCE_PRIORITY),
@@ -791,7 +805,7 @@ fn maintenance_spec(
             start_period_ms: None,
             start_interval_ms: None,
         }),
-        labels: traefik::labels(&desired.config.traefik, &mname, &mroute),
+        labels: traefik::labels(&desired.config.traefik, &router, &mroute),
         user: None,
         working_dir: None,
         stop_grace_secs: Some(5),
@@ -820,7 +834,7 @@ fn maintenance_spec(
     };
     MaintenanceSpec {
         container: Box::new(container),
-        traefik_service: mname.replace('.', "-"),
+        traefik_service: router,
         proxy_network,
     }
 }

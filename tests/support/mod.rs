@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod counting_proxy;
 pub mod githttp;
+pub mod hostile;
 pub mod image;
 pub mod own_engine;
 pub mod traefik;

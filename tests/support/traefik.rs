@@ -32,6 +32,17 @@ pub struct Traefik {
 impl Traefik {
     /// Starts Traefik watching the Engine for containers of `project` only.
     pub fn start(project: &str) -> Traefik {
+        Traefik::start_projects(&[project])
+    }
+
+    /// Starts Traefik watching the Engine for containers of any of `projects` (two projects
+    /// sharing one proxy, as on a real host).
+    pub fn start_projects(projects: &[&str]) -> Traefik {
+        let constraint = projects
+            .iter()
+            .map(|p| format!("Label(`dockhand.project`,`{p}`)"))
+            .collect::<Vec<_>>()
+            .join(" || ");
         let bin = binary();
         assert!(
             std::path::Path::new(&bin).exists() || bin == "traefik",
@@ -42,7 +53,7 @@ impl Traefik {
             .args([
                 "--providers.docker=true",
                 "--providers.docker.exposedbydefault=false",
-                &format!("--providers.docker.constraints=Label(`dockhand.project`,`{project}`)"),
+                &format!("--providers.docker.constraints={constraint}"),
                 &format!("--entrypoints.web.address=127.0.0.1:{web}"),
                 &format!("--entrypoints.traefik.address=127.0.0.1:{api}"),
                 "--api.insecure=true",

@@ -1,7 +1,8 @@
 //! Preflight: the runbooks' "stop if" checks, run before anything is touched. Every check runs
 //! and every failure is reported together, so one run tells the whole story:
 //! - every image a change needs is present locally or in its registry, by digest;
-//! - bind sources exist (or are declared with `create`);
+//! - bind sources exist (or are declared with `create`), and none is reached through a
+//!   symlink (one planted since the plan checked the path);
 //! - env files can be read;
 //! - host ports are free, or held by the very container being replaced;
 //! - the Docker data root has at least `preflight.min_free_disk` free.
@@ -30,6 +31,14 @@ pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Check
     let mut problems: Vec<String> = checks.env_problems.iter().map(|p| indent(p)).collect();
 
     for c in changing {
+        // Each host path was checked as resolved when the plan was made; one a container turned
+        // into (or routed through) a link since is refused here, before anything is touched.
+        let creates = c.bind_creates.iter().map(|(p, _)| p);
+        for path in c.bind_required.iter().chain(creates) {
+            if let Err(e) = crate::host::recheck_bind_source(path) {
+                problems.push(indent(&format!("{}: bind source {e}", c.name)));
+            }
+        }
         for path in &c.bind_required {
             if !std::path::Path::new(path).exists() {
                 problems.push(format!(

@@ -148,9 +148,19 @@ pub struct SourceArgs {
     /// format of git's gpg.ssh.allowedSignersFile). Kept on the host, so a commit cannot change it.
     #[arg(long, env = "DOCKHAND_ALLOWED_SIGNERS")]
     pub allowed_signers: Option<std::path::PathBuf>,
+    /// The host's own policy (YAML; schema in schemas/policy.schema.json): what any commit
+    /// may do on this host. A repository's `policy:` may only narrow it. Default:
+    /// /etc/dockhand/policy.yaml when it exists, else built-in defaults (no host powers,
+    /// protected host paths refused).
+    #[arg(long, env = "DOCKHAND_POLICY")]
+    pub policy: Option<std::path::PathBuf>,
     /// Where remote sources are mirrored (set from --state-dir).
     #[arg(skip)]
     pub mirrors: Option<std::path::PathBuf>,
+    /// The state directory (set from --state-dir): protected by the host policy, and where
+    /// the marker key lives.
+    #[arg(skip)]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Read a remote source's mirror as last synced, without asking the remote (the agent syncs
     /// on its own schedule).
     #[arg(skip)]

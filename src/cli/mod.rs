@@ -37,6 +37,7 @@ pub struct Reported(pub String);
 pub async fn run(mut cli: args::Cli) -> Result<ExitCode> {
     if let Some(src) = cli.command.source_mut() {
         src.mirrors = Some(cli.state_dir.join("sources"));
+        src.state_dir = Some(cli.state_dir.clone());
     }
     match cli.command {
         Command::Validate(src) => {
@@ -184,7 +185,7 @@ pub async fn run(mut cli: args::Cli) -> Result<ExitCode> {
         }
         Command::Schema { out } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for kind in [FileKind::Repo, FileKind::Stack] {
+            for kind in FileKind::ALL {
                 let path = out.join(kind.schema_file());
                 std::fs::write(&path, crate::load::schema::schema_text(kind))
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -312,12 +313,20 @@ fn relabel(mut snap: Snapshot, url: &str) -> Snapshot {
 
 fn load(src: &SourceArgs) -> Result<(Snapshot, DesiredState)> {
     let snap = snapshot(src)?;
-    match crate::load::load(&snap.files) {
+    let host = crate::host::read_policy(src.policy.as_deref(), &state_dir_of(src))?;
+    match crate::host::load(&snap.files, &host) {
         Ok(d) => Ok((snap, d)),
         Err(diags) => {
             Err(Reported(format!("invalid desired state ({}):\n{diags}", snap.origin)).into())
         }
     }
+}
+
+/// The state directory `src` was resolved with (`--state-dir`).
+fn state_dir_of(src: &SourceArgs) -> PathBuf {
+    src.state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::history::DEFAULT_STATE_DIR))
 }
 
 /// Everything a plan-based verb needs, gathered once.
@@ -403,12 +412,13 @@ impl PlanContext {
         quick_at: Option<&str>,
     ) -> Result<PlanContext> {
         let (snapshot, state) = load(src)?;
-        let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
+        let key = crate::history::marker_key(&state_dir_of(src))?;
+        let (facts, env_errors) = crate::host::facts(&state, key);
         let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
         for p in &env_problems {
             tracing::warn!("{p}");
         }
-        let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
+        let desired = crate::spec::render(&state, &facts, snapshot.commit.as_deref());
         let names: Vec<String> = desired
             .containers
             .iter()

@@ -149,19 +149,13 @@ pub fn read_policy(flag: Option<&Path>, state_dir: &Path) -> Result<HostPolicy, 
 }
 
 /// Loads the desired state for this host: the repository's rules and the host policy's on
-/// every path as written ([`crate::load::load_with`]), then on every path as resolved here
-/// ([`host_policy::check_resolved`]). The desired state returned names the resolved paths.
+/// every path as written and as resolved here (see [`crate::load::load_for_host`]). The
+/// desired state returned names the resolved paths.
 ///
 /// # Errors
 /// Every problem, each with its file:line and rule.
 pub fn load(files: &[SourceFile], host: &HostPolicy) -> Result<DesiredState, Diagnostics> {
-    let desired = crate::load::load_with(files, host)?;
-    let resolved = resolve_paths(&desired);
-    let problems = host_policy::check_resolved(files, &desired, host, &resolved);
-    if !problems.is_empty() {
-        return Err(Diagnostics(problems).sorted());
-    }
-    Ok(host_policy::with_resolved_paths(desired, &resolved))
+    crate::load::load_for_host(files, host, &mut resolve_paths)
 }
 
 /// Every host path the desired state names, resolved (see [`ResolvedPath`]).

@@ -15,7 +15,7 @@
 //!   ([`ResolvedPath`]), with what it is (an env file must be a regular file under
 //!   [`ENV_FILE_MAX_BYTES`], a rotate directory a directory).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Component, Path};
 
 use schemars::JsonSchema;
@@ -510,6 +510,10 @@ pub(super) fn check(
     check_narrowing(&mut cx, desired, host);
 
     for site in path_sites(desired) {
+        if !site.path.starts_with('/') {
+            // Reported by the repository's own checks (an absolute path is required).
+            continue;
+        }
         let socket = site.use_ == PathUse::Bind
             && exposes_docker_socket(&site.path)
             && granted(desired, host, &site.stack, Power::DockerSocket);
@@ -689,30 +693,39 @@ fn check_narrowing(cx: &mut At<'_>, desired: &DesiredState, host: &HostPolicy) {
 }
 
 /// The paths as the edge resolved them, checked again: the resolved path against the same
-/// rules, and what it is (see the module docs). `files` are the desired-state files, for
-/// positions.
-pub fn check_resolved(
-    files: &[super::SourceFile],
+/// rules, and what it is (see the module docs). A path the as-written check already refused
+/// is not reported twice.
+pub(super) fn check_resolved(
     desired: &DesiredState,
+    indexes: &Indexes,
     host: &HostPolicy,
     resolved: &ResolvedPaths,
 ) -> Vec<Diagnostic> {
-    let mut indexes: HashMap<String, yaml::PosIndex> = HashMap::new();
-    let mut out = Vec::new();
+    let mut cx = At {
+        indexes,
+        out: Vec::new(),
+    };
     for site in path_sites(desired) {
         let Some(r) = resolved.get(&site.path) else {
             continue;
         };
-        let moved = r.path != site.path;
+        let granted_socket = |p: &str| {
+            site.use_ == PathUse::Bind
+                && exposes_docker_socket(p)
+                && granted(desired, host, &site.stack, Power::DockerSocket)
+        };
+        if host
+            .check_path(site.use_, &site.path, granted_socket(&site.path))
+            .is_err()
+        {
+            continue;
+        }
         let mut problem: Option<(String, String)> = None;
-        if moved {
-            let socket = site.use_ == PathUse::Bind
-                && exposes_docker_socket(&r.path)
-                && granted(desired, host, &site.stack, Power::DockerSocket);
-            if let Err(refusal) = host.check_path(site.use_, &r.path, socket) {
+        if r.path != site.path {
+            if let Err(refusal) = host.check_path(site.use_, &r.path, granted_socket(&r.path)) {
                 problem = Some((
                     format!(
-                        "{} `{}` resolves (through a symlink or `..`) to {}: {}",
+                        "{} `{}` resolves (through a symlink) to {}: {}",
                         site.use_.what(),
                         site.path,
                         r.path,
@@ -729,26 +742,10 @@ pub fn check_resolved(
             problem = kind_problem(&site, r);
         }
         if let Some((message, hint)) = problem {
-            let index = indexes.entry(site.file.clone()).or_insert_with(|| {
-                files
-                    .iter()
-                    .find(|f| f.path == site.file)
-                    .and_then(|f| yaml::parse(&f.text).ok())
-                    .map(|(_, i)| i)
-                    .unwrap_or_default()
-            });
-            out.push(
-                Diagnostic::new(
-                    &site.file,
-                    index.value(&site.pointer),
-                    &site.pointer,
-                    message,
-                )
-                .hint(hint),
-            );
+            cx.at(&site.file, &site.pointer, message, hint);
         }
     }
-    out
+    cx.out
 }
 
 fn kind_problem(site: &PathSite, r: &ResolvedPath) -> Option<(String, String)> {

@@ -60,12 +60,30 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
 /// # Errors
 /// Every problem found, sorted by file and position.
 pub fn load_with(files: &[SourceFile], host: &HostPolicy) -> Result<DesiredState, Diagnostics> {
-    load_checked(files, Some(host))
+    load_checked(files, Some((host, None)))
 }
+
+/// [`load_with`], plus the host paths as the edge resolves them: `resolve` (given by the edge,
+/// [`crate::host::resolve_paths`]) is asked for every path the desired state names, each is
+/// checked again ([`host_policy::check_resolved`]), and the desired state returned names the
+/// resolved paths. All problems, as written and as resolved, are reported together.
+///
+/// # Errors
+/// Every problem found, sorted by file and position.
+pub fn load_for_host(
+    files: &[SourceFile],
+    host: &HostPolicy,
+    resolve: &mut dyn FnMut(&DesiredState) -> host_policy::ResolvedPaths,
+) -> Result<DesiredState, Diagnostics> {
+    load_checked(files, Some((host, Some(resolve))))
+}
+
+/// The edge's resolver of host paths, for [`load_for_host`].
+type Resolver<'a> = &'a mut dyn FnMut(&DesiredState) -> host_policy::ResolvedPaths;
 
 fn load_checked(
     files: &[SourceFile],
-    host: Option<&HostPolicy>,
+    host: Option<(&HostPolicy, Option<Resolver<'_>>)>,
 ) -> Result<DesiredState, Diagnostics> {
     let mut problems = Vec::new();
     let mut indexes = validate::Indexes::new();
@@ -115,11 +133,22 @@ fn load_checked(
     if let Some(config) = config {
         let desired = DesiredState { config, stacks };
         problems.extend(validate::check(&desired, &indexes));
-        if let Some(host) = host {
+        let mut resolved = None;
+        if let Some((host, resolve)) = host {
             problems.extend(host_policy::check(&desired, &indexes, host));
+            if let Some(resolve) = resolve {
+                let paths = resolve(&desired);
+                problems.extend(host_policy::check_resolved(
+                    &desired, &indexes, host, &paths,
+                ));
+                resolved = Some(paths);
+            }
         }
         if problems.is_empty() {
-            return Ok(desired);
+            return Ok(match resolved {
+                Some(paths) => host_policy::with_resolved_paths(desired, &paths),
+                None => desired,
+            });
         }
     }
     Err(Diagnostics(problems).sorted())

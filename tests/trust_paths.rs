@@ -669,3 +669,63 @@ fn the_demo_and_the_examples_pass_under_the_host_policy() {
         assert!(readme.contains("host-policy.yaml"), "{name}'s README");
     }
 }
+
+/// The plan checked a path that did not exist yet; then a container planted a link there
+/// (to a folder outside the roots). Apply refuses before touching anything: the link's target
+/// keeps its mode and owner, and no container is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_planted_after_the_plan_is_refused_before_anything_is_touched() {
+    let scratch = Scratch::new();
+    let s = support::Stack::new("toctou");
+    let img = s.image("v1");
+    let data = scratch.s.join("root/data");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    mounts:\n      - {{bind: {}, target: /data, create: {{mode: \"0777\", owner: \"1234:1234\"}}}}\n    stop_grace_period: 1s\n",
+        data.display()
+    ));
+    let host = HostPolicy::parse(&scratch.fill(STRICT, &s.name), "host-policy.yaml").unwrap();
+    let files = dockhand::sources::from_dir(s.path(), ".").unwrap().files;
+    let state = dockhand::host::load(&files, &host).unwrap();
+    let key = dockhand::history::marker_key(&s.state_dir()).unwrap();
+    let (facts, _) = dockhand::host::facts(&state, key);
+    let desired = dockhand::spec::render(&state, &facts, None);
+    let docker = dockhand::observe::connect().await.unwrap();
+    let names: Vec<String> = desired
+        .containers
+        .iter()
+        .flat_map(dockhand::spec::DesiredContainer::container_names)
+        .collect();
+    let actual = dockhand::observe::observe(&docker, &desired.project, &names)
+        .await
+        .unwrap();
+    let plan = dockhand::plan::plan(&desired, &actual);
+    assert!(!plan.is_empty());
+
+    let before = scratch.snapshot();
+    std::os::unix::fs::symlink(scratch.s.join("outside"), &data).unwrap();
+    let before_link = {
+        let mut b = before.clone();
+        b.insert(data.clone(), scratch.snapshot().remove(&data).unwrap());
+        b
+    };
+    let options = dockhand::apply::ApplyOptions {
+        checks: Default::default(),
+        preflight_only: false,
+    };
+    let progress = dockhand::apply::progress::Progress::new(true);
+    let e = dockhand::apply::apply(&docker, &plan, &desired, &options, &progress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("preflight failed") && e.contains("symbolic link"),
+        "{e}"
+    );
+    assert_eq!(
+        scratch.snapshot(),
+        before_link,
+        "apply went through the link"
+    );
+    let label = format!("label=dockhand.project={}", s.name);
+    assert!(support::docker_ok(&["ps", "-aq", "--filter", &label]).is_empty());
+}

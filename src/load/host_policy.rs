@@ -40,7 +40,7 @@ pub const ENV_FILE_MAX_BYTES: u64 = 1024 * 1024;
 /// containerd data and sockets. A path *above* one of them (`/`, `/var`, `/run`) is refused
 /// too, since it contains it. A host policy can open one folder inside (say
 /// `/etc/dockhand/env`) by naming it, or a path below it, as a root.
-pub const PROTECTED: [&str; 16] = [
+pub const PROTECTED: [&str; 14] = [
     "/etc",
     "/proc",
     "/sys",
@@ -55,8 +55,6 @@ pub const PROTECTED: [&str; 16] = [
     "/var/run/docker",
     "/run/docker.sock",
     "/var/run/docker.sock",
-    "/run/dockhand",
-    "/var/run/dockhand",
 ];
 
 /// The protected paths a service granted `docker_socket` may bind: the Engine's and
@@ -514,6 +512,18 @@ pub(super) fn check(
             // Reported by the repository's own checks (an absolute path is required).
             continue;
         }
+        let host_allowed = host.allow.get(&site.stack).map_or(&[][..], Vec::as_slice);
+        if site.use_ == PathUse::Bind
+            && exposes_docker_socket(&site.path)
+            && !host_allowed.contains(&Power::DockerSocket)
+        {
+            cx.at(
+                &site.file,
+                &site.pointer,
+                format!("bind mount of `{}` (the Docker socket: root on the host) is denied by {origin} (rule `docker_socket`)", site.path),
+                format!("host powers are granted by the host's owner: add `docker_socket` under `allow.{}` in {file}", site.stack),
+            );
+        }
         let socket = site.use_ == PathUse::Bind
             && exposes_docker_socket(&site.path)
             && granted(desired, host, &site.stack, Power::DockerSocket);
@@ -569,22 +579,6 @@ pub(super) fn check(
                             "host powers are granted by the host's owner: add `{}` under `allow.{sname}` in {file} (and under `policy.allow.{sname}` in dockhand.yaml)",
                             power.as_str()
                         ),
-                    );
-                }
-            }
-            for (ptr, m) in svc
-                .mounts
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (format!("/mounts/{i}/bind"), m))
-            {
-                let Mount::Bind(b) = m else { continue };
-                if exposes_docker_socket(&b.bind) && !host_allowed.contains(&Power::DockerSocket) {
-                    cx.at(
-                        sfile,
-                        &format!("{base}{ptr}"),
-                        format!("bind mount of `{}` (the Docker socket: root on the host) is denied by {origin} (rule `docker_socket`)", b.bind),
-                        format!("host powers are granted by the host's owner: add `docker_socket` under `allow.{sname}` in {file}"),
                     );
                 }
             }

@@ -516,7 +516,7 @@ fn nofollow_error(path: &str, parent: &OwnedFd, name: &OsStr, e: Errno) -> HostP
 }
 
 /// Opens `dir`'s folders one by one from `/` without following any link.
-fn walk<'a>(path: &str, names: &[&'a OsStr]) -> Result<OwnedFd, HostPathError> {
+fn walk(path: &str, names: &[&OsStr]) -> Result<OwnedFd, HostPathError> {
     let mut fd = open_root(path)?;
     for name in names {
         fd = openat(&fd, *name, DIR_FLAGS, Mode::empty())

@@ -8,10 +8,10 @@
 //! directory) are refused as bind sources, env files and rotate directories.
 //!
 //! Two checks, both pure (file contents and host facts come in as data):
-//! - [`check`]: each path as written (absolute, no `..`, under the host's roots, not
+//! - `check`: each path as written (absolute, no `..`, under the host's roots, not
 //!   protected), each power, external volume and network, registry and route host, and
 //!   whether the repository's `policy:` widens the host's;
-//! - [`check_resolved`]: each path again after the edge resolved symlinks and `..`
+//! - `check_resolved`: each path again after the edge resolved symlinks and `..`
 //!   ([`ResolvedPath`]), with what it is (an env file must be a regular file under
 //!   [`ENV_FILE_MAX_BYTES`], a rotate directory a directory).
 

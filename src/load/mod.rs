@@ -55,7 +55,7 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
 /// [`load`], then the host policy's rules on every path, power, external object, registry and
 /// route host as written, and whether the repository's `policy:` widens the host's (see
 /// [`host_policy`]). The paths' resolved forms are checked at the edge
-/// ([`crate::host::load`] with [`host_policy::check_resolved`]).
+/// ([`crate::host::load`] with `host_policy::check_resolved`).
 ///
 /// # Errors
 /// Every problem found, sorted by file and position.
@@ -65,7 +65,7 @@ pub fn load_with(files: &[SourceFile], host: &HostPolicy) -> Result<DesiredState
 
 /// [`load_with`], plus the host paths as the edge resolves them: `resolve` (given by the edge,
 /// [`crate::host::resolve_paths`]) is asked for every path the desired state names, each is
-/// checked again ([`host_policy::check_resolved`]), and the desired state returned names the
+/// checked again (`host_policy::check_resolved`), and the desired state returned names the
 /// resolved paths. All problems, as written and as resolved, are reported together.
 ///
 /// # Errors

@@ -168,6 +168,14 @@ const CASES: &[Case] = &[
         at: ("stack", "bind:"),
     },
     Case {
+        name: "bind of a device node planted in an allowed root",
+        host: Some(STRICT),
+        repo: "",
+        stack: "services:\n  web:\n    image: {IMG}\n    mounts:\n      - {bind: {S}/root/zero, target: /data}\n",
+        rule: "host_path",
+        at: ("stack", "bind:"),
+    },
+    Case {
         name: "bind of the host's root folder",
         host: None,
         repo: "",
@@ -267,6 +275,13 @@ impl Scratch {
         .unwrap();
         nix::sys::stat::mknod(
             &s.join("env/zero.env"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(1, 5),
+        )
+        .unwrap();
+        nix::sys::stat::mknod(
+            &s.join("root/zero"),
             nix::sys::stat::SFlag::S_IFCHR,
             nix::sys::stat::Mode::from_bits_truncate(0o600),
             nix::sys::stat::makedev(1, 5),

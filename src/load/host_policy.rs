@@ -771,7 +771,11 @@ fn kind_problem(site: &PathSite, r: &ResolvedPath) -> Option<(String, String)> {
             format!("bind source `{path}` has `create` but is {kind}, not a directory (rule `host_path`)"),
             "`create` makes a directory; drop it to mount a file".into(),
         )),
-        (PathUse::Bind, HostFileKind::File { .. }) => None,
+        // A file, or a service's socket or pipe (the Docker socket is a power, checked
+        // above): what bind mounts are for. A device is not (`devices:`, a host power).
+        (PathUse::Bind, HostFileKind::File { .. } | HostFileKind::Socket | HostFileKind::Fifo) => {
+            None
+        }
         (PathUse::Bind, _) => Some((
             format!("bind source `{path}` is {kind} (rule `host_path`)"),
             "devices go under `devices:` (a host power); bind folders and regular files".into(),

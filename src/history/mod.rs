@@ -5,6 +5,10 @@
 //!
 //! Edge module: file I/O only. It stores what apply reports and never decides anything.
 //!
+//! The state directory also holds the apply lock and the per-host key of hidden-value markers
+//! ([`marker_key`]); it is kept 0700 and its files 0600 (existing ones are tightened on open),
+//! since the record holds hook output and the key must stay secret.
+//!
 //! # Guarantees
 //! - Crash-safe: every write is its own transaction in WAL mode with `synchronous=FULL`, so a
 //!   process killed mid-write loses at most that write, never an earlier record.
@@ -257,21 +261,30 @@ pub fn state_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Creates `path` empty with mode 0600 unless it exists, and tightens it to 0600 (it never
-/// follows a symlink there).
+/// follows a symlink there, and a FIFO planted there cannot block it).
 fn private_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| StoreError::Dir {
         path: path.display().to_string(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .append(true)
-        .mode(FILE_MODE)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+    // Read-only when it exists, so that reading the record still works on a read-only file
+    // system (tightening an already private file writes nothing).
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(io)?;
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path),
+        other => other,
+    }
+    .map_err(io)?;
     tighten(&file, FILE_MODE).map_err(io)
 }
 

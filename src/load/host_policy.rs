@@ -513,10 +513,10 @@ pub(super) fn check(
             continue;
         }
         let host_allowed = host.allow.get(&site.stack).map_or(&[][..], Vec::as_slice);
-        if site.use_ == PathUse::Bind
+        let power_refused = site.use_ == PathUse::Bind
             && exposes_docker_socket(&site.path)
-            && !host_allowed.contains(&Power::DockerSocket)
-        {
+            && !host_allowed.contains(&Power::DockerSocket);
+        if power_refused {
             cx.at(
                 &site.file,
                 &site.pointer,
@@ -524,9 +524,12 @@ pub(super) fn check(
                 format!("host powers are granted by the host's owner: add `docker_socket` under `allow.{}` in {file}", site.stack),
             );
         }
-        let socket = site.use_ == PathUse::Bind
-            && exposes_docker_socket(&site.path)
-            && granted(desired, host, &site.stack, Power::DockerSocket);
+        // A refused socket is reported once, as the power; the rest of what the path holds
+        // (`/` holds /etc too) is still checked.
+        let socket = power_refused
+            || (site.use_ == PathUse::Bind
+                && exposes_docker_socket(&site.path)
+                && granted(desired, host, &site.stack, Power::DockerSocket));
         if let Err(r) = host.check_path(site.use_, &site.path, socket) {
             cx.at(&site.file, &site.pointer, r.message, r.hint);
         }

@@ -954,6 +954,55 @@ mod tests {
         assert!(p.check_path(PathUse::Bind, "/", true).is_err());
     }
 
+    fn repo(policy: &str) -> Vec<super::super::SourceFile> {
+        vec![
+            super::super::SourceFile {
+                path: "dockhand.yaml".into(),
+                text: format!("version: 1\npolicy:\n{policy}"),
+            },
+            super::super::SourceFile {
+                path: "stacks/ops.yaml".into(),
+                text: "stack: ops\nservices:\n  web:\n    image: ghcr.io/acme/web@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_repository_policy_may_narrow_the_host_but_not_widen_it() {
+        let host = HostPolicy::parse(
+            "bind_roots: [/srv]\nregistries: [ghcr.io]\nallow:\n  ops: [cap_add]\n",
+            "/etc/dockhand/policy.yaml",
+        )
+        .unwrap();
+        let narrow = "  bind_roots: [/srv/ops]\n  registries: [ghcr.io/acme]\n  allow:\n    ops: [cap_add]\n";
+        assert!(super::super::load_with(&repo(narrow), &host).is_ok());
+        for (widening, line) in [
+            ("  bind_roots: [/srv, /home]\n", 3),
+            ("  registries: [docker.io]\n", 3),
+            ("  allow:\n    ops: [cap_add, privileged]\n", 4),
+            ("  allow:\n    web: [cap_add]\n", 4),
+        ] {
+            let e = super::super::load_with(&repo(widening), &host)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("dockhand.yaml:{line}:")) && e.contains("rule `host_policy`"),
+                "{widening}: {e}"
+            );
+            assert!(e.contains("/etc/dockhand/policy.yaml"), "{e}");
+        }
+        // Without a host policy file, a repository root inside a protected folder widens.
+        let e =
+            super::super::load_with(&repo("  bind_roots: [/etc/app]\n"), &HostPolicy::default())
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("rule `host_policy`"), "{e}");
+        assert!(
+            super::super::load_with(&repo("  bind_roots: [/srv]\n"), &HostPolicy::default())
+                .is_ok()
+        );
+    }
+
     #[test]
     fn route_host_patterns() {
         assert!(host_matches("shop.example.com", "shop.example.com"));

@@ -1,10 +1,82 @@
-//! Facts about the host that planning needs and git cannot hold: env file contents (hashed,
-//! never printed) and bind-mount sources.
+//! The edge between a commit and the host's files: the host policy file, every host path a
+//! commit names (resolved and checked before anything plans with it), and the few operations
+//! dockhand does on such paths — read an env file, create a bind directory, rotate backups,
+//! and re-check a bind source right before a container is created.
+//!
+//! # Guarantees
+//! - A path a commit names is checked as written and again as resolved (symlinks and `..`
+//!   followed) against the host policy ([`crate::load::host_policy`]); what plans and apply
+//!   then use is the resolved path.
+//! - Nothing is created, chmod-ed, chown-ed, read or deleted through a symlink: every
+//!   operation walks the path from `/` one component at a time with `O_NOFOLLOW`, and a link
+//!   anywhere (one a container planted after the check, say) is refused.
+//! - An env file is read only if it is a regular file of at most
+//!   [`ENV_FILE_MAX_BYTES`] bytes; a FIFO or a device is refused from its metadata, and the
+//!   open is non-blocking, so neither can hang dockhand.
+//! - A rotate deletes only regular files directly in its directory (never a link's target,
+//!   never a folder).
 
 use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::load::host_policy::{
+    self, HostFileKind, HostPolicy, ResolvedPath, ResolvedPaths, DEFAULT_POLICY_FILE,
+    ENV_FILE_MAX_BYTES,
+};
+use crate::load::{Diagnostics, SourceFile};
 use crate::model::DesiredState;
-use crate::spec::{sha256_hex, EnvFileHashes};
+use crate::spec::{EnvFileHashes, HostFacts, MarkerKey};
+
+/// Largest host policy file dockhand reads (bytes).
+const POLICY_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Why dockhand refused or failed an operation on a host path.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPathError {
+    #[error("{path}: `{component}` is a symbolic link, and dockhand never follows one in a host path a commit names\n  hint: a container may have planted it in a folder it mounts; remove the link (the checked path is the real folder)")]
+    Symlink { path: String, component: String },
+    #[error("{path} is {kind}, not {wanted}\n  hint: name {wanted} here")]
+    WrongKind {
+        path: String,
+        kind: String,
+        wanted: &'static str,
+    },
+    #[error("{path} is {size} bytes, more than the {max} dockhand reads\n  hint: an env file holds KEY=VALUE lines; put large data in a bind mount")]
+    TooLarge { path: String, size: u64, max: u64 },
+    #[error(
+        "{path} is not an absolute path without `.` or `..`\n  hint: write the host path in full"
+    )]
+    NotClean { path: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl HostPathError {
+    fn io(path: &str, e: impl Into<std::io::Error>) -> HostPathError {
+        HostPathError::Io {
+            path: path.to_string(),
+            source: e.into(),
+        }
+    }
+
+    /// Whether the path (or a folder on it) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, HostPathError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("env file {path} (service `{service}` in {file}) cannot be read: {source}\n  hint: create it on this host with KEY=VALUE lines, readable by dockhand; it is never stored in git")]
@@ -13,13 +85,186 @@ pub struct EnvFileError {
     pub service: String,
     pub file: String,
     #[source]
-    pub source: std::io::Error,
+    pub source: HostPathError,
 }
 
-/// Hashes every env file the desired state names, and lists every one that cannot be read
-/// (preflight reports them all together; a plan still shows everything else).
-pub fn hash_env_files(desired: &DesiredState) -> (EnvFileHashes, Vec<EnvFileError>) {
-    let mut hashes = EnvFileHashes::new();
+/// The host policy file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    #[error("cannot read the host policy {path}: {source}\n  hint: fix the file, or point --policy (DOCKHAND_POLICY) at the right one; without a file at {DEFAULT_POLICY_FILE} the built-in defaults hold")]
+    Read {
+        path: String,
+        #[source]
+        source: HostPathError,
+    },
+    #[error("invalid host policy {path}:\n{diagnostics}\n  hint: its schema is schemas/policy.schema.json; dockhand deploys nothing until it is fixed")]
+    Invalid {
+        path: String,
+        diagnostics: Diagnostics,
+    },
+}
+
+/// The host policy in force: the file `flag` names (it must exist), else
+/// [`DEFAULT_POLICY_FILE`] if it exists, else the built-in defaults. `state_dir` (and the
+/// default state directory) are protected in any case.
+///
+/// # Errors
+/// The file cannot be read, or is invalid (every problem with its line).
+pub fn read_policy(flag: Option<&Path>, state_dir: &Path) -> Result<HostPolicy, PolicyFileError> {
+    let file = match flag {
+        Some(f) => Some(f.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_POLICY_FILE)).filter(|p| p.exists()),
+    };
+    let policy = match file {
+        None => HostPolicy::default(),
+        Some(file) => {
+            let shown = file.display().to_string();
+            let bytes =
+                read_regular(&file, POLICY_MAX_BYTES).map_err(|source| PolicyFileError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+            let text = String::from_utf8(bytes).map_err(|e| PolicyFileError::Read {
+                path: shown.clone(),
+                source: HostPathError::io(
+                    &shown,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                ),
+            })?;
+            HostPolicy::parse(&text, &shown).map_err(|diagnostics| PolicyFileError::Invalid {
+                path: shown,
+                diagnostics,
+            })?
+        }
+    };
+    let mut dirs = vec![crate::history::DEFAULT_STATE_DIR.to_string()];
+    if let Ok(abs) = std::path::absolute(state_dir) {
+        dirs.push(abs.to_string_lossy().into_owned());
+    }
+    if let Ok(real) = std::fs::canonicalize(state_dir) {
+        dirs.push(real.to_string_lossy().into_owned());
+    }
+    let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    Ok(policy.with_state_dirs(&dirs))
+}
+
+/// Loads the desired state for this host: the repository's rules and the host policy's on
+/// every path as written and as resolved here (see [`crate::load::load_for_host`]). The
+/// desired state returned names the resolved paths.
+///
+/// # Errors
+/// Every problem, each with its file:line and rule.
+pub fn load(files: &[SourceFile], host: &HostPolicy) -> Result<DesiredState, Diagnostics> {
+    crate::load::load_for_host(files, host, &mut resolve_paths)
+}
+
+/// Every host path the desired state names, resolved (see [`ResolvedPath`]).
+pub fn resolve_paths(desired: &DesiredState) -> ResolvedPaths {
+    host_policy::path_sites(desired)
+        .into_iter()
+        .map(|s| s.path)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|p| {
+            let r = resolve(Path::new(&p));
+            (p, r)
+        })
+        .collect()
+}
+
+/// Resolves symlinks and `..` in `path`; for a path that does not exist, its deepest existing
+/// folder is resolved and the rest appended.
+fn resolve(path: &Path) -> ResolvedPath {
+    match std::fs::canonicalize(path) {
+        Ok(real) => {
+            let kind = match std::fs::metadata(&real) {
+                Ok(m) => kind_of(&m),
+                Err(e) => HostFileKind::Unreadable(e.to_string()),
+            };
+            ResolvedPath {
+                path: real.to_string_lossy().into_owned(),
+                kind,
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Climb to the deepest part that exists; a link found on the way points nowhere.
+            let mut rest: Vec<OsString> = Vec::new();
+            let mut at = path.to_path_buf();
+            let mut kind = HostFileKind::Missing;
+            loop {
+                match std::fs::symlink_metadata(&at) {
+                    Ok(m) => {
+                        if m.file_type().is_symlink() && std::fs::canonicalize(&at).is_err() {
+                            kind = HostFileKind::DanglingSymlink;
+                        }
+                        break;
+                    }
+                    Err(_) => {
+                        let (Some(name), Some(parent)) = (at.file_name(), at.parent()) else {
+                            break;
+                        };
+                        rest.push(name.to_os_string());
+                        at = parent.to_path_buf();
+                    }
+                }
+            }
+            if kind == HostFileKind::DanglingSymlink {
+                // The link itself is reported; its folder is where it sits.
+                let parent = at.parent().map(Path::to_path_buf).unwrap_or_default();
+                let mut p = std::fs::canonicalize(&parent).unwrap_or(parent);
+                if let Some(n) = at.file_name() {
+                    p.push(n);
+                }
+                for r in rest.iter().rev() {
+                    p.push(r);
+                }
+                return ResolvedPath {
+                    path: p.to_string_lossy().into_owned(),
+                    kind,
+                };
+            }
+            let mut p = std::fs::canonicalize(&at).unwrap_or(at);
+            for r in rest.iter().rev() {
+                p.push(r);
+            }
+            ResolvedPath {
+                path: p.to_string_lossy().into_owned(),
+                kind,
+            }
+        }
+        Err(e) => ResolvedPath {
+            path: path.to_string_lossy().into_owned(),
+            kind: HostFileKind::Unreadable(e.to_string()),
+        },
+    }
+}
+
+fn kind_of(m: &std::fs::Metadata) -> HostFileKind {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        HostFileKind::Dir
+    } else if t.is_file() {
+        HostFileKind::File { size: m.len() }
+    } else if t.is_fifo() {
+        HostFileKind::Fifo
+    } else if t.is_char_device() {
+        HostFileKind::CharDevice
+    } else if t.is_block_device() {
+        HostFileKind::BlockDevice
+    } else if t.is_socket() {
+        HostFileKind::Socket
+    } else {
+        HostFileKind::DanglingSymlink
+    }
+}
+
+/// What rendering needs from the host: a keyed mark of every env file's contents (marks
+/// hide the contents like env markers: see [`MarkerKey`]) and the key. Lists every env file
+/// that cannot be read (preflight reports them all together; a plan still shows everything
+/// else).
+pub fn facts(desired: &DesiredState, key: MarkerKey) -> (HostFacts, Vec<EnvFileError>) {
+    let mut env_files = EnvFileHashes::new();
     let mut errors = Vec::new();
     let mut seen = BTreeSet::new();
     for stack in &desired.stacks {
@@ -28,9 +273,9 @@ pub fn hash_env_files(desired: &DesiredState) -> (EnvFileHashes, Vec<EnvFileErro
             if !seen.insert(path.clone()) {
                 continue;
             }
-            match std::fs::read(path) {
-                Ok(bytes) => {
-                    hashes.insert(path.clone(), sha256_hex(&bytes));
+            match read_env_file(path) {
+                Ok(text) => {
+                    env_files.insert(path.clone(), key.mark(text.as_bytes()));
                 }
                 Err(source) => errors.push(EnvFileError {
                     path: path.clone(),
@@ -41,7 +286,13 @@ pub fn hash_env_files(desired: &DesiredState) -> (EnvFileHashes, Vec<EnvFileErro
             }
         }
     }
-    (hashes, errors)
+    (
+        HostFacts {
+            env_files,
+            marker_key: key,
+        },
+        errors,
+    )
 }
 
 /// The values in the env files the desired state names (those that can be read): what must
@@ -50,11 +301,7 @@ pub fn env_file_values(desired: &DesiredState) -> Vec<String> {
     let mut out = Vec::new();
     for stack in &desired.stacks {
         for svc in stack.spec.services.values() {
-            if let Some(text) = svc
-                .env_file
-                .as_deref()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-            {
+            if let Some(text) = svc.env_file.as_deref().and_then(|p| read_env_file(p).ok()) {
                 out.extend(parse_env_file(&text).into_iter().map(|(_, v)| v));
             }
         }
@@ -85,6 +332,333 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Reads an env file: a regular file reached without any symlink, at most
+/// [`ENV_FILE_MAX_BYTES`], UTF-8. Its metadata is checked before it is opened, and the open is
+/// non-blocking, so a FIFO or a device can neither hang nor be read.
+///
+/// # Errors
+/// [`HostPathError`]: a link on the way, not a regular file, too large, or an I/O error.
+pub fn read_env_file(path: &str) -> Result<String, HostPathError> {
+    let bytes = read_nofollow(path, ENV_FILE_MAX_BYTES)?;
+    String::from_utf8(bytes).map_err(|e| {
+        HostPathError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
+}
+
+fn read_nofollow(path: &str, max: u64) -> Result<Vec<u8>, HostPathError> {
+    let (parent, name) = open_parent(path)?;
+    let st = fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| HostPathError::io(path, e))?;
+    regular_under(path, &st, max)?;
+    let fd = openat(
+        &parent,
+        name,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| nofollow_error(path, &parent, name, e))?;
+    // It may have been swapped between the look and the open.
+    let st = fstat(&fd).map_err(|e| HostPathError::io(path, e))?;
+    regular_under(path, &st, max)?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| HostPathError::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(HostPathError::TooLarge {
+            path: path.to_string(),
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// A regular file the operator names (the policy file): size-capped and never a FIFO or
+/// device, but links are fine (config management often links it).
+fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, HostPathError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display().to_string();
+    let m = std::fs::metadata(path).map_err(|e| HostPathError::io(&shown, e))?;
+    if !m.is_file() {
+        return Err(HostPathError::WrongKind {
+            path: shown,
+            kind: describe_meta(&m),
+            wanted: "a regular file",
+        });
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| HostPathError::io(&shown, e))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| HostPathError::io(&shown, e))?;
+    if bytes.len() as u64 > max {
+        return Err(HostPathError::TooLarge {
+            path: shown,
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+fn describe_meta(m: &std::fs::Metadata) -> String {
+    match kind_of(m) {
+        HostFileKind::Dir => "a directory".into(),
+        HostFileKind::Fifo => "a FIFO (named pipe)".into(),
+        HostFileKind::CharDevice => "a character device".into(),
+        HostFileKind::BlockDevice => "a block device".into(),
+        HostFileKind::Socket => "a socket".into(),
+        HostFileKind::File { .. } => "a file".into(),
+        _ => "something else".into(),
+    }
+}
+
+fn file_type(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
+}
+
+fn regular_under(path: &str, st: &FileStat, max: u64) -> Result<(), HostPathError> {
+    let t = file_type(st);
+    if t == SFlag::S_IFLNK {
+        return Err(HostPathError::Symlink {
+            path: path.to_string(),
+            component: path.to_string(),
+        });
+    }
+    if t != SFlag::S_IFREG {
+        let kind = match t {
+            SFlag::S_IFDIR => "a directory",
+            SFlag::S_IFIFO => "a FIFO (named pipe)",
+            SFlag::S_IFCHR => "a character device",
+            SFlag::S_IFBLK => "a block device",
+            SFlag::S_IFSOCK => "a socket",
+            _ => "not a regular file",
+        };
+        return Err(HostPathError::WrongKind {
+            path: path.to_string(),
+            kind: kind.into(),
+            wanted: "a regular file",
+        });
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    if size > max {
+        return Err(HostPathError::TooLarge {
+            path: path.to_string(),
+            size,
+            max,
+        });
+    }
+    Ok(())
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// The components of an absolute path without `.` or `..`.
+fn components(path: &str) -> Result<Vec<&OsStr>, HostPathError> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(HostPathError::NotClean {
+            path: path.to_string(),
+        });
+    }
+    p.components()
+        .filter(|c| *c != Component::RootDir)
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err(HostPathError::NotClean {
+                path: path.to_string(),
+            }),
+        })
+        .collect()
+}
+
+fn open_root(path: &str) -> Result<OwnedFd, HostPathError> {
+    nix::fcntl::open("/", DIR_FLAGS, Mode::empty()).map_err(|e| HostPathError::io(path, e))
+}
+
+/// Why an `O_NOFOLLOW` open of `name` in `parent` failed: a link there is named as such
+/// (Linux answers `ELOOP`, or `ENOTDIR` when a directory was asked for).
+fn nofollow_error(path: &str, parent: &OwnedFd, name: &OsStr, e: Errno) -> HostPathError {
+    let is_link = matches!(e, Errno::ELOOP | Errno::ENOTDIR)
+        && fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| file_type(&st) == SFlag::S_IFLNK);
+    match e {
+        _ if is_link => HostPathError::Symlink {
+            path: path.to_string(),
+            component: name.to_string_lossy().into_owned(),
+        },
+        Errno::ENOTDIR => HostPathError::WrongKind {
+            path: path.to_string(),
+            kind: format!(
+                "a path through `{}`, which is not a folder",
+                name.to_string_lossy()
+            ),
+            wanted: "a directory",
+        },
+        e => HostPathError::io(path, e),
+    }
+}
+
+/// Opens `dir`'s folders one by one from `/` without following any link.
+fn walk(path: &str, names: &[&OsStr]) -> Result<OwnedFd, HostPathError> {
+    let mut fd = open_root(path)?;
+    for name in names {
+        fd = openat(&fd, *name, DIR_FLAGS, Mode::empty())
+            .map_err(|e| nofollow_error(path, &fd, name, e))?;
+    }
+    Ok(fd)
+}
+
+/// The folder holding `path` (opened without following links) and `path`'s last name.
+fn open_parent(path: &str) -> Result<(OwnedFd, &OsStr), HostPathError> {
+    let names = components(path)?;
+    let Some((last, folders)) = names.split_last() else {
+        return Err(HostPathError::WrongKind {
+            path: path.to_string(),
+            kind: "the root folder".into(),
+            wanted: "a file",
+        });
+    };
+    Ok((walk(path, folders)?, last))
+}
+
+/// Opens directory `path` without following any link on the way.
+///
+/// # Errors
+/// A link or a non-directory on the way, or an I/O error (a missing folder: `NotFound`).
+pub fn open_dir(path: &str) -> Result<OwnedFd, HostPathError> {
+    let names = components(path)?;
+    walk(path, &names)
+}
+
+/// Creates directory `path` and its missing parents (parents 0777 less the umask, as
+/// `mkdir -p`), then applies `mode` (octal text, e.g. `"2775"`) and `owner` (`UID[:GID]`) to
+/// it — an existing directory too, so that a fix in git fixes the host. Never through a link.
+///
+/// # Errors
+/// A link or a file on the way, a bad mode or owner, or the system refused.
+pub fn ensure_dir(
+    path: &str,
+    mode: Option<&str>,
+    owner: Option<&str>,
+) -> Result<(), HostPathError> {
+    use std::os::unix::fs::PermissionsExt;
+    let names = components(path)?;
+    let mut fd = open_root(path)?;
+    for name in names {
+        fd = match openat(&fd, name, DIR_FLAGS, Mode::empty()) {
+            Ok(next) => next,
+            Err(Errno::ENOENT) => {
+                match mkdirat(&fd, name, Mode::from_bits_truncate(0o777)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(HostPathError::io(path, e)),
+                }
+                openat(&fd, name, DIR_FLAGS, Mode::empty())
+                    .map_err(|e| nofollow_error(path, &fd, name, e))?
+            }
+            Err(e) => return Err(nofollow_error(path, &fd, name, e)),
+        };
+    }
+    let dir = std::fs::File::from(fd);
+    let bad = |what: String| {
+        HostPathError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, what),
+        )
+    };
+    if let Some(mode) = mode {
+        let bits =
+            u32::from_str_radix(mode, 8).map_err(|e| bad(format!("bad mode {mode}: {e}")))?;
+        dir.set_permissions(std::fs::Permissions::from_mode(bits))
+            .map_err(|e| HostPathError::io(path, e))?;
+    }
+    if let Some(owner) = owner {
+        let parse = |t: &str| {
+            t.parse::<u32>()
+                .map_err(|e| bad(format!("bad owner {owner}: {e}")))
+        };
+        let (uid, gid) = match owner.split_once(':') {
+            Some((u, g)) => (Some(parse(u)?), Some(parse(g)?)),
+            None => (Some(parse(owner)?), None),
+        };
+        std::os::unix::fs::fchown(&dir, uid, gid).map_err(|e| HostPathError::io(path, e))?;
+    }
+    Ok(())
+}
+
+/// Checks, right before a container is created, that its bind source is still reached without
+/// any link (a container may have planted one since the plan checked the path). A missing
+/// source is not this check's business (preflight and the Engine report it).
+///
+/// # Errors
+/// [`HostPathError::Symlink`] naming the link, or another [`HostPathError`].
+pub fn recheck_bind_source(path: &str) -> Result<(), HostPathError> {
+    let (parent, name) = match open_parent(path) {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if file_type(&st) == SFlag::S_IFLNK => Err(HostPathError::Symlink {
+            path: path.to_string(),
+            component: name.to_string_lossy().into_owned(),
+        }),
+        Ok(_) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(HostPathError::io(path, e)),
+    }
+}
+
+/// Keeps the newest `keep` regular files directly in `dir` (by modification time, then
+/// name) and deletes the others; links, folders and anything else are left alone. The folder
+/// is reached without following any link, and each file is removed by name inside it, so a
+/// link never leads the deletion elsewhere.
+///
+/// # Errors
+/// A link on the way, `dir` not a directory, or the system refused.
+pub fn rotate(dir: &str, keep: usize) -> Result<usize, HostPathError> {
+    let fd = open_dir(dir)?;
+    let listing = fd.try_clone().map_err(|e| HostPathError::io(dir, e))?;
+    let mut d = nix::dir::Dir::from_fd(listing).map_err(|e| HostPathError::io(dir, e))?;
+    let mut files: Vec<((i64, i64), Vec<u8>)> = Vec::new();
+    for entry in d.iter() {
+        let entry = entry.map_err(|e| HostPathError::io(dir, e))?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = OsStr::from_bytes(name);
+        let st = fstatat(&fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| HostPathError::io(dir, e))?;
+        if file_type(&st) == SFlag::S_IFREG {
+            files.push(((st.st_mtime, st.st_mtime_nsec), name.as_bytes().to_vec()));
+        }
+    }
+    files.sort_by(|a, b| b.cmp(a));
+    let mut removed = 0;
+    for (_, name) in files.into_iter().skip(keep) {
+        unlinkat(&fd, OsStr::from_bytes(&name), UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| HostPathError::io(dir, e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +674,137 @@ mod tests {
                 ("C".into(), "x".into())
             ]
         );
+    }
+
+    #[test]
+    fn env_files_are_regular_small_and_reached_without_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let ok = base.join("ok.env");
+        std::fs::write(&ok, "A=1\n").unwrap();
+        assert_eq!(read_env_file(ok.to_str().unwrap()).unwrap(), "A=1\n");
+
+        let fifo = base.join("fifo.env");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let e = read_env_file(fifo.to_str().unwrap()).unwrap_err();
+        assert!(
+            matches!(e, HostPathError::WrongKind { ref kind, .. } if kind.contains("FIFO")),
+            "{e}"
+        );
+
+        let big = base.join("big.env");
+        std::fs::write(&big, vec![b'x'; ENV_FILE_MAX_BYTES as usize + 1]).unwrap();
+        assert!(matches!(
+            read_env_file(big.to_str().unwrap()),
+            Err(HostPathError::TooLarge { .. })
+        ));
+
+        let link = base.join("link.env");
+        std::os::unix::fs::symlink(&ok, &link).unwrap();
+        assert!(matches!(
+            read_env_file(link.to_str().unwrap()),
+            Err(HostPathError::Symlink { .. })
+        ));
+        let linked_dir = base.join("d");
+        std::os::unix::fs::symlink(&base, &linked_dir).unwrap();
+        let through = linked_dir.join("ok.env");
+        assert!(matches!(
+            read_env_file(through.to_str().unwrap()),
+            Err(HostPathError::Symlink { .. })
+        ));
+        assert!(read_env_file("/dev/null").is_err());
+    }
+
+    #[test]
+    fn ensure_dir_never_goes_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let outside = base.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let root = base.join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let e = ensure_dir(
+            root.join("link").to_str().unwrap(),
+            Some("0777"),
+            Some("1234"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, HostPathError::Symlink { .. }), "{e}");
+        let e =
+            ensure_dir(root.join("link/sub").to_str().unwrap(), Some("0777"), None).unwrap_err();
+        assert!(matches!(e, HostPathError::Symlink { .. }), "{e}");
+        let m = std::fs::metadata(&outside).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o700);
+        assert!(!outside.join("sub").exists());
+
+        let made = root.join("a/b");
+        ensure_dir(made.to_str().unwrap(), Some("2775"), None).unwrap();
+        assert_eq!(
+            std::fs::metadata(&made).unwrap().permissions().mode() & 0o7777,
+            0o2775
+        );
+    }
+
+    #[test]
+    fn rotate_keeps_the_newest_regular_files_and_never_follows_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let backups = base.join("backups");
+        std::fs::create_dir(&backups).unwrap();
+        let victim_dir = base.join("victim");
+        std::fs::create_dir(&victim_dir).unwrap();
+        let victim = victim_dir.join("precious");
+        std::fs::write(&victim, "keep me").unwrap();
+        for (i, name) in ["a.sql", "b.sql", "c.sql", "d.sql"].iter().enumerate() {
+            let p = backups.join(name);
+            std::fs::write(&p, "x").unwrap();
+            let t =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        std::os::unix::fs::symlink(&victim, backups.join("0-link.sql")).unwrap();
+        std::fs::create_dir(backups.join("sub")).unwrap();
+        assert_eq!(rotate(backups.to_str().unwrap(), 2).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["0-link.sql", "c.sql", "d.sql", "sub"]);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+
+        // The folder itself reached through a link: refused, nothing deleted.
+        let link = base.join("linked");
+        std::os::unix::fs::symlink(&victim_dir, &link).unwrap();
+        assert!(matches!(
+            rotate(link.to_str().unwrap(), 0),
+            Err(HostPathError::Symlink { .. })
+        ));
+        assert!(victim.exists());
+    }
+
+    #[test]
+    fn paths_resolve_through_links_and_missing_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::os::unix::fs::symlink("/etc", base.join("etc-link")).unwrap();
+        let r = resolve(&base.join("etc-link/passwd"));
+        assert_eq!(r.path, "/etc/passwd");
+        let r = resolve(&base.join("etc-link/not/there"));
+        assert_eq!(
+            (r.path.as_str(), &r.kind),
+            ("/etc/not/there", &HostFileKind::Missing)
+        );
+        std::os::unix::fs::symlink(base.join("nowhere"), base.join("dangling")).unwrap();
+        let r = resolve(&base.join("dangling/x"));
+        assert_eq!(r.kind, HostFileKind::DanglingSymlink);
     }
 }

@@ -25,7 +25,7 @@ fn errors(stacks: &[(&str, &str)]) -> String {
 
 #[test]
 fn committed_schemas_match_the_types() {
-    for kind in [FileKind::Repo, FileKind::Stack] {
+    for kind in FileKind::ALL {
         let path = format!(
             "{}/schemas/{}",
             env!("CARGO_MANIFEST_DIR"),

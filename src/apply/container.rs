@@ -156,37 +156,20 @@ pub async fn create_volume(
 
 /// Creates a bind source directory (and parents) with the declared mode and owner. An
 /// existing directory gets the mode and owner applied too, so a fix in git fixes the host.
+/// Never through a symlink (see [`crate::host::ensure_dir`]).
 pub fn ensure_bind_dir(path: &str, create: &BindCreate) -> Result<(), StepError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |what: String| move |source| StepError::Io { what, source };
-    std::fs::create_dir_all(path).map_err(io(format!("cannot create {path}")))?;
-    if let Some(mode) = &create.mode {
-        let bits = u32::from_str_radix(mode, 8)
-            .map_err(|e| StepError::Check(format!("bad mode {mode}: {e}")))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits))
-            .map_err(io(format!("cannot chmod {mode} {path}")))?;
-    }
-    if let Some(owner) = &create.owner {
-        let (uid, gid) = match owner.split_once(':') {
-            Some((u, g)) => (u.parse().ok(), g.parse().ok()),
-            None => (owner.parse().ok(), None),
-        };
-        std::os::unix::fs::chown(path, uid, gid)
-            .map_err(io(format!("cannot chown {owner} {path}")))?;
-    }
-    Ok(())
+    crate::host::ensure_dir(path, create.mode.as_deref(), create.owner.as_deref())
+        .map_err(StepError::Host)
 }
 
 fn read_env(c: &DesiredContainer) -> Result<Vec<String>, ApplyError> {
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(f) = &c.spec.env_file {
-        let text = std::fs::read_to_string(&f.path).map_err(|source| ApplyError::Step {
+        // Regular files only, size-capped, never through a link (see crate::host).
+        let text = crate::host::read_env_file(&f.path).map_err(|source| ApplyError::Step {
             container: c.name.clone(),
             what: "reading env_file",
-            source: StepError::Io {
-                what: f.path.clone(),
-                source,
-            },
+            source: StepError::Host(source),
         })?;
         env.extend(crate::host::parse_env_file(&text));
     }
@@ -314,6 +297,17 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
 }
 
 pub(super) async fn create(docker: &Docker, c: &DesiredContainer) -> Result<(), ApplyError> {
+    // The plan checked each bind source as resolved; a container may have planted a link in
+    // a folder it mounts since. Refuse one now rather than let the Engine follow it.
+    for m in &c.spec.mounts {
+        if let crate::spec::MountSpec::Bind { source, .. } = m {
+            crate::host::recheck_bind_source(source).map_err(|e| ApplyError::Step {
+                container: c.name.clone(),
+                what: "checking bind source",
+                source: StepError::Host(e),
+            })?;
+        }
+    }
     docker
         .create_container(
             Some(CreateContainerOptions {

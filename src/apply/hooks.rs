@@ -62,7 +62,7 @@ pub async fn run_phase(
             }
         };
         let result = match (result, &hook.rotate) {
-            (Ok(mut out), Some((dir, keep))) => match rotate(dir, *keep as usize) {
+            (Ok(mut out), Some((dir, keep))) => match crate::host::rotate(dir, *keep as usize) {
                 Ok(n) => {
                     out.push_str(&format!("\n[dockhand] rotated {dir}: removed {n} old file(s), kept the newest {keep}"));
                     Ok(out)
@@ -329,29 +329,6 @@ async fn logs(docker: &Docker, name: &str) -> String {
     out
 }
 
-/// Keeps the newest `keep` regular files of `dir` (by modification time, then name).
-fn rotate(dir: &str, keep: usize) -> std::io::Result<usize> {
-    let mut files: Vec<(std::time::SystemTime, String, std::path::PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        if meta.is_file() {
-            files.push((
-                meta.modified()?,
-                entry.file_name().to_string_lossy().into_owned(),
-                entry.path(),
-            ));
-        }
-    }
-    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-    let mut removed = 0;
-    for (_, _, path) in files.into_iter().skip(keep) {
-        std::fs::remove_file(path)?;
-        removed += 1;
-    }
-    Ok(removed)
-}
-
 /// Exit code of `cmd` run in `container` as `user` (default: the container's own, as Docker's
 /// healthcheck runs it), None when it could not run: the release gate's own probe, polled much
 /// faster than Docker's healthcheck interval.
@@ -396,36 +373,12 @@ pub async fn exit_code(
 
 #[cfg(test)]
 mod tests {
-    use super::{rotate, tail};
+    use super::tail;
 
     #[test]
     fn tail_keeps_the_last_lines() {
         let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
         let t = tail(&text);
         assert!(t.starts_with("line 11") && t.ends_with("line 30"));
-    }
-
-    #[test]
-    fn rotate_keeps_the_newest_files() {
-        let dir = tempfile::tempdir().unwrap();
-        for (i, name) in ["a.sql", "b.sql", "c.sql", "d.sql"].iter().enumerate() {
-            let p = dir.path().join(name);
-            std::fs::write(&p, "x").unwrap();
-            let t =
-                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
-            std::fs::File::options()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_modified(t)
-                .unwrap();
-        }
-        assert_eq!(rotate(dir.path().to_str().unwrap(), 2).unwrap(), 2);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["c.sql", "d.sql"]);
     }
 }

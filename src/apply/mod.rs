@@ -123,6 +123,9 @@ pub enum StepError {
         #[source]
         source: std::io::Error,
     },
+    /// A host path a commit names failed its check or its no-follow file operation.
+    #[error("{0}")]
+    Host(#[source] crate::host::HostPathError),
     /// Something dockhand checks did not hold (an exit code, a deadline, an answer), in words.
     #[error("{0}")]
     Check(String),

@@ -1,7 +1,8 @@
 //! Preflight: the runbooks' "stop if" checks, run before anything is touched. Every check runs
 //! and every failure is reported together, so one run tells the whole story:
 //! - every image a change needs is present locally or in its registry, by digest;
-//! - bind sources exist (or are declared with `create`);
+//! - bind sources exist (or are declared with `create`), and none is reached through a
+//!   symlink (one planted since the plan checked the path);
 //! - env files can be read;
 //! - host ports are free, or held by the very container being replaced;
 //! - the Docker data root has at least `preflight.min_free_disk` free.
@@ -33,6 +34,10 @@ pub enum Problem {
     EnvFile(String),
     #[error("{container}: bind source {path} does not exist\n  hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it")]
     BindSourceMissing { container: String, path: String },
+    /// A bind source turned into (or now passes through) a link, or is no longer what the plan
+    /// checked: the text of the host check, with its hint.
+    #[error("{container}: bind source {reason}")]
+    BindSourceUnsafe { container: String, reason: String },
     #[error("the registry of {image} did not answer within {}s\n  hint: check that the registry is up and reachable from the Docker host; what runs keeps running", REGISTRY_TIMEOUT.as_secs())]
     RegistrySilent { image: String },
     /// `reason` is the Engine's answer (its message and HTTP status).
@@ -68,6 +73,17 @@ pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Check
         .collect();
 
     for c in changing {
+        // Each host path was checked as resolved when the plan was made; one a container turned
+        // into (or routed through) a link since is refused here, before anything is touched.
+        let creates = c.bind_creates.iter().map(|(p, _)| p);
+        for path in c.bind_required.iter().chain(creates) {
+            if let Err(e) = crate::host::recheck_bind_source(path) {
+                problems.push(Problem::BindSourceUnsafe {
+                    container: c.name.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
         for path in &c.bind_required {
             if !std::path::Path::new(path).exists() {
                 problems.push(Problem::BindSourceMissing {

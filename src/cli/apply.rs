@@ -20,11 +20,12 @@ use crate::sources::Fetch;
 
 pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let host = settings::host(&a.source, state_dir)?;
     let docker = crate::observe::connect().await?;
     if a.preflight_only {
         // Changes nothing and records nothing, so it neither takes the lock nor opens the
         // record.
-        let ctx = PlanContext::build(&source, None, &docker, None).await?;
+        let ctx = PlanContext::build(&source, &host, None, &docker, None).await?;
         if !show(&ctx)? {
             return Ok(ExitCode::SUCCESS);
         }
@@ -38,7 +39,7 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     // Before the plan: the plan shown and confirmed is the plan of the host as it is when it
     // is applied.
     let held = lock::acquire(&store, lock::CLI_WAIT).await?;
-    let ctx = PlanContext::build(&source, None, &docker, None).await?;
+    let ctx = PlanContext::build(&source, &host, None, &docker, None).await?;
     if !show(&ctx)? {
         return Ok(ExitCode::SUCCESS);
     }

@@ -135,6 +135,12 @@ pub struct SourceArgs {
     /// format of git's gpg.ssh.allowedSignersFile). Kept on the host, so a commit cannot change it.
     #[arg(long, env = "DOCKHAND_ALLOWED_SIGNERS")]
     pub allowed_signers: Option<std::path::PathBuf>,
+    /// The host's own policy (YAML; schema in schemas/policy.schema.json): what any commit
+    /// may do on this host. A repository's `policy:` may only narrow it. Default:
+    /// /etc/dockhand/policy.yaml when it exists, else built-in defaults (no host powers,
+    /// protected host paths refused).
+    #[arg(long, env = "DOCKHAND_POLICY")]
+    pub policy: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

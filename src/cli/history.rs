@@ -15,7 +15,10 @@ use crate::sources::Fetch;
 pub fn run(a: &HistoryArgs, state_dir: &Path) -> Result<ExitCode> {
     let project = settings::source(&a.source, state_dir, Fetch::OnRead)
         .ok()
-        .and_then(|source| pass::load(&source, None).ok())
+        .and_then(|source| {
+            let host = settings::host(&a.source, state_dir).ok()?;
+            pass::load(&source, &host, None).ok()
+        })
         .map(|(_, d)| d.config.project);
     let Some(store) = Store::open_existing(state_dir)? else {
         println!(

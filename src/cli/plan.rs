@@ -14,7 +14,8 @@ use crate::sources::Fetch;
 
 pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
-    let ctx = PlanContext::connect_and_build(&source).await?;
+    let ctx =
+        PlanContext::connect_and_build(&source, &settings::host(&a.source, state_dir)?).await?;
     if a.json {
         println!("{}", render::json(&ctx.plan));
     } else {
@@ -30,7 +31,7 @@ pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
 
 pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(src, state_dir, Fetch::OnRead)?;
-    let ctx = PlanContext::connect_and_build(&source).await?;
+    let ctx = PlanContext::connect_and_build(&source, &settings::host(src, state_dir)?).await?;
     println!("source: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, true));
     Ok(ExitCode::SUCCESS)

@@ -24,6 +24,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
         );
     }
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let host = settings::host(&a.source, state_dir)?;
     let store = Arc::new(Store::open(state_dir)?);
     let docker = crate::observe::connect().await?;
     // Everything below runs under the lock: the target is chosen from the record once no
@@ -59,7 +60,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     if target.starts_with("worktree:") {
         bail!("deploy {target} was made from files on disk, which were not recorded\n  hint: roll back to a commit (--to COMMIT)");
     }
-    let ctx = PlanContext::build(&source, Some(&target), &docker, None).await?;
+    let ctx = PlanContext::build(&source, &host, Some(&target), &docker, None).await?;
     let rev = ctx.revision();
     println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, false));
@@ -113,7 +114,8 @@ fn previous_good(store: &Store, project: &str) -> Result<String> {
 
 pub fn resume(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(src, state_dir, Fetch::OnRead)?;
-    let (_, desired) = pass::load(&source, None)?;
+    let host = settings::host(src, state_dir)?;
+    let (_, desired) = pass::load(&source, &host, None)?;
     let store = Store::open(state_dir)?;
     if store.release_hold(&desired.config.project)? {
         println!("rollback hold ended: the next reconcile deploys the source's head");

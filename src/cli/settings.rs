@@ -42,6 +42,17 @@ pub fn source(a: &SourceArgs, state_dir: &Path, fetch: Fetch) -> Result<Source> 
     Ok(Source::resolve(&wanted, files, fetch)?)
 }
 
+/// This host's policy and state directory (see [`crate::reconcile::Host`]).
+///
+/// # Errors
+/// The host policy file cannot be read or is invalid.
+pub fn host(a: &SourceArgs, state_dir: &Path) -> Result<crate::reconcile::Host> {
+    Ok(crate::reconcile::Host::read(
+        a.policy.as_deref(),
+        state_dir,
+    )?)
+}
+
 /// The agent's settings. Its passes read a remote's mirror as the poller synced it.
 ///
 /// # Errors
@@ -60,6 +71,7 @@ pub fn agent(a: &RunArgs, state_dir: &Path) -> Result<daemon::Settings> {
     };
     Ok(daemon::Settings {
         source: source(&a.source, state_dir, Fetch::Never)?,
+        host: host(&a.source, state_dir)?,
         label: a
             .source
             .source

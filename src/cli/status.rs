@@ -18,7 +18,8 @@ use crate::spec::{labels, Desired};
 
 pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
-    let ctx = PlanContext::connect_and_build(&source).await?;
+    let ctx =
+        PlanContext::connect_and_build(&source, &settings::host(&a.source, state_dir)?).await?;
     let mut rows = status_rows(&ctx.desired, &ctx.actual, &ctx.plan);
     let store = Store::open_existing(state_dir)?;
     let mut quarantined = Vec::new();

@@ -14,7 +14,8 @@ use crate::sources::Fetch;
 
 pub fn run(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(src, state_dir, Fetch::OnRead)?;
-    let (snap, desired) = pass::load(&source, None)?;
+    let host = settings::host(src, state_dir)?;
+    let (snap, desired) = pass::load(&source, &host, None)?;
     let services: usize = desired.stacks.iter().map(|s| s.spec.services.len()).sum();
     println!(
         "{}: valid ({} stack(s), {services} service(s))",
@@ -26,7 +27,7 @@ pub fn run(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
 
 pub fn schema(out: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for kind in [FileKind::Repo, FileKind::Stack] {
+    for kind in FileKind::ALL {
         let path = out.join(kind.schema_file());
         std::fs::write(&path, crate::load::schema::schema_text(kind))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -49,6 +49,7 @@ pub enum Error {
 pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<(), Error> {
     let Settings {
         source,
+        host,
         label,
         state_dir,
         poll,
@@ -131,6 +132,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         store,
         queue: queue.clone(),
         source,
+        host: Arc::new(host),
         seen: Arc::default(),
         backoff: Arc::default(),
         state: state.clone(),

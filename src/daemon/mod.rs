@@ -36,6 +36,8 @@ pub struct Settings {
     pub source: Source,
     /// How the source is named in messages and on `/status`.
     pub label: String,
+    /// This host's policy and state directory.
+    pub host: crate::reconcile::Host,
     /// Deploy record, apply lock and remote mirrors.
     pub state_dir: PathBuf,
     /// How often the source is checked for a new revision (> 0).

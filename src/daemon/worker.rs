@@ -125,6 +125,7 @@ pub(super) struct Worker {
     pub store: Arc<Store>,
     pub queue: mpsc::UnboundedSender<Trigger>,
     pub source: Arc<Source>,
+    pub host: Arc<crate::reconcile::Host>,
     /// The project whose events are watched, and the quarantined revisions already reported.
     pub seen: Arc<Mutex<(Option<String>, BTreeSet<String>)>>,
     pub backoff: Arc<Mutex<Backoff>>,
@@ -154,9 +155,14 @@ impl Worker {
             Some((rev, at)) if at.elapsed() < FULL_READ_EVERY => Some(rev.clone()),
             _ => None,
         };
-        let built =
-            PlanContext::build_held(&self.source, &self.store, &self.docker, quick_at.as_deref())
-                .await;
+        let built = PlanContext::build_held(
+            &self.source,
+            &self.host,
+            &self.store,
+            &self.docker,
+            quick_at.as_deref(),
+        )
+        .await;
         let quick = matches!(&built, Ok((ctx, _)) if ctx.quick);
         let ctx = match built {
             Ok((ctx, note)) => {
@@ -172,8 +178,14 @@ impl Worker {
                 eprintln!("desired state not applied ({why}): {msg}");
                 let good = lock(&self.last_good).clone();
                 if let Some(good) = good {
-                    let built =
-                        PlanContext::build(&self.source, Some(&good), &self.docker, None).await;
+                    let built = PlanContext::build(
+                        &self.source,
+                        &self.host,
+                        Some(&good),
+                        &self.docker,
+                        None,
+                    )
+                    .await;
                     if let Ok(ctx) = built {
                         if !ctx.plan.is_empty() {
                             eprintln!("keeping the last good revision {}", reconcile::short(&good));

@@ -5,6 +5,10 @@
 //!
 //! Edge module: file I/O only. It stores what apply reports and never decides anything.
 //!
+//! The state directory also holds the apply lock and the per-host key of hidden-value markers
+//! ([`marker_key`]); it is kept 0700 and its files 0600 (existing ones are tightened on open),
+//! since the record holds hook output and the key must stay secret.
+//!
 //! # Guarantees
 //! - Crash-safe: every write is its own transaction in WAL mode with `synchronous=FULL`, so a
 //!   process killed mid-write loses at most that write, never an earlier record.
@@ -27,6 +31,12 @@ pub use time::{format_utc, now_ms};
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/dockhand";
 const DB_FILE: &str = "dockhand.db";
 const LOCK_FILE: &str = "apply.lock";
+/// The per-host key of hidden-value markers (see [`crate::spec::MarkerKey`]).
+const KEY_FILE: &str = "marker.key";
+/// Mode of the state directory: only its owner may list or enter it.
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file in it (record, lock, key).
+const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +54,8 @@ pub enum StoreError {
     },
     #[error("another dockhand apply holds {path} (pid in the file: {holder})\n  hint: wait for it to finish; only one apply runs at a time per state directory")]
     Busy { path: String, holder: String },
+    #[error("marker key {path} is unusable: {reason}\n  hint: remove it and dockhand makes a new one (each service with env values or an env file is then recreated once, as its markers change)")]
+    Key { path: String, reason: String },
 }
 
 /// How a deploy ended.
@@ -226,17 +238,149 @@ CREATE TABLE IF NOT EXISTS hold (
 CREATE INDEX IF NOT EXISTS deploys_project ON deploys(project, id);
 ";
 
+/// Creates the state directory (mode 0700) or tightens an existing one to 0700: it holds the
+/// deploy record (hook output, revisions), the marker key and remote mirrors.
+///
+/// # Errors
+/// [`StoreError::Dir`] when it cannot be created or its mode set.
+pub fn state_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |source| StoreError::Dir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
+            .map_err(io)?;
+    }
+    let file = std::fs::File::open(dir).map_err(io)?;
+    tighten(&file, DIR_MODE).map_err(io)
+}
+
+/// Creates `path` empty with mode 0600 unless it exists, and tightens it to 0600 (it never
+/// follows a symlink there, and a FIFO planted there cannot block it).
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| StoreError::Dir {
+        path: path.display().to_string(),
+        source,
+    };
+    // Read-only when it exists, so that reading the record still works on a read-only file
+    // system (tightening an already private file writes nothing).
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path),
+        other => other,
+    }
+    .map_err(io)?;
+    tighten(&file, FILE_MODE).map_err(io)
+}
+
+/// Clears every permission bit outside `mode` (group and others), keeping the rest.
+fn tighten(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let now = file.metadata()?.permissions().mode() & 0o7777;
+    if now & !mode != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(now & mode))?;
+    }
+    Ok(())
+}
+
+/// The host's key for hidden-value markers, in `dir` (the state directory): read, or made on
+/// first use from the system's random source (32 bytes, mode 0600, written beside and linked
+/// into place, so that two processes starting at once end up with the same key).
+///
+/// # Errors
+/// The state directory or the key cannot be created or read ([`StoreError::Dir`]), or the key
+/// file is not a regular file of 32 bytes ([`StoreError::Key`]).
+pub fn marker_key(dir: &Path) -> Result<crate::spec::MarkerKey, StoreError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    state_dir(dir)?;
+    let path = dir.join(KEY_FILE);
+    let shown = path.display().to_string();
+    let io = |source| StoreError::Dir {
+        path: shown.clone(),
+        source,
+    };
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+    };
+    let file = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| StoreError::Key {
+                path: shown.clone(),
+                reason: format!("no random bytes from the system: {e}"),
+            })?;
+            let tmp = dir.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(io)?;
+            let written = f.write_all(&bytes).and_then(|()| f.sync_all());
+            // A link never replaces: if another process made the key meanwhile, theirs stands.
+            let linked = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                _ => Ok(()),
+            });
+            let _ = std::fs::remove_file(&tmp);
+            linked.map_err(io)?;
+            open().map_err(io)?
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() || meta.len() != 32 {
+        return Err(StoreError::Key {
+            path: shown,
+            reason: format!(
+                "expected a regular file of 32 bytes, found {} of {} bytes",
+                if meta.is_file() {
+                    "a file"
+                } else {
+                    "something else"
+                },
+                meta.len()
+            ),
+        });
+    }
+    tighten(&file, FILE_MODE).map_err(io)?;
+    let mut bytes = [0u8; 32];
+    (&file).read_exact(&mut bytes).map_err(io)?;
+    Ok(crate::spec::MarkerKey::new(bytes))
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
     ///
     /// # Errors
     /// The directory cannot be created or the database cannot be opened or migrated.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        state_dir(dir)?;
         let path = dir.join(DB_FILE);
+        // Created 0600 before SQLite opens it (SQLite would create it 0644, readable by every
+        // user); its -wal and -shm files take the database's mode.
+        private_file(&path)?;
         let db = |source| StoreError::Db {
             path: path.display().to_string(),
             source,
@@ -249,6 +393,12 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        for side in ["-wal", "-shm"] {
+            let p = dir.join(format!("{DB_FILE}{side}"));
+            if p.exists() {
+                private_file(&p)?;
+            }
+        }
         Ok(Store {
             path,
             conn: Mutex::new(conn),
@@ -294,13 +444,19 @@ impl Store {
             path: lock_path.display().to_string(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .mode(FILE_MODE)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&lock_path)
+                .map_err(io)?
+        };
+        tighten(&file, FILE_MODE).map_err(io)?;
         let mut lock =
             match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
                 Ok(l) => l,

@@ -7,6 +7,7 @@
 //! This module is pure: it takes file contents, never reads the disk or git (that is `sources`).
 
 pub mod diagnostic;
+pub mod host_policy;
 mod policy;
 pub mod schema;
 pub mod validate;
@@ -15,6 +16,7 @@ pub mod yaml;
 use serde::de::DeserializeOwned;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use host_policy::HostPolicy;
 use schema::FileKind;
 use yaml::{Pos, PosIndex};
 
@@ -49,11 +51,49 @@ pub fn is_desired_state_file(path: &str) -> bool {
         })
 }
 
-/// Loads and validates a whole desired state.
+/// Loads and validates a whole desired state against the repository's own rules only (no
+/// host policy): for tools and tests that never touch a host. Deploying verbs use
+/// [`load_with`] (through [`crate::host::load`]).
 ///
 /// # Errors
 /// Every problem found, sorted by file and position.
 pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
+    load_checked(files, None)
+}
+
+/// [`load`], then the host policy's rules on every path, power, external object, registry and
+/// route host as written, and whether the repository's `policy:` widens the host's (see
+/// [`host_policy`]). The paths' resolved forms are checked at the edge
+/// ([`crate::host::load`] with `host_policy::check_resolved`).
+///
+/// # Errors
+/// Every problem found, sorted by file and position.
+pub fn load_with(files: &[SourceFile], host: &HostPolicy) -> Result<DesiredState, Diagnostics> {
+    load_checked(files, Some((host, None)))
+}
+
+/// [`load_with`], plus the host paths as the edge resolves them: `resolve` (given by the edge,
+/// [`crate::host::resolve_paths`]) is asked for every path the desired state names, each is
+/// checked again (`host_policy::check_resolved`), and the desired state returned names the
+/// resolved paths. All problems, as written and as resolved, are reported together.
+///
+/// # Errors
+/// Every problem found, sorted by file and position.
+pub fn load_for_host(
+    files: &[SourceFile],
+    host: &HostPolicy,
+    resolve: &mut dyn FnMut(&DesiredState) -> host_policy::ResolvedPaths,
+) -> Result<DesiredState, Diagnostics> {
+    load_checked(files, Some((host, Some(resolve))))
+}
+
+/// The edge's resolver of host paths, for [`load_for_host`].
+type Resolver<'a> = &'a mut dyn FnMut(&DesiredState) -> host_policy::ResolvedPaths;
+
+fn load_checked(
+    files: &[SourceFile],
+    host: Option<(&HostPolicy, Option<Resolver<'_>>)>,
+) -> Result<DesiredState, Diagnostics> {
     let mut problems = Vec::new();
     let mut indexes = validate::Indexes::new();
     let mut budget = Budget::default();
@@ -107,8 +147,22 @@ pub fn load(files: &[SourceFile]) -> Result<DesiredState, Diagnostics> {
     if let Some(config) = config {
         let desired = DesiredState { config, stacks };
         problems.extend(validate::check(&desired, &indexes));
+        let mut resolved = None;
+        if let Some((host, resolve)) = host {
+            problems.extend(host_policy::check(&desired, &indexes, host));
+            if let Some(resolve) = resolve {
+                let paths = resolve(&desired);
+                problems.extend(host_policy::check_resolved(
+                    &desired, &indexes, host, &paths,
+                ));
+                resolved = Some(paths);
+            }
+        }
         if problems.is_empty() {
-            return Ok(desired);
+            return Ok(match resolved {
+                Some(paths) => host_policy::with_resolved_paths(desired, &paths),
+                None => desired,
+            });
         }
     }
     Err(Diagnostics(problems).sorted())
@@ -347,6 +401,7 @@ pub fn schema_and_types_accept(kind: FileKind, text: &str) -> Option<(bool, bool
     let types_ok = match kind {
         FileKind::Repo => serde_json::from_value::<RepoConfig>(value).is_ok(),
         FileKind::Stack => serde_json::from_value::<StackFile>(value).is_ok(),
+        FileKind::HostPolicy => serde_json::from_value::<host_policy::HostPolicy>(value).is_ok(),
     };
     Some((schema_ok, types_ok))
 }

@@ -125,6 +125,27 @@ pub(super) fn check(cx: &mut Ctx<'_>, desired: &DesiredState) {
                     }
                 }
             }
+            // A rotate deletes files as root: it is held to the same roots as bind mounts.
+            if let Some(roots) = &policy.bind_roots {
+                for (ptr, step) in hook_steps(svc) {
+                    let HookStep::Detailed(d) = step else {
+                        continue;
+                    };
+                    let Some(r) = &d.rotate else { continue };
+                    if !under_any(&r.dir, roots) {
+                        cx.at(
+                            file,
+                            &format!("{base}{ptr}/rotate/dir"),
+                            format!(
+                                "rotate directory `{}` is outside the allowed roots {} (rule `bind_roots`)",
+                                r.dir,
+                                roots.join(", ")
+                            ),
+                            "rotate only a folder under an allowed root (where the backups are bind-mounted), or add its folder to policy.bind_roots in dockhand.yaml",
+                        );
+                    }
+                }
+            }
             for (power, field, what) in asks {
                 if allowed.contains(&power) {
                     continue;
@@ -176,7 +197,7 @@ pub(super) fn check(cx: &mut Ctx<'_>, desired: &DesiredState) {
 }
 
 /// The powers a service asks for, each with the field that asks and what it is.
-fn powers(svc: &Service) -> Vec<(Power, String, String)> {
+pub(super) fn powers(svc: &Service) -> Vec<(Power, String, String)> {
     let mut asks = Vec::new();
     let mut ask = |p: Power, field: &str, what: String| asks.push((p, field.to_string(), what));
     if svc.privileged {
@@ -216,7 +237,7 @@ pub(super) fn is_traefik_label(key: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case("traefik."))
 }
 
-fn hook_steps(svc: &Service) -> impl Iterator<Item = (String, &HookStep)> {
+pub(super) fn hook_steps(svc: &Service) -> impl Iterator<Item = (String, &HookStep)> {
     svc.hooks.iter().flat_map(|h| {
         [
             ("before", &h.before),
@@ -241,7 +262,7 @@ fn has_dot_dot(path: &str) -> bool {
 
 /// Whether bind-mounting `source` hands out a Docker socket: the socket itself or any folder
 /// above it (`/run`, `/var/run`, `/var`, `/`).
-fn exposes_docker_socket(source: &str) -> bool {
+pub(super) fn exposes_docker_socket(source: &str) -> bool {
     let source = Path::new(source);
     DOCKER_SOCKETS
         .iter()
@@ -257,7 +278,7 @@ fn under_any(source: &str, roots: &[String]) -> bool {
 
 /// Whether `image` comes from one of `registries`: a registry host, or a host and namespace
 /// prefix. Images without a registry host are Docker Hub's (`docker.io/library/…`).
-fn registry_allowed(image: &str, registries: &[String]) -> bool {
+pub(super) fn registry_allowed(image: &str, registries: &[String]) -> bool {
     let Ok(r) = ImageRef::parse(image) else {
         // Unparseable references are reported by the image check already.
         return true;

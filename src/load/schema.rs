@@ -1,4 +1,4 @@
-//! The JSON Schemas of both files, generated from the types in `model`, and validation of a
+//! The JSON Schemas of the desired-state files and the host policy, generated from the types in `model`, and validation of a
 //! parsed document against them with errors mapped back to YAML positions.
 //!
 //! `schemas/*.schema.json` in the repository are these generated schemas, written out for
@@ -19,6 +19,8 @@ use crate::model::{RepoConfig, StackFile};
 pub enum FileKind {
     Repo,
     Stack,
+    /// The host's own policy file (see [`super::host_policy`]).
+    HostPolicy,
 }
 
 impl FileKind {
@@ -27,8 +29,12 @@ impl FileKind {
         match self {
             FileKind::Repo => "dockhand.schema.json",
             FileKind::Stack => "stack.schema.json",
+            FileKind::HostPolicy => "policy.schema.json",
         }
     }
+
+    /// Every kind, in the order `dockhand schema` writes them.
+    pub const ALL: [FileKind; 3] = [FileKind::Repo, FileKind::Stack, FileKind::HostPolicy];
 }
 
 /// The schema for `kind`, as generated from the Rust types.
@@ -36,6 +42,7 @@ pub fn schema(kind: FileKind) -> Value {
     let schema = match kind {
         FileKind::Repo => schemars::schema_for!(RepoConfig),
         FileKind::Stack => schemars::schema_for!(StackFile),
+        FileKind::HostPolicy => schemars::schema_for!(super::host_policy::HostPolicy),
     };
     schema.to_value()
 }
@@ -50,9 +57,11 @@ pub fn schema_text(kind: FileKind) -> String {
 fn validator(kind: FileKind) -> &'static (Validator, Value) {
     static REPO: OnceLock<(Validator, Value)> = OnceLock::new();
     static STACK: OnceLock<(Validator, Value)> = OnceLock::new();
+    static HOST_POLICY: OnceLock<(Validator, Value)> = OnceLock::new();
     let cell = match kind {
         FileKind::Repo => &REPO,
         FileKind::Stack => &STACK,
+        FileKind::HostPolicy => &HOST_POLICY,
     };
     cell.get_or_init(|| {
         let schema = schema(kind);

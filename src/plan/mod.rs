@@ -464,7 +464,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             continue;
         }
         if let Some(bg) = &dc.blue_green {
-            plan_blue_green(dc, bg, wave, &by_name, &mut p);
+            plan_blue_green(dc, bg, wave, &by_name, &desired.marker_key, &mut p);
             continue;
         }
         let Some(ac) = by_name.get(dc.name.as_str()) else {
@@ -481,7 +481,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         let want_hash = dc.labels.get(labels::SPEC).map(String::as_str);
         let mut changes = Vec::new();
         if ac.label(labels::SPEC) != want_hash {
-            changes = field_changes(ac, &dc.spec.redacted());
+            changes = field_changes(ac, &dc.spec.redacted(&desired.marker_key));
         } else if ac.image != dc.spec.image {
             changes.push(FieldChange {
                 field: "image (running)".into(),
@@ -828,6 +828,7 @@ fn plan_blue_green(
     bg: &crate::spec::BlueGreen,
     wave: usize,
     by_name: &HashMap<&str, &ActualContainer>,
+    key: &crate::spec::MarkerKey,
     p: &mut Plan,
 ) {
     let name = |c: Color| format!("{}-{}", dc.name, c.as_str());
@@ -905,7 +906,7 @@ fn plan_blue_green(
             let (step, changes) = match t {
                 None => (ReleaseStep::Create, Vec::new()),
                 Some(a) if !matches(a) => {
-                    let mut changes = field_changes(a, &dc.spec.redacted());
+                    let mut changes = field_changes(a, &dc.spec.redacted(key));
                     if changes.is_empty() {
                         changes.push(FieldChange {
                             field: "image (running)".into(),

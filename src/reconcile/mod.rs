@@ -16,6 +16,8 @@ pub mod lock;
 pub mod pass;
 pub mod record;
 
+pub use pass::Host;
+
 use crate::apply::ApplyError;
 use crate::history::StoreError;
 use crate::load::Diagnostics;
@@ -40,6 +42,9 @@ pub enum Error {
     /// The deploy record or the apply lock file.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The host policy file cannot be read or is invalid.
+    #[error(transparent)]
+    Policy(#[from] crate::host::PolicyFileError),
     /// Another apply held the lock for longer than this one would wait.
     #[error("another dockhand apply still holds {path} after {waited:?} (pid {holder})\n  hint: wait for it to finish (`ps -p {holder}` shows it); only one apply runs at a time per state directory")]
     LockTimeout {
@@ -219,7 +224,10 @@ mod report_tests {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
             },
         };
-        assert_eq!(report(&e), "web: reading env_file failed: /etc/web.env: gone");
+        assert_eq!(
+            report(&e),
+            "web: reading env_file failed: /etc/web.env: gone"
+        );
         let wrapped = anyhow::Error::new(e).context("deploy #3 failed");
         assert_eq!(
             report(wrapped.as_ref()),

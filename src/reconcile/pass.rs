@@ -27,14 +27,44 @@ pub struct PlanContext {
     pub quick: bool,
 }
 
-/// Reads the source (at `commit`, else its own revision) and loads it.
+/// This host's side of every pass: what its owner allows (the host policy, read once when
+/// the settings are resolved — a changed policy file takes effect when dockhand is started
+/// again) and where dockhand keeps its state (the deploy record, the lock, the marker key).
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub policy: crate::load::host_policy::HostPolicy,
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Host {
+    /// Reads the host policy (`--policy`, else /etc/dockhand/policy.yaml when present, else
+    /// the built-in defaults; see [`crate::host::read_policy`]).
+    ///
+    /// # Errors
+    /// [`Error::Policy`] when the policy file cannot be read or is invalid.
+    pub fn read(
+        policy: Option<&std::path::Path>,
+        state_dir: &std::path::Path,
+    ) -> Result<Host, Error> {
+        Ok(Host {
+            policy: crate::host::read_policy(policy, state_dir)?,
+            state_dir: state_dir.to_path_buf(),
+        })
+    }
+}
+
+/// Reads the source (at `commit`, else its own revision) and loads it under the host policy.
 ///
 /// # Errors
 /// [`Error::Source`] when it cannot be read, [`Error::Invalid`] (every problem) when it does
 /// not load.
-pub fn load(source: &Source, commit: Option<&str>) -> Result<(Snapshot, DesiredState), Error> {
+pub fn load(
+    source: &Source,
+    host: &Host,
+    commit: Option<&str>,
+) -> Result<(Snapshot, DesiredState), Error> {
     let snap = source.read(commit)?;
-    match crate::load::load(&snap.files) {
+    match crate::host::load(&snap.files, &host.policy) {
         Ok(d) => Ok((snap, d)),
         Err(diagnostics) => Err(Error::Invalid {
             origin: snap.origin,
@@ -63,9 +93,9 @@ impl PlanContext {
     ///
     /// # Errors
     /// As [`PlanContext::build`], and [`Error::Engine`] when the Engine cannot be reached.
-    pub async fn connect_and_build(source: &Source) -> Result<PlanContext, Error> {
+    pub async fn connect_and_build(source: &Source, host: &Host) -> Result<PlanContext, Error> {
         let docker = crate::observe::connect().await?;
-        PlanContext::build(source, None, &docker, None).await
+        PlanContext::build(source, host, None, &docker, None).await
     }
 
     /// Plans `source` at `commit` (else its own revision) against the host.
@@ -79,17 +109,19 @@ impl PlanContext {
     /// [`Error::Source`], [`Error::Invalid`], [`Error::Engine`] (reading the host).
     pub async fn build(
         source: &Source,
+        host: &Host,
         commit: Option<&str>,
         docker: &bollard::Docker,
         quick_at: Option<&str>,
     ) -> Result<PlanContext, Error> {
-        let (snapshot, state) = load(source, commit)?;
-        let (env_hashes, env_errors) = crate::host::hash_env_files(&state);
+        let (snapshot, state) = load(source, host, commit)?;
+        let key = crate::history::marker_key(&host.state_dir)?;
+        let (facts, env_errors) = crate::host::facts(&state, key);
         let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
         for p in &env_problems {
             tracing::warn!("{p}");
         }
-        let desired = crate::spec::render(&state, &env_hashes, snapshot.commit.as_deref());
+        let desired = crate::spec::render(&state, &facts, snapshot.commit.as_deref());
         let names: Vec<String> = desired
             .containers
             .iter()
@@ -129,11 +161,12 @@ impl PlanContext {
     /// As [`PlanContext::build`], and [`Error::Store`] reading or ending the hold.
     pub async fn build_held(
         source: &Source,
+        host: &Host,
         store: &Store,
         docker: &bollard::Docker,
         quick_at: Option<&str>,
     ) -> Result<(PlanContext, Option<String>), Error> {
-        let head = PlanContext::build(source, None, docker, quick_at).await?;
+        let head = PlanContext::build(source, host, None, docker, quick_at).await?;
         let project = head.desired.project.clone();
         let Some(hold) = store.hold(&project)? else {
             return Ok((head, None));
@@ -147,7 +180,7 @@ impl PlanContext {
             );
             return Ok((head, Some(note)));
         }
-        let held = PlanContext::build(source, Some(&hold.revision), docker, None).await?;
+        let held = PlanContext::build(source, host, Some(&hold.revision), docker, None).await?;
         Ok((held, None))
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ContainerSpec;
+use super::{ContainerSpec, MarkerKey};
 
 pub const MANAGED: &str = "dockhand.managed";
 pub const PROJECT: &str = "dockhand.project";
@@ -31,16 +31,17 @@ pub fn ownership(
     service: &str,
     spec: &ContainerSpec,
     commit: Option<&str>,
+    key: &MarkerKey,
 ) -> BTreeMap<String, String> {
     let mut labels = spec.labels.clone();
     labels.insert(MANAGED.into(), "true".into());
     labels.insert(PROJECT.into(), project.into());
     labels.insert(STACK.into(), stack.into());
     labels.insert(SERVICE.into(), service.into());
-    labels.insert(SPEC.into(), spec.hash());
+    labels.insert(SPEC.into(), spec.hash(key));
     labels.insert(
         SPEC_DOC.into(),
-        serde_json::to_string(&spec.redacted()).unwrap_or_default(),
+        serde_json::to_string(&spec.redacted(key)).unwrap_or_default(),
     );
     if let Some(c) = commit {
         labels.insert(COMMIT.into(), c.into());
@@ -97,17 +98,18 @@ mod tests {
     #[test]
     fn ownership_labels_hold_hash_and_redacted_doc_never_secret_values() {
         let s = spec(&[("DB_PASSWORD", "hunter2-secret")]);
-        let labels = ownership("default", "demo", "web", &s, Some("abc"));
+        let k = MarkerKey::new([7; 32]);
+        let labels = ownership("default", "demo", "web", &s, Some("abc"), &k);
         assert_eq!(labels[MANAGED], "true");
         assert_eq!(labels[STACK], "demo");
         assert_eq!(labels[PROJECT], "default");
         assert_eq!(labels[SERVICE], "web");
         assert_eq!(labels[COMMIT], "abc");
         assert_eq!(labels["a"], "1");
-        assert_eq!(labels[SPEC], s.hash());
+        assert_eq!(labels[SPEC], s.hash(&k));
         assert!(labels.values().all(|v| !v.contains("hunter2-secret")));
         let doc: ContainerSpec = serde_json::from_str(&labels[SPEC_DOC]).unwrap();
-        assert_eq!(doc, s.redacted());
+        assert_eq!(doc, s.redacted(&k));
     }
 
     #[test]
@@ -115,7 +117,8 @@ mod tests {
         let a = spec(&[("A", "1"), ("B", "2")]);
         let b = spec(&[("B", "2"), ("A", "1")]);
         let c = spec(&[("A", "1"), ("B", "3")]);
-        assert_eq!(a.hash(), b.hash());
-        assert_ne!(a.hash(), c.hash());
+        let k = MarkerKey::default();
+        assert_eq!(a.hash(&k), b.hash(&k));
+        assert_ne!(a.hash(&k), c.hash(&k));
     }
 }

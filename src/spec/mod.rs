@@ -146,25 +146,70 @@ impl HealthSpec {
 }
 
 impl ContainerSpec {
-    /// The same spec with every env value replaced by a marker, safe to store and print.
-    /// Markers differ when values differ, so a diff still shows which keys changed.
-    pub fn redacted(&self) -> ContainerSpec {
+    /// The same spec with every env value replaced by a marker, safe to store and print:
+    /// `<hidden:` + the first 12 hex digits of HMAC-SHA256(`key`, value) + `>`. Markers differ
+    /// when values differ, so a diff still shows which keys changed; without the host's key a
+    /// marker cannot be tested against guesses (a PIN, a dictionary word), as a plain hash
+    /// could be from `docker inspect`.
+    pub fn redacted(&self, key: &MarkerKey) -> ContainerSpec {
         let mut out = self.clone();
         for value in out.env.values_mut() {
-            *value = format!("<hidden:{}>", &sha256_hex(value.as_bytes())[..12]);
+            *value = format!("<hidden:{}>", &key.mark(value.as_bytes())[..12]);
         }
         out
     }
 
     /// Hash of the redacted spec: what `dockhand.spec` holds.
-    pub fn hash(&self) -> String {
-        let doc = serde_json::to_vec(&self.redacted()).unwrap_or_default();
+    pub fn hash(&self, key: &MarkerKey) -> String {
+        let doc = serde_json::to_vec(&self.redacted(key)).unwrap_or_default();
         sha256_hex(&doc)
     }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// The per-host secret that keys the markers of hidden values (env values, env file
+/// contents) in labels: 32 random bytes kept in the state directory (see
+/// [`crate::history::marker_key`]), passed in as data. The default (all zero) is for plans
+/// that never reach a host (tests, fuzzing, benchmarks).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct MarkerKey([u8; 32]);
+
+impl MarkerKey {
+    pub fn new(bytes: [u8; 32]) -> MarkerKey {
+        MarkerKey(bytes)
+    }
+
+    /// HMAC-SHA256 of `value` under this key, 64 hex digits.
+    pub fn mark(&self, value: &[u8]) -> String {
+        use hmac::Mac;
+        // HMAC takes a key of any length, so this never fails.
+        match hmac::Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(mut mac) => {
+                mac.update(value);
+                hex::encode(mac.finalize().into_bytes())
+            }
+            Err(_) => String::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MarkerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never in logs or panics.
+        f.write_str("MarkerKey(..)")
+    }
+}
+
+/// Facts about the host that rendering needs, gathered at the edge ([`crate::host`]).
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// Keyed marks of each env file's contents (see [`EnvFileHashes`]).
+    pub env_files: EnvFileHashes,
+    /// The key for hidden-value markers.
+    pub marker_key: MarkerKey,
 }
 
 /// A container dockhand wants, with everything apply needs besides the spec.
@@ -486,13 +531,16 @@ pub struct Desired {
     pub volumes: Vec<DesiredVolume>,
     /// `traefik.api` from dockhand.yaml: where releases confirm routing changes.
     pub traefik_api: Option<String>,
+    /// The host's key for hidden-value markers (see [`ContainerSpec::redacted`]).
+    pub marker_key: MarkerKey,
 }
 
 /// Default `release.drain`: longer than Traefik's default provider throttle (2 s), so that a
 /// change it has been told about has taken effect.
 pub const DEFAULT_DRAIN_MS: u64 = 3_000;
 
-/// sha256 of each env file's contents, keyed by path (read at the edge).
+/// A mark of each env file's contents (HMAC-SHA256 under the host's [`MarkerKey`]), keyed by
+/// path (read at the edge).
 pub type EnvFileHashes = BTreeMap<String, String>;
 
 fn ms(span: &Option<Span>) -> Option<u64> {
@@ -520,10 +568,12 @@ fn health_spec(h: &Health) -> Option<HealthSpec> {
 
 /// Renders the whole desired state. `commit` is recorded in labels, not in the spec hash, so
 /// a commit that does not change a service does not recreate it.
-pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<&str>) -> Desired {
+pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -> Desired {
+    let env_files = &facts.env_files;
     let mut out = Desired {
         project: desired.config.project.clone(),
         traefik_api: desired.config.traefik.api.clone(),
+        marker_key: facts.marker_key.clone(),
         ..Desired::default()
     };
     for stack in &desired.stacks {
@@ -564,30 +614,30 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 .iter()
                 .map(|m| mount_spec(s, m, &mut bind_creates, &mut bind_required))
                 .collect();
-            let blue_green = svc
-                .release
-                .as_ref()
-                .filter(|r| r.strategy == Strategy::BlueGreen)
-                .map(|r| BlueGreen {
-                    active: r.active,
-                    keep_idle: r.keep_idle.unwrap_or(KeepIdle::Stopped),
-                    drain_ms: r.drain.map_or(DEFAULT_DRAIN_MS, Span::as_millis),
-                    traefik_service: svc.route.as_ref().map(|_| {
-                        traefik::router_name(&desired.config.project, &s.stack, svc_name)
-                    }),
-                    proxy_network: desired
-                        .config
-                        .traefik
-                        .network
-                        .clone()
-                        .or_else(|| svc.networks.first().map(net_name)),
-                    probe: svc
-                        .health
-                        .as_ref()
-                        .and_then(health_spec)
-                        .map(|h| probe_command(&h.test))
-                        .unwrap_or_default(),
-                });
+            let blue_green =
+                svc.release
+                    .as_ref()
+                    .filter(|r| r.strategy == Strategy::BlueGreen)
+                    .map(|r| BlueGreen {
+                        active: r.active,
+                        keep_idle: r.keep_idle.unwrap_or(KeepIdle::Stopped),
+                        drain_ms: r.drain.map_or(DEFAULT_DRAIN_MS, Span::as_millis),
+                        traefik_service: svc.route.as_ref().map(|_| {
+                            traefik::router_name(&desired.config.project, &s.stack, svc_name)
+                        }),
+                        proxy_network: desired
+                            .config
+                            .traefik
+                            .network
+                            .clone()
+                            .or_else(|| svc.networks.first().map(net_name)),
+                        probe: svc
+                            .health
+                            .as_ref()
+                            .and_then(health_spec)
+                            .map(|h| probe_command(&h.test))
+                            .unwrap_or_default(),
+                    });
             let mut mounts = mounts;
             if blue_green.is_some() {
                 mounts.push(MountSpec::Tmpfs {
@@ -653,8 +703,14 @@ pub fn render(desired: &DesiredState, env_files: &EnvFileHashes, commit: Option<
                 stop_grace_secs: svc.stop_grace_period.map(Span::as_secs),
                 host: HostAccess::of(svc),
             };
-            let labels =
-                labels::ownership(&desired.config.project, &s.stack, svc_name, &spec, commit);
+            let labels = labels::ownership(
+                &desired.config.project,
+                &s.stack,
+                svc_name,
+                &spec,
+                commit,
+                &facts.marker_key,
+            );
             let probes = svc.health.as_ref().map_or_else(Vec::new, |h| {
                 h.http
                     .iter()

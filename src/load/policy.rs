@@ -73,17 +73,6 @@ pub(super) fn check(cx: &mut Ctx<'_>, desired: &DesiredState) {
                 }
             }
             let mut asks = powers(svc);
-            for key in svc.labels.keys() {
-                if is_traefik_label(key) {
-                    asks.push((
-                        Power::TraefikLabels,
-                        format!("/labels/{}", escape_pointer_token(key)),
-                        format!(
-                            "label `{key}` (a raw Traefik label can route any host on the proxy)"
-                        ),
-                    ));
-                }
-            }
             let mounts = svc
                 .mounts
                 .iter()
@@ -226,6 +215,17 @@ pub(super) fn powers(svc: &Service) -> Vec<(Power, String, String)> {
             "/devices",
             format!("host devices ({})", svc.devices.join(", ")),
         );
+    }
+    // Checked by the host policy too (it calls this): a repository cannot grant itself raw
+    // Traefik labels any more than `privileged`.
+    for key in svc.labels.keys() {
+        if is_traefik_label(key) {
+            ask(
+                Power::TraefikLabels,
+                &format!("/labels/{}", escape_pointer_token(key)),
+                format!("label `{key}` (a raw Traefik label can route any host on the proxy)"),
+            );
+        }
     }
     asks
 }

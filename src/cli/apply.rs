@@ -43,7 +43,7 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     if !show(&ctx)? {
         return Ok(ExitCode::SUCCESS);
     }
-    ctx.refuse_if_held(&store)?;
+    record::refuse_if_held(&store, &ctx)?;
     if !a.retry {
         if let Some(q) = ctx.quarantine(&store)? {
             return Err(reconcile::Error::from(q).into());

@@ -1,4 +1,4 @@
-//! The command-line edge: clap types ([`args`]), settings resolved once ([`settings`]), and one
+//! The command-line edge: clap types (`args`), settings resolved once (`settings`), and one
 //! small file per verb that calls into the library (`reconcile`, `daemon`, `history`, `pin`)
 //! and prints its result. The only module that prints user output (stdout) besides apply's
 //! progress (stderr). Nothing here is needed by the agent.

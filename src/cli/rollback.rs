@@ -11,7 +11,7 @@ use super::apply::confirm;
 use super::args::{RollbackArgs, SourceArgs};
 use super::settings;
 use crate::apply::ApplyError;
-use crate::history::{Hold, Outcome, Store};
+use crate::history::{Outcome, Store};
 use crate::plan::render;
 use crate::reconcile::pass::{self, PlanContext};
 use crate::reconcile::{self, lock, record, short};
@@ -71,17 +71,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
         println!("Rollback cancelled; nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
-    // The hold first: should the deploy fail half way, an agent must still not redeploy the
-    // head over what is left.
-    store.set_hold(
-        &ctx.desired.project,
-        &Hold {
-            revision: rev.clone(),
-            source_at: head_commit.clone(),
-            reason: format!("dockhand rollback to {rev}"),
-            at_ms: crate::history::now_ms(),
-        },
-    )?;
+    record::hold(&store, &ctx, &head_commit)?;
     if !ctx.plan.is_empty() {
         let recorded = record::apply(&docker, &store, &held, &ctx, "rollback").await?;
         if let Some(summary) = recorded.summary() {

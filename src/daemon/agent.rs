@@ -159,8 +159,11 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             let why: BTreeSet<String> = batch.iter().map(Trigger::describe).collect();
             let why = why.into_iter().collect::<Vec<_>>().join(", ");
             tracing::info!("reconcile ({why})");
+            let died = batch
+                .iter()
+                .any(|t| matches!(t, Trigger::Engine { action, .. } if action == "die"));
             let pass = worker
-                .pass(&why, drift, Trigger::last_event_ns(&batch))
+                .pass(&why, drift, died, Trigger::last_event_ns(&batch))
                 .await;
             let mut st = lock(&state);
             st.metrics

@@ -151,7 +151,7 @@ const SETTLE_MAX: Duration = Duration::from_secs(1);
 
 /// Runs `reconcile` once per batch of triggers until `shutdown` turns true. A batch is closed
 /// when the `settle` time of its latest trigger passes with nothing new (at most
-/// [`SETTLE_MAX`] after its first).
+/// `SETTLE_MAX`, 1 s, after its first).
 pub async fn run_loop<F, Fut>(
     mut triggers: mpsc::UnboundedReceiver<Trigger>,
     settle: impl Fn(&Trigger) -> Duration,

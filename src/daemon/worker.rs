@@ -118,6 +118,13 @@ const FULL_READ_EVERY: Duration = Duration::from_secs(300);
 /// How soon a pass that found the apply lock taken is tried again.
 const LOCK_RETRY: Duration = Duration::from_secs(5);
 
+/// How soon a pass woken by a container's `die` that found nothing to do looks again. The
+/// Engine sends `die` before its container list shows the container stopped (it cleans up
+/// first, which under load took over the 200 ms settle window: the list still said "Up"),
+/// and a crash sends no later event; without this second look the dead container waited for
+/// the next resync.
+const DIE_RECHECK: Duration = Duration::from_secs(1);
+
 /// Everything a pass needs; cheap to clone (handles and shared state).
 #[derive(Clone)]
 pub(super) struct Worker {
@@ -140,7 +147,15 @@ pub(super) struct Worker {
 impl Worker {
     /// One pass. The apply lock is taken first and held to the end, so the plan is made of
     /// the host as it is and no other apply (a `dockhand apply`, a rollback) runs in between.
-    pub(super) async fn pass(&self, why: &str, drift: bool, event_ns: Option<i64>) -> Pass {
+    ///
+    /// `died`: the batch holds a container's `die` event (see [`DIE_RECHECK`]).
+    pub(super) async fn pass(
+        &self,
+        why: &str,
+        drift: bool,
+        died: bool,
+        event_ns: Option<i64>,
+    ) -> Pass {
         let apply_lock =
             match reconcile::lock::acquire(&self.store, reconcile::lock::AGENT_WAIT).await {
                 Ok(l) => l,
@@ -197,6 +212,9 @@ impl Worker {
             }
         };
         let pass = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+        if died && matches!(pass, Pass::InSync(_)) {
+            self.queue_after(DIE_RECHECK, Trigger::Resync);
+        }
         if let Pass::InSync(rev) | Pass::Applied(rev, Outcome::Succeeded, None) = &pass {
             if !rev.starts_with("worktree:") {
                 *lock(&self.last_good) = Some(rev.clone());

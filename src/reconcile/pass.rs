@@ -210,25 +210,6 @@ impl PlanContext {
         )
     }
 
-    /// Refuses while a rollback holds the project and the source has not moved since; a
-    /// source that moved ends the hold. For `dockhand apply`, which deploys the head.
-    ///
-    /// # Errors
-    /// [`Error::Held`], or [`Error::Store`].
-    pub fn refuse_if_held(&self, store: &Store) -> Result<(), Error> {
-        let project = &self.desired.project;
-        if let Some(h) = store.hold(project)? {
-            if self.snapshot.commit.as_deref() == Some(h.source_at.as_str()) {
-                return Err(Error::Held {
-                    project: project.clone(),
-                    revision: h.revision,
-                });
-            }
-            store.release_hold(project)?;
-        }
-        Ok(())
-    }
-
     /// The quarantine entry of this revision, if its release failed before.
     ///
     /// # Errors

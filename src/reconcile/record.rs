@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::apply::progress::Progress;
 use crate::apply::{ApplyError, ApplyReport};
-use crate::history::{ApplyLock, NewDeploy, Outcome, ServiceChange, Store};
+use crate::history::{ApplyLock, Hold, NewDeploy, Outcome, ServiceChange, Store};
 use crate::model::actual::Actual;
 use crate::plan::{render, Action, Plan};
 use crate::spec::{labels, Desired};
@@ -173,6 +173,46 @@ pub async fn apply(
             })
         }
     }
+}
+
+/// Refuses while a rollback holds the project and the source has not moved since; a source
+/// that moved ends the hold. For `dockhand apply`, which deploys the head (the agent plans the
+/// held revision instead, see [`PlanContext::build_held`]).
+///
+/// # Errors
+/// [`Error::Held`], or [`Error::Store`].
+pub fn refuse_if_held(store: &Store, ctx: &PlanContext) -> Result<(), Error> {
+    let project = &ctx.desired.project;
+    if let Some(h) = store.hold(project)? {
+        if ctx.snapshot.commit.as_deref() == Some(h.source_at.as_str()) {
+            return Err(Error::Held {
+                project: project.clone(),
+                revision: h.revision,
+            });
+        }
+        store.release_hold(project)?;
+    }
+    Ok(())
+}
+
+/// Holds the project at `ctx`'s revision until the source moves past `source_at` (its head
+/// now) or `dockhand resume`. Set before the rollback's deploy: should that fail half way, an
+/// agent must still not redeploy the head over what is left.
+///
+/// # Errors
+/// The deploy record cannot be written.
+pub fn hold(store: &Store, ctx: &PlanContext, source_at: &str) -> Result<(), Error> {
+    let revision = ctx.revision();
+    store.set_hold(
+        &ctx.desired.project,
+        &Hold {
+            reason: format!("dockhand rollback to {revision}"),
+            revision,
+            source_at: source_at.to_string(),
+            at_ms: crate::history::now_ms(),
+        },
+    )?;
+    Ok(())
 }
 
 /// Per container the plan touches: the image before (from the Engine) and after (desired).

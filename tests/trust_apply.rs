@@ -424,9 +424,11 @@ fn the_agent_refuses_each_kind_of_hostile_commit_and_keeps_the_last_good_revisio
         "agent: {} hostile commits (one per kind) refused, last good revision untouched, peak RSS {hwm_kib} KiB",
         cases.len()
     );
-    // Debug build: the agent itself peaks at ~35 MiB; hostile input may add a few MiB.
+    // Debug build: the agent itself peaks at ~35 MiB. The largest refused input is bounded
+    // by the repository budget (8 MiB of text read, 100,000 nodes built): measured +13 to
+    // +17 MiB. Unbounded, the alias bomb alone took gigabytes.
     assert!(
-        hwm_kib - hwm_before < 16 * 1024,
+        hwm_kib - hwm_before < 32 * 1024,
         "agent peak RSS grew from {hwm_before} to {hwm_kib} KiB"
     );
 }

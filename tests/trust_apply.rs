@@ -315,12 +315,27 @@ fn behind_a_shared_traefik_no_commit_takes_another_projects_host() {
     ] {
         stack(&body);
         let d = dir.path().to_string_lossy().to_string();
-        let plan = run(&["plan", "--source", &d, "--path", ".", "--worktree"], &[]);
+        // The host's owner grants the raw labels too (a repository alone cannot, issue 17):
+        // the attacker has every power there is, and still cannot take the host.
+        let policy = dir.path().join("host-policy.yaml");
+        std::fs::write(&policy, "allow: {s: [traefik_labels]}\n").expect("write");
+        let policy = policy.to_string_lossy().to_string();
+        let plan = run(
+            &["plan", "--source", &d, "--path", ".", "--worktree", "--policy", &policy],
+            &[],
+        );
         assert!(
             plan.stdout.contains(&format!("host `{host}` is already routed by container `{}`", victim.container("web"))),
             "{what}: {plan:?}"
         );
-        let r = apply_dir(dir.path());
+        let state = dir.path().join("state").to_string_lossy().to_string();
+        let r = run(
+            &[
+                "apply", "--yes", "--source", &d, "--path", ".", "--worktree", "--state-dir",
+                &state, "--policy", &policy,
+            ],
+            &[],
+        );
         assert_ne!(r.code, 0, "{what}: {r:?}");
         assert!(objects_of(&attacker).is_empty(), "{what}");
         still_victim(what);

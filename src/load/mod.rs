@@ -255,7 +255,14 @@ fn load_one<T: DeserializeOwned>(
             return None;
         }
     };
-    let schema_problems = schema::check(kind, &file.path, &value, &index);
+    let mut schema_problems = schema::check(kind, &file.path, &value, &index);
+    nul_bytes(
+        &file.path,
+        &value,
+        &index,
+        &mut String::new(),
+        &mut schema_problems,
+    );
     let ok = schema_problems.is_empty();
     problems.extend(schema_problems);
     // Without the rejected parts, so that the cross-file checks still report what else is
@@ -268,6 +275,66 @@ fn load_one<T: DeserializeOwned>(
     let typed = typed::<T>(&file.path, value, ok, &index, problems);
     indexes.insert(file.path.clone(), index);
     typed
+}
+
+/// Every key and string value holding a NUL byte, anywhere in a document (rule `nul_byte`):
+/// no Docker field can carry one — the Engine and the kernel end a C string there — so such
+/// a value would pass validation and fail half-way through an apply (a `command`, a
+/// `working_dir`, a hook's `user`). `env`, `labels` and `route` have rules of their own that
+/// say more, and are left to them.
+fn nul_bytes(
+    file: &str,
+    value: &serde_json::Value,
+    index: &PosIndex,
+    pointer: &mut String,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let own_rule = {
+        let mut parts = pointer.split('/').skip(1);
+        parts.next() == Some("services")
+            && parts
+                .nth(1)
+                .is_some_and(|f| matches!(f, "env" | "labels" | "route"))
+    };
+    if own_rule {
+        return;
+    }
+    let refuse = |pos: Pos, pointer: &str, what: &str| {
+        Diagnostic::new(
+            file,
+            pos,
+            pointer,
+            format!("{what} holds a NUL byte, which no Docker field can carry (rule `nul_byte`)"),
+        )
+        .hint("remove the NUL (\\0) escape from the YAML string")
+    };
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => {
+            problems.push(refuse(index.value(pointer), pointer, "this value"));
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push_str(&format!("/{i}"));
+                nul_bytes(file, item, index, pointer, problems);
+                pointer.truncate(len);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&yaml::escape_pointer_token(key));
+                if key.contains('\0') {
+                    problems.push(refuse(index.key(pointer), pointer, "this key"));
+                } else {
+                    nul_bytes(file, item, index, pointer, problems);
+                }
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The most typed-value failures reported per file; a file with more has bigger problems.

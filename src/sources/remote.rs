@@ -71,9 +71,15 @@ pub fn display_url(url: &str) -> String {
         return url.to_string();
     };
     let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    // A query string may carry a token too (`?private_token=…`, `?access_token=…`): it is
+    // never part of what names a repository, so none of it is shown.
+    let path = match path.split_once(['?', '#']) {
+        Some((p, _)) => format!("{p}?***"),
+        None => path.to_string(),
+    };
     match authority.rsplit_once('@') {
         Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-        None => url.to_string(),
+        None => format!("{scheme}://{authority}{path}"),
     }
 }
 
@@ -88,17 +94,30 @@ pub fn mask_url_in(text: &str, url: &str) -> String {
         .and_then(|authority| authority.rsplit_once('@'))
         .map(|(user, _)| user)
     {
-        match user.split_once(':') {
-            // `user:password`: the password wherever it shows; the user name is no secret.
-            Some((_, password)) if !password.is_empty() => out = out.replace(password, "***"),
-            Some(_) => {}
-            // A token given as the user. Short user names (`git`, `oauth2`) are not tokens,
-            // and hiding every `git` in a message would garble it.
-            None if user.len() >= 8 => out = out.replace(user, "***"),
-            None => {}
+        hide_user(&mut out, user);
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        // Each query value on its own too: libgit2 may quote the URL cut or re-encoded.
+        for pair in query.split(['&', '#']) {
+            let value = pair.split_once('=').map_or(pair, |(_, v)| v);
+            if value.len() >= 8 {
+                out = out.replace(value, "***");
+            }
         }
     }
     out
+}
+
+fn hide_user(out: &mut String, user: &str) {
+    match user.split_once(':') {
+        // `user:password`: the password wherever it shows; the user name is no secret.
+        Some((_, password)) if !password.is_empty() => *out = out.replace(password, "***"),
+        Some(_) => {}
+        // A token given as the user. Short user names (`git`, `oauth2`) are not tokens,
+        // and hiding every `git` in a message would garble it.
+        None if user.len() >= 8 => *out = out.replace(user, "***"),
+        None => {}
+    }
 }
 
 /// How long a git network operation may wait: to connect, and for each read or write.
@@ -127,7 +146,12 @@ fn network_timeouts() {
 /// share a mirror.
 pub fn mirror_dir(root: &Path, url: &str) -> PathBuf {
     let hash = crate::spec::sha256_hex(url.as_bytes());
+    // The name shown on disk leaves out any query string (it may hold a token); the hash
+    // still tells two URLs apart.
     let tail: String = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
         .trim_end_matches('/')
         .trim_end_matches(".git")
         .rsplit(['/', ':'])
@@ -193,10 +217,24 @@ impl Remote {
         if let Ok(r) = Repository::open_bare(&self.mirror) {
             return Ok(r);
         }
-        std::fs::create_dir_all(&self.mirror).map_err(|source| SourceError::Dir {
-            path: self.mirror.clone(),
-            source,
-        })?;
+        // A mirror holds the desired state's whole history: private like the rest of the
+        // state directory (0700), also when `plan` or `validate` is the first to create it.
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            let dir = |source| SourceError::Dir {
+                path: self.mirror.clone(),
+                source,
+            };
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.mirror)
+                .map_err(dir)?;
+            if let Some(mirrors) = self.mirror.parent() {
+                std::fs::set_permissions(mirrors, std::fs::Permissions::from_mode(0o700))
+                    .map_err(dir)?;
+            }
+        }
         Repository::init_bare(&self.mirror).map_err(|source| SourceError::Open {
             location: self.mirror.display().to_string(),
             source,
@@ -403,6 +441,14 @@ mod tests {
         );
         let said = mask_url_in("failed for ghp_t0ken", "https://ghp_t0ken@h/a.git");
         assert_eq!(said, "failed for ***");
+        // Found by review (issue 17): a token in the query string was printed in full.
+        let url = "https://127.0.0.1:1/x.git?private_token=S3CRETTOK";
+        assert_eq!(display_url(url), "https://127.0.0.1:1/x.git?***");
+        let said = mask_url_in(
+            &format!("cannot fetch from {url}: refused; token S3CRETTOK"),
+            url,
+        );
+        assert!(!said.contains("S3CRETTOK"), "{said}");
     }
 
     #[test]
@@ -411,6 +457,9 @@ mod tests {
         let b = mirror_dir(Path::new("/s"), "https://other/ops/desired.git");
         assert!(a.to_string_lossy().starts_with("/s/desired-"));
         assert_ne!(a, b);
+        // A query string (which may hold a token) never names a folder on disk.
+        let q = mirror_dir(Path::new("/s"), "https://h/x.git?private_token=S3CRETTOK");
+        assert!(!q.to_string_lossy().contains("S3CRET"), "{q:?}");
     }
 
     #[test]

@@ -264,6 +264,20 @@ pub fn route_cases() -> Vec<Case> {
             "stacks/s.yaml",
             format!("stack: s\nservices:\n  web:\n    image: {IMG}\n    labels:\n      a: \"x\\0y\" #!\n"),
         ),
+        // Found by review: NUL in exec fields passed validation and failed half-way through
+        // apply (after other services were created).
+        Case::new("NUL in a command", "nul byte", "rule `nul_byte`").stack(
+            "stacks/s.yaml",
+            format!("stack: s\nservices:\n  web:\n    image: {IMG}\n    command: [/bin/sh, -c, \"sleep 3600\\0\"] #!\n"),
+        ),
+        Case::new("NUL in a working_dir", "nul byte", "rule `nul_byte`").stack(
+            "stacks/s.yaml",
+            format!("stack: s\nservices:\n  web:\n    image: {IMG}\n    working_dir: \"/x\\0y\" #!\n"),
+        ),
+        Case::new("NUL in a hook's command", "nul byte", "rule `nul_byte`").stack(
+            "stacks/s.yaml",
+            format!("stack: s\nservices:\n  web:\n    image: {IMG}\n    hooks:\n      after_start:\n        - [sh, -c, \"true\\0\"] #!\n"),
+        ),
         Case::new(
             "same host and path as another stack",
             "route.unique",

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 /// a desired-state repository is a few KiB; a larger one is refused (413) before it is read.
 pub const MAX_BODY: u64 = 1024 * 1024;
 
-/// How long a delivery id (or body hash) is remembered: a replay within this window is
-/// acknowledged and does nothing. A forge's manual "redeliver" keeps the delivery id, so it
-/// is also ignored within the window; the poll or the next push brings the commit in anyway.
+/// How long a delivery (the hash of its signed body) is remembered: a replay within this
+/// window is acknowledged and does nothing. A forge's manual "redeliver" sends the same body,
+/// so it is also ignored within the window; the poll or the next push brings the commit in.
 pub const REPLAY_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// At most this many deliveries are remembered (the oldest are forgotten first). Only
@@ -216,8 +216,8 @@ pub fn precheck(
 }
 
 /// Deliveries already acted on, remembered for [`REPLAY_WINDOW`] (at most
-/// [`REPLAY_CAPACITY`]). Keys are SHA-256 digests of the delivery id, or of the body when the
-/// forge sends no id, so memory per entry is fixed.
+/// [`REPLAY_CAPACITY`]). Keys are SHA-256 digests of the signed body (see [`delivery_key`]),
+/// so memory per entry is fixed.
 #[derive(Debug, Default)]
 pub struct Replays {
     order: VecDeque<(Instant, [u8; 32])>,
@@ -252,25 +252,24 @@ impl Replays {
     }
 }
 
-/// The key a delivery is de-duplicated by, and how to name it in messages: the forge's
-/// delivery id when it sends one, else a hash of the body (a push's body names its commits,
-/// so two different pushes never share one).
+/// The key a delivery is de-duplicated by, and how to name it in messages. The key is the
+/// SHA-256 of the body — the part the signature covers — and never the delivery id: an id
+/// header is not signed, so keying on it let one signed body be replayed without limit under
+/// fresh ids (found by review, issue 17). A push's body names its commits (`before`, `after`),
+/// so two different pushes never share a key; a forge's "redeliver" of the same push within
+/// [`REPLAY_WINDOW`] is one delivery (the poll brings its commit in anyway). The id, when
+/// sent, only names the delivery in messages.
 pub fn delivery_key(headers: &BTreeMap<String, String>, body: &[u8]) -> ([u8; 32], String) {
-    match DELIVERY_ID_HEADERS
+    let key: [u8; 32] = Sha256::digest(body).into();
+    let name = match DELIVERY_ID_HEADERS
         .iter()
-        .find_map(|h| headers.get(*h).map(|v| (*h, v.trim())))
-        .filter(|(_, v)| !v.is_empty())
+        .find_map(|h| headers.get(*h).map(|v| v.trim()))
+        .filter(|v| !v.is_empty())
     {
-        Some((h, id)) => {
-            let key = Sha256::digest(format!("{h}\0{id}").as_bytes()).into();
-            let shown: String = id.chars().take(64).collect();
-            (key, format!("delivery {shown}"))
-        }
-        None => {
-            let key: [u8; 32] = Sha256::digest(body).into();
-            (key, format!("body sha256 {}", &hex::encode(key)[..12]))
-        }
-    }
+        Some(id) => format!("delivery {}", id.chars().take(64).collect::<String>()),
+        None => format!("body sha256 {}", &hex::encode(key)[..12]),
+    };
+    (key, name)
 }
 
 /// Judges a request whose head passed [`precheck`] and whose body (at most [`MAX_BODY`]
@@ -465,9 +464,12 @@ mod tests {
         );
         assert_eq!((again.status, again.sync), (200, false), "{}", again.text);
         assert!(again.text.contains("already received"), "{}", again.text);
-        // Another delivery of the same body (a forge's id differs per delivery) counts.
-        let other = receive(&a, &with_id("d-2"), body, &mut r, t);
-        assert_eq!((other.status, other.sync), (202, true));
+        // Found by review: the id is not signed, so the same signed body under a fresh id
+        // is a replay too.
+        for id in ["d-2", "d-3"] {
+            let other = receive(&a, &with_id(id), body, &mut r, t);
+            assert_eq!((other.status, other.sync), (200, false), "{}", other.text);
+        }
         // After the window the id is forgotten.
         let late = receive(&a, &with_id("d-1"), body, &mut r, t + REPLAY_WINDOW);
         assert_eq!((late.status, late.sync), (202, true));

@@ -5,6 +5,9 @@ use serde::Serialize;
 use crate::model::Color;
 
 use super::FieldChange;
+// Only the docs link to it (`Plan::waves`).
+#[cfg(doc)]
+use super::Plan;
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -15,19 +15,14 @@ use crate::load::yaml::escape_pointer_token;
 use crate::model::{DesiredState, HookStep, Power};
 
 /// Whether `stack` holds `power` under both the host policy and the repository's.
-pub(super) fn granted(
-    desired: &DesiredState,
-    host: &HostPolicy,
-    stack: &str,
-    power: Power,
-) -> bool {
+fn granted(desired: &DesiredState, host: &HostPolicy, stack: &str, power: Power) -> bool {
     let has =
         |allow: &BTreeMap<String, Vec<Power>>| allow.get(stack).is_some_and(|p| p.contains(&power));
     has(&host.allow) && has(&desired.config.policy.allow)
 }
 
 /// Positions of fields in files, for diagnostics made after loading.
-pub(super) struct At<'a> {
+struct At<'a> {
     indexes: &'a Indexes,
     out: Vec<Diagnostic>,
 }
@@ -183,7 +178,7 @@ pub(in crate::load) fn check(
 
 /// The repository's `policy:` against the host's: anything the host does not allow is a
 /// widening, refused where it is written.
-pub(super) fn check_narrowing(cx: &mut At<'_>, desired: &DesiredState, host: &HostPolicy) {
+fn check_narrowing(cx: &mut At<'_>, desired: &DesiredState, host: &HostPolicy) {
     let repo = &desired.config.policy;
     let file = host.origin.file();
     let origin = host.origin.describe();
@@ -296,7 +291,7 @@ pub(in crate::load) fn check_resolved(
     cx.out
 }
 
-pub(super) fn kind_problem(site: &PathSite, r: &ResolvedPath) -> Option<(String, String)> {
+fn kind_problem(site: &PathSite, r: &ResolvedPath) -> Option<(String, String)> {
     let what = site.use_.what();
     let path = &site.path;
     let kind = r.kind.describe();

@@ -163,12 +163,7 @@ fn open_root(path: &str) -> Result<OwnedFd, HostPathError> {
 
 /// Why an `O_NOFOLLOW` open of `name` in `parent` failed: a link there is named as such
 /// (Linux answers `ELOOP`, or `ENOTDIR` when a directory was asked for).
-fn nofollow_error(
-    path: &str,
-    parent: &OwnedFd,
-    name: &OsStr,
-    e: Errno,
-) -> HostPathError {
+fn nofollow_error(path: &str, parent: &OwnedFd, name: &OsStr, e: Errno) -> HostPathError {
     let is_link = matches!(e, Errno::ELOOP | Errno::ENOTDIR)
         && fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
             .is_ok_and(|st| file_type(&st) == SFlag::S_IFLNK);

@@ -318,7 +318,11 @@ fn behind_a_shared_traefik_no_commit_takes_another_projects_host() {
         // The host's owner grants the raw labels too (a repository alone cannot, issue 17):
         // the attacker has every power there is, and still cannot take the host.
         let policy = dir.path().join("host-policy.yaml");
-        std::fs::write(&policy, "allow: {s: [traefik_labels]}\n").expect("write");
+        std::fs::write(
+            &policy,
+            format!("allow: {{s: [traefik_labels]}}\nexternal_networks: [{net}]\n"),
+        )
+        .expect("write");
         let policy = policy.to_string_lossy().to_string();
         let plan = run(
             &["plan", "--source", &d, "--path", ".", "--worktree", "--policy", &policy],
@@ -378,11 +382,15 @@ fn stacks_differing_only_by_dot_and_dash_each_serve_their_own_host_through_traef
         "dockhand.stack=x.y",
         &net,
     ]);
-    let r = s.dockhand(&["apply", "--yes"]);
+    // Joining a network by `external: true` is the host owner's to allow.
+    let policy = s.path().join("host-policy.yaml");
+    std::fs::write(&policy, format!("external_networks: [{net}]\n")).expect("write");
+    let policy = policy.to_string_lossy().to_string();
+    let r = s.dockhand(&["apply", "--yes", "--policy", &policy]);
     assert_eq!(r.code, 0, "{r:?}");
     traefik.wait_for(&ha, "one", Duration::from_secs(30));
     traefik.wait_for(&hb, "two", Duration::from_secs(30));
-    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    let plan = s.dockhand(&["plan", "--detailed-exitcode", "--policy", &policy]);
     assert_eq!(plan.code, 0, "no changes expected: {plan:?}");
 }
 

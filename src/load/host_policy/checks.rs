@@ -103,17 +103,21 @@ pub(in crate::load) fn check(
                 );
             }
         }
-        if let Some(allowed) = &host.external_networks {
-            for (key, n) in &stack.spec.networks {
-                let name = n.name.as_deref().unwrap_or(key);
-                if n.external && !allowed.iter().any(|a| a == name) {
-                    cx.at(
-                        sfile,
-                        &format!("/networks/{}", escape_pointer_token(key)),
-                        format!("external network `{name}` is not allowed by {origin} (rule `external_networks`; allowed: {})", allowed.join(", ")),
-                        format!("use a network of the stack's own, or have the host's owner list `{name}` under `external_networks` in {file}"),
-                    );
-                }
+        // Unset: none, like volumes. Another application's network is a way into its
+        // private services (found by review: any `--internal` network could be joined).
+        let allowed = host.external_networks.as_deref().unwrap_or_default();
+        for (key, n) in &stack.spec.networks {
+            let name = n.name.as_deref().unwrap_or(key);
+            if n.external && !allowed.iter().any(|a| a == name) {
+                cx.at(
+                    sfile,
+                    &format!("/networks/{}", escape_pointer_token(key)),
+                    format!(
+                        "external network `{name}` is not allowed by {origin} (rule `external_networks`; allowed: {})",
+                        if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                    ),
+                    format!("use a network of the stack's own, or have the host's owner list `{name}` under `external_networks` in {file}"),
+                );
             }
         }
         for (name, svc) in &stack.spec.services {

@@ -42,25 +42,36 @@ pub const DEFAULT_POLICY_FILE: &str = "/etc/dockhand/policy.yaml";
 pub const ENV_FILE_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Host paths no commit may hand to a container, read from or delete in, each with what is
-/// below it: the host's configuration and kernel interfaces, root's home, the Docker and
-/// containerd data and sockets. A path *above* one of them (`/`, `/var`, `/run`) is refused
-/// too, since it contains it. A host policy can open one folder inside (say
-/// `/etc/dockhand/env`) by naming it, or a path below it, as a root.
-pub const PROTECTED: [&str; 14] = [
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
+/// below it: the host's programs and libraries (`/usr`, `/bin`, …: a file written there runs
+/// as root), its configuration and kernel interfaces, users' and root's homes, runtime
+/// sockets and state (`/run`: systemd, D-Bus, the Docker and containerd sockets), packages'
+/// and applications' state (`/var/lib`, with the Docker and containerd data), and cron's and
+/// mail's spools. A path *above* one of them (`/`, `/var`) is refused too, since it contains
+/// it. A host policy can open one folder inside (say `/etc/dockhand/env` or `/var/lib/myapp`)
+/// by naming it, or a path below it, as a root. The first list (`/etc` … `/root`, the Docker
+/// and containerd paths) was issue 17's; review found `/usr/local/bin` writable through a bind
+/// under it, hence the rest. Container data belongs in its own folder (`/srv/<stack>`,
+/// `/opt/<app>`, `/var/tmp/…`) or in a volume.
+pub const PROTECTED: [&str; 19] = [
+    "/bin",
     "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
     "/root",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/run/containerd",
-    "/var/run/containerd",
-    "/run/docker",
-    "/var/run/docker",
-    "/run/docker.sock",
-    "/var/run/docker.sock",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/usr",
+    "/var/lib",
+    "/var/run",
+    "/var/spool",
 ];
 
 /// The protected paths a service granted `docker_socket` may bind: the Engine's and
@@ -101,7 +112,8 @@ pub struct HostPolicy {
     /// external volume is another application's data).
     #[serde(default)]
     pub external_volumes: Option<Vec<String>>,
-    /// Docker names of existing networks stacks may join with `external: true`. Unset: any.
+    /// Docker names of existing networks stacks may join with `external: true`. Unset: none
+    /// (another application's network is a way into its private services).
     #[serde(default)]
     pub external_networks: Option<Vec<String>>,
     /// Registries images may come from: a host (`ghcr.io`, `127.0.0.1:5000`) or a host and
@@ -321,8 +333,13 @@ impl HostPolicy {
                 }
             }
         };
+        // The `docker_socket` power opens the sockets and the Engine's runtime folders, and
+        // only them: not the rest of `/run` around them.
+        let socket_bind = socket_granted
+            && use_ == PathUse::Bind
+            && SOCKET_PATHS.iter().any(|sp| under(path, sp));
         for s in PROTECTED {
-            if socket_granted && use_ == PathUse::Bind && SOCKET_PATHS.contains(&s) {
+            if socket_bind && SOCKET_PATHS.iter().any(|sp| under(sp, s)) {
                 continue;
             }
             // A root the owner named inside a protected folder opens what is below that root.
@@ -380,6 +397,17 @@ mod tests {
             "/root/.ssh",
             "/var/lib/docker/volumes",
             "/run/containerd/containerd.sock",
+            // Found by review: writable through a bind under the first list's defaults.
+            "/usr/local/bin",
+            "/usr",
+            "/bin",
+            "/sbin",
+            "/lib/systemd",
+            "/var/spool/cron",
+            "/run/systemd",
+            "/run/user/1000",
+            "/home/app/.ssh",
+            "/var/lib/dpkg",
         ] {
             assert_eq!(
                 refused(&p, PathUse::Bind, path),
@@ -387,9 +415,11 @@ mod tests {
                 "{path}"
             );
         }
-        for path in ["/var/lib/dockhand", "/var/lib/dockhand/dockhand.db"] {
+        // /var/lib/dockhand is protected twice over; a state directory elsewhere is too.
+        let q = HostPolicy::builtin(&["/srv/dockhand-state"]);
+        for path in ["/srv/dockhand-state", "/srv/dockhand-state/dockhand.db"] {
             assert_eq!(
-                refused(&p, PathUse::Rotate, path),
+                refused(&q, PathUse::Rotate, path),
                 Some("state_dir"),
                 "{path}"
             );
@@ -401,7 +431,8 @@ mod tests {
         for path in [
             "/srv/app",
             "/var/tmp/dockhand-demo/media",
-            "/home/app/data",
+            "/opt/app/data",
+            "/homework",
             "/etcetera",
         ] {
             assert_eq!(refused(&p, PathUse::Bind, path), None, "{path}");

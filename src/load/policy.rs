@@ -156,18 +156,7 @@ pub(super) fn check(cx: &mut Ctx<'_>, desired: &DesiredState) {
                 );
             }
             if let Some(registries) = &policy.registries {
-                let mut images = vec![("/image".to_string(), svc.image.as_str())];
-                for (ptr, step) in hook_steps(svc) {
-                    if let HookStep::Detailed(d) = step {
-                        if let Some(img) = &d.image {
-                            images.push((format!("{ptr}/image"), img));
-                        }
-                    }
-                }
-                if let Some(m) = svc.release.as_ref().and_then(|r| r.maintenance.as_ref()) {
-                    images.push(("/release/maintenance/image".into(), &m.image));
-                }
-                for (ptr, image) in images {
+                for (ptr, image) in images(svc) {
                     if !registry_allowed(image, registries) {
                         cx.at(
                             file,
@@ -235,6 +224,23 @@ pub(super) fn powers(svc: &Service) -> Vec<(Power, String, String)> {
 pub(super) fn is_traefik_label(key: &str) -> bool {
     key.get(..8)
         .is_some_and(|p| p.eq_ignore_ascii_case("traefik."))
+}
+
+/// Every image a service runs, with its field under the service: its own, its hooks' and its
+/// maintenance container's (what the registry rules hold).
+pub(super) fn images(svc: &Service) -> Vec<(String, &str)> {
+    let mut images = vec![("/image".to_string(), svc.image.as_str())];
+    for (ptr, step) in hook_steps(svc) {
+        if let HookStep::Detailed(d) = step {
+            if let Some(img) = &d.image {
+                images.push((format!("{ptr}/image"), img));
+            }
+        }
+    }
+    if let Some(m) = svc.release.as_ref().and_then(|r| r.maintenance.as_ref()) {
+        images.push(("/release/maintenance/image".into(), &m.image));
+    }
+    images
 }
 
 pub(super) fn hook_steps(svc: &Service) -> impl Iterator<Item = (String, &HookStep)> {

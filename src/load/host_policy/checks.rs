@@ -9,10 +9,10 @@ use super::paths::{
 };
 use super::{HostPolicy, PathUse, DEFAULT_POLICY_FILE, ENV_FILE_MAX_BYTES, PROTECTED};
 use crate::load::diagnostic::Diagnostic;
-use crate::load::policy::{exposes_docker_socket, hook_steps, powers, registry_allowed};
+use crate::load::policy::{exposes_docker_socket, images, powers, registry_allowed};
 use crate::load::validate::Indexes;
 use crate::load::yaml::escape_pointer_token;
-use crate::model::{DesiredState, HookStep, Power};
+use crate::model::{DesiredState, Power};
 
 /// Whether `stack` holds `power` under both the host policy and the repository's.
 fn granted(desired: &DesiredState, host: &HostPolicy, stack: &str, power: Power) -> bool {
@@ -136,18 +136,7 @@ pub(in crate::load) fn check(
                 }
             }
             if let Some(registries) = &host.registries {
-                let mut images = vec![("/image".to_string(), svc.image.as_str())];
-                for (ptr, step) in hook_steps(svc) {
-                    if let HookStep::Detailed(d) = step {
-                        if let Some(img) = &d.image {
-                            images.push((format!("{ptr}/image"), img));
-                        }
-                    }
-                }
-                if let Some(m) = svc.release.as_ref().and_then(|r| r.maintenance.as_ref()) {
-                    images.push(("/release/maintenance/image".into(), &m.image));
-                }
-                for (ptr, image) in images {
+                for (ptr, image) in images(svc) {
                     if !registry_allowed(image, registries) {
                         cx.at(
                             sfile,

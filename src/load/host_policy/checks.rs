@@ -52,6 +52,20 @@ pub(in crate::load) fn check(
     let file = host.origin.file();
     let origin = host.origin.describe();
     check_narrowing(&mut cx, desired, host);
+    if let Some(projects) = &host.projects {
+        let project = &desired.config.project;
+        if !projects.iter().any(|p| p == project) {
+            cx.at(
+                crate::load::REPO_FILE,
+                "/project",
+                format!(
+                    "project `{project}` is not one {origin} lets this repository deploy (rule `projects`; allowed: {})",
+                    if projects.is_empty() { "none".to_string() } else { projects.join(", ") }
+                ),
+                format!("a project's containers belong to the repository that deploys it: set `project:` to one of those names, or have the host's owner add `{project}` under `projects` in {file}"),
+            );
+        }
+    }
 
     for site in path_sites(desired) {
         if !site.path.starts_with('/') {

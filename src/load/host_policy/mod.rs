@@ -120,6 +120,13 @@ pub struct HostPolicy {
     /// namespace (`ghcr.io/acme`); Docker Hub images count as `docker.io/...`. Unset: any.
     #[serde(default)]
     pub registries: Option<Vec<String>>,
+    /// The `project:` names commits may deploy on this host. Unset: any. A project's name is
+    /// what dockhand's ownership labels carry, so a repository that names another one's
+    /// project would plan that project's containers as its own (and remove what it does not
+    /// declare): where two repositories share a host, run one agent per repository, each
+    /// with a policy file of its own (`--policy`) listing only its project.
+    #[serde(default)]
+    pub projects: Option<Vec<String>>,
     /// Host names routes may claim: exact (`shop.example.com`) or a wildcard for the names
     /// below a domain (`*.example.com`). Unset: any.
     #[serde(default)]
@@ -525,6 +532,30 @@ mod tests {
             super::super::load_with(&repo("  bind_roots: [/srv]\n"), &HostPolicy::default())
                 .is_ok()
         );
+    }
+
+    /// Found by review: `project:` is the committer's to choose, and the ownership labels
+    /// carry it, so one repository could plan (and remove) another's containers by naming
+    /// its project. A host policy can pin what each agent may deploy.
+    #[test]
+    fn a_host_policy_pins_the_projects_a_repository_may_deploy() {
+        let host = HostPolicy::parse("projects: [shop]\n", "/etc/dockhand/shop.yaml").unwrap();
+        let with_project = |project: &str| {
+            let mut files = repo("  registries: [ghcr.io]\n");
+            files[0].text = format!("version: 1\nproject: {project}\n");
+            files
+        };
+        assert!(super::super::load_with(&with_project("shop"), &host).is_ok());
+        let e = super::super::load_with(&with_project("blog"), &host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dockhand.yaml:2:") && e.contains("rule `projects`"),
+            "{e}"
+        );
+        assert!(e.contains("/etc/dockhand/shop.yaml"), "{e}");
+        // Unset: any project.
+        assert!(super::super::load_with(&with_project("blog"), &HostPolicy::default()).is_ok());
     }
 
     #[test]

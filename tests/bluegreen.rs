@@ -409,3 +409,32 @@ fn killed_at_each_step_of_a_release_the_next_run_leaves_one_serving_color_and_no
         assert_eq!(again.code, 0, "{step}: not converged: {again:?}");
     }
 }
+
+/// Issue 18, item 12: a shell healthcheck ending in a `# comment` (and spanning lines) was
+/// spliced into dockhand's `{ …; }` wrapper, which then never passed: the color stayed
+/// unhealthy and Traefik never routed to it. Wrapped as its own `sh -c` argument, it turns
+/// healthy and serves.
+#[test]
+fn shell_healthcheck_with_a_trailing_comment_turns_healthy_and_serves() {
+    let x = setup("bgcomment");
+    let v1 = x.s.image("v1");
+    x.s.write(&format!(
+        "networks: {{proxy: {{}}}}\nservices:\n  web:\n    image: {v1}\n    networks: [proxy]\n    route: {{host: {host}, port: 8080}}\n    health:\n      shell: |\n        # the app's own page\n        wget -q -O /dev/null http://127.0.0.1:8080/readyz; # ready?\n      interval: 1s\n      timeout: 2s\n      retries: 2\n    stop_grace_period: 1s\n    release: {{strategy: blue-green}}\n",
+        host = x.host
+    ));
+    let r = x.s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let name = format!("{}-web-blue", x.s.name);
+    let started = Instant::now();
+    let health = loop {
+        let h = docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &name]);
+        if h == "healthy" || started.elapsed() > Duration::from_secs(20) {
+            break h;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(health, "healthy", "{name} never turned healthy");
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+    let again = x.s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}

@@ -433,36 +433,37 @@ fn probe_command(test: &[String]) -> Vec<String> {
     }
 }
 
-/// Quotes `arg` for a POSIX shell.
-fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
-    {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
-}
+/// `$0` of the wrapper shell (what `sh` prints in its own error messages).
+const WRAPPER_NAME: &str = "dockhand-health";
 
 /// The healthcheck of a blue/green container: the service's own test, failing while the drain
 /// flag exists or the hold flag is not empty.
+///
+/// Shape: `["CMD", "/bin/sh", "-c", <gate> && exec …, "dockhand-health", <user args>…]`. The
+/// user's test is never spliced into the wrapper script: a `CMD-SHELL` text is passed as its
+/// own argument and run with `/bin/sh -c "$1"`, a `CMD` list is run with `exec "$@"`, so any
+/// shell text (a trailing `# comment`, a trailing `;`, newlines, quotes) means what it means
+/// alone. Docker runs `CMD-SHELL` with `/bin/sh -c` on Linux, so the inner shell is the same.
 fn with_drain(mut h: HealthSpec) -> HealthSpec {
-    let inner = match h.test.first().map(String::as_str) {
-        Some("CMD-SHELL") => h.test.get(1).cloned().unwrap_or_default(),
-        _ => h
-            .test
-            .iter()
-            .skip(1)
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
-    h.test = vec![
-        "CMD-SHELL".into(),
-        format!("test ! -e {DRAIN_FLAG} && test ! -s {HOLD_FLAG} && {{ {inner}; }}"),
+    let mut test: Vec<String> = vec![
+        "CMD".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        String::new(),
+        WRAPPER_NAME.into(),
     ];
+    let gate = format!("test ! -e {DRAIN_FLAG} && test ! -s {HOLD_FLAG}");
+    match h.test.first().map(String::as_str) {
+        Some("CMD-SHELL") => {
+            test[3] = format!("{gate} && exec /bin/sh -c \"$1\"");
+            test.push(h.test.get(1).cloned().unwrap_or_default());
+        }
+        _ => {
+            test[3] = format!("{gate} && exec \"$@\"");
+            test.extend(h.test.iter().skip(1).cloned());
+        }
+    }
+    h.test = test;
     h
 }
 
@@ -505,3 +506,106 @@ pub const DEFAULT_DRAIN_MS: u64 = 3_000;
 /// A mark of each env file's contents (HMAC-SHA256 under the host's [`MarkerKey`]), keyed by
 /// path (read at the edge).
 pub type EnvFileHashes = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(test: &[&str]) -> HealthSpec {
+        HealthSpec {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            interval_ms: Some(1_000),
+            timeout_ms: None,
+            retries: Some(3),
+            start_period_ms: None,
+            start_interval_ms: None,
+        }
+    }
+
+    /// Runs a wrapped test the way Docker runs a `CMD` healthcheck (exec of the list) on this
+    /// machine, whose root has neither the drain nor the hold flag, and returns its exit code.
+    fn run(wrapped: &HealthSpec) -> i32 {
+        assert_eq!(wrapped.test[0], "CMD");
+        std::process::Command::new(&wrapped.test[1])
+            .args(&wrapped.test[2..])
+            .status()
+            .expect("run /bin/sh")
+            .code()
+            .expect("exit code")
+    }
+
+    fn shell(text: &str) -> i32 {
+        run(&with_drain(health(&["CMD-SHELL", text])))
+    }
+
+    #[test]
+    fn wrapped_shell_test_keeps_the_user_text_as_one_argument() {
+        let w = with_drain(health(&["CMD-SHELL", "curl -f x # probe"]));
+        assert_eq!(
+            w.test,
+            vec![
+                "CMD",
+                "/bin/sh",
+                "-c",
+                "test ! -e /.dockhand/drain && test ! -s /.dockhand-hold && exec /bin/sh -c \"$1\"",
+                "dockhand-health",
+                "curl -f x # probe",
+            ]
+        );
+        assert_eq!(w.interval_ms, Some(1_000));
+        assert_eq!(w.retries, Some(3));
+    }
+
+    #[test]
+    fn wrapped_shell_test_with_a_trailing_comment_passes_and_fails_as_the_text_does() {
+        assert_eq!(shell("true # always healthy"), 0);
+        assert_eq!(shell("false # never healthy"), 1);
+    }
+
+    #[test]
+    fn wrapped_shell_test_with_a_trailing_semicolon_or_ampersand_runs() {
+        assert_eq!(shell("true;"), 0);
+        assert_eq!(shell("false ;"), 1);
+        assert_eq!(shell("true &&\ntrue"), 0);
+    }
+
+    #[test]
+    fn wrapped_shell_test_with_newlines_runs_every_line() {
+        assert_eq!(shell("true\n# a comment line\n\nexit 3\n"), 3);
+        assert_eq!(shell("set -e\nfalse\ntrue"), 1);
+    }
+
+    #[test]
+    fn wrapped_shell_test_keeps_quotes_and_dollars() {
+        assert_eq!(shell(r#"test "$(echo 'a  b')" = 'a  b'"#), 0);
+        assert_eq!(shell(r#"x='it'"'"'s'; test "$x" = "it's""#), 0);
+        assert_eq!(
+            shell("test \"$1\" = ''"),
+            0,
+            "$1 of the inner shell is empty"
+        );
+    }
+
+    #[test]
+    fn wrapped_exec_test_passes_every_argument_verbatim() {
+        let w = with_drain(health(&[
+            "CMD",
+            "sh",
+            "-c",
+            "test \"$0\" = 'a b # c'",
+            "a b # c",
+        ]));
+        assert_eq!(
+            &w.test[4..],
+            [
+                "dockhand-health",
+                "sh",
+                "-c",
+                "test \"$0\" = 'a b # c'",
+                "a b # c"
+            ]
+        );
+        assert_eq!(run(&w), 0);
+        assert_eq!(run(&with_drain(health(&["CMD", "false"]))), 1);
+    }
+}

@@ -428,3 +428,50 @@ fn host_powers_need_the_policy_and_then_reach_the_engine() {
     );
     assert_eq!(again.code, 0, "{again:?}");
 }
+
+/// Issue 18, item 6: an env file is compared by the pairs it gives the container, so a comment
+/// or blank line appended to it plans nothing (the service is not recreated), while a changed
+/// value still recreates it.
+#[test]
+fn env_file_comment_plans_nothing_and_a_changed_value_recreates() {
+    let s = Stack::new("envcmt");
+    let img = s.image("v1");
+    let env_file = s.path().join("app.env");
+    std::fs::write(&env_file, "MODE=one\nLEVEL=3\n").unwrap();
+    s.write(&format!(
+        "services:\n  app:\n    image: {img}\n    env_file: {}\n    stop_grace_period: 1s\n",
+        env_file.display()
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let before = id(&s.container("app"));
+
+    std::fs::write(
+        &env_file,
+        "MODE=one\nLEVEL=3\n\n# tuned by hand, see ticket 42\n",
+    )
+    .unwrap();
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "a comment must plan nothing: {plan:?}");
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(id(&s.container("app")), before, "not recreated");
+
+    std::fs::write(&env_file, "MODE=two\nLEVEL=3\n# tuned by hand\n").unwrap();
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains("1 to recreate"),
+        "a changed value recreates: {plan:?}"
+    );
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_ne!(id(&s.container("app")), before);
+    let env = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &s.container("app"),
+    ]);
+    assert!(env.contains("\"MODE=two\""), "{env}");
+}

@@ -21,7 +21,7 @@ mod paths;
 pub use paths::{ensure_dir, open_dir, recheck_bind_source, rotate};
 use paths::{read_nofollow, read_regular};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -272,7 +272,7 @@ pub fn facts(desired: &DesiredState, key: MarkerKey) -> (HostFacts, Vec<EnvFileE
             }
             match read_env_file(path) {
                 Ok(text) => {
-                    env_files.insert(path.clone(), key.mark(text.as_bytes()));
+                    env_files.insert(path.clone(), env_file_mark(&key, &text));
                 }
                 Err(source) => errors.push(EnvFileError {
                     path: path.clone(),
@@ -304,6 +304,23 @@ pub fn env_file_values(desired: &DesiredState) -> Vec<String> {
         }
     }
     out
+}
+
+/// The keyed mark of an env file (see [`MarkerKey::mark`]), over what the file gives the
+/// container rather than its bytes: the pairs of [`parse_env_file`], the last of a repeated
+/// key winning (as the Engine applies a repeated `Env` entry), sorted by key. A comment, a
+/// blank line, an `export ` prefix, quotes or a reordering therefore keep the mark (and the
+/// services using the file are not recreated); a changed, added or removed value changes it.
+///
+/// Shape: 64 lowercase hex characters. Each pair is encoded with its lengths
+/// (`<len>:<key><len>:<value>`), so no two different sets of pairs encode the same.
+pub fn env_file_mark(key: &MarkerKey, text: &str) -> String {
+    let pairs: BTreeMap<String, String> = parse_env_file(text).into_iter().collect();
+    let mut canonical = String::new();
+    for (k, v) in &pairs {
+        canonical.push_str(&format!("{}:{k}{}:{v}", k.len(), v.len()));
+    }
+    key.mark(canonical.as_bytes())
 }
 
 /// Parses an env file: `KEY=VALUE` lines, `#` comments and blank lines ignored, an optional
@@ -350,6 +367,37 @@ mod tests {
     use nix::sys::stat::Mode;
 
     use super::*;
+
+    /// Issue 18, item 6: the mark follows what the file gives the container, not its bytes.
+    #[test]
+    fn env_file_mark_ignores_comments_blank_lines_and_order_but_not_values() {
+        let key = MarkerKey::new([7; 32]);
+        let base = env_file_mark(&key, "A=1\nB=two\n");
+        assert_eq!(base.len(), 64);
+        for same in [
+            "A=1\nB=two\n# a comment appended\n",
+            "A=1\nB=two\n\n\n",
+            "# header\nB=two\nA=1",
+            "export A=1\nB=\"two\"\n",
+            "A=0\nA=1\nB=two\n",
+        ] {
+            assert_eq!(env_file_mark(&key, same), base, "{same:?}");
+        }
+        for different in [
+            "A=1\nB=three\n",
+            "A=1\n",
+            "A=1\nB=two\nC=\n",
+            "A=1\nB=two\nA=2\n",
+            "A=1B=\nB=two\n",
+        ] {
+            assert_ne!(env_file_mark(&key, different), base, "{different:?}");
+        }
+        assert_ne!(
+            env_file_mark(&MarkerKey::new([8; 32]), "A=1\nB=two\n"),
+            base,
+            "the mark is keyed"
+        );
+    }
 
     #[test]
     fn env_file_lines() {

@@ -475,3 +475,46 @@ fn env_file_comment_plans_nothing_and_a_changed_value_recreates() {
     ]);
     assert!(env.contains("\"MODE=two\""), "{env}");
 }
+
+/// Issue 18, item 4: removing a service waits its own `stop_grace_period` (3 s here, for a
+/// process that ignores SIGTERM), not a fixed 10 s; a sub-second grace is rounded up to 1 s,
+/// never 0 (SIGKILL at once).
+#[test]
+fn removing_a_service_waits_its_stop_grace_period_not_a_fixed_ten_seconds() {
+    let s = Stack::new("grace");
+    let img = s.image("v1");
+    // PID 1 without a TERM handler: the Engine's SIGTERM does nothing, only the kill ends it.
+    let deaf = "command: [sh, -c, 'trap \"\" TERM; while true; do sleep 1; done']";
+    s.write(&format!(
+        "services:\n  deaf:\n    image: {img}\n    {deaf}\n    stop_grace_period: 3s\n  quick:\n    image: {img}\n    {deaf}\n    stop_grace_period: 800ms\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let timeout = |svc: &str| {
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.Config.StopTimeout}}",
+            &s.container(svc),
+        ])
+    };
+    assert_eq!(timeout("deaf"), "3");
+    assert_eq!(timeout("quick"), "1", "800ms rounds up to 1 s");
+
+    s.write(&format!(
+        "services:\n  quick:\n    image: {img}\n    {deaf}\n    stop_grace_period: 800ms\n"
+    ));
+    let started = std::time::Instant::now();
+    let r = s.dockhand(&["apply", "--yes"]);
+    let took = started.elapsed();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !docker(&["inspect", &s.container("deaf")]).status.success(),
+        "deaf was removed"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(3) && took < std::time::Duration::from_secs(8),
+        "removal took {took:?}: want its 3 s grace, not 10 s"
+    );
+    eprintln!("removing a 3s-grace service that ignores SIGTERM took {took:?}");
+}

@@ -41,7 +41,7 @@ pub async fn up(
     // A leftover of an interrupted release may hold an older spec (or a set drain flag):
     // start from a fresh one.
     let project = container::project_of(c);
-    container::stop_and_remove(docker, project, name, Duration::from_secs(5)).await?;
+    container::stop_and_remove(docker, project, name, Some(c.stop_grace())).await?;
     progress
         .step(name, "maintenance up", async {
             container::create_and_start(docker, c).await?;
@@ -75,7 +75,7 @@ pub async fn leave(
                 docker,
                 container::project_of(&m.container),
                 name,
-                Duration::from_secs(5),
+                Some(m.container.stop_grace()),
             )
             .await
         })

@@ -274,7 +274,9 @@ pub async fn apply(
                             docker,
                             &desired.project,
                             name,
-                            Duration::from_secs(10),
+                            // The service is gone from the spec: the container's own stop
+                            // timeout (its `stop_grace_period` when it was created).
+                            None,
                         ),
                     )
                     .await?;

@@ -109,7 +109,7 @@ async fn swap(
                 docker,
                 container::project_of(r.base),
                 name,
-                Duration::from_secs(10),
+                Some(r.base.stop_grace()),
             )
             .await?;
             container::create(docker, &target).await?;
@@ -130,7 +130,7 @@ async fn swap(
             docker,
             container::project_of(r.base),
             name,
-            Duration::from_secs(5),
+            Some(r.base.stop_grace()),
         )
         .await;
         e
@@ -170,7 +170,7 @@ async fn swap(
             docker,
             container::project_of(r.base),
             name,
-            Duration::from_secs(5),
+            Some(r.base.stop_grace()),
         )
         .await;
         return Err(ApplyError::RolledBack {
@@ -308,7 +308,7 @@ pub async fn retire(
     progress.line(&format!("{old}: draining"));
     drain_out(docker, base, old, api, progress).await?;
     progress.line(&format!("{old}: out of the proxy, stopping"));
-    let grace = Duration::from_secs(base.spec.stop_grace_secs.unwrap_or(10));
+    let grace = Some(base.stop_grace());
     if bg(base)?.keep_idle == KeepIdle::Removed {
         container::stop_and_remove(docker, container::project_of(base), old, grace).await?;
         progress.line(&format!("{old}: retired and removed"));

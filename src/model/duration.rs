@@ -34,9 +34,20 @@ impl Span {
         u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whole seconds (Docker's stop timeout).
+    /// Whole seconds, rounded down.
     pub fn as_secs(self) -> u64 {
         self.0.as_secs()
+    }
+
+    /// Whole seconds, rounded up (Docker's stop timeout counts whole seconds): `800ms` is 1 s,
+    /// never 0 (which the Engine reads as "SIGKILL at once"); `1500ms` is 2 s; `0s` stays 0.
+    pub fn as_secs_ceil(self) -> u64 {
+        let secs = self.0.as_secs();
+        if self.0.subsec_nanos() > 0 {
+            secs.saturating_add(1)
+        } else {
+            secs
+        }
     }
 }
 
@@ -137,6 +148,18 @@ pub fn parse(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18, item 4: `800ms` was a stop timeout of 0 (SIGKILL at once).
+    #[test]
+    fn stop_seconds_round_up_and_never_reach_zero_from_a_positive_span() {
+        let secs = |text: &str| Span(parse(text).expect(text)).as_secs_ceil();
+        assert_eq!(secs("800ms"), 1);
+        assert_eq!(secs("1ms"), 1);
+        assert_eq!(secs("1s"), 1);
+        assert_eq!(secs("1500ms"), 2);
+        assert_eq!(secs("30s"), 30);
+        assert_eq!(secs("0s"), 0);
+    }
 
     #[test]
     fn parses_compound_durations() {

@@ -342,6 +342,9 @@ pub struct BlueGreen {
     pub probe: Vec<String>,
 }
 
+/// The Engine's stop timeout when a container sets none (`docker stop` without `-t`).
+pub const DOCKER_STOP_SECS: u64 = 10;
+
 /// Inside every blue/green container: a tmpfs (empty on every start) holding the drain flag
 /// that the wrapped healthcheck tests, so that dockhand can take a color out of the proxy
 /// (unhealthy containers get no traffic from Traefik) before stopping it.
@@ -397,6 +400,13 @@ impl DesiredContainer {
     /// at plan time, it means a recreate was interrupted before its end.
     pub fn aside_name(&self) -> String {
         format!("{}-dockhand-old", self.name)
+    }
+
+    /// How long a stop of this service's container waits after the stop signal before the
+    /// Engine kills it: `stop_grace_period` in whole seconds (rounded up), else Docker's
+    /// default of 10 s. Every stop path (remove, recreate, retire, maintenance) uses it.
+    pub fn stop_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.spec.stop_grace_secs.unwrap_or(DOCKER_STOP_SECS))
     }
 
     /// Every container name this service may use.

@@ -173,7 +173,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 labels: spec_labels,
                 user: svc.user.clone(),
                 working_dir: svc.working_dir.clone(),
-                stop_grace_secs: svc.stop_grace_period.map(Span::as_secs),
+                stop_grace_secs: svc.stop_grace_period.map(Span::as_secs_ceil),
                 host: HostAccess::of(svc),
             };
             let labels = labels::ownership(

@@ -239,12 +239,13 @@ pub(super) async fn stop(
     docker: &Docker,
     project: &str,
     name: &str,
-    grace: Duration,
+    grace: Option<Duration>,
 ) -> Result<(), ApplyError> {
     let Some(id) = owned(docker, project, name).await? else {
         return Ok(());
     };
-    let t = Some(grace.as_secs() as i32);
+    // `None` leaves the container's own stop timeout (set from `stop_grace_period` at create).
+    let t = grace.map(|g| i32::try_from(g.as_secs()).unwrap_or(i32::MAX));
     match docker
         .stop_container(
             &id,
@@ -269,7 +270,7 @@ pub async fn stop_and_remove(
     docker: &Docker,
     project: &str,
     name: &str,
-    grace: Duration,
+    grace: Option<Duration>,
 ) -> Result<(), ApplyError> {
     stop(docker, project, name, grace).await?;
     remove(docker, project, name).await

@@ -1,7 +1,5 @@
 //! Replacing a container in place, with the old one set aside and put back on failure.
 
-use std::time::Duration;
-
 use bollard::query_parameters::RenameContainerOptions;
 use bollard::Docker;
 
@@ -47,7 +45,7 @@ pub async fn replace(
     // A leftover from an interrupted run is ours (same labels); clear it. Anything else
     // holding the name stops the recreate here, before the old container is touched.
     remove(docker, project, &aside).await?;
-    let grace = Duration::from_secs(c.spec.stop_grace_secs.unwrap_or(10));
+    let grace = Some(c.stop_grace());
     stop(docker, project, &c.name, grace).await?;
     rename(docker, project, &c.name, &aside)
         .await

@@ -22,11 +22,21 @@ pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
         println!("source: {}\n", ctx.snapshot.origin);
         print!("{}", render::text(&ctx.plan, false));
     }
-    Ok(if a.detailed_exitcode && !ctx.plan.is_empty() {
+    Ok(detailed_exit(a.detailed_exitcode, &ctx.plan))
+}
+
+/// `--detailed-exitcode`: 1 when conflicts block apply (apply would refuse, so a script must
+/// not read it as "changes to apply"), 2 when there are changes, 0 when there is nothing to do.
+fn detailed_exit(detailed: bool, plan: &crate::plan::Plan) -> ExitCode {
+    if !detailed {
+        ExitCode::SUCCESS
+    } else if !plan.conflicts.is_empty() {
+        ExitCode::from(super::EXIT_BLOCKED)
+    } else if !plan.actions.is_empty() {
         ExitCode::from(super::EXIT_CHANGES)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {

@@ -46,3 +46,26 @@ pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     print!("{}", render::text(&ctx.plan, true));
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Conflict, ConflictKind, Plan};
+
+    #[test]
+    fn blocking_conflicts_exit_1_changes_2_nothing_0() {
+        let mut p = Plan::default();
+        assert_eq!(detailed_exit(true, &p), ExitCode::SUCCESS);
+        p.unchanged.push("x".into());
+        assert_eq!(detailed_exit(true, &p), ExitCode::SUCCESS);
+        p.conflicts.push(Conflict {
+            stack: "s".into(),
+            name: "s-web".into(),
+            kind: ConflictKind::NotOwned,
+            message: String::new(),
+            hint: String::new(),
+        });
+        assert_eq!(detailed_exit(true, &p), ExitCode::from(1));
+        assert_eq!(detailed_exit(false, &p), ExitCode::SUCCESS);
+    }
+}

@@ -267,3 +267,48 @@ fn status_table(rows: &[StatusRow]) -> String {
         &cells,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(state: RunState, status: &str) -> ActualContainer {
+        ActualContainer {
+            id: "1".into(),
+            name: "x".into(),
+            state,
+            status: status.into(),
+            image: "i".into(),
+            labels: Default::default(),
+            attached: Default::default(),
+        }
+    }
+
+    #[test]
+    fn health_by_kind_of_container() {
+        let up = c(RunState::Running, "Up 3 minutes");
+        let sick = c(RunState::Running, "Up 3 minutes (unhealthy)");
+        let ok = c(RunState::Running, "Up 3 minutes (healthy)");
+        let exited0 = c(RunState::Exited, "Exited (0) 3 seconds ago");
+        let exited1 = c(RunState::Exited, "Exited (1) 3 seconds ago");
+        assert!(container_healthy(false, false, &up));
+        assert!(container_healthy(false, false, &ok));
+        assert!(!container_healthy(false, false, &sick));
+        assert!(
+            !container_healthy(false, false, &exited0),
+            "a stopped service"
+        );
+        assert!(container_healthy(false, true, &exited0), "an idle color");
+        assert!(container_healthy(true, false, &exited0), "a completed job");
+        assert!(!container_healthy(true, false, &exited1), "a failed job");
+        assert!(container_healthy(true, false, &up), "a running job");
+    }
+
+    #[test]
+    fn not_in_sync_wins_over_unhealthy() {
+        assert_eq!(exit_code(true, true), ExitCode::SUCCESS);
+        assert_eq!(exit_code(false, true), ExitCode::from(2));
+        assert_eq!(exit_code(false, false), ExitCode::from(2));
+        assert_eq!(exit_code(true, false), ExitCode::from(3));
+    }
+}

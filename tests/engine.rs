@@ -138,6 +138,9 @@ fn foreign_container_under_managed_name_is_reported_and_untouched() {
     s.write(&format!("services:\n  web:\n    image: {img}\n"));
     let r = s.dockhand(&["plan"]);
     assert!(r.stdout.contains("was not created by dockhand"), "{r:?}");
+    // Issue 18: a blocking conflict is not "changes to apply": apply would refuse.
+    let d = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(d.code, 1, "{d:?}");
     assert!(
         r.stdout
             .contains("1 conflict must be resolved before apply"),
@@ -517,4 +520,124 @@ fn removing_a_service_waits_its_stop_grace_period_not_a_fixed_ten_seconds() {
         "removal took {took:?}: want its 3 s grace, not 10 s"
     );
     eprintln!("removing a 3s-grace service that ignores SIGTERM took {took:?}");
+
+/// Issue 18: a container of another dockhand project holding a wanted name is named as that
+/// project's, never suggested for removal; `plan --detailed-exitcode` exits 1 and apply refuses
+/// counting the conflict by kind, leaving the container untouched.
+#[test]
+fn another_projects_container_in_the_way_is_named_and_kept() {
+    let mut s = Stack::new("otherproj");
+    let img = s.image("v1");
+    let other = s.image("other");
+    let pull_ref = other.replacen(":other@", "@", 1);
+    docker_ok(&["pull", "-q", &pull_ref]);
+    let owner = support::unique("staging");
+    docker_ok(&[
+        "create",
+        "--name",
+        &s.container("web"),
+        "--label",
+        "dockhand.managed=true",
+        "--label",
+        &format!("dockhand.project={owner}"),
+        "--label",
+        "dockhand.stack=shop",
+        &pull_ref,
+    ]);
+    s.foreign.push(s.container("web"));
+    let theirs = id(&s.container("web"));
+    s.write(&format!("services:\n  web:\n    image: {img}\n"));
+    let r = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("owned by dockhand project `{owner}`")),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("not created by dockhand"), "{r:?}");
+    assert!(!r.stdout.contains("docker rm"), "{r:?}");
+    let j = s.dockhand(&["plan", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&j.stdout).expect("plan --json");
+    assert_eq!(doc["conflicts"][0]["kind"], "other_project", "{j:?}");
+    assert_eq!(doc["conflicts"][0]["project"], owner.as_str(), "{j:?}");
+    let a = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(a.code, 1, "{a:?}");
+    assert!(
+        a.stderr.contains(
+            "1 conflict(s) with objects of another dockhand project; nothing was changed"
+        ),
+        "{a:?}"
+    );
+    assert!(!a.stderr.contains("does not own"), "{a:?}");
+    assert_eq!(
+        id(&s.container("web")),
+        theirs,
+        "their container is untouched"
+    );
+}
+
+fn status_json(s: &Stack) -> (i32, serde_json::Value) {
+    let r = s.dockhand(&["status", "--json", "--offline"]);
+    let doc = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    (r.code, doc)
+}
+
+fn wait_health(name: &str, want: &str) {
+    let t = std::time::Instant::now();
+    loop {
+        let h = docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", name]);
+        if h == want {
+            return;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{name} never became {want} (is {h})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Issue 18: `status` exits 0 in sync and healthy, 3 in sync but unhealthy (Docker health),
+/// 2 not in sync (stopped or removed by hand: the plan starts or creates it), which wins.
+#[test]
+fn status_exit_codes_say_in_sync_unhealthy_or_not_in_sync() {
+    let s = Stack::new("statusexit");
+    let img = s.image("v1");
+    let web = s.container("web");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    health: {{cmd: [sh, -c, 'test ! -e /tmp/sick'], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    wait_health(&web, "healthy");
+    let (code, doc) = status_json(&s);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["in_sync"], true, "{doc}");
+    assert_eq!(doc["healthy"], true, "{doc}");
+    assert_eq!(s.dockhand(&["status", "--offline"]).code, 0);
+
+    docker_ok(&["exec", &web, "touch", "/tmp/sick"]);
+    wait_health(&web, "unhealthy");
+    let (code, doc) = status_json(&s);
+    assert_eq!(code, 3, "{doc}");
+    assert_eq!(doc["in_sync"], true, "{doc}");
+    assert_eq!(doc["healthy"], false, "{doc}");
+    assert_eq!(doc["services"][0]["state"], "unhealthy", "{doc}");
+    assert_eq!(doc["services"][0]["healthy"], false, "{doc}");
+
+    // Stopped by hand (still marked sick): not in sync wins over unhealthy.
+    docker_ok(&["stop", "-t", "1", &web]);
+    let (code, doc) = status_json(&s);
+    assert_eq!(
+        code, 2,
+        "a stopped service is not in sync (the plan starts it): {doc}"
+    );
+    assert_eq!(doc["in_sync"], false, "{doc}");
+    assert_eq!(doc["healthy"], false, "{doc}");
+    assert_eq!(doc["services"][0]["state"], "stopped", "{doc}");
+
+    docker_ok(&["rm", "-f", &web]);
+    let (code, doc) = status_json(&s);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["services"][0]["state"], "missing", "{doc}");
 }

@@ -6,7 +6,7 @@ use dockhand::load::{load, SourceFile};
 use dockhand::model::actual::{Actual, ActualContainer, ActualObject, RunState};
 use dockhand::model::Color;
 use dockhand::plan::simulate::{converged, effect};
-use dockhand::plan::{infer, plan, render, Action, Until};
+use dockhand::plan::{infer, plan, render, Action, ConflictKind, Until};
 use dockhand::spec::{labels, render as render_spec, Desired};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -233,6 +233,81 @@ fn blue_green_cases() {
         "bg_active_pins_serving_color_whose_spec_changed",
         &pinned_changed,
         &on_blue,
+    );
+    // Issue 18: the pin is the cause, not an object dockhand does not own.
+    let p = plan(&pinned_changed, &on_blue);
+    assert_eq!(p.conflicts.len(), 1, "{}", render::text(&p, false));
+    assert_eq!(p.conflicts[0].kind, ConflictKind::PinnedActive);
+    let summary = dockhand::plan::conflict_summary(&p.conflicts);
+    assert_eq!(summary, "1 conflict(s) with a pinned `release.active`");
+}
+
+/// Issue 18: a container of another dockhand project holding a wanted name is named as that
+/// project's, its removal is never suggested, and the refusal counts conflicts by kind.
+#[test]
+fn another_projects_container_is_named_and_never_suggested_for_removal() {
+    let base = desired(&[&shop(A, "s3cret-one")]);
+    let mut host = Actual::default();
+    host.foreign.push(ActualContainer {
+        id: "f01".into(),
+        name: "shop-db".into(),
+        state: RunState::Running,
+        status: "Up 2 hours".into(),
+        image: "postgres:16".into(),
+        labels: [
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::PROJECT.to_string(), "staging".to_string()),
+            (labels::STACK.to_string(), "shop".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        attached: Default::default(),
+    });
+    host.networks.push(ActualObject {
+        name: "shop_proxy".into(),
+        owner_stack: None,
+    });
+    let p = plan(&base, &host);
+    let db = p
+        .conflicts
+        .iter()
+        .find(|c| c.name == "shop-db")
+        .expect("a conflict for shop-db");
+    assert_eq!(
+        db.kind,
+        ConflictKind::OtherProject {
+            project: "staging".into()
+        }
+    );
+    assert!(
+        db.message.contains("owned by dockhand project `staging`"),
+        "{}",
+        db.message
+    );
+    assert!(
+        !db.message.contains("not created by dockhand"),
+        "{}",
+        db.message
+    );
+    assert!(!db.hint.contains("docker rm"), "{}", db.hint);
+    assert!(!db.hint.contains("remove"), "{}", db.hint);
+    let text = render::text(&p, false);
+    assert!(!text.contains("docker rm"), "{text}");
+    assert_eq!(
+        dockhand::plan::conflict_summary(&p.conflicts),
+        // In the order the kinds first appear: networks are planned before containers.
+        "1 conflict(s) with objects dockhand does not own, 1 with objects of another dockhand project"
+    );
+    let json: serde_json::Value = serde_json::from_str(&render::json(&p)).unwrap();
+    let kinds: Vec<&str> = json["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"other_project") && kinds.contains(&"not_owned"),
+        "{json}"
     );
 }
 

@@ -6,8 +6,9 @@ use crate::observe::EngineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{0} conflict(s) with objects dockhand does not own; nothing was changed\n  hint: see the plan above; resolve each `!` line and run apply again")]
-    Conflicts(usize),
+    /// Conflicts block the plan; the text counts them by kind ([`crate::plan::conflict_summary`]).
+    #[error("{0}; nothing was changed\n  hint: see the plan above; resolve each `!` line and run apply again")]
+    Conflicts(String),
     #[error("preflight failed; nothing was changed:\n{}", preflight::list(.0))]
     Preflight(Vec<preflight::Problem>),
     /// The plan names something the desired state it is applied with does not hold: they

@@ -145,7 +145,9 @@ pub async fn apply(
     progress: &Progress,
 ) -> Result<ApplyReport, ApplyError> {
     if !plan.conflicts.is_empty() {
-        return Err(ApplyError::Conflicts(plan.conflicts.len()));
+        return Err(ApplyError::Conflicts(crate::plan::conflict_summary(
+            &plan.conflicts,
+        )));
     }
     let services = Services::of(desired);
     // Every action and wait is matched with its desired container before anything is

@@ -65,7 +65,7 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
 /// Prints the plan; `Ok(false)` when there is nothing to do.
 ///
 /// # Errors
-/// [`ApplyError::Conflicts`] when objects dockhand does not own block the plan.
+/// [`ApplyError::Conflicts`] when conflicts block the plan (counted by kind).
 pub(super) fn show(ctx: &PlanContext) -> Result<bool> {
     println!("source: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, false));
@@ -73,7 +73,12 @@ pub(super) fn show(ctx: &PlanContext) -> Result<bool> {
         return Ok(false);
     }
     if !ctx.plan.conflicts.is_empty() {
-        return Err(reconcile::Error::from(ApplyError::Conflicts(ctx.plan.conflicts.len())).into());
+        return Err(
+            reconcile::Error::from(ApplyError::Conflicts(crate::plan::conflict_summary(
+                &ctx.plan.conflicts,
+            )))
+            .into(),
+        );
     }
     Ok(true)
 }

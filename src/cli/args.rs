@@ -57,7 +57,7 @@ pub enum Command {
     /// Per service: running, stopped, missing or drifted, with image digest, commit and the
     /// deploy that put it there; quarantined revisions.
     #[command(
-        after_help = "Example:\n  dockhand status --json | jq '.services[] | select(.state != \"running\")'"
+        after_help = "Exit codes: 0 in sync and healthy; 2 not in sync (the plan has changes or conflicts); 3 in sync but something is unhealthy (Docker health `unhealthy`, a service not running, a job that exited non-zero); 1 error. Not in sync (2) takes precedence over unhealthy (3).\n\nExample:\n  dockhand status --json | jq '.services[] | select(.state != \"running\")'"
     )]
     Status(StatusArgs),
     /// The deploy record, newest first: trigger, revision, outcome, duration, and per deploy
@@ -150,7 +150,8 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error.
+    /// Exit 0 when there is nothing to change, 2 when there are changes apply would make, 1 on
+    /// error or when conflicts block apply (apply would refuse).
     #[arg(long)]
     pub detailed_exitcode: bool,
 }

@@ -21,8 +21,14 @@ use anyhow::Result;
 
 use args::Command;
 
-/// Exit code for "the plan has changes" with `--detailed-exitcode`.
+/// Exit code for "the plan has changes" with `--detailed-exitcode`, and `status`'s "not in
+/// sync".
 const EXIT_CHANGES: u8 = 2;
+/// Exit code for "conflicts block apply" with `plan --detailed-exitcode` (as for an error:
+/// apply would refuse).
+const EXIT_BLOCKED: u8 = 1;
+/// `status`'s exit code for "in sync, but something is unhealthy or not running".
+const EXIT_UNHEALTHY: u8 = 3;
 
 /// Runs one verb.
 ///

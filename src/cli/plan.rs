@@ -22,11 +22,21 @@ pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
         println!("source: {}\n", ctx.snapshot.origin);
         print!("{}", render::text(&ctx.plan, false));
     }
-    Ok(if a.detailed_exitcode && !ctx.plan.is_empty() {
+    Ok(detailed_exit(a.detailed_exitcode, &ctx.plan))
+}
+
+/// `--detailed-exitcode`: 1 when conflicts block apply (apply would refuse, so a script must
+/// not read it as "changes to apply"), 2 when there are changes, 0 when there is nothing to do.
+fn detailed_exit(detailed: bool, plan: &crate::plan::Plan) -> ExitCode {
+    if !detailed {
+        ExitCode::SUCCESS
+    } else if !plan.conflicts.is_empty() {
+        ExitCode::from(super::EXIT_BLOCKED)
+    } else if !plan.actions.is_empty() {
         ExitCode::from(super::EXIT_CHANGES)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
@@ -35,4 +45,27 @@ pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     println!("source: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, true));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Conflict, ConflictKind, Plan};
+
+    #[test]
+    fn blocking_conflicts_exit_1_changes_2_nothing_0() {
+        let mut p = Plan::default();
+        assert_eq!(detailed_exit(true, &p), ExitCode::SUCCESS);
+        p.unchanged.push("x".into());
+        assert_eq!(detailed_exit(true, &p), ExitCode::SUCCESS);
+        p.conflicts.push(Conflict {
+            stack: "s".into(),
+            name: "s-web".into(),
+            kind: ConflictKind::NotOwned,
+            message: String::new(),
+            hint: String::new(),
+        });
+        assert_eq!(detailed_exit(true, &p), ExitCode::from(1));
+        assert_eq!(detailed_exit(false, &p), ExitCode::SUCCESS);
+    }
 }

@@ -65,7 +65,12 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
     print!("{}", render::text(&ctx.plan, false));
     if !ctx.plan.conflicts.is_empty() {
-        return Err(reconcile::Error::from(ApplyError::Conflicts(ctx.plan.conflicts.len())).into());
+        return Err(
+            reconcile::Error::from(ApplyError::Conflicts(crate::plan::conflict_summary(
+                &ctx.plan.conflicts,
+            )))
+            .into(),
+        );
     }
     if !confirm(a.yes, "Roll back and hold there?")? {
         println!("Rollback cancelled; nothing was changed.");

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::args::StatusArgs;
 use super::{settings, table};
 use crate::history::Store;
-use crate::model::actual::{Actual, RunState};
+use crate::model::actual::{Actual, ActualContainer, Health, RunState};
 use crate::plan::{render, Action, Plan};
 use crate::reconcile::pass::PlanContext;
 use crate::sources::Fetch;
@@ -38,13 +38,16 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
         let docker = crate::observe::connect().await?;
         super::pin::tag_checks(&docker, &ctx.desired).await
     };
+    let in_sync = ctx.plan.is_empty();
+    let healthy = rows.iter().all(|r| r.healthy);
     if a.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "source": ctx.snapshot.origin,
                 "revision": ctx.revision(),
-                "in_sync": ctx.plan.is_empty(),
+                "in_sync": in_sync,
+                "healthy": healthy,
                 "services": rows,
                 "quarantined": quarantined,
                 "tags_moved": tags.iter().filter(|t| t.moved()).collect::<Vec<_>>(),
@@ -84,7 +87,33 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
                 );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(in_sync, healthy))
+}
+
+/// `status`'s documented exit codes (see its `--help`): 2 when not in sync (the plan has
+/// changes or conflicts) — this wins, since applying may well fix the health too; 3 when in
+/// sync but something is unhealthy; 0 otherwise. Errors exit 1 through `main`.
+fn exit_code(in_sync: bool, healthy: bool) -> ExitCode {
+    if !in_sync {
+        ExitCode::from(super::EXIT_CHANGES)
+    } else if !healthy {
+        ExitCode::from(super::EXIT_UNHEALTHY)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Whether a desired container is as healthy as its kind asks: a job exited 0 or still runs;
+/// a service runs and its Docker health is not `unhealthy`; a blue/green color that is idle
+/// (stopped, kept for rollback) counts as healthy, since one color serving is the design.
+fn container_healthy(job: bool, idle_color: bool, c: &ActualContainer) -> bool {
+    if c.health() == Health::Unhealthy {
+        return false;
+    }
+    if job {
+        return c.state == RunState::Running || c.exit_code() == Some(0);
+    }
+    idle_color || c.state == RunState::Running
 }
 
 #[derive(Debug, Serialize)]
@@ -92,8 +121,11 @@ struct StatusRow {
     stack: String,
     service: String,
     container: String,
-    /// running, stopped, missing, drifted, conflict or undesired.
+    /// running, unhealthy, failed, stopped, missing, drifted, conflict or undesired.
     state: String,
+    /// The container exists and is as healthy as its kind asks ([`container_healthy`]);
+    /// false for a missing container, true for an undesired one (it is removed, not run).
+    healthy: bool,
     image: String,
     commit: String,
     /// When, and by which deploy, this container was last changed (from the deploy record).
@@ -136,6 +168,12 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 (_, _, Some(c)) if d.job && c.exit_code() == Some(0) => {
                     ("completed", c.status.clone())
                 }
+                (_, _, Some(c)) if c.health() == Health::Unhealthy => {
+                    ("unhealthy", c.status.clone())
+                }
+                (_, _, Some(c)) if d.job && c.exit_code().is_some_and(|x| x != 0) => {
+                    ("failed", c.status.clone())
+                }
                 (_, _, Some(c)) if c.state == RunState::Running => ("running", c.status.clone()),
                 (_, _, Some(c)) if c.state == RunState::Restarting => (
                     "degraded",
@@ -151,11 +189,13 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 (_, _, None) if blue_green => continue,
                 _ => ("unknown", String::new()),
             };
+            let idle_color = blue_green && state == "idle";
             rows.push(StatusRow {
                 stack: d.stack.clone(),
                 service: d.service.clone(),
                 container: name.clone(),
                 state: state.into(),
+                healthy: ac.is_some_and(|c| container_healthy(d.job, idle_color, c)),
                 image: ac.map(|c| c.image.clone()).unwrap_or_default(),
                 commit: ac
                     .and_then(|c| c.label(labels::COMMIT))
@@ -183,6 +223,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     .into(),
                 container: container.clone(),
                 state: "undesired".into(),
+                healthy: true,
                 image: ac.map(|c| c.image.clone()).unwrap_or_default(),
                 commit: ac
                     .and_then(|c| c.label(labels::COMMIT))
@@ -225,4 +266,49 @@ fn status_table(rows: &[StatusRow]) -> String {
         ],
         &cells,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(state: RunState, status: &str) -> ActualContainer {
+        ActualContainer {
+            id: "1".into(),
+            name: "x".into(),
+            state,
+            status: status.into(),
+            image: "i".into(),
+            labels: Default::default(),
+            attached: Default::default(),
+        }
+    }
+
+    #[test]
+    fn health_by_kind_of_container() {
+        let up = c(RunState::Running, "Up 3 minutes");
+        let sick = c(RunState::Running, "Up 3 minutes (unhealthy)");
+        let ok = c(RunState::Running, "Up 3 minutes (healthy)");
+        let exited0 = c(RunState::Exited, "Exited (0) 3 seconds ago");
+        let exited1 = c(RunState::Exited, "Exited (1) 3 seconds ago");
+        assert!(container_healthy(false, false, &up));
+        assert!(container_healthy(false, false, &ok));
+        assert!(!container_healthy(false, false, &sick));
+        assert!(
+            !container_healthy(false, false, &exited0),
+            "a stopped service"
+        );
+        assert!(container_healthy(false, true, &exited0), "an idle color");
+        assert!(container_healthy(true, false, &exited0), "a completed job");
+        assert!(!container_healthy(true, false, &exited1), "a failed job");
+        assert!(container_healthy(true, false, &up), "a running job");
+    }
+
+    #[test]
+    fn not_in_sync_wins_over_unhealthy() {
+        assert_eq!(exit_code(true, true), ExitCode::SUCCESS);
+        assert_eq!(exit_code(false, true), ExitCode::from(2));
+        assert_eq!(exit_code(false, false), ExitCode::from(2));
+        assert_eq!(exit_code(true, false), ExitCode::from(3));
+    }
 }

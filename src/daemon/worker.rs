@@ -296,8 +296,8 @@ impl Worker {
         }
         if !ctx.plan.conflicts.is_empty() {
             let msg = format!(
-                "{} conflict(s) with objects dockhand does not own:\n{}",
-                ctx.plan.conflicts.len(),
+                "{}:\n{}",
+                crate::plan::conflict_summary(&ctx.plan.conflicts),
                 render::text(&ctx.plan, false)
             );
             eprintln!("not applied ({why}): {msg}");

@@ -6,7 +6,10 @@ use crate::model::actual::{ActualContainer, RunState};
 use crate::model::{Color, KeepIdle};
 use crate::spec::{labels, DesiredContainer};
 
-use super::{field_changes, maintenance_during, Action, Conflict, FieldChange, Plan, ReleaseStep};
+use super::{
+    field_changes, maintenance_during, Action, Conflict, ConflictKind, FieldChange, Plan,
+    ReleaseStep,
+};
 
 /// One blue/green service. Which color serves is read back from the containers alone (running
 /// and healthy), so a release interrupted at any step is picked up where it stopped.
@@ -78,6 +81,7 @@ pub(super) fn plan_blue_green(
             p.conflicts.push(Conflict {
                 stack: dc.stack.clone(),
                 name: name(target),
+                kind: ConflictKind::PinnedActive,
                 message: format!(
                     "`release.active: {}` pins the serving color, and the spec of `{}` changed",
                     target.as_str(),

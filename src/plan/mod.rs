@@ -35,13 +35,71 @@ pub struct FieldChange {
     pub after: Vec<String>,
 }
 
-/// Something that blocks apply: dockhand would have to touch an object it does not own.
+/// Something that blocks apply: an object in the way that dockhand must not touch, an external
+/// object that is missing, or a pin that forbids the change. `kind` says which, so that
+/// messages, hints and the apply refusal name the right cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
     pub stack: String,
     pub name: String,
+    /// Flattened: `"kind": "other_project", "project": "staging"` beside `name`.
+    #[serde(flatten)]
+    pub kind: ConflictKind,
     pub message: String,
     pub hint: String,
+}
+
+/// Why a [`Conflict`] blocks apply. Serialized as `{"kind": "not_owned"}`,
+/// `{"kind": "other_project", "project": "staging"}`, ….
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// A container, network or volume made by hand (no dockhand labels) holds a wanted name.
+    NotOwned,
+    /// An object of another dockhand project on this Engine holds a wanted name or route: it
+    /// is that project's, so the hint never suggests removing it.
+    OtherProject { project: String },
+    /// A network or volume declared `external: true` does not exist.
+    MissingExternal,
+    /// `release.active` pins the serving color of a blue/green service whose spec changed.
+    PinnedActive,
+}
+
+impl ConflictKind {
+    /// A few words for counts: "not owned by dockhand", "owned by another dockhand project", ….
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConflictKind::NotOwned => "with objects dockhand does not own",
+            ConflictKind::OtherProject { .. } => "with objects of another dockhand project",
+            ConflictKind::MissingExternal => "with missing external objects",
+            ConflictKind::PinnedActive => "with a pinned `release.active`",
+        }
+    }
+}
+
+/// "2 conflict(s) with objects dockhand does not own, 1 with a pinned `release.active`": the
+/// conflicts counted by kind, in the order the kinds first appear.
+pub fn conflict_summary(conflicts: &[Conflict]) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for c in conflicts {
+        let l = c.kind.label();
+        match counts.iter_mut().find(|(k, _)| *k == l) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((l, 1)),
+        }
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, (l, n))| {
+            if i == 0 {
+                format!("{n} conflict(s) {l}")
+            } else {
+                format!("{n} {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An unchanged container that a later wave depends on: once the actions of wave `wave`
@@ -184,6 +242,9 @@ fn other_project_routes(desired: &Desired, actual: &Actual, p: &mut Plan) {
                 p.conflicts.push(Conflict {
                     stack: dc.stack.clone(),
                     name: dc.name.clone(),
+                    kind: ConflictKind::OtherProject {
+                        project: other.project.clone(),
+                    },
                     message: format!(
                         "host `{host}` is already routed by container `{}` of dockhand project `{}` on this host",
                         other.container, other.project
@@ -195,6 +256,45 @@ fn other_project_routes(desired: &Desired, actual: &Actual, p: &mut Plan) {
                 });
             }
         }
+    }
+}
+
+/// The conflict for a container of `dc`'s name that this project does not own: made by hand
+/// (the hint says how to clear it), or of another dockhand project (named; the hint never
+/// suggests removing it, since that would take down the other project's service).
+fn squatter_conflict(dc: &DesiredContainer, f: &ActualContainer) -> Conflict {
+    let other_project = (f.label(labels::MANAGED) == Some("true"))
+        .then(|| f.label(labels::PROJECT))
+        .flatten();
+    match other_project {
+        Some(project) => Conflict {
+            stack: dc.stack.clone(),
+            name: dc.name.clone(),
+            kind: ConflictKind::OtherProject {
+                project: project.to_string(),
+            },
+            message: format!(
+                "container `{}` ({}, image {}) is owned by dockhand project `{project}`",
+                f.name, f.status, f.image
+            ),
+            hint: format!(
+                "it serves project `{project}` and must stay: give stack `{}` or service `{}` another name, or deploy this repository under another `project:`",
+                dc.stack, dc.service
+            ),
+        },
+        None => Conflict {
+            stack: dc.stack.clone(),
+            name: dc.name.clone(),
+            kind: ConflictKind::NotOwned,
+            message: format!(
+                "container `{}` ({}, image {}) exists but was not created by dockhand",
+                f.name, f.status, f.image
+            ),
+            hint: format!(
+                "dockhand never touches containers it does not own: remove or rename it (docker rm -f {}) to let dockhand manage `{}`",
+                f.name, dc.service
+            ),
+        },
     }
 }
 
@@ -225,6 +325,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             Some(a) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: net.stack.clone(),
                 name: net.name.clone(),
+                kind: ConflictKind::NotOwned,
                 message: format!("network `{}` exists but dockhand does not own it", net.name),
                 hint: "declare it with `external: true` to use it as it is, or give dockhand's network another `name`".into(),
             }),
@@ -236,6 +337,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             p.conflicts.push(Conflict {
                 stack: net.stack.clone(),
                 name: net.name.clone(),
+                kind: ConflictKind::MissingExternal,
                 message: format!("external network `{}` does not exist", net.name),
                 hint: format!("create it (docker network create {}) or drop `external: true` so dockhand owns it", net.name),
             });
@@ -252,6 +354,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             (None, true) => p.conflicts.push(Conflict {
                 stack: vol.stack.clone(),
                 name: vol.name.clone(),
+                kind: ConflictKind::MissingExternal,
                 message: format!("external volume `{}` does not exist", vol.name),
                 hint: format!(
                     "create it (docker volume create {}) or drop `external: true`",
@@ -261,6 +364,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             (Some(a), false) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: vol.stack.clone(),
                 name: vol.name.clone(),
+                kind: ConflictKind::NotOwned,
                 message: format!("volume `{}` exists but dockhand does not own it", vol.name),
                 hint: "declare it with `external: true` to use its data without owning it".into(),
             }),
@@ -291,18 +395,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             .into_iter()
             .find_map(|n| foreign.get(n.as_str()).copied());
         if let Some(f) = squatter {
-            p.conflicts.push(Conflict {
-                stack: dc.stack.clone(),
-                name: dc.name.clone(),
-                message: format!(
-                    "container `{}` ({}, image {}) exists but was not created by dockhand",
-                    f.name, f.status, f.image
-                ),
-                hint: format!(
-                    "dockhand never touches containers it does not own: remove or rename it (docker rm -f {}) to let dockhand manage `{}`",
-                    f.name, dc.service
-                ),
-            });
+            p.conflicts.push(squatter_conflict(dc, f));
             continue;
         }
         if let Some(bg) = &dc.blue_green {

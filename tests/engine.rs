@@ -520,6 +520,7 @@ fn removing_a_service_waits_its_stop_grace_period_not_a_fixed_ten_seconds() {
         "removal took {took:?}: want its 3 s grace, not 10 s"
     );
     eprintln!("removing a 3s-grace service that ignores SIGTERM took {took:?}");
+}
 
 /// Issue 18: a container of another dockhand project holding a wanted name is named as that
 /// project's, never suggested for removal; `plan --detailed-exitcode` exits 1 and apply refuses

@@ -31,6 +31,7 @@ fn plan_text(name: &str) -> String {
             .map(|n| ActualObject {
                 name: n.name.clone(),
                 owner_stack: None,
+                other_project: None,
             })
             .collect(),
         ..Actual::default()

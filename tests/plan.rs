@@ -136,6 +136,7 @@ fn planner_cases() {
     squatted.networks.push(ActualObject {
         name: "shop_proxy".into(),
         owner_stack: None,
+        other_project: None,
     });
     check(
         "foreign_objects_are_conflicts_not_touched",
@@ -266,6 +267,7 @@ fn another_projects_container_is_named_and_never_suggested_for_removal() {
     host.networks.push(ActualObject {
         name: "shop_proxy".into(),
         owner_stack: None,
+        other_project: None,
     });
     let p = plan(&base, &host);
     let db = p

@@ -33,12 +33,14 @@ fuzz_target!(|data: &[u8]| {
                 host.networks.push(ActualObject {
                     name: n.name.clone(),
                     owner_stack: None,
+                    other_project: None,
                 });
             }
             for v in desired.volumes.iter().filter(|v| v.external) {
                 host.volumes.push(ActualObject {
                     name: v.name.clone(),
                     owner_stack: None,
+                    other_project: None,
                 });
             }
             assert!(

@@ -98,6 +98,10 @@ pub struct ActualObject {
     pub name: String,
     /// The `dockhand.stack` label, when dockhand owns the object.
     pub owner_stack: Option<String>,
+    /// The `dockhand.project` label, when *another* dockhand project owns the object (a
+    /// conflict names it, and never suggests taking its object over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_project: Option<String>,
 }
 
 /// The Engine's state relevant to a plan.

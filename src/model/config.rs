@@ -25,6 +25,14 @@ pub struct RepoConfig {
     #[serde(default = "default_project", deserialize_with = "checked::name")]
     #[schemars(regex(pattern = NAME_PATTERN))]
     pub project: String,
+    /// How Docker names are spelled: `stack` (default) gives `<stack>-<service>` and
+    /// `<stack>_<key>`, as every earlier version did; `project` gives
+    /// `<project>-<stack>-<service>` and `<project>_<stack>_<key>`, so that two projects with
+    /// the same stack and service names can share a host. Changing it on a deployed project
+    /// recreates its containers, and the plan refuses while an owned volume holds its data
+    /// under the other spelling.
+    #[serde(default)]
+    pub names: Names,
     /// How `route:` blocks are rendered as Traefik labels.
     #[serde(default)]
     pub traefik: TraefikConfig,
@@ -37,6 +45,18 @@ pub struct RepoConfig {
     /// Host checks run before anything is touched.
     #[serde(default)]
     pub preflight: Preflight,
+}
+
+/// How a project spells the Docker names it derives (`names:` in dockhand.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Names {
+    /// `<stack>-<service>`, `<stack>_<key>`: names without the project (every earlier
+    /// version's spelling).
+    #[default]
+    Stack,
+    /// `<project>-<stack>-<service>`, `<project>_<stack>_<key>`: the project is a namespace.
+    Project,
 }
 
 /// Traefik settings shared by all routed services.

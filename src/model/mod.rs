@@ -13,7 +13,7 @@ pub mod image;
 mod port;
 mod release;
 
-pub use config::{Defaults, Policy, Power, RepoConfig, TraefikConfig, TraefikDialect};
+pub use config::{Defaults, Names, Policy, Power, RepoConfig, TraefikConfig, TraefikDialect};
 pub use duration::Span;
 pub use port::{PortMapping, Protocol};
 pub use release::{
@@ -485,12 +485,61 @@ impl Stack {
     }
 }
 
-/// Container name of a service (`<stack>-<service>`).
+/// The Docker names a project derives, spelled as its `names:` setting says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Naming<'a> {
+    /// `Some(project)` under `names: project`.
+    prefix: Option<&'a str>,
+}
+
+impl<'a> Naming<'a> {
+    pub fn of(config: &'a RepoConfig) -> Naming<'a> {
+        Naming::new(&config.project, config.names)
+    }
+
+    pub fn new(project: &'a str, names: Names) -> Naming<'a> {
+        Naming {
+            prefix: (names == Names::Project).then_some(project),
+        }
+    }
+
+    /// The same project under the other `names:` spelling: where its objects were, or will
+    /// be, after the setting changes.
+    pub fn other(self, project: &'a str) -> Naming<'a> {
+        Naming {
+            prefix: match self.prefix {
+                Some(_) => None,
+                None => Some(project),
+            },
+        }
+    }
+
+    /// Container name of a service: `<stack>-<service>`, or `<project>-<stack>-<service>`.
+    pub fn container(self, stack: &str, service: &str) -> String {
+        match self.prefix {
+            Some(p) => format!("{p}-{}", container_name(stack, service)),
+            None => container_name(stack, service),
+        }
+    }
+
+    /// Docker name of a network or volume declared under `key` in `stack`: the explicit
+    /// `name:`, else `<key>` for an external one, else `<stack>_<key>` or
+    /// `<project>_<stack>_<key>`.
+    pub fn object(self, stack: &str, key: &str, explicit: Option<&str>, external: bool) -> String {
+        match (self.prefix, explicit, external) {
+            (Some(p), None, false) => format!("{p}_{}", object_name(stack, key, None, false)),
+            _ => object_name(stack, key, explicit, external),
+        }
+    }
+}
+
+/// Container name of a service (`<stack>-<service>`) under `names: stack`; see [`Naming`].
 pub fn container_name(stack: &str, service: &str) -> String {
     format!("{stack}-{service}")
 }
 
-/// Docker name of a network or volume declared under `key` in `stack`.
+/// Docker name of a network or volume declared under `key` in `stack`, under `names: stack`;
+/// see [`Naming`].
 pub fn object_name(stack: &str, key: &str, explicit: Option<&str>, external: bool) -> String {
     match (explicit, external) {
         (Some(name), _) => name.to_string(),

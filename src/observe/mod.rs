@@ -128,6 +128,15 @@ fn owner(project: &str, labels_map: Option<&HashMap<String, String>>) -> Option<
         .then(|| l.get(labels::STACK).cloned().unwrap_or_default())
 }
 
+/// The project of a managed object that is not `project`'s.
+fn other_project(project: &str, labels_map: Option<&HashMap<String, String>>) -> Option<String> {
+    let l = labels_map?;
+    (l.get(labels::MANAGED).map(String::as_str) == Some("true"))
+        .then(|| l.get(labels::PROJECT).cloned())
+        .flatten()
+        .filter(|p| p != project)
+}
+
 fn owned_by<'a>(project: &str, get: impl Fn(&str) -> Option<&'a str>) -> bool {
     get(labels::MANAGED) == Some("true") && get(labels::PROJECT) == Some(project)
 }
@@ -212,6 +221,7 @@ pub async fn observe(
         .into_iter()
         .map(|n| ActualObject {
             owner_stack: owner(project, n.labels.as_ref()),
+            other_project: other_project(project, n.labels.as_ref()),
             name: n.name.unwrap_or_default(),
         })
         .collect();
@@ -221,6 +231,7 @@ pub async fn observe(
         .into_iter()
         .map(|v| ActualObject {
             owner_stack: owner(project, Some(&v.labels)),
+            other_project: other_project(project, Some(&v.labels)),
             name: v.name,
         })
         .collect();

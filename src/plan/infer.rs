@@ -43,6 +43,7 @@ pub fn from_containers(desired: &Desired, managed: Vec<ActualContainer>) -> Opti
     let object = |stack: &str, name: &str, external: bool| ActualObject {
         name: name.to_string(),
         owner_stack: (!external).then(|| stack.to_string()),
+        other_project: None,
     };
     Some(Actual {
         networks: desired

@@ -63,6 +63,10 @@ pub enum ConflictKind {
     MissingExternal,
     /// `release.active` pins the serving color of a blue/green service whose spec changed.
     PinnedActive,
+    /// An owned volume is missing under its name, and this project owns `volume`, its name
+    /// under the other `names:` spelling: the data is there, and a new empty volume would
+    /// silently replace it.
+    DataElsewhere { volume: String },
 }
 
 impl ConflictKind {
@@ -73,6 +77,7 @@ impl ConflictKind {
             ConflictKind::OtherProject { .. } => "with objects of another dockhand project",
             ConflictKind::MissingExternal => "with missing external objects",
             ConflictKind::PinnedActive => "with a pinned `release.active`",
+            ConflictKind::DataElsewhere { .. } => "with volume data under the other `names:`",
         }
     }
 }
@@ -278,7 +283,7 @@ fn squatter_conflict(dc: &DesiredContainer, f: &ActualContainer) -> Conflict {
                 f.name, f.status, f.image
             ),
             hint: format!(
-                "it serves project `{project}` and must stay: give stack `{}` or service `{}` another name, or deploy this repository under another `project:`",
+                "it is project `{project}`'s and must stay: set `names: project` in dockhand.yaml so that this project's names start with its own, or give stack `{}` or service `{}` another name",
                 dc.stack, dc.service
             ),
         },
@@ -295,6 +300,22 @@ fn squatter_conflict(dc: &DesiredContainer, f: &ActualContainer) -> Conflict {
                 f.name, dc.service
             ),
         },
+    }
+}
+
+/// The conflict for an owned network or volume (`what`) of `stack` whose name another dockhand
+/// project's object holds: named, and never to be taken over or removed.
+fn other_project_object(what: &str, stack: &str, name: &str, project: &str) -> Conflict {
+    Conflict {
+        stack: stack.to_string(),
+        name: name.to_string(),
+        kind: ConflictKind::OtherProject {
+            project: project.to_string(),
+        },
+        message: format!("{what} `{name}` is owned by dockhand project `{project}`"),
+        hint: format!(
+            "it is project `{project}`'s and must stay: set `names: project` in dockhand.yaml so that this project's names start with its own, or give this {what} another `name:` in stack `{stack}`"
+        ),
     }
 }
 
@@ -322,6 +343,14 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 driver: net.driver.clone(),
                 internal: net.internal,
             }),
+            Some(a) if a.owner_stack.is_none() && a.other_project.is_some() => {
+                p.conflicts.push(other_project_object(
+                    "network",
+                    &net.stack,
+                    &net.name,
+                    a.other_project.as_deref().unwrap_or_default(),
+                ))
+            }
             Some(a) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: net.stack.clone(),
                 name: net.name.clone(),
@@ -345,7 +374,28 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     }
     for vol in &desired.volumes {
         let found = vols.get(vol.name.as_str());
+        let elsewhere = vol
+            .other_spelling
+            .as_deref()
+            .and_then(|n| vols.get(n))
+            .filter(|a| a.owner_stack.as_deref() == Some(vol.stack.as_str()));
         match (found, vol.external) {
+            (None, false) if elsewhere.is_some() => {
+                let old = elsewhere.map(|a| a.name.clone()).unwrap_or_default();
+                p.conflicts.push(Conflict {
+                    stack: vol.stack.clone(),
+                    name: vol.name.clone(),
+                    kind: ConflictKind::DataElsewhere { volume: old.clone() },
+                    message: format!(
+                        "volume `{}` does not exist, but this project's volume `{old}` of stack `{}` holds its data under the other `names:` spelling; creating `{}` would start the stack on an empty volume",
+                        vol.name, vol.stack, vol.name
+                    ),
+                    hint: format!(
+                        "dockhand never moves data: keep using it with `name: {old}` on this volume in stack `{}`, or set `names:` in dockhand.yaml back",
+                        vol.stack
+                    ),
+                });
+            }
             (None, false) => p.actions.push(Action::CreateVolume {
                 stack: vol.stack.clone(),
                 name: vol.name.clone(),
@@ -361,6 +411,14 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                     vol.name
                 ),
             }),
+            (Some(a), false) if a.owner_stack.is_none() && a.other_project.is_some() => {
+                p.conflicts.push(other_project_object(
+                    "volume",
+                    &vol.stack,
+                    &vol.name,
+                    a.other_project.as_deref().unwrap_or_default(),
+                ))
+            }
             (Some(a), false) if a.owner_stack.is_none() => p.conflicts.push(Conflict {
                 stack: vol.stack.clone(),
                 name: vol.name.clone(),

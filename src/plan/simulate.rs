@@ -55,10 +55,12 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
             Action::CreateNetwork { stack, name, .. } => out.networks.push(ActualObject {
                 name: name.clone(),
                 owner_stack: Some(stack.clone()),
+                other_project: None,
             }),
             Action::CreateVolume { stack, name, .. } => out.volumes.push(ActualObject {
                 name: name.clone(),
                 owner_stack: Some(stack.clone()),
+                other_project: None,
             }),
             Action::Create { container, .. } | Action::Recreate { container, .. } => {
                 out.managed.retain(|c| &c.name != container);

@@ -490,6 +490,9 @@ pub struct DesiredNetwork {
 pub struct DesiredVolume {
     pub stack: String,
     pub name: String,
+    /// Its name under the other `names:` spelling (an owned volume without an explicit
+    /// `name:`): where its data is if the setting changed since it was created.
+    pub other_spelling: Option<String>,
     pub driver: Option<String>,
     pub external: bool,
 }

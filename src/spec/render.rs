@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::model::image::ImageRef;
 use crate::model::{
-    container_name, object_name, BindCreate, Color, DesiredState, Health, HookStep, KeepIdle,
-    Mount, RestartPolicy, Span, StackFile, Strategy,
+    BindCreate, Color, DesiredState, Health, HookStep, KeepIdle, Mount, Naming, RestartPolicy,
+    Span, StackFile, Strategy,
 };
 
 use super::{
@@ -49,35 +49,40 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
         marker_key: facts.marker_key.clone(),
         ..Desired::default()
     };
+    let naming = Naming::of(&desired.config);
+    let other = naming.other(&desired.config.project);
     for stack in &desired.stacks {
         let s = &stack.spec;
         out.stacks.push(s.stack.clone());
         for (key, n) in &s.networks {
             out.networks.push(DesiredNetwork {
                 stack: s.stack.clone(),
-                name: object_name(&s.stack, key, n.name.as_deref(), n.external),
+                name: naming.object(&s.stack, key, n.name.as_deref(), n.external),
                 driver: n.driver.clone(),
                 internal: n.internal,
                 external: n.external,
             });
         }
         for (key, v) in &s.volumes {
+            let name = naming.object(&s.stack, key, v.name.as_deref(), v.external);
+            let elsewhere = other.object(&s.stack, key, v.name.as_deref(), v.external);
             out.volumes.push(DesiredVolume {
                 stack: s.stack.clone(),
-                name: object_name(&s.stack, key, v.name.as_deref(), v.external),
+                other_spelling: (elsewhere != name).then_some(elsewhere),
+                name,
                 driver: v.driver.clone(),
                 external: v.external,
             });
         }
         for (svc_name, svc) in &s.services {
-            let name = container_name(&s.stack, svc_name);
+            let name = naming.container(&s.stack, svc_name);
             let image = ImageRef::parse(&svc.image)
                 .map(|r| r.pull_ref())
                 .unwrap_or_else(|_| svc.image.clone());
             let net_name = |key: &String| {
                 s.networks
                     .get(key)
-                    .map(|n| object_name(&s.stack, key, n.name.as_deref(), n.external))
+                    .map(|n| naming.object(&s.stack, key, n.name.as_deref(), n.external))
                     .unwrap_or_else(|| key.clone())
             };
             let mut bind_creates = Vec::new();
@@ -85,7 +90,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
             let mounts: Vec<MountSpec> = svc
                 .mounts
                 .iter()
-                .map(|m| mount_spec(s, m, &mut bind_creates, &mut bind_required))
+                .map(|m| mount_spec(naming, s, m, &mut bind_creates, &mut bind_required))
                 .collect();
             let blue_green =
                 svc.release
@@ -134,6 +139,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
             };
             let hooks = svc.hooks.as_ref().map_or_else(ServiceHooks::default, |h| {
                 let mut ctx = HookCtx {
+                    naming,
                     stack: s,
                     image: &image,
                     mounts: &mounts,
@@ -228,12 +234,12 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
             out.containers.push(DesiredContainer {
                 stack: s.stack.clone(),
                 service: svc_name.clone(),
-                depends_on: ordering_deps(&s.stack, svc),
+                depends_on: ordering_deps(naming, &s.stack, svc),
                 conditions: svc
                     .depends_on
                     .entries()
                     .into_iter()
-                    .map(|(d, c)| (container_name(&s.stack, d), c))
+                    .map(|(d, c)| (naming.container(&s.stack, d), c))
                     .collect(),
                 job: svc.job,
                 hooks,
@@ -256,17 +262,17 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
 
 /// What a service must come after: its `depends_on`, and the services its hooks exec in (a
 /// backup hook in `db` needs `db` running before the release starts).
-fn ordering_deps(stack: &str, svc: &crate::model::Service) -> Vec<String> {
+fn ordering_deps(naming: Naming, stack: &str, svc: &crate::model::Service) -> Vec<String> {
     let mut deps: Vec<String> = svc
         .depends_on
         .names()
-        .map(|d| container_name(stack, d))
+        .map(|d| naming.container(stack, d))
         .collect();
     if let Some(h) = &svc.hooks {
         for step in h.before.iter().chain(&h.after_start).chain(&h.after_switch) {
             if let HookStep::Detailed(d) = step {
                 if let Some(other) = &d.service {
-                    let name = container_name(stack, other);
+                    let name = naming.container(stack, other);
                     if !deps.contains(&name) {
                         deps.push(name);
                     }
@@ -370,6 +376,7 @@ fn maintenance_spec(
 
 /// One declared mount as Docker gets it; bind sources are noted as to-create or must-exist.
 fn mount_spec(
+    naming: Naming,
     stack: &StackFile,
     m: &Mount,
     creates: &mut Vec<(String, BindCreate)>,
@@ -391,7 +398,7 @@ fn mount_spec(
             source: stack
                 .volumes
                 .get(&v.volume)
-                .map(|d| object_name(&stack.stack, &v.volume, d.name.as_deref(), d.external))
+                .map(|d| naming.object(&stack.stack, &v.volume, d.name.as_deref(), d.external))
                 .unwrap_or_else(|| v.volume.clone()),
             target: v.target.clone(),
             read_only: v.read_only,
@@ -405,6 +412,7 @@ fn mount_spec(
 
 /// What rendering a service's hooks needs from the service around them.
 struct HookCtx<'a> {
+    naming: Naming<'a>,
     stack: &'a StackFile,
     image: &'a str,
     mounts: &'a [MountSpec],
@@ -444,7 +452,7 @@ fn render_hooks(
                 },
                 HookStep::Detailed(d) => {
                     let place = if let Some(svc) = &d.service {
-                        let base = container_name(&cx.stack.stack, svc);
+                        let base = cx.naming.container(&cx.stack.stack, svc);
                         let bg = cx.stack.services.get(svc).is_some_and(|o| {
                             o.release
                                 .as_ref()
@@ -475,7 +483,13 @@ fn render_hooks(
                             Vec::new()
                         };
                         for m in &d.mounts {
-                            mounts.push(mount_spec(cx.stack, m, cx.creates, cx.required));
+                            mounts.push(mount_spec(
+                                cx.naming,
+                                cx.stack,
+                                m,
+                                cx.creates,
+                                cx.required,
+                            ));
                         }
                         HookPlace::OneOff { image, mounts }
                     } else {

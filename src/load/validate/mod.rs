@@ -17,8 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::diagnostic::Diagnostic;
 use super::yaml::{escape_pointer_token, PosIndex};
 use crate::model::{
-    container_name, object_name, Condition, DependsOn, DesiredState, HookStep, Mount, PortMapping,
-    Strategy,
+    Condition, DependsOn, DesiredState, HookStep, Mount, Naming, PortMapping, Strategy,
 };
 use crate::spec::traefik::{MAINTENANCE_PRIORITY, NAME_SEPARATOR};
 
@@ -135,7 +134,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             );
         } else {
             // A second file of one stack would clash on every name: that is said once above.
-            derived.stack(&mut cx, stack);
+            derived.stack(&mut cx, Naming::of(&desired.config), stack);
         }
         if spec.services.is_empty() {
             cx.at(
@@ -158,7 +157,7 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
 
         for (name, svc) in &spec.services {
             let ptr = |rest: &str| svc_ptr(name, rest);
-            let cname = container_name(&spec.stack, name);
+            let cname = Naming::of(&desired.config).container(&spec.stack, name);
             check_env(&mut cx, file, name, svc);
 
             check_image(&mut cx, desired, file, &ptr("/image"), &svc.image, "image");
@@ -265,7 +264,12 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 if let Some(tnet) = &desired.config.traefik.network {
                     let joined = svc.networks.iter().any(|n| {
                         spec.networks.get(n).is_some_and(|d| {
-                            object_name(&spec.stack, n, d.name.as_deref(), d.external) == *tnet
+                            Naming::of(&desired.config).object(
+                                &spec.stack,
+                                n,
+                                d.name.as_deref(),
+                                d.external,
+                            ) == *tnet
                         })
                     });
                     if !joined {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{svc_ptr, Ctx};
 use crate::load::yaml::escape_pointer_token;
-use crate::model::{container_name, object_name, HookStep, Service, Stack, Strategy};
+use crate::model::{HookStep, Naming, Service, Stack, Strategy};
 
 /// Who produces a Docker name, for the message that names both owners.
 struct Owner {
@@ -35,11 +35,12 @@ pub(in crate::load) struct DerivedNames {
 /// `-maintenance` container and the one-off container of each hook step that runs in one
 /// (`<name>-hook-<phase><index>`, as `apply::hooks` names it).
 pub fn derived_containers(
+    naming: Naming<'_>,
     stack: &str,
     service: &str,
     svc: &Service,
 ) -> Vec<(String, String, String)> {
-    let base = container_name(stack, service);
+    let base = naming.container(stack, service);
     let p = |rest: &str| svc_ptr(service, rest);
     let mut out = Vec::new();
     let blue_green = svc
@@ -141,11 +142,11 @@ impl DerivedNames {
     }
 
     /// Claims every name `stack` derives; a name claimed before is reported with both owners.
-    pub(super) fn stack(&mut self, cx: &mut Ctx<'_>, stack: &Stack) {
+    pub(super) fn stack(&mut self, cx: &mut Ctx<'_>, naming: Naming<'_>, stack: &Stack) {
         let file = stack.file.as_str();
         let s = &stack.spec;
         for (service, svc) in &s.services {
-            for (name, what, pointer) in derived_containers(&s.stack, service, svc) {
+            for (name, what, pointer) in derived_containers(naming, &s.stack, service, svc) {
                 let owner = Self::owner(
                     cx,
                     file,
@@ -185,7 +186,7 @@ impl DerivedNames {
                 if external {
                     continue;
                 }
-                let name = object_name(&s.stack, key, explicit, false);
+                let name = naming.object(&s.stack, key, explicit, false);
                 let pointer = format!("/{kind}s/{}", escape_pointer_token(key));
                 let owner = Self::owner(
                     cx,

@@ -351,3 +351,142 @@ fn a_host_deployed_with_earlier_names_upgrades_without_recreating() {
     let r = repo.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+// Without Docker: the names a project derives and what the planner makes of them.
+
+const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn rendered(names: Option<&str>) -> dockhand::spec::Desired {
+    use dockhand::load::{load, SourceFile};
+    let names = names.map_or_else(String::new, |n| format!("names: {n}\n"));
+    let img = format!("127.0.0.1:5000/shop/app:1@{DIGEST}");
+    let files = [
+        SourceFile {
+            path: "dockhand.yaml".into(),
+            text: format!("version: 1\nproject: staging\n{names}"),
+        },
+        SourceFile {
+            path: "stacks/shop.yaml".into(),
+            text: shop("shop", &img).replace(
+                "    depends_on: [db]\n",
+                "    depends_on: [db]\n    route: {host: shop.localhost, port: 8080}\n",
+            ),
+        },
+    ];
+    let state = load(&files).unwrap_or_else(|e| panic!("invalid:\n{e}"));
+    dockhand::spec::render(&state, &Default::default(), None)
+}
+
+#[test]
+fn names_project_prefixes_every_derived_name_and_stack_keeps_the_earlier_ones() {
+    let ns = rendered(Some("project"));
+    let web = ns.containers.iter().find(|c| c.service == "web").unwrap();
+    assert_eq!(web.name, "staging-shop-web");
+    assert_eq!(web.depends_on, ["staging-shop-db"]);
+    assert_eq!(web.spec.networks, ["staging_shop_back"]);
+    assert_eq!(ns.networks[0].name, "staging_shop_back");
+    assert_eq!(ns.volumes[0].name, "staging_shop_data");
+    assert_eq!(ns.volumes[0].other_spelling.as_deref(), Some("shop_data"));
+    let db = ns.containers.iter().find(|c| c.service == "db").unwrap();
+    assert!(
+        serde_json::to_string(&db.spec.mounts)
+            .unwrap()
+            .contains("\"staging_shop_data\""),
+        "{:?}",
+        db.spec.mounts
+    );
+    // Router names carried the project already; `names:` does not change them.
+    assert!(web
+        .labels
+        .contains_key("traefik.http.routers.staging__shop__web.rule"));
+
+    // Absent and `names: stack` are the earlier names, with the same spec hashes.
+    let old = rendered(None);
+    let stack = rendered(Some("stack"));
+    assert_eq!(old, stack);
+    let web = old.containers.iter().find(|c| c.service == "web").unwrap();
+    assert_eq!(web.name, "shop-web");
+    assert_eq!(old.volumes[0].name, "shop_data");
+    assert_eq!(
+        old.volumes[0].other_spelling.as_deref(),
+        Some("staging_shop_data")
+    );
+    assert!(web
+        .labels
+        .contains_key("traefik.http.routers.staging__shop__web.rule"));
+}
+
+#[test]
+fn planner_names_the_owner_of_objects_and_never_starts_on_an_empty_volume() {
+    use dockhand::model::actual::{Actual, ActualObject};
+    use dockhand::plan::{plan, ConflictKind};
+    let object = |name: &str, stack: Option<&str>, other: Option<&str>| ActualObject {
+        name: name.into(),
+        owner_stack: stack.map(Into::into),
+        other_project: other.map(Into::into),
+    };
+
+    // The project's data under the earlier name: no empty volume, a conflict saying where.
+    let ns = rendered(Some("project"));
+    let host = Actual {
+        volumes: vec![object("shop_data", Some("shop"), None)],
+        ..Actual::default()
+    };
+    let p = plan(&ns, &host);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, dockhand::plan::Action::CreateVolume { .. })),
+        "{:?}",
+        p.actions
+    );
+    let c = &p.conflicts[0];
+    assert_eq!(
+        c.kind,
+        ConflictKind::DataElsewhere {
+            volume: "shop_data".into()
+        }
+    );
+    assert!(c.hint.contains("`name: shop_data`"), "{}", c.hint);
+    // A volume of that name that is not this project's is not its data.
+    for other in [
+        object("shop_data", None, Some("prod")),
+        object("shop_data", None, None),
+    ] {
+        let host = Actual {
+            volumes: vec![other],
+            ..Actual::default()
+        };
+        assert!(plan(&ns, &host).conflicts.is_empty());
+    }
+
+    // Another project's network and volume on wanted names: named, kept, never shared.
+    let old = rendered(None);
+    let host = Actual {
+        networks: vec![object("shop_back", None, Some("prod"))],
+        volumes: vec![object("shop_data", None, Some("prod"))],
+        ..Actual::default()
+    };
+    let p = plan(&old, &host);
+    assert_eq!(p.conflicts.len(), 2, "{:?}", p.conflicts);
+    for c in &p.conflicts {
+        assert_eq!(
+            c.kind,
+            ConflictKind::OtherProject {
+                project: "prod".into()
+            }
+        );
+        assert!(
+            c.message.contains("owned by dockhand project `prod`"),
+            "{}",
+            c.message
+        );
+        for never in ["external", "docker", "remove"] {
+            assert!(!c.hint.contains(never), "{never}: {}", c.hint);
+        }
+    }
+    assert!(!p.actions.iter().any(|a| matches!(
+        a,
+        dockhand::plan::Action::CreateNetwork { .. } | dockhand::plan::Action::CreateVolume { .. }
+    )));
+}

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{docker, docker_ok, run, Run, Stack};
+use support::{docker, docker_ok, Run, Stack};
 
 /// One stack file with a service on an owned network and an owned volume, and one beside it.
 fn shop(stack: &str, img: &str) -> String {
@@ -13,24 +13,24 @@ fn shop(stack: &str, img: &str) -> String {
     )
 }
 
-/// A second repository beside `s`'s: project `project`, the given `names:` (None: the key is
-/// absent), `stack_file` as `stacks/shop.yaml`. Its objects carry `s`'s stack label, so `s`'s
-/// guard removes them too.
+/// A repository deploying one stack file as `stacks/shop.yaml` under project `project`, with the
+/// given `names:` (None: the key is absent, as in every earlier dockhand.yaml). The stack file
+/// names a test's [`Stack`], whose guard removes what it deploys.
 struct Repo {
-    dir: tempfile::TempDir,
+    files: Stack,
 }
 
 impl Repo {
     fn new(project: &str, names: Option<&str>, stack_file: &str) -> Repo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = Repo { dir };
+        let r = Repo {
+            files: Stack::new("nsrepo"),
+        };
         r.write(project, names, stack_file);
         r
     }
 
     fn write(&self, project: &str, names: Option<&str>, stack_file: &str) {
-        let p = self.dir.path();
-        std::fs::create_dir_all(p.join("stacks")).expect("mkdir");
+        let p = self.files.path();
         let names = names.map_or_else(String::new, |n| format!("names: {n}\n"));
         std::fs::write(
             p.join("dockhand.yaml"),
@@ -41,35 +41,20 @@ impl Repo {
     }
 
     fn dockhand(&self, args: &[&str]) -> Run {
-        self.dockhand_with(&support::bin(), args)
+        self.files.dockhand(args)
     }
 
+    /// [`Repo::dockhand`] with another dockhand binary (an earlier version).
     fn dockhand_with(&self, bin: &std::path::Path, args: &[&str]) -> Run {
-        let p = self.dir.path().to_string_lossy().to_string();
-        let state = self.dir.path().join("state").to_string_lossy().to_string();
-        let mut full: Vec<&str> = args.to_vec();
-        full.extend([
-            "--source",
-            &p,
-            "--path",
-            ".",
-            "--worktree",
-            "--state-dir",
-            &state,
-        ]);
-        if bin == support::bin() {
-            run(&full, &[])
-        } else {
-            let out = std::process::Command::new(bin)
-                .args(&full)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("running the base binary");
-            Run {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
+        let out = std::process::Command::new(bin)
+            .args(self.files.with_source(args))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running the base binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 }

@@ -165,6 +165,27 @@ fn two_projects_with_the_same_stack_file_coexist() {
     ]);
     assert!(!seen.status.success(), "b's volume is its own");
 
+    // One host is served by one project: the same route in both is the conflict it is, named.
+    let host = format!("{stack}.localhost");
+    let routed = shop(&stack, &img).replace(
+        "    depends_on: [db]\n",
+        &format!("    depends_on: [db]\n    route: {{host: {host}, port: 8080}}\n"),
+    );
+    a.write(&pa, Some("project"), &routed);
+    assert_eq!(a.dockhand(&["apply", "--yes"]).code, 0);
+    let a_ids = ids(&names(&pa));
+    b.write(&pb, Some("project"), &routed);
+    let r = b.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "host `{host}` is already routed by container `{pa}-{stack}-web` of dockhand project `{pa}`"
+        )),
+        "{r:?}"
+    );
+    assert_eq!(b.dockhand(&["apply", "--yes"]).code, 1);
+    assert_eq!(ids(&names(&pb)), b_ids, "a refused apply left b as it was");
+
     // A service removed from b is removed from b only.
     let without_web = shop(&stack, &img);
     let without_web = &without_web[..without_web.find("  web:").expect("web")];

@@ -87,6 +87,35 @@ impl ActualContainer {
         rest.split(')').next()?.parse().ok()
     }
 
+    /// How long it has been up at least, read from `status` (`Up 3 minutes (…)`: 180 s) the
+    /// way Docker words it (`Less than a second`, `About a minute`, `N hours`, …); `None` when
+    /// it is not up. A lower bound, so "past its start period" is never claimed too early.
+    pub fn uptime(&self) -> Option<std::time::Duration> {
+        let rest = self.status.strip_prefix("Up ")?;
+        let rest = rest.split(" (").next()?.trim();
+        let secs = match rest {
+            "Less than a second" => 0,
+            "About a minute" => 60,
+            "About an hour" => 3600,
+            _ => {
+                let (n, unit) = rest.split_once(' ')?;
+                let n: u64 = n.parse().ok()?;
+                let unit = unit.trim_end_matches('s');
+                n * match unit {
+                    "second" => 1,
+                    "minute" => 60,
+                    "hour" => 3600,
+                    "day" => 86_400,
+                    "week" => 7 * 86_400,
+                    "month" => 30 * 86_400,
+                    "year" => 365 * 86_400,
+                    _ => return None,
+                }
+            }
+        };
+        Some(std::time::Duration::from_secs(secs))
+    }
+
     /// Running and, if it has a healthcheck, healthy: what Traefik sends traffic to.
     pub fn serving(&self) -> bool {
         self.state == RunState::Running && matches!(self.health(), Health::None | Health::Healthy)
@@ -114,6 +143,11 @@ pub struct Actual {
     /// to one of them is a conflict.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_routes: Vec<OtherRoute>,
+    /// Per owned network the plan would remove (and only those: it costs an inspect each),
+    /// the containers attached to it that this project does not own, by name. The Engine
+    /// refuses to remove a network in use, so the planner keeps these instead.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_users: BTreeMap<String, Vec<String>>,
 }
 
 /// A host another dockhand project routes, and which of its containers does.

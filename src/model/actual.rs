@@ -158,3 +158,37 @@ pub struct OtherRoute {
     /// Lowercased, as Traefik compares hosts.
     pub host: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(status: &str) -> ActualContainer {
+        ActualContainer {
+            id: "1".into(),
+            name: "x".into(),
+            state: RunState::Running,
+            status: status.into(),
+            image: "i".into(),
+            labels: BTreeMap::new(),
+            attached: Attached::default(),
+        }
+    }
+
+    /// Docker's wording (go-units `HumanDuration`), read as a lower bound in seconds.
+    #[test]
+    fn uptime_is_read_from_dockers_words() {
+        let secs = |s: &str| up(s).uptime().map(|d| d.as_secs());
+        assert_eq!(secs("Up Less than a second"), Some(0));
+        assert_eq!(secs("Up 1 second (health: starting)"), Some(1));
+        assert_eq!(secs("Up 45 seconds (health: starting)"), Some(45));
+        assert_eq!(secs("Up About a minute (healthy)"), Some(60));
+        assert_eq!(secs("Up 3 minutes (unhealthy)"), Some(180));
+        assert_eq!(secs("Up About an hour"), Some(3600));
+        assert_eq!(secs("Up 5 hours"), Some(5 * 3600));
+        assert_eq!(secs("Up 3 days"), Some(3 * 86_400));
+        assert_eq!(secs("Up 2 weeks (Paused)"), Some(14 * 86_400));
+        assert_eq!(secs("Exited (0) 3 seconds ago"), None);
+        assert_eq!(secs("Restarting (1) 2 seconds ago"), None);
+    }
+}

@@ -850,7 +850,7 @@ fn unhealthy_containers_are_not_in_sync_and_a_stale_network_in_use_is_kept() {
         ) && text.contains("No changes to apply, but not in sync: 2 container(s) not healthy."),
         "{text}"
     );
-    assert_eq!(render::json(&p).contains("\"in_sync\": false"), true);
+    assert!(render::json(&p).contains("\"in_sync\": false"));
 
     // A network no longer declared: removed, unless a container it does not own uses it.
     let mut stale = converged(&d);

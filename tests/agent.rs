@@ -537,61 +537,30 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
     ]);
     let addr = agent.addr();
     let runs = |img: &str| runs_image(&web, img);
+    // A one-shot verb on the same source and record as the agent.
+    let cli = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["--source", &src, "--path", ".", "--state-dir", &state]);
+        support::run(&full, &[])
+    };
     wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
     commit(&v2, "v2");
     wait_until("v2 deployed", &agent, Duration::from_secs(60), runs(&v2));
 
     // Back to the previous good revision, and it holds over several polls.
-    let r = support::run(
-        &[
-            "rollback",
-            "--yes",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let r = cli(&["rollback", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Held at"), "{r:?}");
     assert!(runs(&v1)());
     // The hold shows in `status --json` and, from the agent's next pass, in /status.
-    let st = support::run(
-        &[
-            "status",
-            "--json",
-            "--offline",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let st = cli(&["status", "--json", "--offline"]);
     let doc: serde_json::Value =
         serde_json::from_str(&st.stdout).unwrap_or_else(|e| panic!("{e}: {st:?}"));
     let held = doc["hold"]["revision"]
         .as_str()
         .unwrap_or_else(|| panic!("{doc:#}"));
     assert_eq!(held.len(), 40, "a commit: {doc:#}");
-    let text = support::run(
-        &[
-            "status",
-            "--offline",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let text = cli(&["status", "--offline"]);
     assert!(
         text.stdout.contains(&format!("held: {}", &held[..12])),
         "{text:?}"
@@ -612,19 +581,7 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         "the agent undid the rollback:\n{}",
         agent.log()
     );
-    let apply = support::run(
-        &[
-            "apply",
-            "--yes",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let apply = cli(&["apply", "--yes"]);
     assert!(
         apply.code != 0 && apply.stderr.contains("held"),
         "{apply:?}"
@@ -656,35 +613,10 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
     );
     let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
     let first = v.as_array().unwrap().last().unwrap()["id"].to_string();
-    let r = support::run(
-        &[
-            "rollback",
-            "--yes",
-            "--to",
-            &first,
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let r = cli(&["rollback", "--yes", "--to", &first]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(runs(&v1)());
-    let r = support::run(
-        &[
-            "resume",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let r = cli(&["resume"]);
     assert!(r.stdout.contains("hold ended"), "{r:?}");
     // `resume` does not wake the agent; its next poll or resync, or a SIGHUP, does.
     let pid = agent.child.id().to_string();

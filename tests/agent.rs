@@ -952,7 +952,7 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
     s.write(&stack("'false'"));
     let agent = Agent::start_with(&s, &["--poll", "60s", "--listen", "127.0.0.1:0"]);
     let addr = agent.addr();
-    wait_until(
+    let degraded = wait_until(
         "/status says web is degraded",
         &agent,
         Duration::from_secs(60),
@@ -1013,7 +1013,7 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
 
     // A fix is a new revision: deployed, in sync, the error gone.
     s.write(&stack("'true'"));
-    wait_until(
+    let fixed = wait_until(
         "the fix is in sync",
         &agent,
         Duration::from_secs(60),
@@ -1034,7 +1034,7 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
         || agent_status(&addr)["last_error"].is_string(),
     );
     s.write(&stack("'true'"));
-    wait_until(
+    let cleared = wait_until(
         "a good pass clears the last error",
         &agent,
         Duration::from_secs(30),
@@ -1042,5 +1042,8 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
             let st = agent_status(&addr);
             st["in_sync"] == true && st["last_error"].is_null()
         },
+    );
+    eprintln!(
+        "agent: degraded shown {degraded:?} after start, fix in sync in {fixed:?}, last error cleared {cleared:?} after the good edit"
     );
 }

@@ -152,6 +152,9 @@ pub(super) struct Worker {
     /// The revision a full read of the host last found in sync, and when: while it holds, a
     /// pass costs the Engine one call.
     pub quick: Arc<Mutex<Option<(String, Instant)>>>,
+    /// A re-check of unhealthy containers is queued: passes woken otherwise meanwhile do not
+    /// queue another, so the re-checks stay one chain whatever else wakes the agent.
+    pub recheck: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Worker {
@@ -437,7 +440,14 @@ impl Worker {
                 names[0]
             );
         }
-        self.queue_after(next, Trigger::Resync);
+        if !self.recheck.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (queue, recheck) = (self.queue.clone(), self.recheck.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(next).await;
+                recheck.store(false, std::sync::atomic::Ordering::SeqCst);
+                let _ = queue.send(Trigger::Resync);
+            });
+        }
         Pass::Unhealthy(rev, names, text)
     }
 

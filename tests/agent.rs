@@ -533,49 +533,55 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         "--poll",
         "500ms",
         "--listen",
-        "off",
+        "127.0.0.1:0",
     ]);
+    let addr = agent.addr();
     let runs = |img: &str| runs_image(&web, img);
+    // A one-shot verb on the same source and record as the agent.
+    let cli = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["--source", &src, "--path", ".", "--state-dir", &state]);
+        support::run(&full, &[])
+    };
     wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
     commit(&v2, "v2");
     wait_until("v2 deployed", &agent, Duration::from_secs(60), runs(&v2));
 
     // Back to the previous good revision, and it holds over several polls.
-    let r = support::run(
-        &[
-            "rollback",
-            "--yes",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let r = cli(&["rollback", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Held at"), "{r:?}");
     assert!(runs(&v1)());
+    // The hold shows in `status --json` and, from the agent's next pass, in /status.
+    let st = cli(&["status", "--json", "--offline"]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&st.stdout).unwrap_or_else(|e| panic!("{e}: {st:?}"));
+    let held = doc["hold"]["revision"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(held.len(), 40, "a commit: {doc:#}");
+    let text = cli(&["status", "--offline"]);
+    assert!(
+        text.stdout.contains(&format!("held: {}", &held[..12])),
+        "{text:?}"
+    );
+    wait_until(
+        "/status shows the hold",
+        &agent,
+        Duration::from_secs(10),
+        || {
+            let (_, body) = http(&addr, "GET", "/status", &[], "");
+            serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["hold"]["revision"].as_str() == Some(held))
+        },
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         runs(&v1)(),
         "the agent undid the rollback:\n{}",
         agent.log()
     );
-    let apply = support::run(
-        &[
-            "apply",
-            "--yes",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let apply = cli(&["apply", "--yes"]);
     assert!(
         apply.code != 0 && apply.stderr.contains("held"),
         "{apply:?}"
@@ -607,35 +613,10 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
     );
     let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
     let first = v.as_array().unwrap().last().unwrap()["id"].to_string();
-    let r = support::run(
-        &[
-            "rollback",
-            "--yes",
-            "--to",
-            &first,
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let r = cli(&["rollback", "--yes", "--to", &first]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(runs(&v1)());
-    let r = support::run(
-        &[
-            "resume",
-            "--source",
-            &src,
-            "--path",
-            ".",
-            "--state-dir",
-            &state,
-        ],
-        &[],
-    );
+    let r = cli(&["resume"]);
     assert!(r.stdout.contains("hold ended"), "{r:?}");
     // `resume` does not wake the agent; its next poll or resync, or a SIGHUP, does.
     let pid = agent.child.id().to_string();
@@ -943,5 +924,126 @@ fn an_in_sync_resync_pass_costs_the_engine_one_call() {
         (0.7..=1.3).contains(&per_pass),
         "{} calls over {passes} passes",
         calls.len()
+    );
+}
+
+/// The agent's /status as JSON.
+fn agent_status(addr: &str) -> serde_json::Value {
+    let (code, body) = http(addr, "GET", "/status", &[], "");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Issue 18 item 2: a first deploy whose healthcheck never passes failed its apply, and then
+/// `plan --detailed-exitcode` said "No changes" (0), /status `in_sync: true` and
+/// `dockhand_in_sync 1` while Docker called the container unhealthy. Now it is recorded once
+/// and quarantined like a failed release, and plan, status, /status and /metrics say it is
+/// not in sync. Then (status part of item 10): a good pass clears /status's last error.
+#[test]
+fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quarantined() {
+    let s = Stack::new("sickfirst");
+    let img = s.image("v1");
+    let web = s.container("web");
+    let stack = |cmd: &str| {
+        format!(
+            "services:\n  web:\n    image: {img}\n    health: {{cmd: [{cmd}], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
+        )
+    };
+    s.write(&stack("'false'"));
+    let agent = Agent::start_with(&s, &["--poll", "60s", "--listen", "127.0.0.1:0"]);
+    let addr = agent.addr();
+    let degraded = wait_until(
+        "/status says web is degraded",
+        &agent,
+        Duration::from_secs(60),
+        || {
+            let st = agent_status(&addr);
+            st["in_sync"] == false
+                && st["degraded"]
+                    .as_array()
+                    .is_some_and(|d| d.len() == 1 && d[0] == web.as_str())
+        },
+    );
+    assert_eq!(
+        inspect(&web, "{{.State.Health.Status}}").as_deref(),
+        Some("unhealthy")
+    );
+    let st = agent_status(&addr);
+    assert!(
+        st["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!(
+                "{web} is not healthy: Docker reports it unhealthy"
+            ))),
+        "{st:#}"
+    );
+    assert_eq!(metric(&addr, "dockhand_in_sync"), 0.0);
+    assert_eq!(metric(&addr, "dockhand_degraded"), 1.0);
+
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!(
+            "! container {web} ({}/web) is not healthy",
+            s.name
+        )),
+        "{plan:?}"
+    );
+    let status = s.dockhand(&["status", "--json", "--offline"]);
+    assert_eq!(status.code, 2, "{status:?}");
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(doc["in_sync"], false, "{doc:#}");
+    assert_eq!(doc["services"][0]["state"], "unhealthy", "{doc:#}");
+    assert_eq!(
+        doc["quarantined"].as_array().map(Vec::len),
+        Some(1),
+        "{doc:#}"
+    );
+    assert_eq!(doc["last_error"]["outcome"], "failed", "{doc:#}");
+
+    // Passes go on (re-checks with back-off) and record nothing more.
+    std::thread::sleep(Duration::from_secs(4));
+    let h = s.dockhand(&["history", "--json"]);
+    let deploys: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let deploys = deploys.as_array().unwrap();
+    assert_eq!(deploys.len(), 1, "recorded once: {deploys:#?}");
+    assert_eq!(deploys[0]["outcome"], "failed", "{deploys:#?}");
+    assert_eq!(deploys[0]["quarantined"], true, "{deploys:#?}");
+    assert!(agent.log().contains("is quarantined"), "{}", agent.log());
+
+    // A fix is a new revision: deployed, in sync, the error gone.
+    s.write(&stack("'true'"));
+    let fixed = wait_until(
+        "the fix is in sync",
+        &agent,
+        Duration::from_secs(60),
+        || {
+            let st = agent_status(&addr);
+            st["in_sync"] == true && st["last_error"].is_null()
+        },
+    );
+    assert_eq!(metric(&addr, "dockhand_in_sync"), 1.0);
+    assert_eq!(metric(&addr, "dockhand_degraded"), 0.0);
+
+    // An invalid edit sets the last error; the good pass after it clears it (it stayed).
+    s.write("services: [not, a, map]\n");
+    wait_until(
+        "the bad edit is reported",
+        &agent,
+        Duration::from_secs(30),
+        || agent_status(&addr)["last_error"].is_string(),
+    );
+    s.write(&stack("'true'"));
+    let cleared = wait_until(
+        "a good pass clears the last error",
+        &agent,
+        Duration::from_secs(30),
+        || {
+            let st = agent_status(&addr);
+            st["in_sync"] == true && st["last_error"].is_null()
+        },
+    );
+    eprintln!(
+        "agent: degraded shown {degraded:?} after start, fix in sync in {fixed:?}, last error cleared {cleared:?} after the good edit"
     );
 }

@@ -598,8 +598,8 @@ fn wait_health(name: &str, want: &str) {
     }
 }
 
-/// Issue 18: `status` exits 0 in sync and healthy, 3 in sync but unhealthy (Docker health),
-/// 2 not in sync (stopped or removed by hand: the plan starts or creates it), which wins.
+/// Issue 18: `status` exits 0 in sync and healthy, 2 not in sync: unhealthy (Docker health;
+/// item 2: health is part of sync), stopped or removed by hand (the plan starts or creates it).
 #[test]
 fn status_exit_codes_say_in_sync_unhealthy_or_not_in_sync() {
     let s = Stack::new("statusexit");
@@ -620,11 +620,27 @@ fn status_exit_codes_say_in_sync_unhealthy_or_not_in_sync() {
     docker_ok(&["exec", &web, "touch", "/tmp/sick"]);
     wait_health(&web, "unhealthy");
     let (code, doc) = status_json(&s);
-    assert_eq!(code, 3, "{doc}");
-    assert_eq!(doc["in_sync"], true, "{doc}");
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["in_sync"], false, "{doc}");
     assert_eq!(doc["healthy"], false, "{doc}");
     assert_eq!(doc["services"][0]["state"], "unhealthy", "{doc}");
     assert_eq!(doc["services"][0]["healthy"], false, "{doc}");
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.code, 2,
+        "an unhealthy container is not in sync: {plan:?}"
+    );
+    assert!(
+        plan.stdout.contains(&format!(
+            "! container {web} ({}/web) is not healthy: Docker reports it unhealthy",
+            s.name
+        )),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("No changes to apply, but not in sync"),
+        "{plan:?}"
+    );
 
     // Stopped by hand (still marked sick): not in sync wins over unhealthy.
     docker_ok(&["stop", "-t", "1", &web]);
@@ -641,4 +657,80 @@ fn status_exit_codes_say_in_sync_unhealthy_or_not_in_sync() {
     let (code, doc) = status_json(&s);
     assert_eq!(code, 2, "{doc}");
     assert_eq!(doc["services"][0]["state"], "missing", "{doc}");
+}
+
+fn deploys(s: &Stack) -> Vec<serde_json::Value> {
+    let r = s.dockhand(&["history", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    serde_json::from_str::<serde_json::Value>(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {r:?}"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Issue 18 item 7: a stale owned network that a container dockhand does not own is attached
+/// to could not be removed; apply said "kept", the plan never converged (exit 2 forever) and
+/// every apply recorded a new deploy. Now the network is kept with a note, the plan is empty
+/// (exit 0), and applies that change nothing record nothing.
+#[test]
+fn a_stale_network_in_use_by_a_foreign_container_is_kept_once_and_the_plan_converges() {
+    let mut s = Stack::new("netkept");
+    let img = s.image("v1");
+    s.write(&format!(
+        "networks: {{side: {{}}}}\nservices:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n  worker:\n    image: {img}\n    networks: [side]\n    stop_grace_period: 1s\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let label = format!("label=dockhand.stack={}", s.name);
+    let net = docker_ok(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+    assert!(
+        !net.is_empty() && !net.contains('\n'),
+        "one owned network: {net:?}"
+    );
+    // Someone attaches a container of their own to it.
+    let theirs = support::unique("netkept-theirs");
+    s.foreign.push(theirs.clone());
+    docker_ok(&["run", "-d", "--name", &theirs, "--network", &net, &img]);
+
+    // The network and its only service leave the desired state.
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("0 to start, 1 to remove."),
+        "only worker is removed: {r:?}"
+    );
+    let note = format!("network {net} is no longer declared but kept: in use by {theirs}");
+    assert!(r.stdout.contains(&note), "{r:?}");
+    for _ in 0..2 {
+        let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.code, 0, "the plan converged: {plan:?}");
+        assert!(plan.stdout.contains(&note), "{plan:?}");
+        assert!(plan.stdout.contains("No changes."), "{plan:?}");
+        let again = s.dockhand(&["apply", "--yes"]);
+        assert_eq!(again.code, 0, "{again:?}");
+        assert!(again.stdout.contains("No changes."), "{again:?}");
+    }
+    let recorded = deploys(&s);
+    assert_eq!(
+        recorded.len(),
+        2,
+        "the first deploy and the one that removed worker, nothing for the applies after: {recorded:#?}"
+    );
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.Running}}", &theirs]),
+        "true",
+        "their container is untouched"
+    );
+    // Once they leave, the network goes at the next apply.
+    docker_ok(&["network", "disconnect", &net, &theirs]);
+    let plan = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!("- network {net}")),
+        "{plan:?}"
+    );
 }

@@ -809,3 +809,66 @@ proptest! {
         prop_assert_eq!(render::json(&p), render::json(&plan(&after, &reversed)));
     }
 }
+
+/// Issue 18 items 2 and 7 in the planner. An unchanged container that Docker calls
+/// unhealthy, or that is still `starting` past its start period (read from the list's
+/// status), leaves nothing to apply but is not in sync; one within its start period is. A
+/// stale owned network that another project's or a hand-made container uses is kept with a
+/// note instead of being planned for removal on every pass.
+#[test]
+fn unhealthy_containers_are_not_in_sync_and_a_stale_network_in_use_is_kept() {
+    let d = desired(&[&shop(A, "s3cret-one")]);
+    let mut host = converged(&d);
+    container(&mut host, "shop-api").status = "Up 3 minutes (unhealthy)".into();
+    container(&mut host, "shop-db").status = "Up About a minute (health: starting)".into();
+    container(&mut host, "shop-web").status = "Up Less than a second (health: starting)".into();
+    let p = plan(&d, &host);
+    assert!(
+        p.is_empty(),
+        "nothing to apply: {}",
+        render::text(&p, false)
+    );
+    assert!(!p.in_sync());
+    let sick: Vec<(&str, &str)> = p
+        .unhealthy
+        .iter()
+        .map(|u| (u.container.as_str(), u.reason.as_str()))
+        .collect();
+    assert_eq!(
+        sick,
+        // In dependency order, as the containers are planned.
+        [
+            (
+                "shop-db",
+                "its healthcheck has not passed yet, 60s after start, past its start period of 0s (Up About a minute (health: starting))"
+            ),
+            ("shop-api", "Docker reports it unhealthy (Up 3 minutes (unhealthy))"),
+        ]
+    );
+    let text = render::text(&p, false);
+    assert!(
+        text.contains(
+            "! container shop-api (shop/api) is not healthy: Docker reports it unhealthy"
+        ) && text.contains("No changes to apply, but not in sync: 2 container(s) not healthy."),
+        "{text}"
+    );
+    assert!(render::json(&p).contains("\"in_sync\": false"));
+
+    // A network no longer declared: removed, unless a container it does not own uses it.
+    let mut stale = converged(&d);
+    stale.networks.push(ActualObject {
+        name: "shop-old".into(),
+        owner_stack: Some("shop".into()),
+    });
+    let p = plan(&d, &stale);
+    assert!(matches!(&p.actions[..], [Action::RemoveNetwork { name, .. }] if name == "shop-old"));
+    stale
+        .network_users
+        .insert("shop-old".into(), vec!["their-box".into()]);
+    let p = plan(&d, &stale);
+    assert!(p.in_sync(), "{}", render::text(&p, false));
+    assert_eq!(p.kept_networks.len(), 1);
+    assert_eq!(p.kept_networks[0].attached, ["their-box"]);
+    assert!(render::text(&p, false)
+        .contains("network shop-old is no longer declared but kept: in use by their-box"));
+}

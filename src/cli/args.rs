@@ -57,7 +57,7 @@ pub enum Command {
     /// Per service: running, stopped, missing or drifted, with image digest, commit and the
     /// deploy that put it there; quarantined revisions.
     #[command(
-        after_help = "Exit codes: 0 in sync and healthy; 2 not in sync (the plan has changes or conflicts); 3 in sync but something is unhealthy (Docker health `unhealthy`, a service not running, a job that exited non-zero); 1 error. Not in sync (2) takes precedence over unhealthy (3).\n\nExample:\n  dockhand status --json | jq '.services[] | select(.state != \"running\")'"
+        after_help = "Exit codes: 0 in sync and healthy; 2 not in sync (the plan has changes or conflicts, or a container with the desired spec is `unhealthy` or still `starting` past its start period); 3 in sync but something else is unhealthy (a service not running, a job that exited non-zero); 1 error. Not in sync (2) takes precedence over unhealthy (3).\n\nExample:\n  dockhand status --json | jq '.services[] | select(.state != \"running\")'"
     )]
     Status(StatusArgs),
     /// The deploy record, newest first: trigger, revision, outcome, duration, and per deploy

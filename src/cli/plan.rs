@@ -26,13 +26,14 @@ pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
 }
 
 /// `--detailed-exitcode`: 1 when conflicts block apply (apply would refuse, so a script must
-/// not read it as "changes to apply"), 2 when there are changes, 0 when there is nothing to do.
+/// not read it as "changes to apply"), 2 when there are changes or a container is not
+/// healthy (not in sync, see [`crate::plan::Plan::in_sync`]), 0 when the host is in sync.
 fn detailed_exit(detailed: bool, plan: &crate::plan::Plan) -> ExitCode {
     if !detailed {
         ExitCode::SUCCESS
     } else if !plan.conflicts.is_empty() {
         ExitCode::from(super::EXIT_BLOCKED)
-    } else if !plan.actions.is_empty() {
+    } else if !plan.in_sync() {
         ExitCode::from(super::EXIT_CHANGES)
     } else {
         ExitCode::SUCCESS

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::args::StatusArgs;
 use super::{settings, table};
-use crate::history::Store;
+use crate::history::{Outcome, Store};
 use crate::model::actual::{Actual, ActualContainer, Health, RunState};
 use crate::plan::{render, Action, Plan};
 use crate::reconcile::pass::PlanContext;
@@ -23,6 +23,8 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
     let mut rows = status_rows(&ctx.desired, &ctx.actual, &ctx.plan);
     let store = Store::open_existing(state_dir)?;
     let mut quarantined = Vec::new();
+    let mut hold = None;
+    let mut last_error = None;
     if let Some(store) = &store {
         let last = store.last_deploys(&ctx.desired.project)?;
         for r in &mut rows {
@@ -31,6 +33,8 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
             }
         }
         quarantined = store.quarantine_list(&ctx.desired.project)?;
+        hold = store.hold(&ctx.desired.project)?;
+        last_error = last_error_of(store, &ctx.desired.project)?;
     }
     let tags = if a.offline {
         Vec::new()
@@ -38,7 +42,7 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
         let docker = crate::observe::connect().await?;
         super::pin::tag_checks(&docker, &ctx.desired).await
     };
-    let in_sync = ctx.plan.is_empty();
+    let in_sync = ctx.plan.in_sync();
     let healthy = rows.iter().all(|r| r.healthy);
     if a.json {
         println!(
@@ -50,6 +54,8 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
                 "healthy": healthy,
                 "services": rows,
                 "quarantined": quarantined,
+                "hold": hold,
+                "last_error": last_error,
                 "tags_moved": tags.iter().filter(|t| t.moved()).collect::<Vec<_>>(),
                 "tags_unchecked": tags.iter().filter(|t| t.error.is_some()).collect::<Vec<_>>(),
             }))?
@@ -77,6 +83,26 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
                 t.error.as_deref().unwrap_or_default()
             );
         }
+        if let Some(h) = &hold {
+            println!(
+                "\nheld: {} since {} ({}), until the source moves past {}\n  hint: `dockhand resume` ends the hold and deploys the source's head",
+                crate::reconcile::short(&h.revision),
+                crate::history::format_utc(h.at_ms),
+                h.reason,
+                crate::reconcile::short(&h.source_at)
+            );
+        }
+        if let Some(e) = &last_error {
+            println!(
+                "\nlast error: deploy #{} ({}, {}) {}: {}\n  hint: `dockhand history --id {}` shows its steps",
+                e.deploy,
+                crate::reconcile::short(&e.revision),
+                crate::history::format_utc(e.at_ms),
+                e.outcome,
+                e.error.lines().next().unwrap_or_default(),
+                e.deploy
+            );
+        }
         for q in &quarantined {
             println!(
                     "\nquarantined: {} (deploy #{}, {}): {}\n  hint: commit a fix, or `dockhand apply --retry` to try this revision again",
@@ -90,8 +116,32 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
     Ok(exit_code(in_sync, healthy))
 }
 
+/// The project's newest deploy, when it did not succeed: what the last error is until a
+/// later deploy succeeds.
+#[derive(Debug, Serialize)]
+struct LastError {
+    deploy: i64,
+    revision: String,
+    outcome: &'static str,
+    error: String,
+    at_ms: i64,
+}
+
+fn last_error_of(store: &Store, project: &str) -> Result<Option<LastError>> {
+    let newest = store.deploys(Some(project), None, 1)?.into_iter().next();
+    Ok(newest
+        .filter(|d| !matches!(d.outcome, Outcome::Succeeded | Outcome::Running))
+        .map(|d| LastError {
+            deploy: d.id,
+            revision: d.revision,
+            outcome: d.outcome.as_str(),
+            error: d.error.unwrap_or_default(),
+            at_ms: d.finished_ms.unwrap_or(d.started_ms),
+        }))
+}
+
 /// `status`'s documented exit codes (see its `--help`): 2 when not in sync (the plan has
-/// changes or conflicts) — this wins, since applying may well fix the health too; 3 when in
+/// changes or conflicts, or a container with the desired spec is not healthy) — this wins, since applying may well fix the health too; 3 when in
 /// sync but something is unhealthy; 0 otherwise. Errors exit 1 through `main`.
 fn exit_code(in_sync: bool, healthy: bool) -> ExitCode {
     if !in_sync {
@@ -144,6 +194,7 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 .iter()
                 .find(|a| a.container() == Some(name.as_str()));
             let conflict = plan.conflicts.iter().find(|c| c.name == name);
+            let sick = plan.unhealthy.iter().find(|u| u.container == name);
             let (state, detail) = match (conflict, action, ac) {
                 (Some(c), _, _) => ("conflict", c.message.clone()),
                 (_, Some(Action::Create { .. }), _) => ("missing", String::new()),
@@ -164,6 +215,10 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     format!("next release goes here ({})", step.as_str()),
                 ),
                 (_, Some(Action::Retire { reason, .. }), _) => ("to retire", reason.clone()),
+                (_, _, Some(_)) if sick.is_some() => (
+                    "unhealthy",
+                    sick.map(|u| u.reason.clone()).unwrap_or_default(),
+                ),
                 (_, _, Some(c)) if blue_green && c.serving() => ("serving", c.status.clone()),
                 (_, _, Some(c)) if d.job && c.exit_code() == Some(0) => {
                     ("completed", c.status.clone())
@@ -195,7 +250,8 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 service: d.service.clone(),
                 container: name.clone(),
                 state: state.into(),
-                healthy: ac.is_some_and(|c| container_healthy(d.job, idle_color, c)),
+                healthy: sick.is_none()
+                    && ac.is_some_and(|c| container_healthy(d.job, idle_color, c)),
                 image: ac.map(|c| c.image.clone()).unwrap_or_default(),
                 commit: ac
                     .and_then(|c| c.label(labels::COMMIT))

@@ -138,6 +138,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         state: state.clone(),
         last_good: Arc::default(),
         quick: Arc::default(),
+        recheck: Arc::default(),
     };
     run_loop(triggers, settle, shutdown, |batch| {
         let worker = worker.clone();

@@ -66,13 +66,20 @@ pub struct AgentState {
     pub source: String,
     /// The revision of the last reconcile that could read the source.
     pub revision: Option<String>,
-    /// The last reconcile found nothing to change (or changed it successfully).
+    /// The last reconcile found nothing to change (or changed it successfully) and every
+    /// container with the desired spec healthy.
     pub in_sync: bool,
+    /// Why the last reconcile did not end in sync; cleared by one that does.
     pub last_error: Option<String>,
+    /// A rollback holding the project on a revision (see [`crate::history::Hold`]).
+    pub hold: Option<crate::history::Hold>,
+    /// Owned networks no longer declared that containers dockhand does not own still use.
+    pub kept_networks: Vec<String>,
     /// Unix ms of the last reconcile that ended in sync.
     pub last_sync_ms: Option<i64>,
     pub quarantined: Vec<String>,
-    /// Containers whose corrections are backed off.
+    /// Containers whose corrections are backed off, or that hold the desired spec but are
+    /// not healthy (re-checked with back-off).
     pub degraded: Vec<String>,
     /// Containers of `drift: report` stacks that differ from the desired state.
     pub drift_reported: Vec<String>,
@@ -166,6 +173,10 @@ pub fn metrics_text(state: &AgentState) -> String {
     out += &format!(
         "# HELP dockhand_last_sync_timestamp_seconds When the host was last found or made in sync.\n# TYPE dockhand_last_sync_timestamp_seconds gauge\ndockhand_last_sync_timestamp_seconds {}\n",
         state.last_sync_ms.map_or(0.0, |ms| ms as f64 / 1000.0)
+    );
+    out += &format!(
+        "# HELP dockhand_degraded Containers not healthy, or whose corrections are backed off.\n# TYPE dockhand_degraded gauge\ndockhand_degraded {}\n",
+        state.degraded.len()
     );
     out += &format!(
         "# HELP dockhand_in_sync 1 when the last reconcile left the host as the desired state says.\n# TYPE dockhand_in_sync gauge\ndockhand_in_sync {}\n",

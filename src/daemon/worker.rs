@@ -33,6 +33,9 @@ pub(super) enum Pass {
     Refused(String, Refusal),
     /// Containers that keep drifting wait for their back-off.
     BackedOff(String, Vec<String>),
+    /// Nothing to change, but containers holding the desired spec are not healthy: the
+    /// revision, their names, and why (the rendered lines).
+    Unhealthy(String, Vec<String>, String),
     /// A recorded deploy: the revision, its outcome and, unless it succeeded, the error.
     Applied(String, Outcome, Option<String>),
 }
@@ -74,6 +77,13 @@ impl Pass {
                 st.revision = Some(rev);
                 st.in_sync = st.drift_reported.is_empty();
                 st.last_sync_ms = Some(crate::history::now_ms());
+                st.last_error = None;
+            }
+            Pass::Unhealthy(rev, names, why) => {
+                st.revision = Some(rev);
+                st.in_sync = false;
+                st.degraded = names;
+                st.last_error = Some(why);
             }
             Pass::Refused(rev, why) => {
                 st.revision = Some(rev.clone());
@@ -142,6 +152,9 @@ pub(super) struct Worker {
     /// The revision a full read of the host last found in sync, and when: while it holds, a
     /// pass costs the Engine one call.
     pub quick: Arc<Mutex<Option<(String, Instant)>>>,
+    /// A re-check of unhealthy containers is queued: passes woken otherwise meanwhile do not
+    /// queue another, so the re-checks stay one chain whatever else wakes the agent.
+    pub recheck: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Worker {
@@ -281,8 +294,24 @@ impl Worker {
             .iter()
             .filter_map(|a| a.container().map(str::to_string))
             .collect();
+        let hold = self.store.hold(&ctx.desired.project).ok().flatten();
+        let kept: Vec<String> = ctx
+            .plan
+            .kept_networks
+            .iter()
+            .map(|k| format!("{} (in use by {})", k.name, k.attached.join(", ")))
+            .collect();
         {
             let mut st = lock(&self.state);
+            st.hold = hold;
+            if !kept.is_empty() && st.kept_networks != kept {
+                // Said once, not every pass: the plan no longer tries to remove them.
+                eprintln!(
+                    "networks no longer declared, kept while containers dockhand does not own use them: {}",
+                    kept.join(", ")
+                );
+            }
+            st.kept_networks = kept;
             if !drifted.is_empty() && st.drift_reported != drifted {
                 eprintln!(
                     "drift reported, not corrected (drift: report): {}\n  hint: `dockhand plan` shows the changes; `dockhand apply` or the next deploy puts them back",
@@ -290,6 +319,9 @@ impl Worker {
                 );
             }
             st.drift_reported = drifted;
+        }
+        if ctx.plan.is_empty() && !ctx.plan.unhealthy.is_empty() {
+            return self.unhealthy(rev, &ctx, why);
         }
         if ctx.plan.is_empty() {
             return Pass::InSync(rev);
@@ -340,6 +372,18 @@ impl Worker {
                 if let Some(summary) = recorded.summary() {
                     println!("{summary}");
                 }
+                if let Some(q) = recorded.quarantined() {
+                    let mut st = lock(&self.state);
+                    if !st.quarantined.iter().any(|r| r == q) {
+                        st.quarantined.push(q.to_string());
+                    }
+                }
+                if !ctx.plan.unhealthy.is_empty() || recorded.quarantined().is_some() {
+                    // Unchanged containers were not healthy before this deploy and it did not
+                    // touch them, or a first deploy failed its gate and left its container
+                    // for `docker logs`: look again soon, so the state says what runs.
+                    self.queue_after(Duration::from_secs(1), Trigger::Resync);
+                }
                 let outcome = recorded.outcome();
                 let error = recorded.into_result().err().map(|e| report(&e));
                 if let Some(e) = &error {
@@ -353,6 +397,58 @@ impl Worker {
                 Pass::Refused(rev, Refusal::Store(msg))
             }
         }
+    }
+
+    /// Containers with the desired spec that are not healthy: nothing to apply (a first
+    /// deploy that failed its gate is quarantined; a container that fell ill keeps its spec),
+    /// so the agent reports them degraded and looks again, each time later (the same
+    /// [`Backoff`] as corrections, at least a second).
+    fn unhealthy(&self, rev: String, ctx: &PlanContext, why: &str) -> Pass {
+        let names: Vec<String> = ctx
+            .plan
+            .unhealthy
+            .iter()
+            .map(|u| u.container.clone())
+            .collect();
+        let text = ctx
+            .plan
+            .unhealthy
+            .iter()
+            .map(|u| format!("{} is not healthy: {}", u.container, u.reason))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let now = Instant::now();
+        let next = {
+            let mut b = lock(&self.backoff);
+            names
+                .iter()
+                .map(|n| {
+                    b.record(n, now);
+                    b.wait(n, now).unwrap_or_default()
+                })
+                .max()
+                .unwrap_or_default()
+                .max(Duration::from_secs(1))
+        };
+        let changed = {
+            let st = lock(&self.state);
+            st.degraded != names || st.last_error.as_deref() != Some(text.as_str())
+        };
+        if changed {
+            eprintln!(
+                "degraded ({why}): {text}\n  hint: `docker logs {}` shows why; next look in {next:.0?}",
+                names[0]
+            );
+        }
+        if !self.recheck.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (queue, recheck) = (self.queue.clone(), self.recheck.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(next).await;
+                recheck.store(false, std::sync::atomic::Ordering::SeqCst);
+                let _ = queue.send(Trigger::Resync);
+            });
+        }
+        Pass::Unhealthy(rev, names, text)
     }
 
     /// Only drift (events, resyncs) backs off: a new revision or an operator's signal is
@@ -415,5 +511,32 @@ mod tests {
         assert_eq!(st.quarantined, ["def", "ghi"]);
         assert_eq!(st.metrics.drift_corrections, 1);
         assert_eq!(st.metrics.outcomes.get("rolled-back"), Some(&1));
+    }
+
+    /// /status kept the error of a failed pass after a good one (issue 18): a pass found in
+    /// sync clears it; one with an unhealthy container is neither in sync nor error-free.
+    #[test]
+    fn a_good_pass_clears_the_last_error_and_an_unhealthy_one_is_not_in_sync() {
+        let mut st = AgentState::default();
+        Pass::Applied(
+            "a".into(),
+            Outcome::Failed,
+            Some("web did not become healthy".into()),
+        )
+        .record(&mut st, false);
+        assert_eq!(st.last_error.as_deref(), Some("web did not become healthy"));
+        Pass::Unhealthy(
+            "a".into(),
+            vec!["s-web".into()],
+            "s-web is not healthy".into(),
+        )
+        .record(&mut st, false);
+        assert!(!st.in_sync);
+        assert_eq!(st.degraded, ["s-web"]);
+        assert!(crate::daemon::http::metrics_text(&st).contains("dockhand_degraded 1\n"));
+        Pass::InSync("b".into()).record(&mut st, false);
+        assert!(st.in_sync);
+        assert_eq!(st.last_error, None);
+        assert!(st.degraded.is_empty());
     }
 }

@@ -87,6 +87,35 @@ impl ActualContainer {
         rest.split(')').next()?.parse().ok()
     }
 
+    /// How long it has been up at least, read from `status` (`Up 3 minutes (…)`: 180 s) the
+    /// way Docker words it (`Less than a second`, `About a minute`, `N hours`, …); `None` when
+    /// it is not up. A lower bound, so "past its start period" is never claimed too early.
+    pub fn uptime(&self) -> Option<std::time::Duration> {
+        let rest = self.status.strip_prefix("Up ")?;
+        let rest = rest.split(" (").next()?.trim();
+        let secs = match rest {
+            "Less than a second" => 0,
+            "About a minute" => 60,
+            "About an hour" => 3600,
+            _ => {
+                let (n, unit) = rest.split_once(' ')?;
+                let n: u64 = n.parse().ok()?;
+                let unit = unit.trim_end_matches('s');
+                n * match unit {
+                    "second" => 1,
+                    "minute" => 60,
+                    "hour" => 3600,
+                    "day" => 86_400,
+                    "week" => 7 * 86_400,
+                    "month" => 30 * 86_400,
+                    "year" => 365 * 86_400,
+                    _ => return None,
+                }
+            }
+        };
+        Some(std::time::Duration::from_secs(secs))
+    }
+
     /// Running and, if it has a healthcheck, healthy: what Traefik sends traffic to.
     pub fn serving(&self) -> bool {
         self.state == RunState::Running && matches!(self.health(), Health::None | Health::Healthy)
@@ -118,6 +147,11 @@ pub struct Actual {
     /// to one of them is a conflict.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_routes: Vec<OtherRoute>,
+    /// Per owned network the plan would remove (and only those: it costs an inspect each),
+    /// the containers attached to it that this project does not own, by name. The Engine
+    /// refuses to remove a network in use, so the planner keeps these instead.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_users: BTreeMap<String, Vec<String>>,
 }
 
 /// A host another dockhand project routes, and which of its containers does.
@@ -127,4 +161,38 @@ pub struct OtherRoute {
     pub container: String,
     /// Lowercased, as Traefik compares hosts.
     pub host: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(status: &str) -> ActualContainer {
+        ActualContainer {
+            id: "1".into(),
+            name: "x".into(),
+            state: RunState::Running,
+            status: status.into(),
+            image: "i".into(),
+            labels: BTreeMap::new(),
+            attached: Attached::default(),
+        }
+    }
+
+    /// Docker's wording (go-units `HumanDuration`), read as a lower bound in seconds.
+    #[test]
+    fn uptime_is_read_from_dockers_words() {
+        let secs = |s: &str| up(s).uptime().map(|d| d.as_secs());
+        assert_eq!(secs("Up Less than a second"), Some(0));
+        assert_eq!(secs("Up 1 second (health: starting)"), Some(1));
+        assert_eq!(secs("Up 45 seconds (health: starting)"), Some(45));
+        assert_eq!(secs("Up About a minute (healthy)"), Some(60));
+        assert_eq!(secs("Up 3 minutes (unhealthy)"), Some(180));
+        assert_eq!(secs("Up About an hour"), Some(3600));
+        assert_eq!(secs("Up 5 hours"), Some(5 * 3600));
+        assert_eq!(secs("Up 3 days"), Some(3 * 86_400));
+        assert_eq!(secs("Up 2 weeks (Paused)"), Some(14 * 86_400));
+        assert_eq!(secs("Exited (0) 3 seconds ago"), None);
+        assert_eq!(secs("Restarting (1) 2 seconds ago"), None);
+    }
 }

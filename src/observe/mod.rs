@@ -5,7 +5,7 @@
 //! network and volume lists run concurrently with it. A second container list, filtered by
 //! name, happens only when a desired container is missing, to find name clashes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use bollard::Docker;
@@ -241,7 +241,46 @@ pub async fn observe(
         networks,
         volumes,
         other_routes,
+        network_users: BTreeMap::new(),
     })
+}
+
+/// For each of `networks` (owned networks a plan would remove), the containers attached to it
+/// that `actual` does not hold as this project's, by name; networks with none are left out.
+/// One inspect per network, so callers ask only for the few a plan would remove.
+///
+/// # Errors
+/// [`EngineError`] when an inspect fails for another reason than the network being gone.
+pub async fn network_users(
+    docker: &Docker,
+    actual: &Actual,
+    networks: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, EngineError> {
+    let ours: std::collections::HashSet<&str> =
+        actual.managed.iter().map(|c| c.id.as_str()).collect();
+    let mut out = BTreeMap::new();
+    for name in networks {
+        let inspected = match docker.inspect_network(name, None).await {
+            Ok(n) => n,
+            // Removed since the list: nothing holds it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => continue,
+            Err(e) => return Err(EngineError::api(format!("inspecting network {name}"))(e)),
+        };
+        let mut users: Vec<String> = inspected
+            .containers
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, _)| !ours.contains(id.as_str()))
+            .map(|(id, ep)| ep.name.unwrap_or(id))
+            .collect();
+        if !users.is_empty() {
+            users.sort();
+            out.insert(name.clone(), users);
+        }
+    }
+    Ok(out)
 }
 
 fn regex_escape(name: &str) -> String {

@@ -60,5 +60,6 @@ pub fn from_containers(desired: &Desired, managed: Vec<ActualContainer>) -> Opti
         foreign: Vec::new(),
         // Read only by a full observe: a route taken since is caught at the next one.
         other_routes: Vec::new(),
+        network_users: Default::default(),
     })
 }

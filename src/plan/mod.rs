@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::model::actual::{Actual, ActualContainer, ActualObject, RunState};
+use crate::model::actual::{Actual, ActualContainer, ActualObject, Health, RunState};
 use crate::spec::labels;
 use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
@@ -107,6 +107,28 @@ pub fn conflict_summary(conflicts: &[Conflict]) -> String {
         .join(", ")
 }
 
+/// A desired container that exists with the desired spec but is not healthy: there is
+/// nothing to change, yet the host is not in sync ([`Plan::in_sync`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotHealthy {
+    pub stack: String,
+    pub service: String,
+    pub container: String,
+    /// Why, for people: "Docker reports it unhealthy (Up 3 minutes (unhealthy))".
+    pub reason: String,
+}
+
+/// An owned network no longer declared that cannot be removed: containers dockhand does not
+/// own are attached to it (the Engine refuses to remove a network in use). Reported, not
+/// planned, so the plan converges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptNetwork {
+    pub stack: String,
+    pub name: String,
+    /// The attached containers, by name.
+    pub attached: Vec<String>,
+}
+
 /// An unchanged container that a later wave depends on: once the actions of wave `wave`
 /// settled, apply waits until it reached `until` before the next wave starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,6 +174,12 @@ pub struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Owned volumes no longer declared: kept, because data is never deleted implicitly.
     pub kept_volumes: Vec<String>,
+    /// Owned networks no longer declared that containers dockhand does not own still use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_networks: Vec<KeptNetwork>,
+    /// Unchanged containers that are not healthy: nothing to apply, but not in sync.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy: Vec<NotHealthy>,
     /// Per changed container, what else its change runs or implies (hooks, downtime).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, Vec<String>>,
@@ -167,8 +195,16 @@ pub struct Summary {
 }
 
 impl Plan {
+    /// Nothing to apply and nothing that blocks it (unhealthy containers may remain: see
+    /// [`Plan::in_sync`]).
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty() && self.conflicts.is_empty()
+    }
+
+    /// The host is as the desired state says: nothing to apply, nothing blocking, and every
+    /// unchanged container healthy.
+    pub fn in_sync(&self) -> bool {
+        self.is_empty() && self.unhealthy.is_empty()
     }
 
     /// Takes the actions of `stacks` out of the plan (stacks whose drift is only reported);
@@ -181,6 +217,7 @@ impl Plan {
         self.conflicts.retain(|c| !stacks.contains(&c.stack));
         // Stacks never depend on each other: nothing left waits for a held stack.
         self.waits.retain(|w| !stacks.contains(&w.stack));
+        self.unhealthy.retain(|u| !stacks.contains(&u.stack));
         let held: Vec<Action> = held;
         for a in &held {
             if let Some(c) = a.container() {
@@ -529,6 +566,14 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             });
         } else {
             p.unchanged.push(dc.name.clone());
+            if let Some(reason) = not_healthy(dc, ac) {
+                p.unhealthy.push(NotHealthy {
+                    stack: dc.stack.clone(),
+                    service: dc.service.clone(),
+                    container: dc.name.clone(),
+                    reason,
+                });
+            }
         }
     }
 
@@ -586,6 +631,16 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .filter_map(|n| Some((n.name.as_str(), n.owner_stack.as_deref()?)))
         .collect();
     for (name, stack) in stale_nets {
+        // The Engine refuses to remove a network a container is attached to; planning the
+        // removal again on every pass would never converge.
+        if let Some(users) = actual.network_users.get(name) {
+            p.kept_networks.push(KeptNetwork {
+                stack: stack.to_string(),
+                name: name.to_string(),
+                attached: users.clone(),
+            });
+            continue;
+        }
         p.actions.push(Action::RemoveNetwork {
             stack: stack.to_string(),
             name: name.to_string(),
@@ -602,6 +657,34 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     p.waits = waits(desired, &levels, &p.actions);
     p.notes = release_notes(desired, &p.actions);
     p
+}
+
+/// Why a running container holding the desired spec is not healthy, if it is not: Docker
+/// calls it `unhealthy`, or it is still `starting` although it has been up longer than its
+/// healthcheck's start period (read from the list call's status: no clock here).
+fn not_healthy(dc: &DesiredContainer, ac: &ActualContainer) -> Option<String> {
+    match ac.health() {
+        Health::Unhealthy => Some(format!("Docker reports it unhealthy ({})", ac.status)),
+        Health::Starting => {
+            let start_period = std::time::Duration::from_millis(
+                dc.spec
+                    .healthcheck
+                    .as_ref()
+                    .and_then(|h| h.start_period_ms)
+                    .unwrap_or(0),
+            );
+            let up = ac.uptime()?;
+            (up > start_period).then(|| {
+                format!(
+                    "its healthcheck has not passed yet, {}s after start, past its start period of {}s ({})",
+                    up.as_secs(),
+                    start_period.as_secs(),
+                    ac.status
+                )
+            })
+        }
+        Health::None | Health::Healthy => None,
+    }
 }
 
 /// Whether the service's maintenance container takes the route while `dc` changes: a

@@ -162,6 +162,31 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
             plan.kept_volumes.join(", ")
         );
     }
+    for k in &plan.kept_networks {
+        let _ = writeln!(
+            out,
+            "network {} is no longer declared but kept: in use by {} (not this project's)\n  hint: dockhand removes it once nothing else is attached (docker network disconnect {} {})",
+            k.name,
+            k.attached.join(", "),
+            k.name,
+            k.attached.first().map_or("<container>", String::as_str)
+        );
+    }
+    for u in &plan.unhealthy {
+        let _ = writeln!(
+            out,
+            "! container {} ({}/{}) is not healthy: {}\n    hint: docker logs {} shows why; it has the desired spec, so a fix comes with a new commit (or it recovers by itself)",
+            u.container, u.stack, u.service, u.reason, u.container
+        );
+    }
+    if plan.is_empty() && !plan.unhealthy.is_empty() {
+        let _ = writeln!(
+            out,
+            "No changes to apply, but not in sync: {} container(s) not healthy.",
+            plan.unhealthy.len()
+        );
+        return out;
+    }
     if plan.is_empty() {
         let _ = writeln!(
             out,
@@ -227,6 +252,9 @@ pub fn json(plan: &Plan) -> String {
         "unchanged": plan.unchanged,
         "conflicts": plan.conflicts,
         "kept_volumes": plan.kept_volumes,
+        "kept_networks": plan.kept_networks,
+        "unhealthy": plan.unhealthy,
+        "in_sync": plan.in_sync(),
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }

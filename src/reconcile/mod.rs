@@ -71,11 +71,13 @@ pub enum Error {
         #[source]
         source: Box<ApplyError>,
     },
-    /// A recorded deploy that failed otherwise (preflight, a step).
-    #[error("deploy #{deploy} {outcome}")]
+    /// A recorded deploy that failed otherwise (preflight, a step); `quarantined`: the
+    /// revision, when a first deploy failed its health gate.
+    #[error("deploy #{deploy} {outcome}{}", match .quarantined { Some(r) => format!("; revision {} is quarantined: its new container never became healthy and nothing served before it (not applied again until a new revision or `dockhand apply --retry`)", short(r)), None => String::new() })]
     DeployFailed {
         deploy: i64,
         outcome: &'static str,
+        quarantined: Option<String>,
         #[source]
         source: Box<ApplyError>,
     },

@@ -138,8 +138,26 @@ impl PlanContext {
         let (plan, actual) = match read {
             Some(read) => read,
             None => {
-                let actual = crate::observe::observe(docker, &desired.project, &names).await?;
-                (crate::plan::plan(&desired, &actual), actual)
+                let mut actual = crate::observe::observe(docker, &desired.project, &names).await?;
+                let mut plan = crate::plan::plan(&desired, &actual);
+                // Who else uses a network the plan would remove: asked only for those, and
+                // planned again, so a network the Engine cannot remove is kept, not retried.
+                let removing: Vec<String> = plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        crate::plan::Action::RemoveNetwork { name, .. } => Some(name.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if !removing.is_empty() {
+                    actual.network_users =
+                        crate::observe::network_users(docker, &actual, &removing).await?;
+                    if !actual.network_users.is_empty() {
+                        plan = crate::plan::plan(&desired, &actual);
+                    }
+                }
+                (plan, actual)
             }
         };
         Ok(PlanContext {

@@ -31,11 +31,14 @@ pub enum Recorded {
         revision: String,
         error: ApplyError,
     },
-    /// Anything else failed: preflight (nothing changed) or a step.
+    /// Anything else failed: preflight (nothing changed) or a step. `quarantined`: the
+    /// revision, when a first deploy failed its health gate (there was nothing to roll back
+    /// to, but trying it again by itself would fail the same way).
     Failed {
         deploy: i64,
         outcome: Outcome,
         error: ApplyError,
+        quarantined: Option<String>,
     },
 }
 
@@ -45,6 +48,15 @@ impl Recorded {
             Recorded::Succeeded { .. } => Outcome::Succeeded,
             Recorded::RolledBack { .. } => Outcome::RolledBack,
             Recorded::Failed { outcome, .. } => *outcome,
+        }
+    }
+
+    /// The revision this deploy quarantined, if any.
+    pub fn quarantined(&self) -> Option<&str> {
+        match self {
+            Recorded::RolledBack { revision, .. } => Some(revision),
+            Recorded::Failed { quarantined, .. } => quarantined.as_deref(),
+            Recorded::Succeeded { .. } => None,
         }
     }
 
@@ -95,9 +107,11 @@ impl Recorded {
                 deploy,
                 outcome,
                 error,
+                quarantined,
             } => Err(Error::DeployFailed {
                 deploy,
                 outcome: outcome.as_str(),
+                quarantined,
                 source: Box::new(error),
             }),
         }
@@ -158,6 +172,15 @@ pub async fn apply(
                 _ => Outcome::Failed,
             };
             store.finish(deploy, outcome, Some(&text))?;
+            if first_deploy_gate_failed(&error, &ctx.plan) {
+                store.quarantine(project, &revision, deploy, &text)?;
+                return Ok(Recorded::Failed {
+                    deploy,
+                    outcome,
+                    error,
+                    quarantined: Some(revision),
+                });
+            }
             if outcome == Outcome::RolledBack {
                 store.quarantine(project, &revision, deploy, &text)?;
                 return Ok(Recorded::RolledBack {
@@ -170,9 +193,22 @@ pub async fn apply(
                 deploy,
                 outcome,
                 error,
+                quarantined: None,
             })
         }
     }
+}
+
+/// A container the plan created (no earlier container of its service served) did not
+/// become healthy: handled like a failed release's gate, so the revision is quarantined. The
+/// container is left for `docker logs`; nothing that served was stopped, as nothing did.
+fn first_deploy_gate_failed(error: &ApplyError, plan: &Plan) -> bool {
+    let ApplyError::Unhealthy { container, .. } = error else {
+        return false;
+    };
+    plan.actions
+        .iter()
+        .any(|a| matches!(a, Action::Create { container: c, .. } if c == container))
 }
 
 /// Refuses while a rollback holds the project and the source has not moved since; a source

@@ -45,7 +45,8 @@ fn in_own_checkout() -> bool {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
     match (top, manifest) {
         (Some(top), Some(manifest)) => {
-            top.canonicalize().ok().is_some() && top.canonicalize().ok() == manifest.canonicalize().ok()
+            top.canonicalize().ok().is_some()
+                && top.canonicalize().ok() == manifest.canonicalize().ok()
         }
         _ => false,
     }
@@ -68,6 +69,9 @@ fn main() {
     };
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let shown = commit.as_deref().unwrap_or("unknown");
-    println!("cargo:rustc-env=DOCKHAND_GIT_COMMIT={}", commit.as_deref().unwrap_or(""));
+    println!(
+        "cargo:rustc-env=DOCKHAND_GIT_COMMIT={}",
+        commit.as_deref().unwrap_or("")
+    );
     println!("cargo:rustc-env=DOCKHAND_LONG_VERSION={version} (commit {shown})");
 }

@@ -5,6 +5,7 @@
 
 mod apply;
 pub mod args;
+mod colour;
 mod docs;
 mod history;
 mod pin;

@@ -104,7 +104,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         }
     };
     let _ = queue.send(Trigger::Startup);
-    eprintln!(
+    tracing::info!(
         "dockhand agent: watching {label} (poll {poll:?}, resync {resync:?}); SIGTERM stops it after the step in flight"
     );
 
@@ -116,7 +116,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             secret: w.secret.expose().to_string(),
             branch: w.branch,
         });
-        eprintln!(
+        tracing::info!(
             "dockhand agent: listening on http://{} (/healthz, /status, /metrics{})",
             listener.local_addr().unwrap_or(addr),
             if auth.is_some() {
@@ -173,6 +173,6 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
     })
     .await;
     drop(watcher);
-    eprintln!("dockhand agent: stopped");
+    tracing::info!("dockhand agent: stopped");
     Ok(())
 }

@@ -71,6 +71,7 @@ mod tests {
         // Headings, hints and the summary are untouched; stripping the codes gives the input.
         let stripped: String = anstream::adapter::strip_str(&painted).to_string();
         assert_eq!(stripped, plan);
-        assert_eq!(painted.matches('\u{1b}').count(), 8);
+        // Two codes per symbol, three for the bold `!`.
+        assert_eq!(painted.matches('\u{1b}').count(), 9);
     }
 }

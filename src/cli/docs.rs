@@ -33,7 +33,10 @@ pub fn man(dir: Option<&Path>) -> Result<ExitCode> {
         }
         None => {
             let mut out = Vec::new();
+            // The page footer has room for the version, not the commit (the VERSION section
+            // shows both).
             clap_mangen::Man::new(cmd)
+                .source(format!("dockhand {}", env!("CARGO_PKG_VERSION")))
                 .render(&mut out)
                 .context("rendering the manual page")?;
             write_stdout(&out)

@@ -52,6 +52,8 @@ pub(super) async fn supervise(
     }
     loop {
         tokio::select! {
+            // A loop that ended pings no more, even if a tick is due at the same moment.
+            biased;
             () = &mut work => return,
             _ = timer.tick(), if period.is_some() => ping(),
             changed = shutdown.changed(), if !stop_seen => {
@@ -92,14 +94,14 @@ mod tests {
             move || *s.lock().unwrap() += 1,
         )
         .await;
-        // The first tick fires at once, then one a second for 15 s.
-        assert_eq!(*pings.lock().unwrap(), 16);
+        // At once, then one a second until the loop ends at 15 s.
+        assert_eq!(*pings.lock().unwrap(), 15);
         assert_eq!(*stops.lock().unwrap(), 1);
     }
 
     /// A worker whose thread blocks stops pinging: this test breaks if the pings are sent from
     /// another task than the worker loop's.
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_blocked_worker_stops_pinging() {
         let pings: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let (_stop, stopped) = watch::channel(false);

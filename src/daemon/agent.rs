@@ -142,7 +142,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
     };
     // systemd hears READY=1 after the first pass (the port is bound by now), so units ordered
     // after dockhand start against a converged host.
-    let first_pass = Arc::new(std::sync::Once::new());
+    let first_pass = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let work = run_loop(triggers, settle, shutdown.clone(), |batch| {
         let worker = worker.clone();
         let state = state.clone();
@@ -176,8 +176,12 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             pass.record(&mut st, drift);
             let status = systemd_status(&st);
             drop(st);
-            first_pass.call_once(|| systemd::notify(&[sd_notify::NotifyState::Ready]));
-            systemd::notify(&[sd_notify::NotifyState::Status(&status)]);
+            let status = sd_notify::NotifyState::Status(&status);
+            if first_pass.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                systemd::notify(&[sd_notify::NotifyState::Ready, status]);
+            } else {
+                systemd::notify(&[status]);
+            }
         }
     });
     systemd::supervise(

@@ -54,7 +54,13 @@ pub(super) async fn supervise(
         tokio::select! {
             // A loop that ended pings no more, even if a tick is due at the same moment.
             biased;
-            () = &mut work => return,
+            () = &mut work => {
+                // An idle loop returns on the stop request before this select sees it.
+                if !stop_seen && *shutdown.borrow() {
+                    stopping();
+                }
+                return;
+            }
             _ = timer.tick(), if period.is_some() => ping(),
             changed = shutdown.changed(), if !stop_seen => {
                 // A dropped sender is no stop request, but nothing more will come from it.
@@ -132,6 +138,25 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_loop_that_returns_on_the_stop_request_still_announces_it() {
+        let (stop, stopped) = watch::channel(false);
+        let mut loop_sees = stopped.clone();
+        let mut stops = 0;
+        let work = async move {
+            // Like `run_loop` between passes: it returns as soon as the stop request comes.
+            loop_sees.changed().await.unwrap();
+        };
+        let asker = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            stop.send(true).unwrap();
+            stop
+        });
+        supervise(work, stopped, None, || {}, || stops += 1).await;
+        drop(asker.await);
+        assert_eq!(stops, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 //! Colour for people, plain text for everything else: the plan's symbols (`+` create, `~`
-//! change, `-` remove, `!` conflict) are coloured, and the text goes through `anstream`, which
+//! change, `>` start, `-` remove, `!` conflict) are coloured, and the text goes through `anstream`, which
 //! drops every escape code unless stdout is a terminal (`NO_COLOR`, `CLICOLOR` and
 //! `TERM=dumb` honoured). A pipe, a file or a CI log gets exactly the uncoloured text.
 
@@ -25,6 +25,7 @@ fn paint(text: &str) -> String {
             [b'+', b' ', ..] => Some(AnsiColor::Green.on_default()),
             [b'~', b' ', ..] => Some(AnsiColor::Yellow.on_default()),
             [b'-', b' ', ..] => Some(AnsiColor::Red.on_default()),
+            [b'>', b' ', ..] => Some(AnsiColor::Cyan.on_default()),
             [b'!', b' ', ..] => Some(AnsiColor::Red.on_default().bold()),
             _ => None,
         };

@@ -112,7 +112,7 @@ Examples:
         after_help = "Examples:\n  dockhand man | man -l -\n  dockhand man --dir /usr/local/share/man/man1"
     )]
     Man {
-        /// Write dockhand.1 and dockhand-<verb>.1 into this directory instead.
+        /// Write dockhand.1 and one dockhand-VERB.1 per verb into this directory instead.
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },

@@ -22,3 +22,14 @@ pub mod plan;
 pub mod reconcile;
 pub mod sources;
 pub mod spec;
+
+/// `<crate version> (commit <40 hex digits>)`, or `(commit unknown)` for a build outside git
+/// (set by build.rs).
+pub const VERSION: &str = env!("DOCKHAND_LONG_VERSION");
+
+/// The git commit this binary was built from (40 hex digits); `None` when built outside git.
+pub const GIT_COMMIT: Option<&str> = if env!("DOCKHAND_GIT_COMMIT").is_empty() {
+    None
+} else {
+    Some(env!("DOCKHAND_GIT_COMMIT"))
+};

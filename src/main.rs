@@ -38,21 +38,40 @@ async fn main() -> ExitCode {
             filter = filter.add_directive(d);
         }
     }
+    let json = cli.log_format == LogFormat::Json;
+    if json {
+        // Apply's progress is part of a JSON log whatever the level asked for: it is printed
+        // as a log event where logging shows it and as a plain line otherwise
+        // (`apply::progress`), and a JSON stderr holds nothing but JSON lines.
+        if let Ok(d) = "dockhand::progress=info".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    // Escape codes only for a terminal (NO_COLOR, CLICOLOR and TERM=dumb honoured): a journal,
+    // a pipe or a log file gets plain text.
+    let ansi = anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.init(),
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
     }
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
             // An invalid desired state is a full report already (every problem, each with its
             // hint); anything else is one error chain.
-            match e.downcast_ref::<reconcile::Error>() {
-                Some(invalid @ reconcile::Error::Invalid { .. }) => eprintln!("{invalid}"),
-                _ => eprintln!("error: {}", reconcile::report(e.as_ref())),
+            let text = match e.downcast_ref::<reconcile::Error>() {
+                Some(invalid @ reconcile::Error::Invalid { .. }) => invalid.to_string(),
+                _ => format!("error: {}", reconcile::report(e.as_ref())),
+            };
+            if json {
+                tracing::error!("{text}");
+            } else {
+                eprintln!("{text}");
             }
             ExitCode::FAILURE
         }

@@ -1,7 +1,7 @@
 //! Progress and the step journal of one apply.
 //!
-//! Every step shows as a plain line on stderr with the elapsed time (so a terminal and a log
-//! file read the same), and, when a deploy record is open, is written to it with its duration,
+//! Every step shows once on stderr: a plain line with the elapsed time, or a log event where
+//! logging shows progress (see [`Progress::line`]), and, when a deploy record is open, is written to it with its duration,
 //! outcome and output tail as soon as it ends — a crash loses at most the step in flight.
 //! Long waits print a line every few seconds with the time waited so far.
 //!
@@ -14,6 +14,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::history::{now_ms, StepRecord, Store};
+
+/// Whether progress is shown as log events (the subscriber `main` set up enables target
+/// `dockhand::progress` at info) rather than as plain lines.
+fn logged() -> bool {
+    tracing::enabled!(target: "dockhand::progress", tracing::Level::INFO)
+}
+
+/// A progress line outside an apply (e.g. `pin` asking registries), shown once like
+/// [`Progress::line`]'s, without the elapsed time.
+pub fn note(message: &str) {
+    if logged() {
+        tracing::info!(target: "dockhand::progress", "{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
 
 /// Replaces known secret values in free text with `***`.
 #[derive(Debug, Default, Clone)]
@@ -95,9 +111,16 @@ impl Progress {
         &self.redactor
     }
 
+    /// Shows one progress line, once: as an info event of target `dockhand::progress` where
+    /// logging shows it (the agent, `--log-format json`, `-v`), else as a plain line on stderr
+    /// with the elapsed time, for the person at a one-shot verb.
     pub fn line(&self, message: &str) {
-        tracing::info!(target: "dockhand::progress", "{message}");
-        eprintln!("[{:>6.1}s] {message}", self.start.elapsed().as_secs_f64());
+        let elapsed = self.start.elapsed().as_secs_f64();
+        if logged() {
+            tracing::info!(target: "dockhand::progress", elapsed_s = elapsed, "{message}");
+        } else {
+            eprintln!("[{elapsed:>6.1}s] {message}");
+        }
     }
 
     /// Runs `work` as the step `name` of `target`, recording its duration and outcome.
@@ -134,7 +157,6 @@ impl Progress {
         if let Some(j) = &self.journal {
             if let Err(e) = j.store.record_step(j.deploy, &step) {
                 // The deploy goes on: losing a journal line must not stop a release half way.
-                tracing::warn!("cannot write to the deploy record: {e}");
                 self.line(&format!("warning: deploy record not updated: {e}"));
             }
         }

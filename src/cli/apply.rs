@@ -68,7 +68,7 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
 /// [`ApplyError::Conflicts`] when conflicts block the plan (counted by kind).
 pub(super) fn show(ctx: &PlanContext) -> Result<bool> {
     println!("source: {}\n", ctx.snapshot.origin);
-    print!("{}", render::text(&ctx.plan, false));
+    super::colour::print_plan(&render::text(&ctx.plan, false));
     if ctx.plan.actions.is_empty() && ctx.plan.conflicts.is_empty() {
         return Ok(false);
     }

@@ -13,7 +13,7 @@ pub enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(
     name = "dockhand",
-    version,
+    version = crate::VERSION,
     about = "Declarative, GitOps-style reconciler for plain Docker hosts",
     long_about = "dockhand keeps a Docker host in the state described by YAML in a git repository: \
 it reads the desired state at a commit, observes the Engine, shows a plan, and converges by \
@@ -98,6 +98,23 @@ Examples:
         /// Directory to write dockhand.schema.json and stack.schema.json into.
         #[arg(long, default_value = "schemas")]
         out: std::path::PathBuf,
+    },
+    /// Print a shell completion script to stdout.
+    #[command(
+        after_help = "Examples:\n  dockhand completions bash > /etc/bash_completion.d/dockhand\n  dockhand completions zsh > \"${fpath[1]}/_dockhand\"\n  dockhand completions fish > ~/.config/fish/completions/dockhand.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, or write one page per verb into a directory.
+    #[command(
+        after_help = "Examples:\n  dockhand man | man -l -\n  dockhand man --dir /usr/local/share/man/man1"
+    )]
+    Man {
+        /// Write dockhand.1 and one dockhand-VERB.1 per verb into this directory instead.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
 }
 

@@ -5,6 +5,8 @@
 
 mod apply;
 pub mod args;
+mod colour;
+mod docs;
 mod history;
 mod pin;
 mod plan;
@@ -48,5 +50,7 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         Command::Rollback(a) => rollback::run(a, state_dir).await,
         Command::Resume(src) => rollback::resume(src, state_dir),
         Command::Schema { out } => validate::schema(out),
+        Command::Completions { shell } => docs::completions(*shell),
+        Command::Man { dir } => docs::man(dir.as_deref()),
     }
 }

@@ -54,7 +54,7 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
         .collect();
     refs.sort();
     refs.dedup();
-    eprintln!("asking the registry for {} tag(s)…", refs.len());
+    crate::apply::progress::note(&format!("asking the registry for {} tag(s)…", refs.len()));
     let docker = crate::observe::connect().await?;
     let answers: BTreeMap<&String, Result<String, String>> = refs
         .iter()
@@ -124,7 +124,7 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
         println!("{written} file(s) written; review with `git diff` and commit");
     }
     Ok(if failed > 0 {
-        eprintln!("{failed} image(s) could not be resolved\n  hint: check the tag exists (`docker manifest inspect`) and the registry is reachable from the Docker host");
+        crate::apply::progress::note(&format!("{failed} image(s) could not be resolved\n  hint: check the tag exists (`docker manifest inspect`) and the registry is reachable from the Docker host"));
         ExitCode::FAILURE
     } else if a.check && pending > 0 {
         ExitCode::from(super::EXIT_CHANGES)

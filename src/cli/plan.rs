@@ -20,7 +20,7 @@ pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
         println!("{}", render::json(&ctx.plan));
     } else {
         println!("source: {}\n", ctx.snapshot.origin);
-        print!("{}", render::text(&ctx.plan, false));
+        super::colour::print_plan(&render::text(&ctx.plan, false));
     }
     Ok(detailed_exit(a.detailed_exitcode, &ctx.plan))
 }
@@ -44,7 +44,7 @@ pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(src, state_dir, Fetch::OnRead)?;
     let ctx = PlanContext::connect_and_build(&source, &settings::host(src, state_dir)?).await?;
     println!("source: {}\n", ctx.snapshot.origin);
-    print!("{}", render::text(&ctx.plan, true));
+    super::colour::print_plan(&render::text(&ctx.plan, true));
     Ok(ExitCode::SUCCESS)
 }
 

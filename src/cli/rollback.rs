@@ -63,7 +63,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     let ctx = PlanContext::build(&source, &host, Some(&target), &docker, None).await?;
     let rev = ctx.revision();
     println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
-    print!("{}", render::text(&ctx.plan, false));
+    super::colour::print_plan(&render::text(&ctx.plan, false));
     if !ctx.plan.conflicts.is_empty() {
         return Err(
             reconcile::Error::from(ApplyError::Conflicts(crate::plan::conflict_summary(

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use super::http::{self, AgentState, GitState, WebhookAuth};
+use super::systemd;
 use super::triggers::{self, lock, GitSync};
 use super::worker::Worker;
 use super::{run_loop, settle, Settings, Trigger};
@@ -104,7 +105,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         }
     };
     let _ = queue.send(Trigger::Startup);
-    eprintln!(
+    tracing::info!(
         "dockhand agent: watching {label} (poll {poll:?}, resync {resync:?}); SIGTERM stops it after the step in flight"
     );
 
@@ -116,7 +117,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             secret: w.secret.expose().to_string(),
             branch: w.branch,
         });
-        eprintln!(
+        tracing::info!(
             "dockhand agent: listening on http://{} (/healthz, /status, /metrics{})",
             listener.local_addr().unwrap_or(addr),
             if auth.is_some() {
@@ -140,10 +141,14 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         quick: Arc::default(),
         recheck: Arc::default(),
     };
-    run_loop(triggers, settle, shutdown, |batch| {
+    // systemd hears READY=1 after the first pass (the port is bound by now), so units ordered
+    // after dockhand start against a converged host.
+    let first_pass = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let work = run_loop(triggers, settle, shutdown.clone(), |batch| {
         let worker = worker.clone();
         let state = state.clone();
         let git = git.clone();
+        let first_pass = first_pass.clone();
         async move {
             let started = Instant::now();
             if let Some(git) = &git {
@@ -170,10 +175,35 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             st.metrics
                 .observe_reconcile(started.elapsed().as_secs_f64());
             pass.record(&mut st, drift);
+            let status = systemd_status(&st);
+            drop(st);
+            let status = sd_notify::NotifyState::Status(&status);
+            if first_pass.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                systemd::notify(&[sd_notify::NotifyState::Ready, status]);
+            } else {
+                systemd::notify(&[status]);
+            }
         }
-    })
+    });
+    systemd::supervise(
+        work,
+        shutdown,
+        systemd::watchdog_period(),
+        || systemd::notify(&[sd_notify::NotifyState::Watchdog]),
+        || systemd::notify(&[sd_notify::NotifyState::Stopping]),
+    )
     .await;
     drop(watcher);
-    eprintln!("dockhand agent: stopped");
+    tracing::info!("dockhand agent: stopped");
     Ok(())
+}
+
+/// One line for `systemctl status`: the revision and whether the host is in sync.
+fn systemd_status(st: &AgentState) -> String {
+    let rev = st.revision.as_deref().map_or("-", crate::reconcile::short);
+    if st.in_sync {
+        format!("in sync at {rev}")
+    } else {
+        format!("not in sync at {rev}")
+    }
 }

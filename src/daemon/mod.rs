@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 mod agent;
 pub mod http;
+mod systemd;
 pub mod triggers;
 mod worker;
 

@@ -79,7 +79,7 @@ impl GitSync {
                     g.error = None;
                 }
                 if reported.take().is_some() {
-                    eprintln!(
+                    tracing::info!(
                         "git source reachable again; following {}",
                         &synced.commit[..12]
                     );
@@ -92,7 +92,7 @@ impl GitSync {
                     g.error = Some(msg.clone());
                 }
                 if reported.as_deref() != Some(msg.as_str()) {
-                    eprintln!("git source: {msg}");
+                    tracing::warn!("git source: {msg}");
                     *reported = Some(msg);
                 }
                 None
@@ -286,7 +286,7 @@ pub fn stop_on_signals() -> watch::Receiver<bool> {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            eprintln!("dockhand agent: stopping after the step in flight");
+            tracing::info!("dockhand agent: stopping after the step in flight");
             let _ = stop.send(true);
         } else {
             tracing::warn!("cannot install signal handlers");

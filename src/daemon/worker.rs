@@ -174,7 +174,7 @@ impl Worker {
                 Ok(l) => l,
                 Err(e) => {
                     let msg = report(&e);
-                    eprintln!("not applied ({why}): {msg}");
+                    tracing::warn!("not applied ({why}): {msg}");
                     self.queue_after(LOCK_RETRY, Trigger::Resync);
                     return Pass::NoLock(msg);
                 }
@@ -195,7 +195,7 @@ impl Worker {
         let ctx = match built {
             Ok((ctx, note)) => {
                 if let Some(note) = note {
-                    eprintln!("{note}");
+                    tracing::info!("{note}");
                 }
                 ctx
             }
@@ -203,7 +203,7 @@ impl Worker {
                 // A bad commit or a half-written file: it is not applied, and the last good
                 // revision stays converged (drift is still corrected) until a valid one comes.
                 let msg = report(&e);
-                eprintln!("desired state not applied ({why}): {msg}");
+                tracing::warn!("desired state not applied ({why}): {msg}");
                 let good = lock(&self.last_good).clone();
                 if let Some(good) = good {
                     let built = PlanContext::build(
@@ -216,7 +216,10 @@ impl Worker {
                     .await;
                     if let Ok(ctx) = built {
                         if !ctx.plan.is_empty() {
-                            eprintln!("keeping the last good revision {}", reconcile::short(&good));
+                            tracing::info!(
+                                "keeping the last good revision {}",
+                                reconcile::short(&good)
+                            );
                         }
                         let _ = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
                     }
@@ -313,7 +316,7 @@ impl Worker {
             }
             st.kept_networks = kept;
             if !drifted.is_empty() && st.drift_reported != drifted {
-                eprintln!(
+                tracing::warn!(
                     "drift reported, not corrected (drift: report): {}\n  hint: `dockhand plan` shows the changes; `dockhand apply` or the next deploy puts them back",
                     drifted.join(", ")
                 );
@@ -332,21 +335,21 @@ impl Worker {
                 crate::plan::conflict_summary(&ctx.plan.conflicts),
                 render::text(&ctx.plan, false)
             );
-            eprintln!("not applied ({why}): {msg}");
+            tracing::warn!("not applied ({why}): {msg}");
             return Pass::Refused(rev, Refusal::Conflicts(msg));
         }
         match ctx.quarantine(&self.store) {
             Ok(Some(q)) => {
                 let msg = reconcile::Error::from(q).to_string();
                 if lock(&self.seen).1.insert(rev.clone()) {
-                    eprintln!("not applied ({why}): {msg}");
+                    tracing::warn!("not applied ({why}): {msg}");
                 }
                 return Pass::Refused(rev, Refusal::Quarantined(msg));
             }
             Ok(None) => {}
             Err(e) => {
                 let msg = report(&e);
-                eprintln!("not applied ({why}): {msg}");
+                tracing::warn!("not applied ({why}): {msg}");
                 return Pass::Refused(rev, Refusal::Store(msg));
             }
         }
@@ -363,7 +366,7 @@ impl Worker {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64);
             let ms = (now_ns - ns) as f64 / 1e6;
-            eprintln!("correcting drift {ms:.1} ms after the Engine's event");
+            tracing::info!("correcting drift {ms:.1} ms after the Engine's event");
             lock(&self.state).metrics.observe_reaction(ms / 1000.0);
         }
         let trigger = format!("agent ({why})");
@@ -387,13 +390,13 @@ impl Worker {
                 let outcome = recorded.outcome();
                 let error = recorded.into_result().err().map(|e| report(&e));
                 if let Some(e) = &error {
-                    eprintln!("error: {e}");
+                    tracing::error!("{e}");
                 }
                 Pass::Applied(rev, outcome, error)
             }
             Err(e) => {
                 let msg = report(&e);
-                eprintln!("error: {msg}");
+                tracing::error!("{msg}");
                 Pass::Refused(rev, Refusal::Store(msg))
             }
         }
@@ -469,7 +472,7 @@ impl Worker {
             .collect();
         if let Some(longest) = waits.iter().map(|(_, w)| *w).max() {
             let names: Vec<String> = waits.into_iter().map(|(n, _)| n).collect();
-            eprintln!(
+            tracing::warn!(
                 "degraded: {} keep(s) drifting (dying or being changed); next correction in {longest:.0?}\n  hint: `docker logs {}` shows why it exits",
                 names.join(", "),
                 names[0]

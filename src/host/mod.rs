@@ -16,7 +16,10 @@
 //! - A rotate deletes only regular files directly in its directory (never a link's target,
 //!   never a folder).
 
+mod envfile;
 mod paths;
+
+pub use envfile::EnvSyntax;
 
 pub use paths::{ensure_dir, open_dir, recheck_bind_source, rotate};
 use paths::{read_nofollow, read_regular};
@@ -329,46 +332,14 @@ pub fn env_file_mark(key: &MarkerKey, pairs: Vec<(String, String)>) -> String {
     key.mark(canonical.as_bytes())
 }
 
-/// Parses an env file as `docker compose` reads one (the values `docker compose config` shows
-/// for it), with the `dotenvy` crate: `#` comments, a comment after an unquoted value
-/// (` #`), an optional `export ` prefix, single quotes (literal), double quotes (`\n`, `\"`,
-/// `\\`, `\$` escapes; a value may span lines, as a certificate does), `${VAR}` from earlier
-/// keys (then dockhand's own environment, as compose takes the shell's), CRLF line ends and a
-/// leading UTF-8 byte order mark. Pairs come in file order.
+/// Parses an env file as `docker compose` reads one (see [`envfile`]); a `${VAR}` the file
+/// does not define is taken from dockhand's environment, as compose takes the shell's.
 ///
 /// # Errors
-/// [`EnvSyntax`] names the first line dotenvy cannot read (a key without `=`, an unclosed
-/// quote, an escape compose knows but dotenvy does not, such as `\t`): such a file is
-/// refused rather than read as something else. The error never carries the line's text, which
-/// may hold a secret.
+/// [`EnvSyntax`] names the first line that cannot be read as compose reads it (never its
+/// text, which may hold a secret).
 pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, EnvSyntax> {
-    // Compose skips a byte order mark; dotenvy would make it part of the first key.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    dotenvy::Iter::new(text.as_bytes())
-        .map(|item| {
-            item.map_err(|e| EnvSyntax {
-                line: match e {
-                    dotenvy::Error::LineParse(ref line, _) => line_number(text, line),
-                    _ => None,
-                },
-            })
-        })
-        .collect()
-}
-
-/// The 1-based number of the line where `logical` (a line as dotenvy reports it) starts.
-fn line_number(text: &str, logical: &str) -> Option<usize> {
-    let first = logical.lines().next().filter(|l| !l.trim().is_empty())?;
-    let at = text.find(first.trim())?;
-    Some(text[..at].matches('\n').count() + 1)
-}
-
-/// An env file line that cannot be read as compose reads it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} is not `KEY=VALUE` as compose reads it (a key without `=`, an unclosed quote, or an escape other than \\n \\\" \\\\ \\$ in double quotes)", match .line { Some(n) => format!("line {n}"), None => "a line".to_string() })]
-pub struct EnvSyntax {
-    /// 1-based; `None` when the line could not be located in the text.
-    pub line: Option<usize>,
+    envfile::parse_with(text, &|name| std::env::var(name).ok())
 }
 
 /// Reads and parses an env file ([`read_env_file`], then [`parse_env_file`]).
@@ -456,9 +427,10 @@ mod tests {
     /// Issue 19, item 4: what the three findings got wrong, as compose reads them.
     #[test]
     fn env_file_inline_comment_multiline_value_and_bom_read_as_compose_does() {
-        let parsed =
-            parse_env_file("\u{feff}FIRST=1\nA=value # comment\nCERT=\"-----BEGIN-----\nabc\n-----END-----\"\n")
-                .unwrap();
+        let parsed = parse_env_file(
+            "\u{feff}FIRST=1\nA=value # comment\nCERT=\"-----BEGIN-----\nabc\n-----END-----\"\n",
+        )
+        .unwrap();
         assert_eq!(
             parsed,
             vec![
@@ -469,17 +441,17 @@ mod tests {
         );
     }
 
-    /// A line dotenvy cannot read is refused by its number, and its text (maybe a secret)
+    /// A line dockhand cannot read is refused by its number, and its text (maybe a secret)
     /// is not in the error.
     #[test]
     fn env_file_unreadable_line_is_named_by_number_without_its_text() {
         let e = parse_env_file("A=1\n\nsecret-without-equals\nB=2\n").unwrap_err();
-        assert_eq!(e.line, Some(3));
+        assert_eq!(e.line, 3);
         let text = e.to_string();
-        assert!(text.starts_with("line 3 is not `KEY=VALUE`"), "{text}");
+        assert!(text.starts_with("line 3: a key without `=`"), "{text}");
         assert!(!text.contains("secret"), "{text}");
         let e = parse_env_file("A=1\nQ=\"unclosed hunter2\n").unwrap_err();
-        assert_eq!(e.line, Some(2));
+        assert_eq!(e.line, 2);
         assert!(!e.to_string().contains("hunter2"));
     }
 

@@ -185,7 +185,7 @@ pub async fn apply(
         return Ok(ApplyReport::default());
     }
     let mut report = ApplyReport {
-        pulled: pull_all(docker, &changing, progress).await?,
+        pulled: pull_all(docker, &options.checks.registry_auth, &changing, progress).await?,
         ..Default::default()
     };
 
@@ -446,6 +446,7 @@ async fn converge_one(
 
 async fn pull_all(
     docker: &Docker,
+    logins: &crate::observe::auth::RegistryAuth,
     changing: &[&DesiredContainer],
     progress: &Progress,
 ) -> Result<usize, ApplyError> {
@@ -453,7 +454,7 @@ async fn pull_all(
     let pulled: Vec<bool> = stream::iter(
         images
             .into_iter()
-            .map(|image| container::ensure_image(docker, image, progress)),
+            .map(|image| container::ensure_image(docker, logins, image, progress)),
     )
     .buffer_unordered(4)
     .try_collect()

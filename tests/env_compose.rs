@@ -1,7 +1,10 @@
 //! Issue 19, item 4: env files mean what `docker compose` makes of them. Each file of a corpus of
 //! tricky env files is given to compose (`docker compose config`, installed by
 //! scripts/test-env.sh) and to dockhand's parser, and the two environments are compared key by
-//! key. Needs no Engine; fails (never skips) without compose.
+//! key; then the issue's three findings are deployed on the real Engine and the container's
+//! environment compared with compose's. Fails (never skips) without compose or an Engine.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -113,4 +116,39 @@ fn env_file_lines_dockhand_cannot_read_as_compose_are_errors_naming_the_line() {
         let e = dockhand::host::parse_env_file(text).unwrap_err();
         assert_eq!(e.line, line, "{text:?}: {e}");
     }
+}
+
+/// The findings of issue 19 (a comment after a value kept in it, a certificate cut to its
+/// first line with a stray quote, a byte order mark swallowing the first key), deployed: the
+/// container's environment holds exactly what compose gives for the same file.
+#[test]
+fn a_deployed_container_gets_the_environment_compose_gives() {
+    let s = support::Stack::new("envcompose");
+    let img = s.image("v1");
+    let file = s.path().join("app.env");
+    let text = "\u{feff}FIRST=after-bom\nMODE=production # the comment\nCERT=\"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\"\nexport EMPTY=\n";
+    std::fs::write(&file, text).unwrap();
+    std::fs::write(s.path().join("app.env.compose-copy.env"), text).unwrap();
+    let expected = compose_env(s.path(), "app.env.compose-copy");
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    s.write(&format!(
+        "services:\n  app:\n    image: {img}\n    env_file: {}\n    stop_grace_period: 1s\n",
+        file.display()
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let env = support::docker_ok(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &s.container("app"),
+    ]);
+    let env: Vec<String> = serde_json::from_str(&env).unwrap();
+    let got: BTreeMap<String, String> = env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| expected.contains_key(*k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(got, expected);
 }

@@ -156,6 +156,10 @@ fn assert_no_secret(what: &str, text: &str) {
     let encoded = basic.trim_start_matches("Basic ");
     assert!(!text.contains(PASSWORD), "the password is in {what}");
     assert!(!text.contains(encoded), "the encoded login is in {what}");
+    assert!(
+        !text.to_ascii_lowercase().contains("x-registry-auth"),
+        "the login header is in {what}"
+    );
 }
 
 #[test]

@@ -143,8 +143,8 @@ pub fn registry_of(image: &str) -> String {
 
 /// Whether the Engine's answer means the registry wants a login it did not get (or refused
 /// the one it got). The Engine passes the registry's refusal on as text only (`no basic auth
-/// credentials`, `unauthorized: …`, `denied: …`), sometimes under a 500, so the text is all
-/// there is to go by.
+/// credentials`, `unauthorized: …`, `denied: …`, Docker Hub's `pull access denied … may
+/// require 'docker login'`), often under a 500, so the text is all there is to go by.
 pub fn is_unauthorized(e: &bollard::errors::Error) -> bool {
     match e {
         bollard::errors::Error::DockerResponseServerError {
@@ -156,6 +156,7 @@ pub fn is_unauthorized(e: &bollard::errors::Error) -> bool {
                 || m.contains("no basic auth credentials")
                 || m.contains("unauthorized")
                 || m.contains("authentication required")
+                || m.contains("denied")
         }
         _ => false,
     }
@@ -170,6 +171,41 @@ pub fn login_hint(image: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn engine(status_code: u16, message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn the_engines_login_refusals_are_unauthorized_and_nothing_else_is() {
+        for (code, m) in [
+            (
+                500,
+                "Get \"http://r/v2/a/manifests/v1\": no basic auth credentials",
+            ),
+            (401, "whatever the registry said"),
+            (500, "unauthorized: authentication required"),
+            (500, "denied: requested access to the resource is denied"),
+            (
+                404,
+                "pull access denied for x, repository does not exist or may require 'docker login'",
+            ),
+        ] {
+            assert!(is_unauthorized(&engine(code, m)), "{code} {m}");
+        }
+        for (code, m) in [
+            (404, "manifest unknown"),
+            (
+                500,
+                "received unexpected HTTP status: 500 Internal Server Error",
+            ),
+        ] {
+            assert!(!is_unauthorized(&engine(code, m)), "{code} {m}");
+        }
+    }
 
     #[test]
     fn registry_of_follows_the_docker_cli() {

@@ -297,6 +297,31 @@ fn a_credential_helper_and_an_explicit_registry_auth_file_are_used() {
     );
     assert_no_secret("apply with a helper", &format!("{}{}", a.stdout, a.stderr));
 
+    // `credsStore`: the same helper for every registry. Preflight asks the registry (the
+    // image is no longer on the host), and passes only with the login.
+    let _ = docker(&["rmi", "-f", &pinned]);
+    let store = tempfile::tempdir().unwrap();
+    std::fs::write(
+        store.path().join("config.json"),
+        "{\"credsStore\": \"test\"}",
+    )
+    .unwrap();
+    let mut env = env_of(store.path());
+    env.push((
+        "PATH",
+        format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap()
+        ),
+    ));
+    let p = dockhand(&s, &["apply", "--preflight-only"], &env);
+    assert_eq!(p.code, 0, "{p:?}");
+    let empty = tempfile::tempdir().unwrap();
+    let p = dockhand(&s, &["apply", "--preflight-only"], &env_of(empty.path()));
+    assert_eq!(p.code, 1, "{p:?}");
+    assert!(p.stderr.contains("unauthorized"), "{p:?}");
+
     // `--registry-auth FILE` wins over DOCKER_CONFIG (here: no logins at all).
     let (tagged2, digest2) = reg.push(&s, "v2");
     let pinned2 = format!("{tagged2}@{digest2}");

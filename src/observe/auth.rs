@@ -80,20 +80,23 @@ impl RegistryAuth {
             file: file.display().to_string(),
             why,
         };
-        let bytes = match std::fs::read(&file) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.explicit => {
-                return Ok(None)
-            }
-            Err(e) => return Err(fail(e.to_string())),
-        };
-        let server = registry.clone();
-        // A credential helper is a process dockhand waits for: off the async workers.
-        let found = tokio::task::spawn_blocking(move || {
-            docker_credential::get_credential_from_reader(bytes.as_slice(), &server)
+        let (path, server, explicit) = (file.clone(), registry.clone(), self.explicit);
+        // A credential helper is a process dockhand waits for: off the async workers, with
+        // the read of the file.
+        let found = tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(None),
+            Err(e) => Err(e.to_string()),
+            Ok(bytes) => Ok(Some(docker_credential::get_credential_from_reader(
+                bytes.as_slice(),
+                &server,
+            ))),
         })
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(fail)?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
         let credential = match found {
             Ok(c) => c,
             Err(CredentialRetrievalError::NoCredentialConfigured) => return Ok(None),

@@ -240,3 +240,35 @@ fn expand(text: &str, known: &dyn Fn(&str) -> Option<String>) -> Result<String, 
     out.push_str(rest);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<(String, String)>, EnvSyntax> {
+        parse_with(text, &|name| (name == "OUTSIDE").then(|| "out".to_string()))
+    }
+
+    #[test]
+    fn lines_numbers_count_the_lines_of_multiline_values() {
+        let e = parse("A=\"one\ntwo\nthree\"\nB=1\nBARE\n").unwrap_err();
+        assert_eq!(e.line, 5);
+    }
+
+    #[test]
+    fn variables_come_from_earlier_keys_then_the_lookup_then_empty() {
+        let got =
+            parse("A=1\nB=${A}${OUTSIDE}${NONE}$A\nC=${NONE:-d}${A:-x}\nD=\"\\$A\"\n").unwrap();
+        assert_eq!(got[1].1, "1out1");
+        assert_eq!(got[2].1, "d1");
+        assert_eq!(got[3].1, "$A");
+    }
+
+    proptest::proptest! {
+        /// Byte offsets never split a character, whatever the file holds.
+        #[test]
+        fn never_panics(text in "[A-Za-z_=:#'\" \t\r\n\\\\${}é\u{feff}-]{0,64}") {
+            let _ = parse(&text);
+        }
+    }
+}

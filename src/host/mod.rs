@@ -332,7 +332,7 @@ pub fn env_file_mark(key: &MarkerKey, pairs: Vec<(String, String)>) -> String {
     key.mark(canonical.as_bytes())
 }
 
-/// Parses an env file as `docker compose` reads one (see [`envfile`]); a `${VAR}` the file
+/// Parses an env file as `docker compose` reads one (see `host/envfile.rs`); a `${VAR}` the file
 /// does not define is taken from dockhand's environment, as compose takes the shell's.
 ///
 /// # Errors

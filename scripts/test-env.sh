@@ -13,6 +13,8 @@ need_pkgs=()
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 [ -x /bin/busybox ] || need_pkgs+=(busybox-static)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# htpasswd -B for the registry that needs a login (tests/registry_auth.rs).
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v git >/dev/null || need_pkgs+=(git)
 # The benchmark's plot (benches/compare.rs) draws its text with DejaVu Sans.

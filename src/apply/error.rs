@@ -15,6 +15,14 @@ pub enum ApplyError {
     /// come from different revisions.
     #[error("the plan does not fit the desired state it is applied with: {what}; nothing was changed\n  hint: plan and apply from the same revision (`dockhand apply` plans afresh)")]
     PlanMismatch { what: String },
+    /// The registry wants a login this host does not have (or refused it); `source` is
+    /// [`PullError::Pull`] or [`PullError::Login`].
+    #[error("cannot pull {image}: unauthorized: {source}; nothing was changed\n  hint: {}", crate::observe::auth::login_hint(.image))]
+    PullUnauthorized {
+        image: String,
+        #[source]
+        source: PullError,
+    },
     #[error("cannot pull {image}: {source}; nothing was changed\n  hint: check that the tag and digest exist in the registry (the digest must be the manifest digest the registry serves) and that the registry is reachable")]
     Pull {
         image: String,
@@ -105,6 +113,9 @@ pub enum PullError {
     /// The Engine's pull failed (registry error, unknown digest, network).
     #[error("{0}")]
     Pull(#[source] bollard::errors::Error),
+    /// This host's login for the registry cannot be used.
+    #[error("{0}")]
+    Login(#[source] crate::observe::auth::AuthError),
     #[error("pulled, but cannot inspect it: {0}")]
     Inspect(#[source] bollard::errors::Error),
     #[error("the pulled image does not carry the pinned digest")]

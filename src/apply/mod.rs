@@ -185,7 +185,7 @@ pub async fn apply(
         return Ok(ApplyReport::default());
     }
     let mut report = ApplyReport {
-        pulled: pull_all(docker, &changing, progress).await?,
+        pulled: pull_all(docker, &options.checks.registry_auth, &changing, progress).await?,
         ..Default::default()
     };
 
@@ -446,6 +446,7 @@ async fn converge_one(
 
 async fn pull_all(
     docker: &Docker,
+    logins: &crate::observe::auth::RegistryAuth,
     changing: &[&DesiredContainer],
     progress: &Progress,
 ) -> Result<usize, ApplyError> {
@@ -453,7 +454,7 @@ async fn pull_all(
     let pulled: Vec<bool> = stream::iter(
         images
             .into_iter()
-            .map(|image| container::ensure_image(docker, image, progress)),
+            .map(|image| container::ensure_image(docker, logins, image, progress)),
     )
     .buffer_unordered(4)
     .try_collect()
@@ -471,6 +472,25 @@ mod tests {
 
     /// A failed step says what failed in its message, and keeps the cause as its `source`, so
     /// that a caller can decide by type (an I/O error, the Engine) instead of by text.
+    /// Issue 19: a registry that wants a login is reported as such, never as a missing digest.
+    #[test]
+    fn an_unauthorized_registry_says_to_log_in_not_that_the_digest_is_missing() {
+        let text = list(&[Problem::RegistryUnauthorized {
+            image: "ghcr.io/acme/api@sha256:ab".into(),
+            reason: "Head \"https://ghcr.io/v2/acme/api/manifests/sha256:ab\": unauthorized (500)"
+                .into(),
+        }]);
+        assert!(
+            text.contains("image ghcr.io/acme/api@sha256:ab: unauthorized"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: log in to ghcr.io on this host: `docker login ghcr.io`"),
+            "{text}"
+        );
+        assert!(!text.contains("digest was pushed"), "{text}");
+    }
+
     #[test]
     fn step_errors_keep_their_cause_as_source() {
         let e = ApplyError::Step {

@@ -15,6 +15,7 @@ use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 
 use crate::model::{PortMapping, Protocol};
+use crate::observe::auth::RegistryAuth;
 use crate::spec::DesiredContainer;
 
 /// What preflight needs besides the plan.
@@ -24,6 +25,8 @@ pub struct Checks {
     pub env_problems: Vec<String>,
     /// Least free bytes on the Docker data root; `None` skips the check.
     pub min_free_disk: Option<u64>,
+    /// This host's registry logins, for the digest check and the pulls.
+    pub registry_auth: crate::observe::auth::RegistryAuth,
 }
 
 /// One failed check. Each says what, where, and a `hint:` line.
@@ -38,6 +41,12 @@ pub enum Problem {
     /// checked: the text of the host check, with its hint.
     #[error("{container}: bind source {reason}")]
     BindSourceUnsafe { container: String, reason: String },
+    /// The registry wants a login that this host does not have, or refused the one it has.
+    #[error("image {image}: unauthorized: {reason}\n  hint: {}", crate::observe::auth::login_hint(.image))]
+    RegistryUnauthorized { image: String, reason: String },
+    /// A login exists but cannot be used (the text of `observe::auth::AuthError`).
+    #[error("image {image}: {reason}")]
+    RegistryLogin { image: String, reason: String },
     #[error("the registry of {image} did not answer within {}s\n  hint: check that the registry is up and reachable from the Docker host; what runs keeps running", REGISTRY_TIMEOUT.as_secs())]
     RegistrySilent { image: String },
     /// `reason` is the Engine's answer (its message and HTTP status).
@@ -98,7 +107,9 @@ pub async fn run(docker: &Docker, changing: &[&DesiredContainer], checks: &Check
     // up by the sum of their round trips.
     let images: BTreeSet<&str> = changing.iter().flat_map(|c| c.images()).collect();
     let image_checks = futures_util::future::join_all(
-        images.into_iter().map(|image| image_problem(docker, image)),
+        images
+            .into_iter()
+            .map(|image| image_problem(docker, &checks.registry_auth, image)),
     );
     let disk = async {
         match checks.min_free_disk {
@@ -134,14 +145,26 @@ fn indent(text: &str) -> String {
 
 const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
 
-async fn image_problem(docker: &Docker, image: &str) -> Option<Problem> {
+async fn image_problem(docker: &Docker, logins: &RegistryAuth, image: &str) -> Option<Problem> {
     if docker.inspect_image(image).await.is_ok() {
         return None;
     }
+    let credentials = match logins.for_image(image).await {
+        Ok(c) => c,
+        Err(e) => {
+            return Some(Problem::RegistryLogin {
+                image: image.to_string(),
+                reason: e.to_string(),
+            })
+        }
+    };
     // The Engine gives up on a silent registry after ~25 s; this bounds it on Engines that wait
     // longer, so a hung registry never hangs a deploy.
-    let asked =
-        tokio::time::timeout(REGISTRY_TIMEOUT, docker.inspect_registry_image(image, None)).await;
+    let asked = tokio::time::timeout(
+        REGISTRY_TIMEOUT,
+        docker.inspect_registry_image(image, credentials),
+    )
+    .await;
     let Ok(answer) = asked else {
         return Some(Problem::RegistrySilent {
             image: image.to_string(),
@@ -149,20 +172,18 @@ async fn image_problem(docker: &Docker, image: &str) -> Option<Problem> {
     };
     match answer {
         Ok(_) => None,
+        // A registry that wants a login answers so for any name, pushed or not: never report
+        // that as a missing digest.
+        Err(e) if crate::observe::auth::is_unauthorized(&e) => {
+            Some(Problem::RegistryUnauthorized {
+                image: image.to_string(),
+                reason: crate::observe::short_error(&e),
+            })
+        }
         Err(e) => Some(Problem::ImageUnavailable {
             image: image.to_string(),
-            reason: short_error(&e),
+            reason: crate::observe::short_error(&e),
         }),
-    }
-}
-
-fn short_error(e: &bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } => format!("{message} ({status_code})"),
-        other => other.to_string(),
     }
 }
 

@@ -158,6 +158,11 @@ pub struct SourceArgs {
     /// protected host paths refused).
     #[arg(long, env = "DOCKHAND_POLICY")]
     pub policy: Option<std::path::PathBuf>,
+    /// Registry logins, a docker CLI config.json (`auths`, `credsStore`, `credHelpers`), for
+    /// pulls and digest checks. Default: $DOCKER_CONFIG/config.json, else
+    /// ~/.docker/config.json (what `docker login` wrote), read afresh for each image.
+    #[arg(long, env = "DOCKHAND_REGISTRY_AUTH")]
+    pub registry_auth: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +239,9 @@ pub struct PinArgs {
     /// Change nothing; exit 2 if an image is unpinned or a pinned tag moved.
     #[arg(long)]
     pub check: bool,
+    /// Registry logins, as for apply (default: the docker CLI's config.json).
+    #[arg(long, env = "DOCKHAND_REGISTRY_AUTH")]
+    pub registry_auth: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::args::PinArgs;
 use crate::model::image::ImageRef;
+use crate::observe::auth::RegistryAuth;
 use crate::observe::registry;
 use crate::pin::{self, Site};
 use crate::sources;
@@ -56,9 +57,10 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
     refs.dedup();
     crate::apply::progress::note(&format!("asking the registry for {} tag(s)…", refs.len()));
     let docker = crate::observe::connect().await?;
+    let logins = RegistryAuth::resolve(a.registry_auth.as_deref());
     let answers: BTreeMap<&String, Result<String, String>> = refs
         .iter()
-        .zip(registry::resolve_all(&docker, &refs).await)
+        .zip(registry::resolve_all(&docker, &logins, &refs).await)
         .collect();
 
     let (mut pending, mut failed, mut written) = (0, 0, 0);
@@ -169,7 +171,11 @@ impl TagCheck {
 }
 
 /// Asks the registries whether the tag of each pinned image still points to its pin.
-pub async fn tag_checks(docker: &bollard::Docker, desired: &Desired) -> Vec<TagCheck> {
+pub async fn tag_checks(
+    docker: &bollard::Docker,
+    logins: &RegistryAuth,
+    desired: &Desired,
+) -> Vec<TagCheck> {
     let mut checks = Vec::new();
     for c in &desired.containers {
         let mut images = vec![c.image_ref.as_str()];
@@ -195,7 +201,7 @@ pub async fn tag_checks(docker: &bollard::Docker, desired: &Desired) -> Vec<TagC
     let refs: Vec<String> = checks.iter().map(|c| c.image.clone()).collect();
     for (check, answer) in checks
         .iter_mut()
-        .zip(registry::resolve_all(docker, &refs).await)
+        .zip(registry::resolve_all(docker, logins, &refs).await)
     {
         match answer {
             Ok(d) => check.current = Some(d),

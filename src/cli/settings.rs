@@ -50,6 +50,7 @@ pub fn host(a: &SourceArgs, state_dir: &Path) -> Result<crate::reconcile::Host> 
     Ok(crate::reconcile::Host::read(
         a.policy.as_deref(),
         state_dir,
+        a.registry_auth.as_deref(),
     )?)
 }
 

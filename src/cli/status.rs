@@ -40,7 +40,7 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
         Vec::new()
     } else {
         let docker = crate::observe::connect().await?;
-        super::pin::tag_checks(&docker, &ctx.desired).await
+        super::pin::tag_checks(&docker, &ctx.registry_auth, &ctx.desired).await
     };
     let in_sync = ctx.plan.in_sync();
     let healthy = rows.iter().all(|r| r.healthy);

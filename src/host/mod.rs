@@ -16,7 +16,10 @@
 //! - A rotate deletes only regular files directly in its directory (never a link's target,
 //!   never a folder).
 
+mod envfile;
 mod paths;
+
+pub use envfile::EnvSyntax;
 
 pub use paths::{ensure_dir, open_dir, recheck_bind_source, rotate};
 use paths::{read_nofollow, read_regular};
@@ -53,6 +56,12 @@ pub enum HostPathError {
         "{path} is not an absolute path without `.` or `..`\n  hint: write the host path in full"
     )]
     NotClean { path: String },
+    #[error("{path}: {source}\n  hint: write it as for `docker compose` (`KEY=value`, quotes around a value with spaces, `#` or line breaks); dockhand checks it against compose's reading")]
+    EnvSyntax {
+        path: String,
+        #[source]
+        source: EnvSyntax,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -270,9 +279,9 @@ pub fn facts(desired: &DesiredState, key: MarkerKey) -> (HostFacts, Vec<EnvFileE
             if !seen.insert(path.clone()) {
                 continue;
             }
-            match read_env_file(path) {
-                Ok(text) => {
-                    env_files.insert(path.clone(), env_file_mark(&key, &text));
+            match read_env_pairs(path) {
+                Ok(pairs) => {
+                    env_files.insert(path.clone(), env_file_mark(&key, pairs));
                 }
                 Err(source) => errors.push(EnvFileError {
                     path: path.clone(),
@@ -298,8 +307,8 @@ pub fn env_file_values(desired: &DesiredState) -> Vec<String> {
     let mut out = Vec::new();
     for stack in &desired.stacks {
         for svc in stack.spec.services.values() {
-            if let Some(text) = svc.env_file.as_deref().and_then(|p| read_env_file(p).ok()) {
-                out.extend(parse_env_file(&text).into_iter().map(|(_, v)| v));
+            if let Some(pairs) = svc.env_file.as_deref().and_then(|p| read_env_pairs(p).ok()) {
+                out.extend(pairs.into_iter().map(|(_, v)| v));
             }
         }
     }
@@ -314,8 +323,8 @@ pub fn env_file_values(desired: &DesiredState) -> Vec<String> {
 ///
 /// Shape: 64 lowercase hex characters. Each pair is encoded with its lengths
 /// (`<len>:<key><len>:<value>`), so no two different sets of pairs encode the same.
-pub fn env_file_mark(key: &MarkerKey, text: &str) -> String {
-    let pairs: BTreeMap<String, String> = parse_env_file(text).into_iter().collect();
+pub fn env_file_mark(key: &MarkerKey, pairs: Vec<(String, String)>) -> String {
+    let pairs: BTreeMap<String, String> = pairs.into_iter().collect();
     let mut canonical = String::new();
     for (k, v) in &pairs {
         canonical.push_str(&format!("{}:{k}{}:{v}", k.len(), v.len()));
@@ -323,27 +332,26 @@ pub fn env_file_mark(key: &MarkerKey, text: &str) -> String {
     key.mark(canonical.as_bytes())
 }
 
-/// Parses an env file: `KEY=VALUE` lines, `#` comments and blank lines ignored, an optional
-/// `export ` prefix, and matching single or double quotes around the value stripped.
-pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let l = l.strip_prefix("export ").unwrap_or(l);
-            let (k, v) = l.split_once('=')?;
-            let v = v.trim();
-            let v = if v.len() >= 2
-                && ((v.starts_with('"') && v.ends_with('"'))
-                    || (v.starts_with('\'') && v.ends_with('\'')))
-            {
-                &v[1..v.len() - 1]
-            } else {
-                v
-            };
-            Some((k.trim().to_string(), v.to_string()))
-        })
-        .collect()
+/// Parses an env file as `docker compose` reads one (see `host/envfile.rs`); a `${VAR}` the file
+/// does not define is taken from dockhand's environment, as compose takes the shell's.
+///
+/// # Errors
+/// [`EnvSyntax`] names the first line that cannot be read as compose reads it (never its
+/// text, which may hold a secret).
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, EnvSyntax> {
+    envfile::parse_with(text, &|name| std::env::var(name).ok())
+}
+
+/// Reads and parses an env file ([`read_env_file`], then [`parse_env_file`]).
+///
+/// # Errors
+/// [`HostPathError`]: what [`read_env_file`] refuses, or [`HostPathError::EnvSyntax`].
+pub fn read_env_pairs(path: &str) -> Result<Vec<(String, String)>, HostPathError> {
+    let text = read_env_file(path)?;
+    parse_env_file(&text).map_err(|source| HostPathError::EnvSyntax {
+        path: path.to_string(),
+        source,
+    })
 }
 
 /// Reads an env file: a regular file reached without any symlink, at most
@@ -372,7 +380,7 @@ mod tests {
     #[test]
     fn env_file_mark_ignores_comments_blank_lines_and_order_but_not_values() {
         let key = MarkerKey::new([7; 32]);
-        let base = env_file_mark(&key, "A=1\nB=two\n");
+        let base = mark(&key, "A=1\nB=two\n");
         assert_eq!(base.len(), 64);
         for same in [
             "A=1\nB=two\n# a comment appended\n",
@@ -381,7 +389,7 @@ mod tests {
             "export A=1\nB=\"two\"\n",
             "A=0\nA=1\nB=two\n",
         ] {
-            assert_eq!(env_file_mark(&key, same), base, "{same:?}");
+            assert_eq!(mark(&key, same), base, "{same:?}");
         }
         for different in [
             "A=1\nB=three\n",
@@ -390,18 +398,22 @@ mod tests {
             "A=1\nB=two\nA=2\n",
             "A=1B=\nB=two\n",
         ] {
-            assert_ne!(env_file_mark(&key, different), base, "{different:?}");
+            assert_ne!(mark(&key, different), base, "{different:?}");
         }
         assert_ne!(
-            env_file_mark(&MarkerKey::new([8; 32]), "A=1\nB=two\n"),
+            mark(&MarkerKey::new([8; 32]), "A=1\nB=two\n"),
             base,
             "the mark is keyed"
         );
     }
 
+    fn mark(key: &MarkerKey, text: &str) -> String {
+        env_file_mark(key, parse_env_file(text).unwrap())
+    }
+
     #[test]
     fn env_file_lines() {
-        let parsed = parse_env_file("# c\nA=1\nexport B=\"two words\"\n\nC='x'\nbad line\n");
+        let parsed = parse_env_file("# c\nA=1\nexport B=\"two words\"\n\nC='x'\n").unwrap();
         assert_eq!(
             parsed,
             vec![
@@ -410,6 +422,37 @@ mod tests {
                 ("C".into(), "x".into())
             ]
         );
+    }
+
+    /// Issue 19, item 4: what the three findings got wrong, as compose reads them.
+    #[test]
+    fn env_file_inline_comment_multiline_value_and_bom_read_as_compose_does() {
+        let parsed = parse_env_file(
+            "\u{feff}FIRST=1\nA=value # comment\nCERT=\"-----BEGIN-----\nabc\n-----END-----\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("FIRST".into(), "1".into()),
+                ("A".into(), "value".into()),
+                ("CERT".into(), "-----BEGIN-----\nabc\n-----END-----".into()),
+            ]
+        );
+    }
+
+    /// A line dockhand cannot read is refused by its number, and its text (maybe a secret)
+    /// is not in the error.
+    #[test]
+    fn env_file_unreadable_line_is_named_by_number_without_its_text() {
+        let e = parse_env_file("A=1\n\nsecret-without-equals\nB=2\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        let text = e.to_string();
+        assert!(text.starts_with("line 3: a key without `=`"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        let e = parse_env_file("A=1\nQ=\"unclosed hunter2\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(!e.to_string().contains("hunter2"));
     }
 
     #[test]

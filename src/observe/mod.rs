@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use bollard::Docker;
 
+pub mod auth;
 pub mod others;
 pub mod registry;
 
@@ -30,6 +31,17 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
+}
+
+/// The Engine's answer as one short line: its message and HTTP status.
+pub fn short_error(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} ({status_code})"),
+        other => other.to_string(),
+    }
 }
 
 impl EngineError {

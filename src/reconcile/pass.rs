@@ -25,6 +25,8 @@ pub struct PlanContext {
     /// The host was read with one container list (see [`crate::plan::infer`]), which only
     /// ever stands when it shows nothing to do.
     pub quick: bool,
+    /// This host's registry logins, for preflight, the pulls and `status`'s tag check.
+    pub registry_auth: crate::observe::auth::RegistryAuth,
 }
 
 /// This host's side of every pass: what its owner allows (the host policy, read once when
@@ -34,6 +36,8 @@ pub struct PlanContext {
 pub struct Host {
     pub policy: crate::load::host_policy::HostPolicy,
     pub state_dir: std::path::PathBuf,
+    /// This host's registry logins (`--registry-auth`, else the docker CLI's config.json).
+    pub registry_auth: crate::observe::auth::RegistryAuth,
 }
 
 impl Host {
@@ -45,10 +49,12 @@ impl Host {
     pub fn read(
         policy: Option<&std::path::Path>,
         state_dir: &std::path::Path,
+        registry_auth: Option<&std::path::Path>,
     ) -> Result<Host, Error> {
         Ok(Host {
             policy: crate::host::read_policy(policy, state_dir)?,
             state_dir: state_dir.to_path_buf(),
+            registry_auth: crate::observe::auth::RegistryAuth::resolve(registry_auth),
         })
     }
 }
@@ -168,6 +174,7 @@ impl PlanContext {
             plan,
             env_problems,
             quick,
+            registry_auth: host.registry_auth.clone(),
         })
     }
 
@@ -212,6 +219,7 @@ impl PlanContext {
             checks: crate::apply::preflight::Checks {
                 env_problems: self.env_problems.clone(),
                 min_free_disk: crate::model::parse_size(&self.state.config.preflight.min_free_disk),
+                registry_auth: self.registry_auth.clone(),
             },
             preflight_only,
         }

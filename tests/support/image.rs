@@ -82,16 +82,26 @@ fn arch() -> &'static str {
     }
 }
 
-fn upload_blob(registry: &str, repo: &str, blob: &[u8]) -> Result<String, String> {
+/// `authorization`: an `Authorization` header value for a registry that needs a login.
+fn upload_blob(
+    registry: &str,
+    authorization: Option<&str>,
+    repo: &str,
+    blob: &[u8],
+) -> Result<String, String> {
     let digest = sha(blob);
     let base = format!("http://{registry}");
-    if ureq::head(&format!("{base}/v2/{repo}/blobs/{digest}"))
+    let with = |r: ureq::Request| match authorization {
+        Some(a) => r.set("Authorization", a),
+        None => r,
+    };
+    if with(ureq::head(&format!("{base}/v2/{repo}/blobs/{digest}")))
         .call()
         .is_ok()
     {
         return Ok(digest);
     }
-    let resp = ureq::post(&format!("{base}/v2/{repo}/blobs/uploads/"))
+    let resp = with(ureq::post(&format!("{base}/v2/{repo}/blobs/uploads/")))
         .call()
         .map_err(|e| format!("starting upload: {e}"))?;
     let location = resp
@@ -104,7 +114,7 @@ fn upload_blob(registry: &str, repo: &str, blob: &[u8]) -> Result<String, String
         format!("{base}{location}")
     };
     let sep = if url.contains('?') { '&' } else { '?' };
-    ureq::put(&format!("{url}{sep}digest={digest}"))
+    with(ureq::put(&format!("{url}{sep}digest={digest}")))
         .set("Content-Type", "application/octet-stream")
         .send_bytes(blob)
         .map_err(|e| format!("uploading blob: {e}"))?;
@@ -120,7 +130,20 @@ pub fn push(
     layer: &[u8],
     cmd: &[&str],
 ) -> Result<String, String> {
-    let layer_digest = upload_blob(registry, repo, layer)?;
+    push_as(registry, None, repo, tag, layer, cmd)
+}
+
+/// [`push`] to a registry that needs a login: `authorization` is the `Authorization` header
+/// value (`Basic …`).
+pub fn push_as(
+    registry: &str,
+    authorization: Option<&str>,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+    cmd: &[&str],
+) -> Result<String, String> {
+    let layer_digest = upload_blob(registry, authorization, repo, layer)?;
     let config = serde_json::json!({
         "architecture": arch(),
         "os": "linux",
@@ -128,7 +151,7 @@ pub fn push(
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     });
     let config = serde_json::to_vec(&config).expect("config json");
-    let config_digest = upload_blob(registry, repo, &config)?;
+    let config_digest = upload_blob(registry, authorization, repo, &config)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -136,8 +159,12 @@ pub fn push(
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": layer.len(), "digest": layer_digest}],
     });
     let manifest = serde_json::to_vec(&manifest).expect("manifest json");
-    ureq::put(&format!("http://{registry}/v2/{repo}/manifests/{tag}"))
-        .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+    let put = ureq::put(&format!("http://{registry}/v2/{repo}/manifests/{tag}"));
+    let put = match authorization {
+        Some(a) => put.set("Authorization", a),
+        None => put,
+    };
+    put.set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .send_bytes(&manifest)
         .map_err(|e| format!("pushing manifest: {e}"))?;
     Ok(sha(&manifest))

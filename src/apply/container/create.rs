@@ -18,12 +18,12 @@ fn read_env(c: &DesiredContainer) -> Result<Vec<String>, ApplyError> {
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(f) = &c.spec.env_file {
         // Regular files only, size-capped, never through a link (see crate::host).
-        let text = crate::host::read_env_file(&f.path).map_err(|source| ApplyError::Step {
+        let pairs = crate::host::read_env_pairs(&f.path).map_err(|source| ApplyError::Step {
             container: c.name.clone(),
             what: "reading env_file",
             source: StepError::Host(source),
         })?;
-        env.extend(crate::host::parse_env_file(&text));
+        env.extend(pairs);
     }
     // Values in the stack file win over the env file, as in compose.
     env.retain(|(k, _)| !c.spec.env.contains_key(k));

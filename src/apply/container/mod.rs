@@ -48,6 +48,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 /// A digest-pinned image already present is content-addressed, so it is not pulled again.
 pub async fn ensure_image(
     docker: &Docker,
+    logins: &crate::observe::auth::RegistryAuth,
     image: &str,
     progress: &Progress,
 ) -> Result<bool, ApplyError> {
@@ -56,6 +57,13 @@ pub async fn ensure_image(
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(EngineError::api(format!("inspecting image {image}"))(e).into()),
     }
+    let credentials = logins
+        .for_image(image)
+        .await
+        .map_err(|e| ApplyError::PullUnauthorized {
+            image: image.to_string(),
+            source: PullError::Login(e),
+        })?;
     progress.line(&format!("pulling {image}"));
     let started = Instant::now();
     let mut stream = docker.create_image(
@@ -64,7 +72,7 @@ pub async fn ensure_image(
             ..Default::default()
         }),
         None,
-        None,
+        credentials,
     );
     let mut last_report = Instant::now();
     while let Some(item) = stream.next().await {
@@ -78,6 +86,12 @@ pub async fn ensure_image(
                         started.elapsed().as_secs_f64()
                     ));
                 }
+            }
+            Err(e) if crate::observe::auth::is_unauthorized(&e) => {
+                return Err(ApplyError::PullUnauthorized {
+                    image: image.to_string(),
+                    source: PullError::Pull(e),
+                })
             }
             Err(e) => {
                 return Err(ApplyError::Pull {

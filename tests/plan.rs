@@ -859,6 +859,7 @@ fn unhealthy_containers_are_not_in_sync_and_a_stale_network_in_use_is_kept() {
     stale.networks.push(ActualObject {
         name: "shop-old".into(),
         owner_stack: Some("shop".into()),
+        other_project: None,
     });
     let p = plan(&d, &stale);
     assert!(matches!(&p.actions[..], [Action::RemoveNetwork { name, .. }] if name == "shop-old"));

@@ -132,6 +132,7 @@ fn planner_cases() {
         image: "postgres:16".into(),
         labels: Default::default(),
         attached: Default::default(),
+        inspected: None,
     });
     squatted.networks.push(ActualObject {
         name: "shop_proxy".into(),
@@ -262,6 +263,7 @@ fn another_projects_container_is_named_and_never_suggested_for_removal() {
         .into_iter()
         .collect(),
         attached: Default::default(),
+        inspected: None,
     });
     host.networks.push(ActualObject {
         name: "shop_proxy".into(),

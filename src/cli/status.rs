@@ -281,6 +281,7 @@ mod tests {
             image: "i".into(),
             labels: Default::default(),
             attached: Default::default(),
+            inspected: None,
         }
     }
 

@@ -138,7 +138,9 @@ impl PlanContext {
         let (plan, actual) = match read {
             Some(read) => read,
             None => {
-                let actual = crate::observe::observe(docker, &desired.project, &names).await?;
+                let actual =
+                    crate::observe::observe(docker, &desired.project, &names, &desired.marker_key)
+                        .await?;
                 (crate::plan::plan(&desired, &actual), actual)
             }
         };

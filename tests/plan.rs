@@ -747,6 +747,117 @@ fn unseen(mut host: Actual, hits: &[Unseen]) -> Actual {
     host
 }
 
+/// A hand edit of one container of a converged host, as the docker CLI makes it.
+#[derive(Debug, Clone)]
+enum HandEdit {
+    /// `docker network disconnect <its first network> <container>`.
+    Disconnect(usize),
+    /// `docker update --restart <policy>` to another policy than the spec's.
+    Restart(usize, u8),
+    /// `docker rename <container> hand-<n>`.
+    Rename(usize),
+    /// `docker stop`.
+    Stop(usize),
+}
+
+fn gen_hand_edits() -> impl Strategy<Value = Vec<HandEdit>> {
+    prop::collection::vec(
+        prop_oneof![
+            (0usize..16).prop_map(HandEdit::Disconnect),
+            ((0usize..16), 0u8..4).prop_map(|(i, r)| HandEdit::Restart(i, r)),
+            (0usize..16).prop_map(HandEdit::Rename),
+            (0usize..16).prop_map(HandEdit::Stop),
+        ],
+        1..5,
+    )
+}
+
+/// Applies `edits` to the containers of plain (not blue/green) services; returns whether any
+/// changed something (a disconnect needs a network to leave).
+fn hand_edit(desired: &Desired, host: &mut Actual, edits: &[HandEdit]) -> bool {
+    let plain: Vec<String> = desired
+        .containers
+        .iter()
+        .filter(|d| d.blue_green.is_none())
+        .map(|d| d.name.clone())
+        .collect();
+    let mut changed = false;
+    for edit in edits {
+        let i = match edit {
+            HandEdit::Disconnect(i)
+            | HandEdit::Restart(i, _)
+            | HandEdit::Rename(i)
+            | HandEdit::Stop(i) => *i,
+        };
+        let mut ours: Vec<&mut ActualContainer> = host
+            .managed
+            .iter_mut()
+            .filter(|c| plain.contains(&c.name) || c.name.starts_with("hand-"))
+            .collect();
+        if ours.is_empty() {
+            return changed;
+        }
+        let n = ours.len();
+        let c = &mut ours[i % n];
+        let seen = c.inspected.as_mut().expect("a full read inspects");
+        match edit {
+            HandEdit::Disconnect(_) => {
+                if let Some(net) = c.attached.networks.first().cloned() {
+                    c.attached.networks.retain(|x| *x != net);
+                    seen.networks.remove(&net);
+                    changed = true;
+                }
+            }
+            HandEdit::Restart(_, r) => {
+                let policies = ["no", "always", "on-failure", "unless-stopped"];
+                let pick = policies
+                    .iter()
+                    .cycle()
+                    .skip(*r as usize)
+                    .find(|p| **p != seen.restart)
+                    .expect("another policy");
+                seen.restart = pick.to_string();
+                changed = true;
+            }
+            HandEdit::Rename(_) => {
+                c.name = format!("hand-{}", c.id);
+                changed = true;
+            }
+            HandEdit::Stop(_) => {
+                if c.state == RunState::Running {
+                    c.state = RunState::Exited;
+                    c.status = "Exited (137) 1 second ago".into();
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Issue 18 item 1: whatever a human does with the docker CLI to a converged host
+    /// (disconnect a network, change the restart policy, rename, stop), the next plan says so
+    /// and applying it converges. Reading drift from the spec label alone turns this red.
+    #[test]
+    fn hand_edits_are_planned_and_corrected(desired in gen_desired(), edits in gen_hand_edits()) {
+        let mut host = converged(&desired);
+        // Edits can undo each other (a policy set and set back): only a host that differs.
+        prop_assume!(hand_edit(&desired, &mut host, &edits) && host != converged(&desired));
+        let p = plan(&desired, &host);
+        prop_assert!(!p.actions.is_empty(), "hand edits {edits:?} unseen");
+        prop_assert!(p.conflicts.is_empty(), "{}", render::text(&p, true));
+        let next = plan(&desired, &effect(&p, &desired, &host));
+        prop_assert!(next.is_empty(), "not converged:\n{}", render::text(&next, true));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,

@@ -91,7 +91,8 @@ pub enum Trigger {
     Source(String),
     /// The poller fetched a new commit of a remote branch (its short id).
     Commit(String),
-    /// A managed container changed on the Engine (stop, die, destroy, rename, create).
+    /// A managed container changed on the Engine (stop, die, destroy, rename, create, update,
+    /// a network connected or disconnected: `network disconnect <net>`).
     Engine {
         container: String,
         action: String,
@@ -114,6 +115,14 @@ impl Trigger {
                 _ => None,
             })
             .max()
+    }
+
+    /// A hand change the container list may not show (`docker update`, `docker rename`, a
+    /// network connected or disconnected): the next pass reads the host in full, with an
+    /// inspect of each container, instead of the one list call.
+    pub fn needs_inspect(&self) -> bool {
+        matches!(self, Trigger::Engine { action, .. }
+            if action == "update" || action == "rename" || action.starts_with("network "))
     }
 
     pub fn describe(&self) -> String {

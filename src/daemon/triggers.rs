@@ -213,7 +213,7 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
         ("label".to_string(), labels::project_filters(&project)),
         (
             "event".to_string(),
-            ["die", "stop", "destroy", "rename", "create", "oom"]
+            ["die", "stop", "destroy", "rename", "create", "oom", "update"]
                 .map(String::from)
                 .to_vec(),
         ),
@@ -253,6 +253,77 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Events missed while disconnected are covered by a resync right away.
+        if queue.send(Trigger::Resync).is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds `connect`/`disconnect` events of any network into `queue` when the container is one
+/// of `project`'s (checked by its labels: network events carry the network's attributes, not
+/// the container's), reconnecting after an error until the receiver is gone.
+pub async fn network_events(
+    docker: Docker,
+    project: String,
+    queue: mpsc::UnboundedSender<Trigger>,
+) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["network".to_string()]),
+        (
+            "event".to_string(),
+            vec!["connect".to_string(), "disconnect".to_string()],
+        ),
+    ]);
+    loop {
+        let mut events = docker.events(Some(EventsOptions {
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }));
+        while let Some(event) = events.next().await {
+            let e = match event {
+                Ok(e) => e,
+                Err(err) => {
+                    tracing::warn!("Docker network events stream ended: {err}; reconnecting");
+                    break;
+                }
+            };
+            let attrs = e.actor.and_then(|a| a.attributes).unwrap_or_default();
+            let Some(id) = attrs.get("container") else {
+                continue;
+            };
+            // A container removed meanwhile has nothing left to correct on this network.
+            let Ok(info) = docker.inspect_container(id, None).await else {
+                continue;
+            };
+            let l = info.config.and_then(|c| c.labels).unwrap_or_default();
+            let ours = l.get(labels::MANAGED).map(String::as_str) == Some("true")
+                && l.get(labels::PROJECT) == Some(&project)
+                && l.get(labels::ROLE).map(String::as_str) != Some("hook");
+            if !ours {
+                continue;
+            }
+            let trigger = Trigger::Engine {
+                container: info
+                    .name
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                action: format!(
+                    "network {} {}",
+                    e.action.unwrap_or_default(),
+                    attrs.get("name").cloned().unwrap_or_default()
+                ),
+                at_ns: e.time_nano.unwrap_or_default(),
+            };
+            tracing::debug!("event: {}", trigger.describe());
+            if queue.send(trigger).is_err() {
+                return;
+            }
+        }
+        if queue.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         if queue.send(Trigger::Resync).is_err() {
             return;
         }

@@ -176,3 +176,76 @@ fn several_hand_edits_on_one_container_are_all_named_and_put_back_in_place() {
     assert_eq!(id(&web), before, "put back in place, not recreated");
     assert_eq!(inspect(&web, "{{.State.Status}}"), "running");
 }
+
+/// Waits until `check` holds; returns how long it took.
+fn wait_until(
+    what: &str,
+    agent: &support::agent::Agent,
+    within: std::time::Duration,
+    check: impl Fn() -> bool,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}; agent said:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+/// The agent, in its one-list-call passes (resync every second, found in sync), is told by
+/// the Engine's events: a network disconnected by hand is reconnected with its alias, and a
+/// restart policy changed by `docker update` (which the container list cannot show) is put
+/// back, each within a few seconds and without a new container.
+#[test]
+fn the_agent_corrects_a_network_disconnect_and_a_docker_update_from_events() {
+    use std::time::Duration;
+    let s = converged("dragent");
+    let web = s.container("web");
+    let net = format!("{}_app", s.name);
+    let before = id(&web);
+    let agent = support::agent::Agent::start(&s, &["--poll", "1h", "--resync", "1h"]);
+    let addr = agent.addr();
+    agent.wait_in_sync(&addr, Duration::from_secs(60));
+    // The passes after the first full read use the container list alone.
+    std::thread::sleep(Duration::from_millis(500));
+
+    docker_ok(&["network", "disconnect", &net, &web]);
+    let attached = || {
+        support::docker(&[
+            "inspect",
+            "--format",
+            &format!("{{{{json (index .NetworkSettings.Networks \"{net}\").Aliases}}}}"),
+            &web,
+        ])
+        .stdout
+        .windows(5)
+        .any(|w| w == b"\"web\"")
+    };
+    let took = wait_until(
+        "network reconnected",
+        &agent,
+        Duration::from_secs(5),
+        attached,
+    );
+    eprintln!("network disconnect corrected in {took:?}");
+    println!("network disconnect corrected in {took:?}");
+
+    docker_ok(&["update", "--restart", "no", &web]);
+    let took = wait_until(
+        "restart policy put back",
+        &agent,
+        Duration::from_secs(5),
+        || inspect(&web, "{{.HostConfig.RestartPolicy.Name}}") == "unless-stopped",
+    );
+    println!("docker update --restart no corrected in {took:?}");
+    assert_eq!(id(&web), before, "corrected in place");
+    assert!(
+        agent.log().contains("correcting drift"),
+        "{}",
+        agent.log()
+    );
+}

@@ -249,3 +249,50 @@ fn the_agent_corrects_a_network_disconnect_and_a_docker_update_from_events() {
         agent.log()
     );
 }
+
+/// The cost of the inspects the full observe makes: 50 managed containers, the full read
+/// (lists + one inspect per container, 8 at a time) against the one list call of a quick pass,
+/// median of 15 each. A measurement for the issue note, not a pass/fail bound (the machine is
+/// shared): `cargo test --test drift observe_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run it by name with --ignored"]
+fn observe_cost_at_50_containers() {
+    use std::time::Instant;
+    let s = Stack::new("drcost");
+    let img = s.image("v1");
+    let mut body = "networks: {app: {}}\nservices:\n".to_string();
+    for i in 0..50 {
+        body += &format!("  s{i}:\n    image: {img}\n    networks: [app]\n");
+    }
+    s.write(&body);
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let docker = dockhand::observe::connect().await.unwrap();
+        let key = dockhand::spec::MarkerKey::new([7; 32]);
+        let names: Vec<String> = (0..50).map(|i| s.container(&format!("s{i}"))).collect();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (mut list, mut full) = (Vec::new(), Vec::new());
+        for _ in 0..15 {
+            let t = Instant::now();
+            let m = dockhand::observe::list_managed(&docker, &s.name).await.unwrap();
+            list.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(m.len(), 50);
+            let t = Instant::now();
+            let a = dockhand::observe::observe(&docker, &s.name, &names, &key)
+                .await
+                .unwrap();
+            full.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(a.managed.iter().all(|c| c.inspected.is_some()));
+        }
+        println!(
+            "50 containers: one list {:.1} ms, full observe with 50 inspects {:.1} ms (medians of 15)",
+            median(list),
+            median(full)
+        );
+    });
+}

@@ -35,7 +35,11 @@ fn planned(s: &Stack, expect: &[String]) -> String {
     let r = s.dockhand(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 2, "the hand edit must show as a change: {r:?}");
     for line in expect {
-        assert!(r.stdout.contains(line.as_str()), "missing `{line}` in:\n{}", r.stdout);
+        assert!(
+            r.stdout.contains(line.as_str()),
+            "missing `{line}` in:\n{}",
+            r.stdout
+        );
     }
     println!("{}", r.stdout);
     r.stdout
@@ -63,6 +67,12 @@ fn network_disconnected_by_hand_is_named_and_reconnected_in_place_with_its_alias
             format!("networks: {net} disconnected by hand → reconnect {net}, alias web"),
             "1 to correct in place".into(),
         ],
+    );
+    let r = s.dockhand(&["status"]);
+    assert_ne!(r.code, 0, "status must not say in sync: {r:?}");
+    assert!(
+        r.stdout.contains("drifted") && r.stdout.contains("disconnected by hand"),
+        "{r:?}"
     );
     converges(&s);
     assert_eq!(id(&web), before, "reconnected in place, not recreated");
@@ -243,11 +253,7 @@ fn the_agent_corrects_a_network_disconnect_and_a_docker_update_from_events() {
     );
     println!("docker update --restart no corrected in {took:?}");
     assert_eq!(id(&web), before, "corrected in place");
-    assert!(
-        agent.log().contains("correcting drift"),
-        "{}",
-        agent.log()
-    );
+    assert!(agent.log().contains("correcting drift"), "{}", agent.log());
 }
 
 /// The cost of the inspects the full observe makes: 50 managed containers, the full read

@@ -213,9 +213,11 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
         ("label".to_string(), labels::project_filters(&project)),
         (
             "event".to_string(),
-            ["die", "stop", "destroy", "rename", "create", "oom", "update"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "die", "stop", "destroy", "rename", "create", "oom", "update",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
     ]);
     loop {

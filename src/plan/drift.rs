@@ -175,14 +175,7 @@ pub(super) fn drift(dc: &DesiredContainer, ac: &ActualContainer, key: &MarkerKey
             }
         })
         .collect();
-    if !env_drift.is_empty() {
-        d.recreate = true;
-        d.changes.push(FieldChange {
-            field: format!("env{BY_HAND}"),
-            before: env_drift,
-            after: vec!["as the spec says".into()],
-        });
-    }
+    d.needs_recreate("env", env_drift);
     labels_drift(dc, ac, &mut d);
     d
 }
@@ -200,11 +193,20 @@ fn labels_drift(dc: &DesiredContainer, ac: &ActualContainer, d: &mut Drift) {
             None => format!("{k} missing"),
         })
         .collect();
-    if !off.is_empty() {
-        d.recreate = true;
-        d.changes.push(FieldChange {
-            field: format!("labels{BY_HAND}"),
-            before: off,
+    d.needs_recreate("labels", off);
+}
+
+impl Drift {
+    /// `field` differs as `found` says (nothing when empty), and only a new container made
+    /// from the spec puts it back.
+    fn needs_recreate(&mut self, field: &str, found: Vec<String>) {
+        if found.is_empty() {
+            return;
+        }
+        self.recreate = true;
+        self.changes.push(FieldChange {
+            field: format!("{field}{BY_HAND}"),
+            before: found,
             after: vec!["as the spec says".into()],
         });
     }

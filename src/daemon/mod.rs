@@ -148,7 +148,12 @@ impl Trigger {
 /// delay the deploy (it was 200 ms of every commit-to-serving time).
 pub fn settle(t: &Trigger) -> Duration {
     match t {
-        Trigger::Engine { action, .. } if action == "die" => Duration::from_millis(200),
+        // A stopped or removed container leaves its networks in the same burst.
+        Trigger::Engine { action, .. }
+            if action == "die" || action.starts_with("network disconnect") =>
+        {
+            Duration::from_millis(200)
+        }
         Trigger::Engine { .. } => Duration::from_millis(15),
         Trigger::Resync | Trigger::Commit(_) | Trigger::Webhook => Duration::ZERO,
         Trigger::Startup | Trigger::Source(_) | Trigger::Signal => Duration::from_millis(200),

@@ -299,6 +299,12 @@ pub async fn network_events(
     let (docker, project) = (&docker, &project);
     follow(docker, "network", filters, &queue, |e| async move {
         let attrs = e.actor.and_then(|a| a.attributes).unwrap_or_default();
+        // Docker's own networks are no stack's: every start and stop of a container without
+        // declared networks connects and disconnects `bridge`.
+        let net = attrs.get("name").map(String::as_str).unwrap_or_default();
+        if matches!(net, "bridge" | "host" | "none") {
+            return None;
+        }
         // A container removed meanwhile has nothing left to correct on this network.
         let info = docker
             .inspect_container(attrs.get("container")?, None)

@@ -920,3 +920,79 @@ proptest! {
         prop_assert_eq!(render::json(&p), render::json(&plan(&after, &reversed)));
     }
 }
+
+/// Issue 18 item 1, planner side: a network connected by hand is disconnected in place; a
+/// limit set by hand (Docker cannot lift it in place) recreates, naming the field; a renamed
+/// container that also needs a new container is not renamed back but replaced (the service's
+/// container created, the renamed one removed).
+#[test]
+fn hand_edits_are_fixed_in_place_only_when_the_engine_can() {
+    use dockhand::plan::drift::Fix;
+    let d = desired(&[&shop(A, "s3cret")]);
+
+    let mut host = converged(&d);
+    let api = container(&mut host, "shop-api");
+    api.attached.networks.push("elsewhere".into());
+    let seen = api.inspected.as_mut().expect("inspected");
+    seen.networks.insert("elsewhere".into(), vec!["x".into()]);
+    let p = plan(&d, &host);
+    match &p.actions[..] {
+        [Action::Correct {
+            container, fixes, ..
+        }] => {
+            assert_eq!(container, "shop-api");
+            assert_eq!(
+                fixes,
+                &[Fix::Disconnect {
+                    network: "elsewhere".into()
+                }]
+            );
+        }
+        other => panic!("{other:#?}"),
+    }
+    assert!(
+        render::text(&p, false)
+            .contains("networks: elsewhere connected by hand → disconnect elsewhere"),
+        "{}",
+        render::text(&p, false)
+    );
+    assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
+
+    let mut host = converged(&d);
+    let api = container(&mut host, "shop-api");
+    let seen = api.inspected.as_mut().expect("inspected");
+    seen.limits.push(("memory".into(), 64 << 20));
+    let p = plan(&d, &host);
+    match &p.actions[..] {
+        [Action::Recreate {
+            container, changes, ..
+        }] => {
+            assert_eq!(container, "shop-api");
+            assert_eq!(changes[0].field, "resources (by hand)");
+            assert_eq!(changes[0].before, ["memory=67108864 (docker update)"]);
+        }
+        other => panic!("{other:#?}"),
+    }
+    assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
+
+    let mut host = converged(&d);
+    let api = container(&mut host, "shop-api");
+    api.name = "renamed-api".into();
+    api.inspected
+        .as_mut()
+        .expect("inspected")
+        .limits
+        .push(("nano_cpus".into(), 500_000_000));
+    let p = plan(&d, &host);
+    let kinds: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Create { container, .. } => ("create", container.as_str()),
+            Action::Remove { container, .. } => ("remove", container.as_str()),
+            other => panic!("{other:#?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [("create", "shop-api"), ("remove", "renamed-api")]);
+    assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
+}

@@ -132,6 +132,7 @@ fn planner_cases() {
         image: "postgres:16".into(),
         labels: Default::default(),
         attached: Default::default(),
+        inspected: None,
     });
     squatted.networks.push(ActualObject {
         name: "shop_proxy".into(),
@@ -263,6 +264,7 @@ fn another_projects_container_is_named_and_never_suggested_for_removal() {
         .into_iter()
         .collect(),
         attached: Default::default(),
+        inspected: None,
     });
     host.networks.push(ActualObject {
         name: "shop_proxy".into(),
@@ -747,6 +749,117 @@ fn unseen(mut host: Actual, hits: &[Unseen]) -> Actual {
     host
 }
 
+/// A hand edit of one container of a converged host, as the docker CLI makes it.
+#[derive(Debug, Clone)]
+enum HandEdit {
+    /// `docker network disconnect <its first network> <container>`.
+    Disconnect(usize),
+    /// `docker update --restart <policy>` to another policy than the spec's.
+    Restart(usize, u8),
+    /// `docker rename <container> hand-<n>`.
+    Rename(usize),
+    /// `docker stop`.
+    Stop(usize),
+}
+
+fn gen_hand_edits() -> impl Strategy<Value = Vec<HandEdit>> {
+    prop::collection::vec(
+        prop_oneof![
+            (0usize..16).prop_map(HandEdit::Disconnect),
+            ((0usize..16), 0u8..4).prop_map(|(i, r)| HandEdit::Restart(i, r)),
+            (0usize..16).prop_map(HandEdit::Rename),
+            (0usize..16).prop_map(HandEdit::Stop),
+        ],
+        1..5,
+    )
+}
+
+/// Applies `edits` to the containers of plain (not blue/green) services; returns whether any
+/// changed something (a disconnect needs a network to leave).
+fn hand_edit(desired: &Desired, host: &mut Actual, edits: &[HandEdit]) -> bool {
+    let plain: Vec<String> = desired
+        .containers
+        .iter()
+        .filter(|d| d.blue_green.is_none())
+        .map(|d| d.name.clone())
+        .collect();
+    let mut changed = false;
+    for edit in edits {
+        let i = match edit {
+            HandEdit::Disconnect(i)
+            | HandEdit::Restart(i, _)
+            | HandEdit::Rename(i)
+            | HandEdit::Stop(i) => *i,
+        };
+        let mut ours: Vec<&mut ActualContainer> = host
+            .managed
+            .iter_mut()
+            .filter(|c| plain.contains(&c.name) || c.name.starts_with("hand-"))
+            .collect();
+        if ours.is_empty() {
+            return changed;
+        }
+        let n = ours.len();
+        let c = &mut ours[i % n];
+        let seen = c.inspected.as_mut().expect("a full read inspects");
+        match edit {
+            HandEdit::Disconnect(_) => {
+                if let Some(net) = c.attached.networks.first().cloned() {
+                    c.attached.networks.retain(|x| *x != net);
+                    seen.networks.remove(&net);
+                    changed = true;
+                }
+            }
+            HandEdit::Restart(_, r) => {
+                let policies = ["no", "always", "on-failure", "unless-stopped"];
+                let pick = policies
+                    .iter()
+                    .cycle()
+                    .skip(*r as usize)
+                    .find(|p| **p != seen.restart)
+                    .expect("another policy");
+                seen.restart = pick.to_string();
+                changed = true;
+            }
+            HandEdit::Rename(_) => {
+                c.name = format!("hand-{}", c.id);
+                changed = true;
+            }
+            HandEdit::Stop(_) => {
+                if c.state == RunState::Running {
+                    c.state = RunState::Exited;
+                    c.status = "Exited (137) 1 second ago".into();
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Issue 18 item 1: whatever a human does with the docker CLI to a converged host
+    /// (disconnect a network, change the restart policy, rename, stop), the next plan says so
+    /// and applying it converges. Reading drift from the spec label alone turns this red.
+    #[test]
+    fn hand_edits_are_planned_and_corrected(desired in gen_desired(), edits in gen_hand_edits()) {
+        let mut host = converged(&desired);
+        // Edits can undo each other (a policy set and set back): only a host that differs.
+        prop_assume!(hand_edit(&desired, &mut host, &edits) && host != converged(&desired));
+        let p = plan(&desired, &host);
+        prop_assert!(!p.actions.is_empty(), "hand edits {edits:?} unseen");
+        prop_assert!(p.conflicts.is_empty(), "{}", render::text(&p, true));
+        let next = plan(&desired, &effect(&p, &desired, &host));
+        prop_assert!(next.is_empty(), "not converged:\n{}", render::text(&next, true));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
@@ -872,4 +985,80 @@ fn unhealthy_containers_are_not_in_sync_and_a_stale_network_in_use_is_kept() {
     assert_eq!(p.kept_networks[0].attached, ["their-box"]);
     assert!(render::text(&p, false)
         .contains("network shop-old is no longer declared but kept: in use by their-box"));
+}
+
+/// Issue 18 item 1, planner side: a network connected by hand is disconnected in place; a
+/// limit set by hand (Docker cannot lift it in place) recreates, naming the field; a renamed
+/// container that also needs a new container is not renamed back but replaced (the service's
+/// container created, the renamed one removed).
+#[test]
+fn hand_edits_are_fixed_in_place_only_when_the_engine_can() {
+    use dockhand::plan::drift::Fix;
+    let d = desired(&[&shop(A, "s3cret")]);
+
+    let mut host = converged(&d);
+    let api = container(&mut host, "shop-api");
+    api.attached.networks.push("elsewhere".into());
+    let seen = api.inspected.as_mut().expect("inspected");
+    seen.networks.insert("elsewhere".into(), vec!["x".into()]);
+    let p = plan(&d, &host);
+    match &p.actions[..] {
+        [Action::Correct {
+            container, fixes, ..
+        }] => {
+            assert_eq!(container, "shop-api");
+            assert_eq!(
+                fixes,
+                &[Fix::Disconnect {
+                    network: "elsewhere".into()
+                }]
+            );
+        }
+        other => panic!("{other:#?}"),
+    }
+    assert!(
+        render::text(&p, false)
+            .contains("networks: elsewhere connected by hand → disconnect elsewhere"),
+        "{}",
+        render::text(&p, false)
+    );
+    assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
+
+    let mut host = converged(&d);
+    let api = container(&mut host, "shop-api");
+    let seen = api.inspected.as_mut().expect("inspected");
+    seen.limits.push(("memory".into(), 64 << 20));
+    let p = plan(&d, &host);
+    match &p.actions[..] {
+        [Action::Recreate {
+            container, changes, ..
+        }] => {
+            assert_eq!(container, "shop-api");
+            assert_eq!(changes[0].field, "resources (by hand)");
+            assert_eq!(changes[0].before, ["memory=67108864 (docker update)"]);
+        }
+        other => panic!("{other:#?}"),
+    }
+    assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
+
+    let mut host = converged(&d);
+    let api = container(&mut host, "shop-api");
+    api.name = "renamed-api".into();
+    api.inspected
+        .as_mut()
+        .expect("inspected")
+        .limits
+        .push(("nano_cpus".into(), 500_000_000));
+    let p = plan(&d, &host);
+    let kinds: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Create { container, .. } => ("create", container.as_str()),
+            Action::Remove { container, .. } => ("remove", container.as_str()),
+            other => panic!("{other:#?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [("create", "shop-api"), ("remove", "renamed-api")]);
+    assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
 }

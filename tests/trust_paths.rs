@@ -710,7 +710,7 @@ async fn a_link_planted_after_the_plan_is_refused_before_anything_is_touched() {
         .iter()
         .flat_map(dockhand::spec::DesiredContainer::container_names)
         .collect();
-    let actual = dockhand::observe::observe(&docker, &desired.project, &names)
+    let actual = dockhand::observe::observe(&docker, &desired.project, &names, &desired.marker_key)
         .await
         .unwrap();
     let plan = dockhand::plan::plan(&desired, &actual);

@@ -61,6 +61,8 @@ pub struct ApplyReport {
     pub created: usize,
     pub recreated: usize,
     pub started: usize,
+    /// Containers put back in place (networks, restart policy, name).
+    pub corrected: usize,
     pub removed: usize,
     pub released: usize,
 }
@@ -71,6 +73,7 @@ enum Done {
     Created,
     Recreated,
     Started,
+    Corrected,
     Released,
     Retired,
 }
@@ -249,6 +252,7 @@ pub async fn apply(
                 Done::Released => report.released += 1,
                 Done::Retired => report.removed += 1,
                 Done::Started => report.started += 1,
+                Done::Corrected => report.corrected += 1,
             }
         }
         // Unchanged dependencies of later waves must be up too before those start.
@@ -419,18 +423,21 @@ async fn converge_one(
             }
             Done::Recreated
         }
-        Action::Start { .. } => {
-            progress.line(&format!("{name}: starting"));
+        Action::Correct { fixes, start, .. } => {
+            progress.line(&format!("{name}: correcting in place"));
             progress
-                .step(name, "start", container::start(docker, name))
+                .step(name, "correct", container::correct(docker, c, fixes))
                 .await?;
-            if c.job {
-                container::wait_exit(docker, c, progress).await?;
-            } else {
-                container::wait_ready(docker, c, progress).await?;
+            if start.is_some() {
+                start_and_wait(docker, c, progress).await?;
             }
+            return Ok(Done::Corrected);
+        }
+        Action::Start { .. } => {
+            start_and_wait(docker, c, progress).await?;
             return Ok(Done::Started);
         }
+
         Action::CreateNetwork { .. }
         | Action::CreateVolume { .. }
         | Action::Remove { .. }
@@ -442,6 +449,24 @@ async fn converge_one(
     };
     hooks::run_phase(docker, c, name, &c.hooks.after_switch, progress).await?;
     Ok(done)
+}
+
+/// Starts `c`'s existing container and waits until it is ready (a job: until it exited).
+async fn start_and_wait(
+    docker: &Docker,
+    c: &DesiredContainer,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    let name = c.name.as_str();
+    progress.line(&format!("{name}: starting"));
+    progress
+        .step(name, "start", container::start(docker, name))
+        .await?;
+    if c.job {
+        container::wait_exit(docker, c, progress).await
+    } else {
+        container::wait_ready(docker, c, progress).await
+    }
 }
 
 async fn pull_all(

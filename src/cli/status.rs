@@ -210,6 +210,14 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     ),
                 ),
                 (_, Some(Action::Start { reason, .. }), _) => ("stopped", reason.clone()),
+                (_, Some(Action::Correct { changes, .. }), _) => (
+                    "drifted",
+                    changes
+                        .iter()
+                        .map(|c| format!("{}: {}", c.field, c.before.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
                 (_, Some(Action::Release { step, .. }), _) => (
                     "to release",
                     format!("next release goes here ({})", step.as_str()),
@@ -337,6 +345,7 @@ mod tests {
             image: "i".into(),
             labels: Default::default(),
             attached: Default::default(),
+            inspected: None,
         }
     }
 

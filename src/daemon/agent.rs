@@ -168,8 +168,9 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             let died = batch
                 .iter()
                 .any(|t| matches!(t, Trigger::Engine { action, .. } if action == "die"));
+            let full_read = batch.iter().any(Trigger::needs_inspect);
             let pass = worker
-                .pass(&why, drift, died, Trigger::last_event_ns(&batch))
+                .pass(&why, drift, died, full_read, Trigger::last_event_ns(&batch))
                 .await;
             let mut st = lock(&state);
             st.metrics

@@ -92,7 +92,8 @@ pub enum Trigger {
     Source(String),
     /// The poller fetched a new commit of a remote branch (its short id).
     Commit(String),
-    /// A managed container changed on the Engine (stop, die, destroy, rename, create).
+    /// A managed container changed on the Engine (stop, die, destroy, rename, create, update,
+    /// a network connected or disconnected: `network disconnect <net>`).
     Engine {
         container: String,
         action: String,
@@ -115,6 +116,14 @@ impl Trigger {
                 _ => None,
             })
             .max()
+    }
+
+    /// A hand change the container list may not show (`docker update`, `docker rename`, a
+    /// network connected or disconnected): the next pass reads the host in full, with an
+    /// inspect of each container, instead of the one list call.
+    pub fn needs_inspect(&self) -> bool {
+        matches!(self, Trigger::Engine { action, .. }
+            if action == "update" || action == "rename" || action.starts_with("network "))
     }
 
     pub fn describe(&self) -> String {
@@ -140,7 +149,12 @@ impl Trigger {
 /// delay the deploy (it was 200 ms of every commit-to-serving time).
 pub fn settle(t: &Trigger) -> Duration {
     match t {
-        Trigger::Engine { action, .. } if action == "die" => Duration::from_millis(200),
+        // A stopped or removed container leaves its networks in the same burst.
+        Trigger::Engine { action, .. }
+            if action == "die" || action.starts_with("network disconnect") =>
+        {
+            Duration::from_millis(200)
+        }
         Trigger::Engine { .. } => Duration::from_millis(15),
         Trigger::Resync | Trigger::Commit(_) | Trigger::Webhook => Duration::ZERO,
         Trigger::Startup | Trigger::Source(_) | Trigger::Signal => Duration::from_millis(200),

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bollard::models::EventMessage;
 use bollard::query_parameters::EventsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -205,19 +206,19 @@ pub async fn every(
     }
 }
 
-/// Feeds Engine events about this project's containers into `queue`, reconnecting after an
-/// error (a restarted daemon) until the receiver is gone.
-pub async fn engine_events(docker: Docker, project: String, queue: mpsc::UnboundedSender<Trigger>) {
-    let filters = HashMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        ("label".to_string(), labels::project_filters(&project)),
-        (
-            "event".to_string(),
-            ["die", "stop", "destroy", "rename", "create", "oom"]
-                .map(String::from)
-                .to_vec(),
-        ),
-    ]);
+/// Follows the Engine's events matching `filters`, queueing what `to_trigger` makes of each,
+/// and reconnecting after an error (a restarted daemon) with a resync for the events missed,
+/// until the receiver is gone.
+async fn follow<F, Fut>(
+    docker: &Docker,
+    what: &str,
+    filters: HashMap<String, Vec<String>>,
+    queue: &mpsc::UnboundedSender<Trigger>,
+    mut to_trigger: F,
+) where
+    F: FnMut(EventMessage) -> Fut,
+    Fut: std::future::Future<Output = Option<Trigger>>,
+{
     loop {
         let mut events = docker.events(Some(EventsOptions {
             filters: Some(filters.clone()),
@@ -226,16 +227,8 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
         while let Some(event) = events.next().await {
             match event {
                 Ok(e) => {
-                    let actor = e.actor.unwrap_or_default();
-                    let attrs = actor.attributes.unwrap_or_default();
-                    // One-off hook containers come and go during a release: not drift.
-                    if attrs.get(labels::ROLE).map(String::as_str) == Some("hook") {
+                    let Some(trigger) = to_trigger(e).await else {
                         continue;
-                    }
-                    let trigger = Trigger::Engine {
-                        container: attrs.get("name").cloned().unwrap_or_default(),
-                        action: e.action.unwrap_or_default(),
-                        at_ns: e.time_nano.unwrap_or_default(),
                     };
                     tracing::debug!("event: {}", trigger.describe());
                     if queue.send(trigger).is_err() {
@@ -243,7 +236,7 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
                     }
                 }
                 Err(err) => {
-                    tracing::warn!("Docker events stream ended: {err}; reconnecting");
+                    tracing::warn!("Docker {what} events stream ended: {err}; reconnecting");
                     break;
                 }
             }
@@ -257,6 +250,85 @@ pub async fn engine_events(docker: Docker, project: String, queue: mpsc::Unbound
             return;
         }
     }
+}
+
+/// Feeds Engine events about this project's containers into `queue` (see [`follow`]).
+pub async fn engine_events(docker: Docker, project: String, queue: mpsc::UnboundedSender<Trigger>) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("label".to_string(), labels::project_filters(&project)),
+        (
+            "event".to_string(),
+            [
+                "die", "stop", "destroy", "rename", "create", "oom", "update",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    ]);
+    follow(&docker, "container", filters, &queue, |e| async move {
+        let attrs = e.actor.and_then(|a| a.attributes).unwrap_or_default();
+        // One-off hook containers come and go during a release: not drift.
+        if attrs.get(labels::ROLE).map(String::as_str) == Some("hook") {
+            return None;
+        }
+        Some(Trigger::Engine {
+            container: attrs.get("name").cloned().unwrap_or_default(),
+            action: e.action.unwrap_or_default(),
+            at_ns: e.time_nano.unwrap_or_default(),
+        })
+    })
+    .await;
+}
+
+/// Feeds `connect`/`disconnect` events of any network into `queue` when the container is one
+/// of `project`'s (checked by its labels: network events carry the network's attributes, not
+/// the container's); see [`follow`].
+pub async fn network_events(
+    docker: Docker,
+    project: String,
+    queue: mpsc::UnboundedSender<Trigger>,
+) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["network".to_string()]),
+        (
+            "event".to_string(),
+            vec!["connect".to_string(), "disconnect".to_string()],
+        ),
+    ]);
+    let (docker, project) = (&docker, &project);
+    follow(docker, "network", filters, &queue, |e| async move {
+        let attrs = e.actor.and_then(|a| a.attributes).unwrap_or_default();
+        // Docker's own networks are no stack's: every start and stop of a container without
+        // declared networks connects and disconnects `bridge`.
+        let net = attrs.get("name").map(String::as_str).unwrap_or_default();
+        if matches!(net, "bridge" | "host" | "none") {
+            return None;
+        }
+        // A container removed meanwhile has nothing left to correct on this network.
+        let info = docker
+            .inspect_container(attrs.get("container")?, None)
+            .await
+            .ok()?;
+        let l = info.config.and_then(|c| c.labels).unwrap_or_default();
+        let ours = l.get(labels::MANAGED).map(String::as_str) == Some("true")
+            && l.get(labels::PROJECT) == Some(project)
+            && l.get(labels::ROLE).map(String::as_str) != Some("hook");
+        ours.then(|| Trigger::Engine {
+            container: info
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            action: format!(
+                "network {} {}",
+                e.action.unwrap_or_default(),
+                attrs.get("name").cloned().unwrap_or_default()
+            ),
+            at_ns: e.time_nano.unwrap_or_default(),
+        })
+    })
+    .await;
 }
 
 /// Queues a reconcile on every SIGHUP.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::http::AgentState;
-use super::triggers::{engine_events, lock};
+use super::triggers::{engine_events, lock, network_events};
 use super::{Backoff, Trigger};
 use crate::history::{ApplyLock, Outcome, Store};
 use crate::model::DriftPolicy;
@@ -161,12 +161,14 @@ impl Worker {
     /// One pass. The apply lock is taken first and held to the end, so the plan is made of
     /// the host as it is and no other apply (a `dockhand apply`, a rollback) runs in between.
     ///
-    /// `died`: the batch holds a container's `die` event (see [`DIE_RECHECK`]).
+    /// `died`: the batch holds a container's `die` event (see [`DIE_RECHECK`]); `full_read`:
+    /// it holds an event that ends the one-list-call passes ([`Trigger::needs_inspect`]).
     pub(super) async fn pass(
         &self,
         why: &str,
         drift: bool,
         died: bool,
+        full_read: bool,
         event_ns: Option<i64>,
     ) -> Pass {
         let apply_lock =
@@ -179,6 +181,10 @@ impl Worker {
                     return Pass::NoLock(msg);
                 }
             };
+        if full_read {
+            // A change by hand that only an inspect shows (a restart policy, aliases).
+            *lock(&self.quick) = None;
+        }
         let quick_at = match &*lock(&self.quick) {
             Some((rev, at)) if at.elapsed() < FULL_READ_EVERY => Some(rev.clone()),
             _ => None,
@@ -274,6 +280,11 @@ impl Worker {
         };
         if start_watching {
             tokio::spawn(engine_events(
+                self.docker.clone(),
+                ctx.desired.project.clone(),
+                self.queue.clone(),
+            ));
+            tokio::spawn(network_events(
                 self.docker.clone(),
                 ctx.desired.project.clone(),
                 self.queue.clone(),

@@ -44,6 +44,27 @@ pub struct ActualContainer {
     /// what lets a no-op pass confirm networks and volumes without listing them.
     #[serde(skip)]
     pub attached: Attached,
+    /// What only an inspect shows, read by the full observe; `None` for a read from the list
+    /// alone (the agent's cheap pass), where nothing beyond the list is judged.
+    #[serde(skip)]
+    pub inspected: Option<Inspected>,
+}
+
+/// The settings of a container that a human can change with the docker CLI and the list call
+/// cannot show, as the Engine reports them (`docker inspect`). Plain data: the planner judges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspected {
+    /// Restart policy name as the Engine spells it (`no`, `always`, `unless-stopped`,
+    /// `on-failure`; an empty name reads as `no`).
+    pub restart: String,
+    /// Network name → its aliases on that network (the Engine adds the short id itself).
+    pub networks: std::collections::BTreeMap<String, Vec<String>>,
+    /// Resource limits set to anything but "unlimited", as `(name, value)` in the Engine's
+    /// units (`memory` bytes, `nano_cpus` 1e-9 CPUs, …), sorted by name. dockhand sets none.
+    pub limits: Vec<(String, i64)>,
+    /// Env variable name → keyed mark of its value (as in the spec's redacted form), so that
+    /// no secret value is held.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,6 +197,7 @@ mod tests {
             image: "i".into(),
             labels: BTreeMap::new(),
             attached: Attached::default(),
+            inspected: None,
         }
     }
 

@@ -333,6 +333,18 @@ pub enum RestartPolicy {
     OnFailure,
 }
 
+impl RestartPolicy {
+    /// Docker's name for it (`docker update --restart <name>`, `HostConfig.RestartPolicy.Name`).
+    pub fn as_docker(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+            RestartPolicy::OnFailure => "on-failure",
+        }
+    }
+}
+
 /// Health of a service. `cmd` or `shell` becomes the Docker healthcheck; `http` and `tcp` are
 /// dockhand's own probes, run from the host against the container's address. A new version is
 /// ready when every check it declares passes; release gates poll them every 100 ms.

@@ -14,8 +14,9 @@ pub mod auth;
 pub mod others;
 pub mod registry;
 
-use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, RunState};
+use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, Inspected, RunState};
 use crate::spec::labels;
+use crate::spec::MarkerKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -129,7 +130,93 @@ fn to_container(c: bollard::models::ContainerSummary) -> ActualContainer {
                 .filter_map(|m| m.name)
                 .collect(),
         },
+        inspected: None,
     }
+}
+
+/// How many inspects the full observe runs at once: enough to hide the Engine's latency,
+/// few enough not to crowd out the agent's other calls.
+const INSPECT_CONCURRENCY: usize = 8;
+
+/// What the list call cannot show of each container in `managed` (see [`Inspected`]),
+/// inspected concurrently (bounded). A container removed since the list stays without it.
+async fn inspect_all(
+    docker: &Docker,
+    managed: &mut [ActualContainer],
+    key: &MarkerKey,
+) -> Result<(), EngineError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let found: Vec<Option<Inspected>> =
+        futures_util::stream::iter(managed.iter().map(|c| inspect(docker, &c.id, key)))
+            .buffered(INSPECT_CONCURRENCY)
+            .try_collect()
+            .await?;
+    for (c, i) in managed.iter_mut().zip(found) {
+        c.inspected = i;
+    }
+    Ok(())
+}
+
+async fn inspect(
+    docker: &Docker,
+    id: &str,
+    key: &MarkerKey,
+) -> Result<Option<Inspected>, EngineError> {
+    let info = match docker.inspect_container(id, None).await {
+        Ok(info) => info,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(None),
+        Err(e) => return Err(EngineError::api(format!("inspecting container {id}"))(e)),
+    };
+    let host = info.host_config.unwrap_or_default();
+    let restart = host
+        .restart_policy
+        .and_then(|r| r.name)
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    let mut limits: Vec<(String, i64)> = [
+        ("blkio_weight", host.blkio_weight.map(i64::from)),
+        ("cpu_period", host.cpu_period),
+        ("cpu_quota", host.cpu_quota),
+        ("cpu_shares", host.cpu_shares),
+        ("memory", host.memory),
+        ("memory_reservation", host.memory_reservation),
+        ("memory_swap", host.memory_swap),
+        ("nano_cpus", host.nano_cpus),
+        ("pids_limit", host.pids_limit),
+    ]
+    .into_iter()
+    // Unset reads as 0 or null; Docker writes -1 for "unlimited" swap and pids.
+    .filter_map(|(k, v)| v.filter(|v| *v > 0).map(|v| (k.to_string(), v)))
+    .collect();
+    if let Some(cpus) = host.cpuset_cpus.filter(|c| !c.is_empty()) {
+        limits.push(("cpuset_cpus".into(), cpus.split(',').count() as i64));
+    }
+    let networks = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, e)| (name, e.aliases.unwrap_or_default()))
+        .collect();
+    let env = info
+        .config
+        .and_then(|c| c.env)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            // The same form as the spec's redacted env, so the planner compares marks only.
+            Some((k.to_string(), crate::spec::env_marker(key, v)))
+        })
+        .collect();
+    Ok(Some(Inspected {
+        restart,
+        networks,
+        limits,
+        env,
+    }))
 }
 
 /// The owning stack, when the object belongs to `project` (another project's objects are
@@ -170,11 +257,14 @@ pub async fn list_managed(
     Ok(managed.into_iter().map(to_container).collect())
 }
 
-/// Observes everything a plan needs. `wanted` are the container names the desired state uses.
+/// Observes everything a plan needs. `wanted` are the container names the desired state uses;
+/// each of the project's containers is inspected too (see [`Inspected`]), its env values
+/// marked with `key`.
 pub async fn observe(
     docker: &Docker,
     project: &str,
     wanted: &[String],
+    key: &MarkerKey,
 ) -> Result<Actual, EngineError> {
     let networks = docker.list_networks(Some(ListNetworksOptions::default()));
     let volumes = docker.list_volumes(Some(ListVolumesOptions::default()));
@@ -198,10 +288,11 @@ pub async fn observe(
     )?;
 
     let other_routes = others::routes(project, &all_managed);
-    let managed: Vec<ActualContainer> = all_managed
+    let mut managed: Vec<ActualContainer> = all_managed
         .into_iter()
         .filter(|c| owned_by(project, |k| c.label(k)))
         .collect();
+    inspect_all(docker, &mut managed, key).await?;
     let missing: Vec<String> = wanted
         .iter()
         .filter(|w| !managed.iter().any(|m| &m.name == *w))

@@ -49,6 +49,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             attached: Attached::default(),
+            inspected: None,
         }
     }
 

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::model::Color;
 
+use super::drift::Fix;
 use super::FieldChange;
 // Only the docs link to it (`Plan::waves`).
 #[cfg(doc)]
@@ -53,6 +54,20 @@ pub enum Action {
         service: String,
         container: String,
         reason: String,
+        wave: usize,
+    },
+    /// Put back in place what was changed by hand and the Engine can change back without a
+    /// new container (a network reconnected with its alias, the restart policy updated, the
+    /// name restored), then start it if it is not running (`start`, the reason). `changes`
+    /// names each drifted field with what was found.
+    Correct {
+        stack: String,
+        service: String,
+        container: String,
+        fixes: Vec<Fix>,
+        changes: Vec<FieldChange>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start: Option<String>,
         wave: usize,
     },
     /// Stop and remove a managed container that is no longer desired. `service` is its
@@ -127,6 +142,7 @@ impl Action {
             | Action::Create { stack, .. }
             | Action::Recreate { stack, .. }
             | Action::Start { stack, .. }
+            | Action::Correct { stack, .. }
             | Action::Remove { stack, .. }
             | Action::RemoveNetwork { stack, .. }
             | Action::Release { stack, .. }
@@ -141,6 +157,7 @@ impl Action {
             Action::Create { service, .. }
             | Action::Recreate { service, .. }
             | Action::Start { service, .. }
+            | Action::Correct { service, .. }
             | Action::Remove { service, .. }
             | Action::Release { service, .. }
             | Action::Retire { service, .. } => Some(service),
@@ -157,6 +174,7 @@ impl Action {
             Action::Create { wave, .. }
             | Action::Recreate { wave, .. }
             | Action::Start { wave, .. }
+            | Action::Correct { wave, .. }
             | Action::Release { wave, .. }
             | Action::Retire { wave, .. } => Some(*wave),
             _ => None,
@@ -169,6 +187,7 @@ impl Action {
             Action::Create { container, .. }
             | Action::Recreate { container, .. }
             | Action::Start { container, .. }
+            | Action::Correct { container, .. }
             | Action::Remove { container, .. }
             | Action::Release { container, .. }
             | Action::Retire { container, .. } => Some(container),

@@ -7,6 +7,7 @@
 mod action;
 mod blue_green;
 mod dependencies;
+pub mod drift;
 pub mod infer;
 mod notes;
 pub mod render;
@@ -190,8 +191,16 @@ pub struct Summary {
     pub create: usize,
     pub recreate: usize,
     pub start: usize,
+    /// Containers put back in place (drift the Engine can undo without a new container);
+    /// left out of JSON when zero, as plans without drift always read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub correct: usize,
     pub remove: usize,
     pub release: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Plan {
@@ -262,6 +271,7 @@ impl Plan {
                 | Action::Create { .. } => s.create += 1,
                 Action::Recreate { .. } => s.recreate += 1,
                 Action::Start { .. } => s.start += 1,
+                Action::Correct { .. } => s.correct += 1,
                 Action::Remove { .. } | Action::RemoveNetwork { .. } | Action::Retire { .. } => {
                     s.remove += 1
                 }
@@ -478,6 +488,13 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .iter()
         .map(|c| (c.name.as_str(), c))
         .collect();
+    let wanted: BTreeSet<String> = desired
+        .containers
+        .iter()
+        .flat_map(DesiredContainer::container_names)
+        .collect();
+    // Managed containers taken as a service's container renamed by hand.
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
     let levels = dependency_levels(desired);
     for (wave, dc) in levels
         .iter()
@@ -497,7 +514,23 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             plan_blue_green(dc, bg, wave, &by_name, &desired.marker_key, &mut p);
             continue;
         }
-        let Some(ac) = by_name.get(dc.name.as_str()) else {
+        let want_hash = dc.labels.get(labels::SPEC).map(String::as_str);
+        // A container of this service renamed by hand: renamed back when nothing else it
+        // drifted needs a new container.
+        let renamed = match by_name.get(dc.name.as_str()) {
+            Some(_) => None,
+            None => renamed_by_hand(dc, actual, &wanted, want_hash, &claimed)
+                .map(|ac| (ac, drift::drift(dc, ac, &desired.marker_key)))
+                .filter(|(_, d)| !d.recreate),
+        };
+        if let Some((ac, _)) = &renamed {
+            claimed.insert(ac.name.clone());
+        }
+        let found = by_name
+            .get(dc.name.as_str())
+            .copied()
+            .or(renamed.as_ref().map(|(ac, _)| *ac));
+        let Some(ac) = found else {
             p.actions.push(Action::Create {
                 stack: dc.stack.clone(),
                 service: dc.service.clone(),
@@ -508,7 +541,6 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             continue;
         };
         // The hash was computed once at render time, into the label the container will carry.
-        let want_hash = dc.labels.get(labels::SPEC).map(String::as_str);
         let mut changes = Vec::new();
         if ac.label(labels::SPEC) != want_hash {
             changes = field_changes(ac, &dc.spec.redacted(&desired.marker_key));
@@ -533,6 +565,37 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 after: vec!["recreated and verified".into()],
             });
         }
+        // The label matches: what the Engine reports may still have been changed by hand.
+        let mut fixes = Vec::new();
+        let mut drifted = Vec::new();
+        if changes.is_empty() {
+            let d = match renamed {
+                Some((_, d)) => d,
+                None => drift::drift(dc, ac, &desired.marker_key),
+            };
+            if d.recreate {
+                changes = d.changes;
+            } else {
+                fixes = d.fixes;
+                drifted = d.changes;
+            }
+            if ac.name != dc.name {
+                fixes.insert(
+                    0,
+                    drift::Fix::Rename {
+                        from: ac.name.clone(),
+                    },
+                );
+                drifted.insert(
+                    0,
+                    FieldChange {
+                        field: "name".into(),
+                        before: vec![format!("{} renamed to {} by hand", dc.name, ac.name)],
+                        after: vec![format!("rename back to {}", dc.name)],
+                    },
+                );
+            }
+        }
         if !changes.is_empty() {
             p.actions.push(Action::Recreate {
                 stack: dc.stack.clone(),
@@ -543,25 +606,22 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 wave,
                 maintenance: maintenance_during(dc),
             });
-        } else if dc.job && ac.state == RunState::Running {
-            p.unchanged.push(dc.name.clone());
-        } else if dc.job && ac.state == RunState::Exited && ac.exit_code() == Some(0) {
-            // A job that completed for this spec is done; it runs again only when it changes.
-            p.unchanged.push(dc.name.clone());
-        } else if ac.state == RunState::Restarting {
-            // Docker's restart policy is bringing it back, with its own back-off; starting it
-            // as well would only race the Engine.
-            p.unchanged.push(dc.name.clone());
-        } else if ac.state != RunState::Running {
+        } else if !fixes.is_empty() {
+            p.actions.push(Action::Correct {
+                stack: dc.stack.clone(),
+                service: dc.service.clone(),
+                container: dc.name.clone(),
+                fixes,
+                changes: drifted,
+                start: start_reason(dc, ac),
+                wave,
+            });
+        } else if let Some(reason) = start_reason(dc, ac) {
             p.actions.push(Action::Start {
                 stack: dc.stack.clone(),
                 service: dc.service.clone(),
                 container: dc.name.clone(),
-                reason: if ac.status.is_empty() {
-                    format!("container is {:?}", ac.state).to_lowercase()
-                } else {
-                    format!("container is {}", ac.status.to_lowercase())
-                },
+                reason,
                 wave,
             });
         } else {
@@ -580,15 +640,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     other_project_routes(desired, actual, &mut p);
 
     // Managed containers nobody wants any more.
-    let wanted: BTreeSet<String> = desired
-        .containers
-        .iter()
-        .flat_map(DesiredContainer::container_names)
-        .collect();
     let mut extra: Vec<&ActualContainer> = actual
         .managed
         .iter()
-        .filter(|c| !wanted.contains(&c.name))
+        .filter(|c| !wanted.contains(&c.name) && !claimed.contains(&c.name))
         .collect();
     extra.sort_by(|a, b| a.name.cmp(&b.name));
     for c in extra {
@@ -685,6 +740,53 @@ fn not_healthy(dc: &DesiredContainer, ac: &ActualContainer) -> Option<String> {
         }
         Health::None | Health::Healthy => None,
     }
+}
+
+/// Why an unchanged container must be started, if it must: not running, unless it is a job
+/// that runs or completed for this spec, or Docker's restart policy is bringing it back.
+fn start_reason(dc: &DesiredContainer, ac: &ActualContainer) -> Option<String> {
+    let done_job = dc.job
+        && (ac.state == RunState::Running
+            || (ac.state == RunState::Exited && ac.exit_code() == Some(0)));
+    // A restarting container: starting it as well would only race the Engine's own back-off.
+    if done_job || ac.state == RunState::Restarting || ac.state == RunState::Running {
+        return None;
+    }
+    Some(if ac.status.is_empty() {
+        format!("container is {:?}", ac.state).to_lowercase()
+    } else {
+        format!("container is {}", ac.status.to_lowercase())
+    })
+}
+
+/// A container of `dc`'s service that a human renamed (`docker rename`): this project's, with
+/// the service's labels and spec label, no role (not a maintenance or hook container), under a
+/// name no desired container uses and not already claimed. The first by name, so that the plan
+/// does not depend on the Engine's list order.
+fn renamed_by_hand<'a>(
+    dc: &DesiredContainer,
+    actual: &'a Actual,
+    wanted: &BTreeSet<String>,
+    want_hash: Option<&str>,
+    claimed: &BTreeSet<String>,
+) -> Option<&'a ActualContainer> {
+    if dc.blue_green.is_some() || want_hash.is_none() {
+        return None;
+    }
+    actual
+        .managed
+        .iter()
+        .filter(|c| {
+            !wanted.contains(&c.name)
+                && !claimed.contains(&c.name)
+                && c.name != dc.aside_name()
+                && c.label(labels::ROLE).is_none()
+                && c.label(labels::STACK) == Some(dc.stack.as_str())
+                && c.label(labels::SERVICE) == Some(dc.service.as_str())
+                && c.label(labels::SPEC) == want_hash
+                && c.image == dc.spec.image
+        })
+        .min_by(|a, b| a.name.cmp(&b.name))
 }
 
 /// Whether the service's maintenance container takes the route while `dc` changes: a

@@ -102,6 +102,33 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                 } => {
                     let _ = writeln!(out, "  > container {container}  (start: {reason})");
                 }
+                Action::Correct {
+                    container,
+                    changes,
+                    start,
+                    ..
+                } => {
+                    let mut fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+                    fields.dedup();
+                    let then = match start {
+                        Some(reason) => format!("; then start: {reason}"),
+                        None => String::new(),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  ~ container {container}  (correct in place: {} changed by hand{then})",
+                        fields.join(", ")
+                    );
+                    for c in changes {
+                        let _ = writeln!(
+                            out,
+                            "      {}: {} → {}",
+                            c.field,
+                            c.before.join(", "),
+                            c.after.join(", ")
+                        );
+                    }
+                }
                 Action::Remove {
                     container, reason, ..
                 } => {
@@ -215,15 +242,24 @@ pub fn summary_line(plan: &Plan) -> String {
     } else {
         String::new()
     };
+    // Only when there is one, so that plans without drift read as they always did.
+    let correct = if s.correct > 0 {
+        format!(", {} to correct in place", s.correct)
+    } else {
+        String::new()
+    };
     format!(
-        "{} to create, {} to recreate, {} to start, {} to remove{release}",
+        "{} to create, {} to recreate, {} to start{correct}, {} to remove{release}",
         s.create, s.recreate, s.start, s.remove
     )
 }
 
 fn write_changes(out: &mut String, changes: &[super::FieldChange], detailed: bool) {
     for c in changes {
-        if detailed || c.field == "image" || c.field == "image (running)" {
+        let always = c.field == "image"
+            || c.field == "image (running)"
+            || c.field.ends_with(super::drift::BY_HAND);
+        if detailed || always {
             let _ = writeln!(out, "      {}:", c.field);
             let before: Vec<&str> = c.before.iter().map(String::as_str).collect();
             let after: Vec<&str> = c.after.iter().map(String::as_str).collect();

@@ -6,14 +6,16 @@
 //! so it must follow the executor's rules exactly: created containers carry the labels
 //! `DesiredContainer::labels` holds, removed ones disappear, conflicts change nothing.
 
-use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, RunState};
+use crate::model::actual::{Actual, ActualContainer, ActualObject, Attached, Inspected, RunState};
 use crate::model::KeepIdle;
-use crate::spec::{Desired, DesiredContainer, MountSpec};
+use crate::spec::{Desired, DesiredContainer, MarkerKey, MountSpec};
 
+use super::drift::Fix;
 use super::{Action, Plan};
 
-/// The container a successful create or recreate of `dc` leaves running.
-pub fn running(dc: &DesiredContainer) -> ActualContainer {
+/// The container a successful create or recreate of `dc` leaves running, as a full read (with
+/// inspect) sees it; `key` marks its env values as observe does.
+pub fn running(dc: &DesiredContainer, key: &MarkerKey) -> ActualContainer {
     ActualContainer {
         id: format!("sim-{}", dc.name),
         name: dc.name.clone(),
@@ -43,6 +45,17 @@ pub fn running(dc: &DesiredContainer) -> ActualContainer {
                 })
                 .collect(),
         },
+        inspected: Some(Inspected {
+            restart: dc.spec.restart.as_docker().into(),
+            networks: dc
+                .spec
+                .networks
+                .iter()
+                .map(|n| (n.clone(), vec![dc.alias.clone()]))
+                .collect(),
+            limits: Vec::new(),
+            env: dc.spec.redacted(key).env,
+        }),
     }
 }
 
@@ -65,18 +78,28 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
             Action::Create { container, .. } | Action::Recreate { container, .. } => {
                 out.managed.retain(|c| &c.name != container);
                 if let Some(dc) = wanted(container) {
-                    out.managed.push(running(dc));
+                    out.managed.push(running(dc, &desired.marker_key));
                 }
             }
             Action::Start { container, .. } => {
                 let job = wanted(container).is_some_and(|d| d.job);
                 for c in out.managed.iter_mut().filter(|c| &c.name == container) {
-                    if job {
-                        c.state = RunState::Exited;
-                        c.status = "Exited (0) 1 second ago".into();
-                    } else {
-                        c.state = RunState::Running;
-                        c.status = "Up 1 second".into();
+                    started(c, job);
+                }
+            }
+            Action::Correct {
+                container,
+                fixes,
+                start,
+                ..
+            } => {
+                let job = wanted(container).is_some_and(|d| d.job);
+                for fix in fixes {
+                    fixed(&mut out, container, fix);
+                }
+                if start.is_some() {
+                    for c in out.managed.iter_mut().filter(|c| &c.name == container) {
+                        started(c, job);
                     }
                 }
             }
@@ -98,7 +121,8 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
                     continue;
                 };
                 out.managed.retain(|c| &c.name != container);
-                out.managed.push(running(&dc.colored(*color)));
+                out.managed
+                    .push(running(&dc.colored(*color), &desired.marker_key));
                 if let Some(old) = retire {
                     retired(&mut out, old, dc);
                 }
@@ -145,4 +169,47 @@ pub fn converged(desired: &Desired) -> Actual {
         desired,
         &Actual::default(),
     )
+}
+
+/// A started container: a job runs to success, a service runs.
+fn started(c: &mut ActualContainer, job: bool) {
+    if job {
+        c.state = RunState::Exited;
+        c.status = "Exited (0) 1 second ago".into();
+    } else {
+        c.state = RunState::Running;
+        c.status = "Up 1 second".into();
+    }
+}
+
+/// One in-place fix of an [`Action::Correct`] of `container`, as apply makes it.
+fn fixed(out: &mut Actual, container: &str, fix: &Fix) {
+    if let Fix::Rename { from } = fix {
+        for c in out.managed.iter_mut().filter(|c| &c.name == from) {
+            c.name = container.to_string();
+        }
+        return;
+    }
+    for c in out.managed.iter_mut().filter(|c| c.name == container) {
+        match fix {
+            Fix::Rename { .. } => {}
+            Fix::Disconnect { network } => {
+                c.attached.networks.retain(|n| n != network);
+                if let Some(i) = &mut c.inspected {
+                    i.networks.remove(network);
+                }
+            }
+            Fix::Connect { network, aliases } => {
+                c.attached.networks.push(network.clone());
+                if let Some(i) = &mut c.inspected {
+                    i.networks.insert(network.clone(), aliases.clone());
+                }
+            }
+            Fix::Restart { restart } => {
+                if let Some(i) = &mut c.inspected {
+                    i.restart = restart.clone();
+                }
+            }
+        }
+    }
 }

@@ -71,11 +71,16 @@ impl Recorded {
             return None;
         };
         Some(format!(
-            "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {} removed{}; {} image(s) pulled. Recorded as deploy #{deploy}.",
+            "\nApply complete in {:.1}s: {} created, {} recreated, {} started, {}{} removed{}; {} image(s) pulled. Recorded as deploy #{deploy}.",
             took.as_secs_f64(),
             report.created,
             report.recreated,
             report.started,
+            if report.corrected > 0 {
+                format!("{} corrected in place, ", report.corrected)
+            } else {
+                String::new()
+            },
             report.removed,
             if report.released > 0 {
                 format!(", {} released blue/green", report.released)

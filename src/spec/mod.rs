@@ -154,7 +154,7 @@ impl ContainerSpec {
     pub fn redacted(&self, key: &MarkerKey) -> ContainerSpec {
         let mut out = self.clone();
         for value in out.env.values_mut() {
-            *value = format!("<hidden:{}>", &key.mark(value.as_bytes())[..12]);
+            *value = env_marker(key, value);
         }
         out
     }
@@ -164,6 +164,11 @@ impl ContainerSpec {
         let doc = serde_json::to_vec(&self.redacted(key)).unwrap_or_default();
         sha256_hex(&doc)
     }
+}
+
+/// The marker an env value is replaced by in a redacted spec (see [`ContainerSpec::redacted`]).
+pub fn env_marker(key: &MarkerKey, value: &str) -> String {
+    format!("<hidden:{}>", &key.mark(value.as_bytes())[..12])
 }
 
 /// Facts about the host that rendering needs, gathered at the edge ([`crate::host`]).

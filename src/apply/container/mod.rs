@@ -1,9 +1,11 @@
 //! The Engine calls behind each plan action.
 
+mod correct;
 mod create;
 mod replace;
 mod wait;
 
+pub use correct::correct;
 pub(super) use create::create;
 pub use create::{create_and_start, start};
 pub use replace::replace;

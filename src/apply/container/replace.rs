@@ -9,7 +9,12 @@ use crate::apply::{ApplyError, StepError};
 use crate::spec::DesiredContainer;
 
 /// Renames `from` to `to` if `project` owns `from`.
-async fn rename(docker: &Docker, project: &str, from: &str, to: &str) -> Result<(), ApplyError> {
+pub(super) async fn rename(
+    docker: &Docker,
+    project: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), ApplyError> {
     let Some(id) = owned(docker, project, from).await? else {
         return Err(ApplyError::Step {
             container: from.to_string(),

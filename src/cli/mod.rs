@@ -46,7 +46,7 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         Command::Pin(a) => pin::run(a).await,
         Command::Run(a) => run::run(a, state_dir).await,
         Command::Rollback(a) => rollback::run(a, state_dir).await,
-        Command::Resume(src) => rollback::resume(src, state_dir),
+        Command::Resume(src) => rollback::resume(src, state_dir).await,
         Command::Schema { out } => validate::schema(out),
     }
 }

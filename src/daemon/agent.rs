@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use super::control::{self, Done, Outcome};
 use super::http::{self, AgentState, GitState, WebhookAuth};
 use super::triggers::{self, lock, GitSync};
 use super::worker::Worker;
@@ -32,6 +33,8 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
+    #[error(transparent)]
+    Control(#[from] super::control::BindError),
     #[error("--listen {addr}: cannot bind\n  hint: pick a free port, or `--listen off`")]
     Listen {
         addr: std::net::SocketAddr,
@@ -127,6 +130,10 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         );
         tokio::spawn(http::serve(listener, state.clone(), auth, queue.clone()));
     }
+    // The CLI's `apply`, `rollback` and `resume` ask here for a pass now.
+    let control_listener = control::bind(&state_dir)?;
+    let (done, done_rx) = watch::channel(Done::default());
+    tokio::spawn(control::serve(control_listener, queue.clone(), done_rx));
     let worker = Worker {
         docker,
         store,
@@ -143,12 +150,19 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         let worker = worker.clone();
         let state = state.clone();
         let git = git.clone();
+        let done = done.clone();
         async move {
             let started = Instant::now();
             if let Some(git) = &git {
-                let asked = batch
-                    .iter()
-                    .any(|t| matches!(t, Trigger::Startup | Trigger::Webhook | Trigger::Signal));
+                let asked = batch.iter().any(|t| {
+                    matches!(
+                        t,
+                        Trigger::Startup
+                            | Trigger::Webhook
+                            | Trigger::Signal
+                            | Trigger::Control { .. }
+                    )
+                });
                 if asked {
                     git.sync().await;
                 }
@@ -162,17 +176,38 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
             let died = batch
                 .iter()
                 .any(|t| matches!(t, Trigger::Engine { action, .. } if action == "die"));
+            let asked = batch
+                .iter()
+                .filter_map(|t| match t {
+                    Trigger::Control { id, .. } => Some(*id),
+                    _ => None,
+                })
+                .max();
+            let retry = batch
+                .iter()
+                .any(|t| matches!(t, Trigger::Control { retry: true, .. }));
             let pass = worker
-                .pass(&why, drift, died, Trigger::last_event_ns(&batch))
+                .pass(&why, drift, died, Trigger::last_event_ns(&batch), retry)
                 .await;
-            let mut st = lock(&state);
-            st.metrics
-                .observe_reconcile(started.elapsed().as_secs_f64());
-            pass.record(&mut st, drift);
+            let outcome = asked.map(|upto| (upto, Outcome::of(&pass)));
+            {
+                let mut st = lock(&state);
+                st.metrics
+                    .observe_reconcile(started.elapsed().as_secs_f64());
+                pass.record(&mut st, drift);
+            }
+            // After /status was written: an asker that reads it next sees this pass.
+            if let Some((upto, outcome)) = outcome {
+                done.send_modify(|d| {
+                    d.upto = d.upto.max(upto);
+                    d.outcome = Some(outcome);
+                });
+            }
         }
     })
     .await;
     drop(watcher);
+    let _ = std::fs::remove_file(control::socket_path(&state_dir));
     eprintln!("dockhand agent: stopped");
     Ok(())
 }

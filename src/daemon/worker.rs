@@ -49,7 +49,7 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn message(&self) -> &str {
+    pub(super) fn message(&self) -> &str {
         match self {
             Refusal::Conflicts(m) | Refusal::Quarantined(m) | Refusal::Store(m) => m,
         }
@@ -148,13 +148,15 @@ impl Worker {
     /// One pass. The apply lock is taken first and held to the end, so the plan is made of
     /// the host as it is and no other apply (a `dockhand apply`, a rollback) runs in between.
     ///
-    /// `died`: the batch holds a container's `die` event (see [`DIE_RECHECK`]).
+    /// `died`: the batch holds a container's `die` event (see [`DIE_RECHECK`]); `retry`: an
+    /// operator asked to apply a quarantined revision (`dockhand apply --retry`).
     pub(super) async fn pass(
         &self,
         why: &str,
         drift: bool,
         died: bool,
         event_ns: Option<i64>,
+        retry: bool,
     ) -> Pass {
         let apply_lock =
             match reconcile::lock::acquire(&self.store, reconcile::lock::AGENT_WAIT).await {
@@ -205,13 +207,17 @@ impl Worker {
                         if !ctx.plan.is_empty() {
                             eprintln!("keeping the last good revision {}", reconcile::short(&good));
                         }
-                        let _ = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+                        let _ = self
+                            .converge(ctx, why, drift, event_ns, false, &apply_lock)
+                            .await;
                     }
                 }
                 return Pass::NotRead(msg);
             }
         };
-        let pass = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+        let pass = self
+            .converge(ctx, why, drift, event_ns, retry, &apply_lock)
+            .await;
         if died && matches!(pass, Pass::InSync(_)) {
             self.queue_after(DIE_RECHECK, Trigger::Resync);
         }
@@ -247,6 +253,7 @@ impl Worker {
         why: &str,
         drift: bool,
         event_ns: Option<i64>,
+        retry: bool,
         apply_lock: &ApplyLock,
     ) -> Pass {
         let rev = ctx.revision();
@@ -304,6 +311,7 @@ impl Worker {
             return Pass::Refused(rev, Refusal::Conflicts(msg));
         }
         match ctx.quarantine(&self.store) {
+            Ok(Some(_)) if retry => {}
             Ok(Some(q)) => {
                 let msg = reconcile::Error::from(q).to_string();
                 if lock(&self.seen).1.insert(rev.clone()) {

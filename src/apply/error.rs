@@ -114,6 +114,9 @@ pub enum PullError {
     Inspect(#[source] bollard::errors::Error),
     #[error("the pulled image does not carry the pinned digest")]
     DigestMismatch,
+    /// The Engine reported no progress for this long (a stalled registry or network).
+    #[error("no progress for {}s; the pull was abandoned", .0.as_secs())]
+    Stalled(std::time::Duration),
 }
 
 impl ApplyError {

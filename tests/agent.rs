@@ -503,26 +503,17 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     assert!(!agent.log().contains("hunter2-webhook"));
 }
 
-#[test]
-fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
-    let s = Stack::new("rollback");
-    let (v1, v2, v3) = (s.image("v1"), s.image("v2"), s.image("v3"));
-    let web = s.container("web");
-    let dir = s.path().to_path_buf();
-    let body =
-        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+/// A git repository in `s` holding one service `web` (1 s stop grace), and `dockhand run`
+/// following its committed head (no --worktree) with `extra` flags; `first` is committed
+/// before the agent starts, [`commit_web`] commits the next ones.
+fn git_agent(s: &Stack, first: &str, extra: &[&str]) -> Agent {
+    let dir = s.path();
     std::fs::write(dir.join(".gitignore"), "state/\n").unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    let commit = |img: &str, msg: &str| {
-        s.write(&body(img));
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", msg]);
-    };
-    commit(&v1, "v1");
+    git(dir, &["init", "-q", "-b", "main"]);
+    commit_web(s, first, "v1");
     let src = dir.to_string_lossy().to_string();
     let state = s.state_dir().to_string_lossy().to_string();
-    // The agent follows the committed head (no --worktree).
-    let agent = Agent::spawn(&[
+    let mut args = vec![
         "run",
         "--source",
         &src,
@@ -530,11 +521,30 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         ".",
         "--state-dir",
         &state,
-        "--poll",
-        "500ms",
         "--listen",
         "off",
-    ]);
+    ];
+    args.extend(extra);
+    Agent::spawn(&args)
+}
+
+fn commit_web(s: &Stack, img: &str, msg: &str) {
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n"
+    ));
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", msg]);
+}
+
+#[test]
+fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
+    let s = Stack::new("rollback");
+    let (v1, v2, v3) = (s.image("v1"), s.image("v2"), s.image("v3"));
+    let web = s.container("web");
+    let commit = |img: &str, msg: &str| commit_web(&s, img, msg);
+    let src = s.path().to_string_lossy().to_string();
+    let state = s.state_dir().to_string_lossy().to_string();
+    let agent = git_agent(&s, &v1, &["--poll", "500ms"]);
     let runs = |img: &str| runs_image(&web, img);
     wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
     commit(&v2, "v2");
@@ -655,34 +665,10 @@ fn rollback_and_resume_take_effect_within_a_second_while_the_agent_runs() {
     let s = Stack::new("ctlsock");
     let (v1, v2) = (s.image("v1"), s.image("v2"));
     let web = s.container("web");
-    let dir = s.path().to_path_buf();
-    std::fs::write(dir.join(".gitignore"), "state/\n").unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    let commit = |img: &str, msg: &str| {
-        s.write(&format!(
-            "services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n"
-        ));
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", msg]);
-    };
-    commit(&v1, "v1");
-    let src = dir.to_string_lossy().to_string();
+    let commit = |img: &str, msg: &str| commit_web(&s, img, msg);
+    let src = s.path().to_string_lossy().to_string();
     let state = s.state_dir().to_string_lossy().to_string();
-    let agent = Agent::spawn(&[
-        "run",
-        "--source",
-        &src,
-        "--path",
-        ".",
-        "--state-dir",
-        &state,
-        "--poll",
-        "500ms",
-        "--resync",
-        "60s",
-        "--listen",
-        "off",
-    ]);
+    let agent = git_agent(&s, &v1, &["--poll", "500ms", "--resync", "60s"]);
     let runs = |img: &str| runs_image(&web, img);
     wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
     commit(&v2, "v2");

@@ -274,11 +274,20 @@ impl Remote {
 
     /// Asks the remote where the branch is (the cheap check), fetches only when needed, and
     /// moves the followed ref if the new head may be followed.
+    ///
+    /// # Errors
+    /// [`SourceError::Deadline`] when it ran past [`SYNC_DEADLINE`]; the other
+    /// [`SourceError`]s for an unreachable remote, a missing branch, a refused force-push or
+    /// an unsigned head.
     pub fn sync(&self) -> Result<Synced, SourceError> {
+        self.sync_within(SYNC_DEADLINE)
+    }
+
+    fn sync_within(&self, limit: std::time::Duration) -> Result<Synced, SourceError> {
         network_timeouts();
         let repo = self.open()?;
         let tries = Cell::new(0);
-        let deadline = Deadline::new(SYNC_DEADLINE);
+        let deadline = Deadline::new(limit);
         let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.err(&e))?;
         let (refname, head) = {
             let conn = remote
@@ -451,6 +460,41 @@ fn callbacks<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transfer still running at the sync's deadline is stopped from libgit2's progress
+    /// callback and reported as [`SourceError::Deadline`]; within it the same sync succeeds.
+    #[test]
+    fn a_fetch_past_its_deadline_is_stopped_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init(dir.path().join("origin")).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let blob = origin.blob(b"stack: s\n").unwrap();
+        let mut tree = origin.treebuilder(None).unwrap();
+        tree.insert("dockhand.yaml", blob, 0o100644).unwrap();
+        let tree = origin.find_tree(tree.write().unwrap()).unwrap();
+        origin
+            .commit(Some("refs/heads/main"), &sig, &sig, "one", &tree, &[])
+            .unwrap();
+        let remote = Remote {
+            url: format!("file://{}", dir.path().join("origin").display()),
+            branch: Some("main".into()),
+            mirror: dir.path().join("mirror.git"),
+            auth: Auth::default(),
+            allow_force_push: false,
+            allowed_signers: None,
+        };
+        let err = remote
+            .sync_within(std::time::Duration::ZERO)
+            .expect_err("a fetch past its deadline");
+        assert!(matches!(err, SourceError::Deadline { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("took longer than its deadline"),
+            "{err}"
+        );
+        assert!(remote.followed().is_none());
+        assert!(remote.sync().is_ok());
+        assert!(remote.followed().is_some());
+    }
 
     #[test]
     fn remote_urls_are_told_from_paths() {

@@ -179,10 +179,22 @@ pub(super) async fn serve(
         match stream.peer_cred() {
             Ok(cred) if allowed(cred.uid(), own) => {}
             Ok(cred) => {
-                tracing::warn!(
-                    "control socket: refused a peer running as uid {} (only uid {own} or root may ask)",
+                let why = format!(
+                    "only uid {own} (the agent's user) or root may ask; this peer runs as uid {}",
                     cred.uid()
                 );
+                tracing::warn!("control socket: refused: {why}");
+                // Told in plain HTTP, so the CLI says why instead of "connection closed".
+                let reply = format!(
+                    "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{why}",
+                    why.len()
+                );
+                let mut stream = stream;
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(reply.as_bytes()))
+                        .await;
+                });
                 continue;
             }
             Err(e) => {

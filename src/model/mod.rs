@@ -32,7 +32,7 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
 /// A duration such as `500ms`, `1s`, `2m30s`.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 /// An octal file mode such as `0755` or `2775`.
-/// How long a `job` may run when its `timeout` is not set: long enough for a migration of a
+/// How long a `job` may run when its `timeout` is not set (the 10m its doc states): long enough for a migration of a
 /// large database, short enough that a hung job does not hold the apply lock for good.
 pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 pub const MODE_PATTERN: &str = r"^[0-7]{3,4}$";
@@ -162,7 +162,7 @@ pub struct Service {
     #[serde(default)]
     pub job: bool,
     /// For a `job`: how long it may run before it is stopped and removed and the deploy fails
-    /// (default [`JOB_TIMEOUT`], 10m). Only allowed with `job: true`.
+    /// (default 10m). Only allowed with `job: true`.
     #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub timeout: Option<Span>,

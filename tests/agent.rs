@@ -503,26 +503,17 @@ fn a_signed_webhook_deploys_at_once_and_a_bad_signature_changes_nothing() {
     assert!(!agent.log().contains("hunter2-webhook"));
 }
 
-#[test]
-fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
-    let s = Stack::new("rollback");
-    let (v1, v2, v3) = (s.image("v1"), s.image("v2"), s.image("v3"));
-    let web = s.container("web");
-    let dir = s.path().to_path_buf();
-    let body =
-        |img: &str| format!("services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n");
+/// A git repository in `s` holding one service `web` (1 s stop grace), and `dockhand run`
+/// following its committed head (no --worktree) with `extra` flags; `first` is committed
+/// before the agent starts, [`commit_web`] commits the next ones.
+fn git_agent(s: &Stack, first: &str, extra: &[&str]) -> Agent {
+    let dir = s.path();
     std::fs::write(dir.join(".gitignore"), "state/\n").unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    let commit = |img: &str, msg: &str| {
-        s.write(&body(img));
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", msg]);
-    };
-    commit(&v1, "v1");
+    git(dir, &["init", "-q", "-b", "main"]);
+    commit_web(s, first, "v1");
     let src = dir.to_string_lossy().to_string();
     let state = s.state_dir().to_string_lossy().to_string();
-    // The agent follows the committed head (no --worktree).
-    let agent = Agent::spawn(&[
+    let mut args = vec![
         "run",
         "--source",
         &src,
@@ -530,11 +521,30 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         ".",
         "--state-dir",
         &state,
-        "--poll",
-        "500ms",
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend(extra);
+    Agent::spawn(&args)
+}
+
+fn commit_web(s: &Stack, img: &str, msg: &str) {
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    stop_grace_period: 1s\n"
+    ));
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", msg]);
+}
+
+#[test]
+fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
+    let s = Stack::new("rollback");
+    let (v1, v2, v3) = (s.image("v1"), s.image("v2"), s.image("v3"));
+    let web = s.container("web");
+    let commit = |img: &str, msg: &str| commit_web(&s, img, msg);
+    let src = s.path().to_string_lossy().to_string();
+    let state = s.state_dir().to_string_lossy().to_string();
+    let agent = git_agent(&s, &v1, &["--poll", "500ms"]);
     let addr = agent.addr();
     let runs = |img: &str| runs_image(&web, img);
     // A one-shot verb on the same source and record as the agent.
@@ -618,19 +628,108 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
     assert!(runs(&v1)());
     let r = cli(&["resume"]);
     assert!(r.stdout.contains("hold ended"), "{r:?}");
-    // `resume` does not wake the agent; its next poll or resync, or a SIGHUP, does.
-    let pid = agent.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    wait_until(
-        "head deployed after resume",
-        &agent,
-        Duration::from_secs(60),
-        runs(&v3),
+    // `resume` hands the pass to the agent and returns once it deployed the head.
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("agent: deployed"), "{r:?}");
+    assert!(runs(&v3)(), "{}", agent.log());
+}
+
+/// Regression (issue 18 item 8): with an agent running, `dockhand rollback` failed on the
+/// apply lock, and `dockhand resume` took effect only at the agent's next resync (40 s with
+/// `--resync 60s`). Now the CLI waits for the lock, and the agent is asked on its control
+/// socket for a pass at once: each takes effect within a second, measured here from the
+/// command's start to the Engine's first event on the service (the old container signalled).
+/// The new container starts after the old one's stop grace period (1 s; httpd as PID 1 does
+/// not act on SIGTERM).
+#[test]
+fn rollback_and_resume_take_effect_within_a_second_while_the_agent_runs() {
+    let s = Stack::new("ctlsock");
+    let (v1, v2) = (s.image("v1"), s.image("v2"));
+    let web = s.container("web");
+    let commit = |img: &str, msg: &str| commit_web(&s, img, msg);
+    let src = s.path().to_string_lossy().to_string();
+    let state = s.state_dir().to_string_lossy().to_string();
+    let agent = git_agent(&s, &v1, &["--poll", "500ms", "--resync", "60s"]);
+    let runs = |img: &str| runs_image(&web, img);
+    wait_until("v1 deployed", &agent, Duration::from_secs(60), runs(&v1));
+    commit(&v2, "v2");
+    wait_until("v2 deployed", &agent, Duration::from_secs(60), runs(&v2));
+    let socket = s.state_dir().join("agent.sock");
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(&socket).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let cli = |verb: &str| {
+        let mut args = vec![verb];
+        if verb == "rollback" {
+            args.push("--yes");
+        }
+        args.extend(["--source", &src, "--path", ".", "--state-dir", &state]);
+        support::run(&args, &[])
+    };
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+    };
+    // The Engine's time (Unix ns) of the first event `action` (any of them) on `web` after
+    // `since`.
+    let first_after = |since: i64, actions: &[&str]| -> i64 {
+        let out = docker_ok(&[
+            "events",
+            "--since",
+            &format!("{}.{:09}", since / 1_000_000_000, since % 1_000_000_000),
+            // Whole seconds, rounded up: `0s` (now) leaves out this second's events.
+            "--until",
+            &(now_ns() / 1_000_000_000 + 1).to_string(),
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}",
+        ]);
+        out.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (at, action, name) = (f.next()?, f.next()?, f.next()?);
+                (name == web && actions.contains(&action)).then(|| at.parse().ok())?
+            })
+            .next()
+            .unwrap_or_else(|| panic!("no {actions:?} of {web} since {since}:\n{out}"))
+    };
+    // The host starts changing: the old container is signalled (or renamed aside).
+    const CHANGE: &[&str] = &["kill", "stop", "rename", "create"];
+
+    let t0 = now_ns();
+    let r = cli("rollback");
+    let rollback_took = Duration::from_nanos((now_ns() - t0) as u64);
+    assert_eq!(r.code, 0, "{r:?}\n{}", agent.log());
+    assert!(runs(&v1)(), "{}", agent.log());
+    assert!(r.stdout.contains("agent: in sync"), "{r:?}");
+    let after =
+        |t: i64, actions: &[&str]| Duration::from_nanos((first_after(t, actions) - t) as u64);
+    let (rollback_effect, rollback_started) = (after(t0, CHANGE), after(t0, &["start"]));
+
+    let t1 = now_ns();
+    let r = cli("resume");
+    let resume_took = Duration::from_nanos((now_ns() - t1) as u64);
+    assert_eq!(r.code, 0, "{r:?}\n{}", agent.log());
+    assert!(r.stdout.contains("agent: deployed"), "{r:?}");
+    assert!(runs(&v2)(), "{}", agent.log());
+    let (resume_effect, resume_started) = (after(t1, CHANGE), after(t1, &["start"]));
+    eprintln!(
+        "agent: rollback: host changing {rollback_effect:?} after the command began, new container started at {rollback_started:?}, command done at {rollback_took:?}; resume: {resume_effect:?}, {resume_started:?}, {resume_took:?}"
     );
+    assert!(
+        rollback_effect < Duration::from_secs(1),
+        "{rollback_effect:?}"
+    );
+    assert!(resume_effect < Duration::from_secs(1), "{resume_effect:?}");
+    // Nothing is left to the resync: the hold is gone and the head stays.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(runs(&v2)(), "{}", agent.log());
 }
 
 /// The value of an unlabelled counter or gauge in the agent's /metrics.

@@ -454,3 +454,56 @@ fn rollback_waits_for_the_apply_lock_and_chooses_its_target_under_it() {
         "{image} is not v1"
     );
 }
+
+/// Regression (issue 18 item 11): a job that never exits held the apply lock for good. With
+/// `timeout: 2s` the job is stopped and removed at 2 s, the deploy fails and is recorded as
+/// failed, and the next apply takes the lock at once.
+#[test]
+fn a_job_that_never_exits_is_stopped_at_its_timeout_and_fails_the_deploy() {
+    let s = Stack::new("jobtimeout");
+    let img = s.image("v1");
+    // `sleep` as PID 1 ignores SIGTERM: the stop takes its whole grace period (1 s).
+    s.write(&format!(
+        "services:\n  hang:\n    image: {img}\n    job: true\n    timeout: 2s\n    stop_grace_period: 1s\n    command: [sleep, '3600']\n"
+    ));
+    let t0 = std::time::Instant::now();
+    let r = s.dockhand(&["apply", "--yes"]);
+    let took = t0.elapsed();
+    eprintln!("lifecycle: job timeout 2s: apply failed after {took:?}");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("did not finish within its timeout of 2s: it was stopped and removed"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("hint: raise `timeout:`"), "{r:?}");
+    // 2 s of timeout and 1 s of grace; the rest is create, start and the record.
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(
+        !docker(&["inspect", &s.container("hang")]).status.success(),
+        "the timed-out job container is removed"
+    );
+    assert_eq!(history_json(&s)[0]["outcome"], "failed");
+
+    // The lock is free: a fixed job deploys without waiting for anyone.
+    s.write(&format!(
+        "services:\n  hang:\n    image: {img}\n    job: true\n    timeout: 2s\n    command: [sleep, '0']\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("waiting for another"), "{r:?}");
+}
+
+/// `timeout` bounds a job; on a service it would promise something nothing enforces.
+#[test]
+fn a_timeout_on_a_service_that_is_not_a_job_is_refused() {
+    let s = Stack::new("jobtimeoutsvc");
+    let img = s.image("v1");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    timeout: 2s\n"
+    ));
+    let r = s.dockhand(&["validate"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("this service is not a job"), "{r:?}");
+}

@@ -36,6 +36,11 @@ pub enum ApplyError {
         #[source]
         source: StepError,
     },
+    #[error("job {container} did not finish within its timeout of {}: it was stopped and removed\n  hint: raise `timeout:` on the job if it needs longer, or find why it hangs (run its command by hand)", crate::model::duration::Span::new(*.after))]
+    JobTimeout {
+        container: String,
+        after: std::time::Duration,
+    },
     #[error("{container} did not become healthy: {message}\n  hint: docker logs {container} shows its output; the container was left running for inspection")]
     Unhealthy { container: String, message: String },
     #[error("release to {container} stopped at the health gate: {cause}\n  {}\n  hint: docker logs {container} shows why; fix the image or its health settings and commit again", match .serving { Some(s) => format!("{s} was not touched and still serves"), None => "no other color was serving".to_string() })]
@@ -120,6 +125,9 @@ pub enum PullError {
     Inspect(#[source] bollard::errors::Error),
     #[error("the pulled image does not carry the pinned digest")]
     DigestMismatch,
+    /// The Engine reported no progress for this long (a stalled registry or network).
+    #[error("no progress for {}s; the pull was abandoned", .0.as_secs())]
+    Stalled(std::time::Duration),
 }
 
 impl ApplyError {

@@ -55,11 +55,34 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     }
     let trigger = if a.retry { "cli (retry)" } else { "cli" };
     let recorded = record::apply(&docker, &store, &held, &ctx, trigger).await?;
+    drop(held);
     if let Some(summary) = recorded.summary() {
         println!("{summary}");
     }
     recorded.into_result()?;
+    tell_agent(state_dir, "apply", a.retry).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks an agent running on `state_dir` for a pass now (the apply lock must be free), and
+/// prints what it came to; the agent's state (`/status`, metrics) then follows at once instead
+/// of at its next resync. `Ok(false)`: no agent listens.
+///
+/// # Errors
+/// The agent's pass did not end in sync (its summary, with the hints), or it gave no answer.
+pub(super) async fn tell_agent(state_dir: &Path, why: &str, retry: bool) -> Result<bool> {
+    let request = crate::daemon::control::Request {
+        why: why.to_string(),
+        retry,
+    };
+    let Some(outcome) = crate::daemon::control::ask(state_dir, &request).await? else {
+        return Ok(false);
+    };
+    if !outcome.ok {
+        bail!("the agent's pass: {}", outcome.summary);
+    }
+    println!("agent: {}", outcome.summary);
+    Ok(true)
 }
 
 /// Prints the plan; `Ok(false)` when there is nothing to do.

@@ -48,7 +48,7 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         Command::Pin(a) => pin::run(a).await,
         Command::Run(a) => run::run(a, state_dir).await,
         Command::Rollback(a) => rollback::run(a, state_dir).await,
-        Command::Resume(src) => rollback::resume(src, state_dir),
+        Command::Resume(src) => rollback::resume(src, state_dir).await,
         Command::Schema { out } => validate::schema(out),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),

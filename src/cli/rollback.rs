@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::apply::confirm;
+use super::apply::{confirm, tell_agent};
 use super::args::{RollbackArgs, SourceArgs};
 use super::settings;
 use crate::apply::ApplyError;
@@ -77,8 +77,14 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     record::hold(&store, &ctx, &head_commit)?;
-    if !ctx.plan.is_empty() {
-        let recorded = record::apply(&docker, &store, &held, &ctx, "rollback").await?;
+    let recorded = if ctx.plan.is_empty() {
+        None
+    } else {
+        Some(record::apply(&docker, &store, &held, &ctx, "rollback").await?)
+    };
+    // The agent's pass below needs the lock.
+    drop(held);
+    if let Some(recorded) = recorded {
         if let Some(summary) = recorded.summary() {
             println!("{summary}");
         }
@@ -91,6 +97,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
         short(&rev),
         short(&head_commit)
     );
+    tell_agent(state_dir, "rollback", false).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -107,15 +114,21 @@ fn previous_good(store: &Store, project: &str) -> Result<String> {
         .context("no earlier successful deploy of a commit to roll back to\n  hint: `dockhand history` lists deploys; pass --to DEPLOY_ID or --to COMMIT")
 }
 
-pub fn resume(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
+/// Ends the hold; an agent running on `state_dir` is asked to deploy the source's head at
+/// once (its outcome printed, a failure exits 1), else the next reconcile does.
+pub async fn resume(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(src, state_dir, Fetch::OnRead)?;
     let host = settings::host(src, state_dir)?;
     let (_, desired) = pass::load(&source, &host, None)?;
     let store = Store::open(state_dir)?;
-    if store.release_hold(&desired.config.project)? {
-        println!("rollback hold ended: the next reconcile deploys the source's head");
+    let released = store.release_hold(&desired.config.project)?;
+    if released {
+        println!("rollback hold ended");
     } else {
         println!("no rollback hold for project {}", desired.config.project);
+    }
+    if !tell_agent(state_dir, "resume", false).await? && released {
+        println!("no agent runs on this state directory: the next `dockhand apply` deploys the source's head");
     }
     Ok(ExitCode::SUCCESS)
 }

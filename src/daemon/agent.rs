@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use super::control::{self, Done, Outcome};
 use super::http::{self, AgentState, GitState, WebhookAuth};
 use super::systemd;
 use super::triggers::{self, lock, GitSync};
@@ -33,6 +34,8 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
+    #[error(transparent)]
+    Control(#[from] super::control::BindError),
     #[error("--listen {addr}: cannot bind\n  hint: pick a free port, or `--listen off`")]
     Listen {
         addr: std::net::SocketAddr,
@@ -128,6 +131,10 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         );
         tokio::spawn(http::serve(listener, state.clone(), auth, queue.clone()));
     }
+    // The CLI's `apply`, `rollback` and `resume` ask here for a pass now.
+    let control_listener = control::bind(&state_dir)?;
+    let (done, done_rx) = watch::channel(Done::default());
+    tokio::spawn(control::serve(control_listener, queue.clone(), done_rx));
     let worker = Worker {
         docker,
         store,
@@ -149,12 +156,19 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         let state = state.clone();
         let git = git.clone();
         let first_pass = first_pass.clone();
+        let done = done.clone();
         async move {
             let started = Instant::now();
             if let Some(git) = &git {
-                let asked = batch
-                    .iter()
-                    .any(|t| matches!(t, Trigger::Startup | Trigger::Webhook | Trigger::Signal));
+                let asked = batch.iter().any(|t| {
+                    matches!(
+                        t,
+                        Trigger::Startup
+                            | Trigger::Webhook
+                            | Trigger::Signal
+                            | Trigger::Control { .. }
+                    )
+                });
                 if asked {
                     git.sync().await;
                 }
@@ -169,20 +183,46 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
                 .iter()
                 .any(|t| matches!(t, Trigger::Engine { action, .. } if action == "die"));
             let full_read = batch.iter().any(Trigger::needs_inspect);
+            let asked = batch
+                .iter()
+                .filter_map(|t| match t {
+                    Trigger::Control { id, .. } => Some(*id),
+                    _ => None,
+                })
+                .max();
+            let retry = batch
+                .iter()
+                .any(|t| matches!(t, Trigger::Control { retry: true, .. }));
             let pass = worker
-                .pass(&why, drift, died, full_read, Trigger::last_event_ns(&batch))
+                .pass(
+                    &why,
+                    drift,
+                    died,
+                    full_read,
+                    Trigger::last_event_ns(&batch),
+                    retry,
+                )
                 .await;
-            let mut st = lock(&state);
-            st.metrics
-                .observe_reconcile(started.elapsed().as_secs_f64());
-            pass.record(&mut st, drift);
-            let status = systemd_status(&st);
-            drop(st);
+            let outcome = asked.map(|upto| (upto, Outcome::of(&pass)));
+            let status = {
+                let mut st = lock(&state);
+                st.metrics
+                    .observe_reconcile(started.elapsed().as_secs_f64());
+                pass.record(&mut st, drift);
+                systemd_status(&st)
+            };
             let status = sd_notify::NotifyState::Status(&status);
             if first_pass.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 systemd::notify(&[sd_notify::NotifyState::Ready, status]);
             } else {
                 systemd::notify(&[status]);
+            }
+            // After /status was written: an asker that reads it next sees this pass.
+            if let Some((upto, outcome)) = outcome {
+                done.send_modify(|d| {
+                    d.upto = d.upto.max(upto);
+                    d.outcome = Some(outcome);
+                });
             }
         }
     });
@@ -195,6 +235,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
     )
     .await;
     drop(watcher);
+    let _ = std::fs::remove_file(control::socket_path(&state_dir));
     tracing::info!("dockhand agent: stopped");
     Ok(())
 }

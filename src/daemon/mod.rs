@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 mod agent;
+pub mod control;
 pub mod http;
 mod systemd;
 pub mod triggers;
@@ -104,6 +105,14 @@ pub enum Trigger {
     Signal,
     /// A signed push event on the webhook: the source is synced before the pass.
     Webhook,
+    /// The CLI asked on the control socket (`apply`, `rollback`, `resume`): the source is
+    /// synced before the pass, and the asker waits for the pass that carries `id`.
+    Control {
+        why: String,
+        id: u64,
+        /// `apply --retry`: a quarantined revision is applied.
+        retry: bool,
+    },
 }
 
 impl Trigger {
@@ -137,6 +146,7 @@ impl Trigger {
             } => format!("engine: {container} {action}"),
             Trigger::Signal => "signal".into(),
             Trigger::Webhook => "webhook".into(),
+            Trigger::Control { why, .. } => format!("cli: {why}"),
         }
     }
 }
@@ -156,7 +166,9 @@ pub fn settle(t: &Trigger) -> Duration {
             Duration::from_millis(200)
         }
         Trigger::Engine { .. } => Duration::from_millis(15),
-        Trigger::Resync | Trigger::Commit(_) | Trigger::Webhook => Duration::ZERO,
+        Trigger::Resync | Trigger::Commit(_) | Trigger::Webhook | Trigger::Control { .. } => {
+            Duration::ZERO
+        }
         Trigger::Startup | Trigger::Source(_) | Trigger::Signal => Duration::from_millis(200),
     }
 }

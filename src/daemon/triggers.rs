@@ -54,16 +54,27 @@ impl GitSync {
         }
     }
 
+    /// One sync, waited for at most [`SYNC_WAIT`]: libgit2 cannot be interrupted, so a sync
+    /// stuck past its own deadline (a read that trickles) is left to end on its own while the
+    /// agent goes on (passes read the mirror as last synced).
     pub async fn sync(&self) -> Option<Synced> {
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let _one = lock(&this.busy);
-            this.remote.sync()
-        })
+        let result = tokio::time::timeout(
+            SYNC_WAIT,
+            tokio::task::spawn_blocking(move || {
+                let _one = lock(&this.busy);
+                this.remote.sync()
+            }),
+        )
         .await;
         let result = match result {
-            Ok(r) => r.map_err(|e| crate::reconcile::report(&e)),
-            Err(e) => Err(format!("git sync task failed: {e}")),
+            Ok(Ok(r)) => r.map_err(|e| crate::reconcile::report(&e)),
+            Ok(Err(e)) => Err(format!("git sync task failed: {e}")),
+            Err(_) => Err(format!(
+                "git sync with {} did not end within {}s; the agent goes on with the commit it follows\n  hint: the remote (or the network to it) has stalled; the next poll tries again",
+                crate::sources::remote::display_url(&self.remote.url),
+                SYNC_WAIT.as_secs()
+            )),
         };
         let mut st = lock(&self.state);
         let mut reported = lock(&self.reported);
@@ -101,6 +112,12 @@ impl GitSync {
         }
     }
 }
+
+/// How long the agent waits for one git sync: the sync's own deadline plus one socket read
+/// timeout (the read in flight when the deadline passed).
+pub const SYNC_WAIT: Duration = Duration::from_secs(
+    crate::sources::remote::SYNC_DEADLINE.as_secs() + crate::sources::remote::IO_TIMEOUT.as_secs(),
+);
 
 /// Checks the remote every `period` and queues a reconcile when the followed commit moves.
 pub async fn poll_remote(sync: GitSync, period: Duration, queue: mpsc::UnboundedSender<Trigger>) {

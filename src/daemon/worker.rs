@@ -52,7 +52,7 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn message(&self) -> &str {
+    pub(super) fn message(&self) -> &str {
         match self {
             Refusal::Conflicts(m) | Refusal::Quarantined(m) | Refusal::Store(m) => m,
         }
@@ -162,7 +162,8 @@ impl Worker {
     /// the host as it is and no other apply (a `dockhand apply`, a rollback) runs in between.
     ///
     /// `died`: the batch holds a container's `die` event (see [`DIE_RECHECK`]); `full_read`:
-    /// it holds an event that ends the one-list-call passes ([`Trigger::needs_inspect`]).
+    /// it holds an event that ends the one-list-call passes ([`Trigger::needs_inspect`]);
+    /// `retry`: an operator asked to apply a quarantined revision (`dockhand apply --retry`).
     pub(super) async fn pass(
         &self,
         why: &str,
@@ -170,6 +171,7 @@ impl Worker {
         died: bool,
         full_read: bool,
         event_ns: Option<i64>,
+        retry: bool,
     ) -> Pass {
         let apply_lock =
             match reconcile::lock::acquire(&self.store, reconcile::lock::AGENT_WAIT).await {
@@ -227,13 +229,17 @@ impl Worker {
                                 reconcile::short(&good)
                             );
                         }
-                        let _ = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+                        let _ = self
+                            .converge(ctx, why, drift, event_ns, false, &apply_lock)
+                            .await;
                     }
                 }
                 return Pass::NotRead(msg);
             }
         };
-        let pass = self.converge(ctx, why, drift, event_ns, &apply_lock).await;
+        let pass = self
+            .converge(ctx, why, drift, event_ns, retry, &apply_lock)
+            .await;
         if died && matches!(pass, Pass::InSync(_)) {
             self.queue_after(DIE_RECHECK, Trigger::Resync);
         }
@@ -269,6 +275,7 @@ impl Worker {
         why: &str,
         drift: bool,
         event_ns: Option<i64>,
+        retry: bool,
         apply_lock: &ApplyLock,
     ) -> Pass {
         let rev = ctx.revision();
@@ -350,6 +357,7 @@ impl Worker {
             return Pass::Refused(rev, Refusal::Conflicts(msg));
         }
         match ctx.quarantine(&self.store) {
+            Ok(Some(_)) if retry => {}
             Ok(Some(q)) => {
                 let msg = reconcile::Error::from(q).to_string();
                 if lock(&self.seen).1.insert(rev.clone()) {

@@ -32,6 +32,9 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9_.-]*$";
 /// A duration such as `500ms`, `1s`, `2m30s`.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 /// An octal file mode such as `0755` or `2775`.
+/// How long a `job` may run when its `timeout` is not set (the 10m its doc states): long enough for a migration of a
+/// large database, short enough that a hung job does not hold the apply lock for good.
+pub const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 pub const MODE_PATTERN: &str = r"^[0-7]{3,4}$";
 pub const OWNER_PATTERN: &str = r"^[0-9]+(:[0-9]+)?$";
 pub const HOST_PATTERN: &str = r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$";
@@ -158,6 +161,11 @@ pub struct Service {
     /// spec, is never restarted, and an exit code other than 0 fails the deploy.
     #[serde(default)]
     pub job: bool,
+    /// For a `job`: how long it may run before it is stopped and removed and the deploy fails
+    /// (default 10m). Only allowed with `job: true`.
+    #[serde(default)]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<Span>,
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]

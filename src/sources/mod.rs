@@ -59,6 +59,13 @@ pub enum SourceError {
         #[source]
         source: git2::Error,
     },
+    #[error("git sync with {url} took longer than its deadline of {}s and was stopped\n  hint: the remote answers too slowly (a stalled server or network); what runs keeps running, and the next poll tries again", .limit.as_secs())]
+    Deadline {
+        url: String,
+        limit: std::time::Duration,
+        #[source]
+        source: git2::Error,
+    },
     #[error("branch `{branch}` does not exist in {url}\n  hint: set --ref to a branch the remote has (`git ls-remote --heads {url}` lists them)")]
     NoBranch { url: String, branch: String },
     #[error("{branch} of {url} was force-pushed: its head {} does not descend from {}, the commit dockhand follows; it keeps deploying {}\n  hint: if the rewrite is intended, pass --allow-force-push (DOCKHAND_ALLOW_FORCE_PUSH=true) to follow it", short(head), short(followed), short(followed))]

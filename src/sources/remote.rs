@@ -124,6 +124,11 @@ fn hide_user(out: &mut String, user: &str) {
 /// Without them an unreachable or silent remote hangs the agent's poller for good.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one whole sync (the branch-head check and the fetch) may take. The socket
+/// timeouts bound each read, not a remote that trickles a byte at a time; past this deadline
+/// the transfer is stopped from libgit2's progress callbacks, and the agent stops waiting for
+/// the sync (see `daemon::triggers::GitSync`).
+pub const SYNC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Sets libgit2's global socket timeouts ([`CONNECT_TIMEOUT`], [`IO_TIMEOUT`]) once, before
 /// the first network operation.
@@ -213,6 +218,19 @@ impl Remote {
         }
     }
 
+    /// [`Remote::err`], or [`SourceError::Deadline`] when the sync ran past `deadline` (a
+    /// callback stopped it, or the socket timed out after it).
+    fn late(&self, e: &git2::Error, deadline: &Deadline) -> SourceError {
+        match self.err(e) {
+            SourceError::Fetch { url, source } if deadline.passed() => SourceError::Deadline {
+                url,
+                limit: deadline.limit,
+                source,
+            },
+            other => other,
+        }
+    }
+
     fn open(&self) -> Result<Repository, SourceError> {
         if let Ok(r) = Repository::open_bare(&self.mirror) {
             return Ok(r);
@@ -256,16 +274,30 @@ impl Remote {
 
     /// Asks the remote where the branch is (the cheap check), fetches only when needed, and
     /// moves the followed ref if the new head may be followed.
+    ///
+    /// # Errors
+    /// [`SourceError::Deadline`] when it ran past [`SYNC_DEADLINE`]; the other
+    /// [`SourceError`]s for an unreachable remote, a missing branch, a refused force-push or
+    /// an unsigned head.
     pub fn sync(&self) -> Result<Synced, SourceError> {
+        self.sync_within(SYNC_DEADLINE)
+    }
+
+    fn sync_within(&self, limit: std::time::Duration) -> Result<Synced, SourceError> {
         network_timeouts();
         let repo = self.open()?;
         let tries = Cell::new(0);
+        let deadline = Deadline::new(limit);
         let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.err(&e))?;
         let (refname, head) = {
             let conn = remote
-                .connect_auth(Direction::Fetch, Some(callbacks(&self.auth, &tries)), None)
-                .map_err(|e| self.err(&e))?;
-            let heads = conn.list().map_err(|e| self.err(&e))?;
+                .connect_auth(
+                    Direction::Fetch,
+                    Some(callbacks(&self.auth, &tries, &deadline)),
+                    None,
+                )
+                .map_err(|e| self.late(&e, &deadline))?;
+            let heads = conn.list().map_err(|e| self.late(&e, &deadline))?;
             let wanted = match &self.branch {
                 Some(b) => format!("refs/heads/{b}"),
                 None => heads
@@ -294,11 +326,11 @@ impl Remote {
             );
             let spec = format!("+{refname}:refs/dockhand/fetched/{}", self.key());
             let mut opts = FetchOptions::new();
-            opts.remote_callbacks(callbacks(&self.auth, &tries));
+            opts.remote_callbacks(callbacks(&self.auth, &tries, &deadline));
             opts.download_tags(git2::AutotagOption::None);
             remote
                 .fetch(&[spec.as_str()], Some(&mut opts), None)
-                .map_err(|e| self.err(&e))?;
+                .map_err(|e| self.late(&e, &deadline))?;
             let stats = remote.stats();
             objects = stats.received_objects();
             bytes = stats.received_bytes();
@@ -356,8 +388,35 @@ impl Remote {
 
 /// Credentials for libgit2, which asks again after each refusal: a bounded number of tries turns
 /// a wrong token into an error instead of a loop.
-fn callbacks<'a>(auth: &'a Auth, tries: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+/// When a sync must be over.
+struct Deadline {
+    at: std::time::Instant,
+    limit: std::time::Duration,
+}
+
+impl Deadline {
+    fn new(limit: std::time::Duration) -> Deadline {
+        Deadline {
+            at: std::time::Instant::now() + limit,
+            limit,
+        }
+    }
+
+    fn passed(&self) -> bool {
+        std::time::Instant::now() >= self.at
+    }
+}
+
+fn callbacks<'a>(
+    auth: &'a Auth,
+    tries: &'a Cell<u32>,
+    deadline: &'a Deadline,
+) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
+    // Returning false stops the transfer; libgit2 calls these as data arrives, so a remote
+    // that trickles bytes is stopped at the deadline.
+    cb.transfer_progress(move |_| !deadline.passed());
+    cb.sideband_progress(move |_| !deadline.passed());
     cb.credentials(move |_url, user, allowed| {
         tries.set(tries.get() + 1);
         if tries.get() > 3 {
@@ -401,6 +460,41 @@ fn callbacks<'a>(auth: &'a Auth, tries: &'a Cell<u32>) -> RemoteCallbacks<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transfer still running at the sync's deadline is stopped from libgit2's progress
+    /// callback and reported as [`SourceError::Deadline`]; within it the same sync succeeds.
+    #[test]
+    fn a_fetch_past_its_deadline_is_stopped_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Repository::init(dir.path().join("origin")).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let blob = origin.blob(b"stack: s\n").unwrap();
+        let mut tree = origin.treebuilder(None).unwrap();
+        tree.insert("dockhand.yaml", blob, 0o100644).unwrap();
+        let tree = origin.find_tree(tree.write().unwrap()).unwrap();
+        origin
+            .commit(Some("refs/heads/main"), &sig, &sig, "one", &tree, &[])
+            .unwrap();
+        let remote = Remote {
+            url: format!("file://{}", dir.path().join("origin").display()),
+            branch: Some("main".into()),
+            mirror: dir.path().join("mirror.git"),
+            auth: Auth::default(),
+            allow_force_push: false,
+            allowed_signers: None,
+        };
+        let err = remote
+            .sync_within(std::time::Duration::ZERO)
+            .expect_err("a fetch past its deadline");
+        assert!(matches!(err, SourceError::Deadline { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("took longer than its deadline"),
+            "{err}"
+        );
+        assert!(remote.followed().is_none());
+        assert!(remote.sync().is_ok());
+        assert!(remote.followed().is_some());
+    }
 
     #[test]
     fn remote_urls_are_told_from_paths() {

@@ -196,6 +196,9 @@ pub struct DesiredContainer {
     pub conditions: BTreeMap<String, Condition>,
     /// A one-off job: runs to completion once per spec, never restarted.
     pub job: bool,
+    /// How long a job may run before it is stopped and removed and the deploy fails (not part
+    /// of the container spec: changing it recreates nothing).
+    pub job_timeout: std::time::Duration,
     /// Release hooks, resolved to where each step runs.
     pub hooks: ServiceHooks,
     /// Host directories to create before start, with mode and owner.

@@ -242,6 +242,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                     .map(|(d, c)| (naming.container(&s.stack, d), c))
                     .collect(),
                 job: svc.job,
+                job_timeout: svc.timeout.map_or(crate::model::JOB_TIMEOUT, Span::get),
                 hooks,
                 bind_creates,
                 bind_required,
@@ -356,6 +357,7 @@ fn maintenance_spec(
         depends_on: Vec::new(),
         conditions: BTreeMap::new(),
         job: false,
+        job_timeout: crate::model::JOB_TIMEOUT,
         hooks: ServiceHooks::default(),
         bind_creates: Vec::new(),
         bind_required: Vec::new(),

@@ -46,6 +46,9 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
+/// How long an image pull may go without any progress from the Engine.
+pub const PULL_STALL: Duration = Duration::from_secs(120);
+
 /// Makes `image` (`repo@sha256:…`) present locally; returns whether it had to be pulled.
 /// A digest-pinned image already present is content-addressed, so it is not pulled again.
 pub async fn ensure_image(
@@ -77,7 +80,16 @@ pub async fn ensure_image(
         credentials,
     );
     let mut last_report = Instant::now();
-    while let Some(item) = stream.next().await {
+    loop {
+        // The Engine reports every layer's progress about once a second; a pull that says
+        // nothing for PULL_STALL is stuck, and would hold the apply lock with it.
+        let Ok(next) = tokio::time::timeout(PULL_STALL, stream.next()).await else {
+            return Err(ApplyError::Pull {
+                image: image.to_string(),
+                source: PullError::Stalled(PULL_STALL),
+            });
+        };
+        let Some(item) = next else { break };
         match item {
             Ok(info) => {
                 if last_report.elapsed() > Duration::from_secs(2) {

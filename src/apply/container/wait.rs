@@ -10,7 +10,12 @@ use crate::apply::progress::Progress;
 use crate::apply::{ApplyError, StepError};
 use crate::spec::DesiredContainer;
 
-/// Waits until the job `c` has exited; an exit code other than 0 is an error.
+/// Waits until the job `c` has exited, at most `c.job_timeout`.
+///
+/// # Errors
+/// An exit code other than 0; [`ApplyError::JobTimeout`] once the timeout passed, after the
+/// job was stopped (its stop grace period) and removed, so a hung job never holds the apply
+/// lock past its timeout.
 pub async fn wait_exit(
     docker: &Docker,
     c: &DesiredContainer,
@@ -19,6 +24,17 @@ pub async fn wait_exit(
     let started = Instant::now();
     let mut announced = Instant::now();
     loop {
+        if started.elapsed() >= c.job_timeout {
+            progress.line(&format!(
+                "{}: job still running after its timeout; stopping and removing it",
+                c.name
+            ));
+            super::stop_and_remove(docker, super::project_of(c), &c.name, None).await?;
+            return Err(ApplyError::JobTimeout {
+                container: c.name.clone(),
+                after: c.job_timeout,
+            });
+        }
         let info = docker
             .inspect_container(&c.name, None)
             .await

@@ -353,6 +353,14 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                 }
             }
 
+            if svc.timeout.is_some() && !svc.job {
+                cx.at(
+                    file,
+                    &ptr("/timeout"),
+                    "`timeout` bounds a job's run, and this service is not a job",
+                    "set `job: true`, or remove `timeout` (a service's start is bounded by its `health`)",
+                );
+            }
             if svc.job {
                 if svc.route.is_some()
                     || svc

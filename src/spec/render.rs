@@ -67,6 +67,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 name: object_name(&s.stack, key, v.name.as_deref(), v.external),
                 driver: v.driver.clone(),
                 external: v.external,
+                shared: v.shared,
             });
         }
         for (svc_name, svc) in &s.services {
@@ -174,6 +175,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 user: svc.user.clone(),
                 working_dir: svc.working_dir.clone(),
                 stop_grace_secs: svc.stop_grace_period.map(Span::as_secs_ceil),
+                stop_signal: svc.stop_signal.clone(),
                 host: HostAccess::of(svc),
             };
             let labels = labels::ownership(
@@ -338,6 +340,7 @@ fn maintenance_spec(
         user: None,
         working_dir: None,
         stop_grace_secs: Some(5),
+        stop_signal: None,
         host: HostAccess::default(),
     };
     let mut all_labels = spec.labels.clone();

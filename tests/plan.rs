@@ -807,3 +807,56 @@ proptest! {
         prop_assert_eq!(render::json(&p), render::json(&plan(&after, &reversed)));
     }
 }
+
+/// Issue 18: renaming `db` → `database` on the same owned volume started the new container
+/// while the old one still ran (10 s of two writers on one database directory). The plan now
+/// removes the old container before the wave that starts the new one, and says so; a volume
+/// declared `shared: true` keeps the old order (start the new one, then remove).
+#[test]
+fn a_renamed_service_hands_its_owned_volume_over_before_the_new_one_starts() {
+    let stack = |svc: &str, shared: bool| {
+        format!(
+            "stack: vol\nvolumes: {{data: {{shared: {shared}}}}}\nservices:\n  {svc}:\n    image: r/db@{A}\n    mounts: [{{volume: data, target: /var/lib/db}}]\n  other:\n    image: r/other@{A}\n"
+        )
+    };
+    for shared in [false, true] {
+        let host = converged(&desired(&[&stack("db", shared)]));
+        let renamed = desired(&[&stack("database", shared)]);
+        let p = plan(&renamed, &host);
+        let remove = p
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Remove {
+                    container,
+                    reason,
+                    first,
+                    ..
+                } if container == "vol-db" => Some((reason.clone(), *first)),
+                _ => None,
+            })
+            .expect("the old container is removed");
+        let create_wave = p
+            .actions
+            .iter()
+            .find(|a| a.container() == Some("vol-database"))
+            .and_then(Action::wave)
+            .expect("the new container is created in a wave");
+        if shared {
+            assert_eq!(remove.1, None, "shared: the removal stays after the waves");
+            assert!(!remove.0.contains("stopped first"), "{}", remove.0);
+        } else {
+            assert_eq!(remove.1, Some(create_wave));
+            assert_eq!(
+                remove.0,
+                "service `db` is no longer in the desired state; stopped first: shares volume `vol_data` with vol-database, which starts after it"
+            );
+            let text = render::text(&p, false);
+            assert!(text.contains("stopped first: shares volume `vol_data`"), "{text}");
+        }
+        // The unrelated service mounts nothing: untouched either way.
+        assert!(p.actions.iter().all(|a| a.container() != Some("vol-other")));
+        let after = effect(&p, &renamed, &host);
+        assert!(plan(&renamed, &after).actions.is_empty());
+    }
+}

@@ -232,6 +232,21 @@ pub async fn apply(
 
     let api = desired.traefik_api.as_deref();
     for wave in plan.waves() {
+        // A container handing an owned volume over to another service goes before the new
+        // one starts (the plan says which wave): never two writers on one volume.
+        for a in &plan.actions {
+            if let Action::Remove {
+                container: name,
+                first: Some(w),
+                ..
+            } = a
+            {
+                if *w == wave.index {
+                    remove(docker, &desired.project, name, progress).await?;
+                    report.removed += 1;
+                }
+            }
+        }
         // Every started change runs to its end (a recreate puts its old container back, a
         // release leaves one color serving) even when a sibling fails: the first error is
         // reported once all of them have settled.
@@ -265,23 +280,11 @@ pub async fn apply(
     for a in &plan.actions {
         match a {
             Action::Remove {
-                container: name, ..
+                container: name,
+                first: None,
+                ..
             } => {
-                progress.line(&format!("{name}: stopping and removing"));
-                progress
-                    .step(
-                        name,
-                        "remove",
-                        container::stop_and_remove(
-                            docker,
-                            &desired.project,
-                            name,
-                            // The service is gone from the spec: the container's own stop
-                            // timeout (its `stop_grace_period` when it was created).
-                            None,
-                        ),
-                    )
-                    .await?;
+                remove(docker, &desired.project, name, progress).await?;
                 report.removed += 1;
             }
             Action::RemoveNetwork { name, .. } => {
@@ -295,6 +298,29 @@ pub async fn apply(
         }
     }
     Ok(report)
+}
+
+/// Stops (with the container's own stop signal and timeout) and removes a managed container
+/// the plan no longer wants.
+async fn remove(
+    docker: &Docker,
+    project: &str,
+    name: &str,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    progress.line(&format!("{name}: stopping and removing"));
+    progress
+        .step(
+            name,
+            "remove",
+            container::stop_and_remove(
+                docker, project, name,
+                // The service is gone from the spec: the container's own stop timeout (its
+                // `stop_grace_period` when it was created).
+                None,
+            ),
+        )
+        .await
 }
 
 /// Waits until an unchanged dependency reached what the plan says its dependents need.

@@ -11,6 +11,7 @@ pub mod infer;
 mod notes;
 pub mod render;
 pub mod simulate;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -515,6 +516,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             service,
             container: c.name.clone(),
             reason,
+            first: None,
         });
     }
 
@@ -541,6 +543,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .map(|v| v.name.as_str())
         .collect();
     p.kept_volumes = kept.into_iter().map(str::to_string).collect();
+    volumes::order_handovers(desired, actual, &mut p);
     p.waits = waits(desired, &levels, &p.actions);
     p.notes = release_notes(desired, &p.actions);
     p

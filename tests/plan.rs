@@ -852,7 +852,10 @@ fn a_renamed_service_hands_its_owned_volume_over_before_the_new_one_starts() {
                 "service `db` is no longer in the desired state; stopped first: shares volume `vol_data` with vol-database, which starts after it"
             );
             let text = render::text(&p, false);
-            assert!(text.contains("stopped first: shares volume `vol_data`"), "{text}");
+            assert!(
+                text.contains("stopped first: shares volume `vol_data`"),
+                "{text}"
+            );
         }
         // The unrelated service mounts nothing: untouched either way.
         assert!(p.actions.iter().all(|a| a.container() != Some("vol-other")));

@@ -32,7 +32,7 @@ mod probe;
 pub mod progress;
 mod release;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -63,6 +63,9 @@ pub struct ApplyReport {
     pub started: usize,
     pub removed: usize,
     pub released: usize,
+    /// Services left out because preflight failed for them (or for a service they depend
+    /// on); everything else was applied. Non-empty: the deploy is `partial`.
+    pub skipped: Vec<crate::plan::Skipped>,
 }
 
 /// What one container action did, for [`ApplyReport`].
@@ -170,22 +173,54 @@ pub async fn apply(
         .map(|a| services.of_action(a))
         .collect::<Result<_, _>>()?;
 
-    progress
-        .step("host", "preflight", async {
-            let problems = preflight::run(docker, &changing, &options.checks).await;
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(ApplyError::Preflight(problems))
+    let problems = preflight::run(docker, &changing, &options.checks).await;
+    let scoped = if problems.is_empty() || options.preflight_only {
+        None
+    } else {
+        scope_preflight(plan, desired, &changing, &problems)
+    };
+    let scoped_plan;
+    let (plan, changing) = match scoped {
+        Some(p) => {
+            for s in &p.skipped {
+                progress.line(&format!(
+                    "{}: skipped, the rest goes on: {}",
+                    s.service,
+                    s.reason.lines().next().unwrap_or_default()
+                ));
             }
-        })
-        .await?;
-    progress.line("preflight: all checks passed");
+            scoped_plan = p;
+            let changing: Vec<&DesiredContainer> = changing
+                .into_iter()
+                .filter(|c| {
+                    !scoped_plan
+                        .skipped
+                        .iter()
+                        .any(|s| s.stack == c.stack && s.service == c.service)
+                })
+                .collect();
+            (&scoped_plan, changing)
+        }
+        None => {
+            progress
+                .step("host", "preflight", async {
+                    if problems.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(ApplyError::Preflight(problems))
+                    }
+                })
+                .await?;
+            progress.line("preflight: all checks passed");
+            (plan, changing)
+        }
+    };
     if options.preflight_only {
         return Ok(ApplyReport::default());
     }
     let mut report = ApplyReport {
         pulled: pull_all(docker, &changing, progress).await?,
+        skipped: plan.skipped.clone(),
         ..Default::default()
     };
 
@@ -231,6 +266,10 @@ pub async fn apply(
     }
 
     let api = desired.traefik_api.as_deref();
+    // Services whose action (or awaited dependency) failed: their dependents in later waves
+    // are skipped, everything else goes on; the first error is returned at the end.
+    let mut failed: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut first_error: Option<ApplyError> = None;
     for wave in plan.waves() {
         // A container handing an owned volume over to another service goes before the new
         // one starts (the plan says which wave): never two writers on one volume.
@@ -250,31 +289,57 @@ pub async fn apply(
         // Every started change runs to its end (a recreate puts its old container back, a
         // release leaves one color serving) even when a sibling fails: the first error is
         // reported once all of them have settled.
-        let done: Vec<Result<Done, ApplyError>> =
-            stream::iter(wave.actions.iter().map(|a| async {
-                converge_one(docker, services.of_action(a)?, a, api, progress).await
-            }))
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for what in done {
-            match what? {
-                Done::Created => report.created += 1,
-                Done::Recreated => report.recreated += 1,
-                Done::Released => report.released += 1,
-                Done::Retired => report.removed += 1,
-                Done::Started => report.started += 1,
+        let services = &services;
+        let skipped = crate::plan::with_dependents(desired, &failed);
+        let skipped = |stack: &str, service: &str| {
+            skipped
+                .iter()
+                .any(|s| s.stack == stack && s.service == service)
+        };
+        let done: Vec<(&Action, Result<Done, ApplyError>)> = stream::iter(
+            wave.actions
+                .iter()
+                .filter(|a| !a.service().is_some_and(|s| skipped(a.stack(), s)))
+                .map(|a| async move {
+                    let r = async {
+                        converge_one(docker, services.of_action(a)?, a, api, progress).await
+                    };
+                    (*a, r.await)
+                }),
+        )
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+        for (a, what) in done {
+            match what {
+                Ok(Done::Created) => report.created += 1,
+                Ok(Done::Recreated) => report.recreated += 1,
+                Ok(Done::Released) => report.released += 1,
+                Ok(Done::Retired) => report.removed += 1,
+                Ok(Done::Started) => report.started += 1,
+                Err(e) => {
+                    let service = a.service().unwrap_or_default().to_string();
+                    failed.insert((a.stack().to_string(), service), e.to_string());
+                    first_error.get_or_insert(e);
+                }
             }
         }
         // Unchanged dependencies of later waves must be up too before those start.
-        stream::iter(
+        let waited: Vec<(&Wait, Result<(), ApplyError>)> = stream::iter(
             wave.waits
                 .iter()
-                .map(|w| wait_for(docker, &services, w, progress)),
+                .filter(|w| !skipped(&w.stack, &w.service))
+                .map(|w| async move { (*w, wait_for(docker, services, w, progress).await) }),
         )
         .buffer_unordered(PARALLEL)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .collect()
+        .await;
+        for (w, r) in waited {
+            if let Err(e) = r {
+                failed.insert((w.stack.clone(), w.service.clone()), e.to_string());
+                first_error.get_or_insert(e);
+            }
+        }
     }
 
     for a in &plan.actions {
@@ -297,7 +362,38 @@ pub async fn apply(
             _ => {}
         }
     }
-    Ok(report)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// The plan without the services that `problems` concern and their dependents, or `None`
+/// when a problem concerns the whole host or nothing would be left to do: then the whole
+/// apply stops at preflight, as before.
+fn scope_preflight(
+    plan: &Plan,
+    desired: &Desired,
+    changing: &[&DesiredContainer],
+    problems: &[preflight::Problem],
+) -> Option<Plan> {
+    let mut blocked: BTreeMap<(String, String), String> = BTreeMap::new();
+    for p in problems {
+        let concerned = p.containers(changing)?;
+        if concerned.is_empty() {
+            return None;
+        }
+        for c in concerned {
+            let why = blocked
+                .entry((c.stack.clone(), c.service.clone()))
+                .or_insert_with(|| "preflight failed:".to_string());
+            why.push('\n');
+            why.push_str(&preflight::list(std::slice::from_ref(p)));
+        }
+    }
+    let mut scoped = plan.clone();
+    scoped.skip_services(crate::plan::with_dependents(desired, &blocked));
+    (!scoped.actions.is_empty()).then_some(scoped)
 }
 
 /// Stops (with the container's own stop signal and timeout) and removes a managed container

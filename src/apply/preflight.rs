@@ -54,6 +54,37 @@ pub enum Problem {
     LowDisk { root: String, free: u64, floor: u64 },
 }
 
+impl Problem {
+    /// The containers of `changing` this problem concerns (a bind source, a port, an image),
+    /// or `None` when it concerns the whole host (free disk) or cannot be placed (an env file
+    /// problem is reported as text): then nothing is applied.
+    pub fn containers<'a>(
+        &self,
+        changing: &[&'a DesiredContainer],
+    ) -> Option<Vec<&'a DesiredContainer>> {
+        let named = |name: &str| {
+            changing
+                .iter()
+                .filter(|c| c.name == name)
+                .copied()
+                .collect()
+        };
+        match self {
+            Problem::EnvFile(_) | Problem::LowDisk { .. } => None,
+            Problem::BindSourceMissing { container, .. }
+            | Problem::BindSourceUnsafe { container, .. }
+            | Problem::PortTaken { container, .. } => Some(named(container)),
+            Problem::RegistrySilent { image } | Problem::ImageUnavailable { image, .. } => Some(
+                changing
+                    .iter()
+                    .filter(|c| c.images().contains(&image.as_str()))
+                    .copied()
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// The problems as `ApplyError::Preflight` lists them: one indented block each, its hint
 /// under it.
 pub fn list(problems: &[Problem]) -> String {

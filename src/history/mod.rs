@@ -73,6 +73,9 @@ pub enum Outcome {
     RolledBack,
     Failed,
     FailedPreflight,
+    /// Some services were skipped (preflight failed for them or a service they depend on);
+    /// everything else was applied.
+    Partial,
     /// The process died mid-deploy (found by the next apply).
     Interrupted,
 }
@@ -85,6 +88,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled-back",
             Outcome::Failed => "failed",
             Outcome::FailedPreflight => "failed-preflight",
+            Outcome::Partial => "partial",
             Outcome::Interrupted => "interrupted",
         }
     }
@@ -95,6 +99,7 @@ impl Outcome {
             "succeeded" => Outcome::Succeeded,
             "rolled-back" => Outcome::RolledBack,
             "failed-preflight" => Outcome::FailedPreflight,
+            "partial" => Outcome::Partial,
             "interrupted" => Outcome::Interrupted,
             _ => Outcome::Failed,
         }

@@ -10,6 +10,7 @@ mod dependencies;
 pub mod infer;
 mod notes;
 pub mod render;
+mod scope;
 pub mod simulate;
 mod volumes;
 
@@ -23,6 +24,7 @@ use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
 pub use action::{Action, ReleaseStep};
 pub use dependencies::dependency_levels;
+pub use scope::{with_dependents, Skipped};
 
 use blue_green::plan_blue_green;
 use dependencies::waits;
@@ -151,6 +153,10 @@ pub struct Plan {
     /// Per changed container, what else its change runs or implies (hooks, downtime).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, Vec<String>>,
+    /// Services taken out of this plan because something failed for them or a service they
+    /// depend on ([`Plan::skip_services`]); everything else is carried out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

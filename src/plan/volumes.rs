@@ -90,7 +90,9 @@ pub(super) fn order_handovers(desired: &Desired, actual: &Actual, p: &mut Plan) 
             firsts.push((
                 i,
                 wave,
-                format!("; stopped first: shares volume `{volume}` with {new}, which starts after it"),
+                format!(
+                    "; stopped first: shares volume `{volume}` with {new}, which starts after it"
+                ),
             ));
         }
     }

@@ -863,3 +863,37 @@ fn a_renamed_service_hands_its_owned_volume_over_before_the_new_one_starts() {
         assert!(plan(&renamed, &after).actions.is_empty());
     }
 }
+
+/// Issue 18 item 3: a failure scoped to `api` takes out `api` and `web` (which depends on it)
+/// and nothing else: `db` and another stack still converge.
+#[test]
+fn a_failed_service_skips_its_dependents_and_nothing_else() {
+    let other = format!("stack: other\nservices:\n  solo:\n    image: r/solo@{A}\n");
+    let d = desired(&[&shop(B, "x"), &other]);
+    let mut p = plan(&d, &Actual::default());
+    let blocked = std::collections::BTreeMap::from([(
+        ("shop".to_string(), "api".to_string()),
+        "preflight failed: image unavailable".to_string(),
+    )]);
+    let skipped = dockhand::plan::with_dependents(&d, &blocked);
+    let names: Vec<(&str, &str)> = skipped
+        .iter()
+        .map(|s| (s.service.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("api", "preflight failed: image unavailable"),
+            ("web", "depends on `api`, which was skipped")
+        ]
+    );
+    p.skip_services(skipped);
+    let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
+    assert_eq!(left, ["shop-db", "other-solo"]);
+    assert!(p.waits.iter().all(|w| w.service != "api"));
+    let text = render::text(&p, false);
+    assert!(
+        text.contains("skipped shop/web (the rest goes on): depends on `api`, which was skipped"),
+        "{text}"
+    );
+}

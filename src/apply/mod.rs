@@ -2,7 +2,10 @@
 //!
 //! Order, and the promise each step keeps:
 //! 1. **Refuse** on conflicts (objects dockhand does not own), then **preflight** (see
-//!    [`preflight`]): every failed check is reported together and nothing has been touched.
+//!    [`preflight`]): every failed check is reported together. Problems that concern
+//!    containers skip those services and their dependents ([`Plan::skip_services`]) and the
+//!    rest goes on (the report lists them: a `partial` deploy); a problem of the whole host,
+//!    or one that leaves nothing to do, stops here with nothing touched.
 //! 2. **Pull** every image a create/recreate needs, by digest, and check the digest. A failure
 //!    here also leaves the host untouched.
 //! 3. Create bind directories, owned networks and volumes.
@@ -14,7 +17,10 @@
 //!    passed, and puts it back otherwise; a maintenance container holds the route meanwhile.
 //!    Blue/green services are released in their wave too (see `apply/release.rs`), so they can be
 //!    dependencies like any other service.
-//! 5. Remove managed containers and networks that are no longer desired. Volumes are never
+//!    A failed action does not stop its siblings or later waves: only its dependents are
+//!    skipped, and the first error is returned once everything else ran.
+//! 5. Remove managed containers and networks that are no longer desired (one that hands an
+//!    owned volume to another service was removed before that service's wave). Volumes are never
 //!    removed here.
 //!
 //! Edge module: bollard and the file system. It executes the plan's actions and decides

@@ -399,4 +399,40 @@ mod tests {
         drop(lock);
         assert!(store.lock_apply().is_ok());
     }
+
+    /// Issue 18: an agent meeting the same preflight failure at every resync recorded a new
+    /// `failed-preflight` deploy each time (7 in 2 minutes). A repeat of the latest record at
+    /// the same revision is folded into it; another error, or another revision, is recorded.
+    #[test]
+    fn a_repeated_failed_preflight_at_one_revision_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.lock_apply().unwrap();
+        let first = new(&store, &lock, "bad");
+        let kept = store
+            .finish_unless_repeated(first, Outcome::FailedPreflight, Some("no digest"))
+            .unwrap();
+        assert_eq!(kept, first);
+        for _ in 0..3 {
+            let again = new(&store, &lock, "bad");
+            let kept = store
+                .finish_unless_repeated(again, Outcome::FailedPreflight, Some("no digest"))
+                .unwrap();
+            assert_eq!(kept, first, "a repeat is folded into the first record");
+        }
+        let other_error = new(&store, &lock, "bad");
+        let kept = store
+            .finish_unless_repeated(other_error, Outcome::FailedPreflight, Some("port taken"))
+            .unwrap();
+        assert_eq!(kept, other_error);
+        let other_rev = new(&store, &lock, "worse");
+        let kept = store
+            .finish_unless_repeated(other_rev, Outcome::FailedPreflight, Some("port taken"))
+            .unwrap();
+        assert_eq!(kept, other_rev);
+        let all = store.deploys(Some("p"), None, 10).unwrap();
+        let ids: Vec<i64> = all.iter().map(|d| d.id).collect();
+        assert_eq!(ids, [other_rev, other_error, first]);
+        assert!(all[2].steps.is_empty());
+    }
 }

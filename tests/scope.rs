@@ -118,7 +118,12 @@ fn renaming_a_service_never_runs_two_containers_on_its_owned_volume() {
         (new_start - old_end) / 1_000_000
     );
     assert_eq!(
-        docker_ok(&["inspect", "--format", "{{.State.Running}}", &s.container("database")]),
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}}",
+            &s.container("database")
+        ]),
         "true"
     );
     assert!(!docker(&["inspect", &s.container("db")]).status.success());
@@ -132,14 +137,20 @@ fn renaming_a_service_never_runs_two_containers_on_its_owned_volume() {
 fn stop_signal_is_what_a_stop_sends() {
     let s = Stack::new("stopsig");
     let img = s.image("v1");
-    let usr1_only = "command: [sh, -c, 'trap \"exit 0\" USR1; trap \"\" TERM; while true; do sleep 1; done']";
+    let usr1_only =
+        "command: [sh, -c, 'trap \"exit 0\" USR1; trap \"\" TERM; while true; do sleep 1; done']";
     s.write(&format!(
         "services:\n  usr1:\n    image: {img}\n    {usr1_only}\n    stop_signal: SIGUSR1\n    stop_grace_period: 20s\n  keep:\n    image: {img}\n    stop_grace_period: 1s\n"
     ));
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(
-        docker_ok(&["inspect", "--format", "{{.Config.StopSignal}}", &s.container("usr1")]),
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.Config.StopSignal}}",
+            &s.container("usr1")
+        ]),
         "SIGUSR1"
     );
 
@@ -169,7 +180,11 @@ fn stop_signal_is_what_a_stop_sends() {
         ms < 3_000,
         "died {ms} ms after the stop signal: SIGUSR1 was not sent"
     );
-    assert_eq!(die.3["exitCode"], "0", "exited by its USR1 trap: {:?}", die.3);
+    assert_eq!(
+        die.3["exitCode"], "0",
+        "exited by its USR1 trap: {:?}",
+        die.3
+    );
 }
 
 fn deploys(s: &Stack) -> Vec<serde_json::Value> {
@@ -201,7 +216,10 @@ fn a_bad_digest_for_one_service_never_blocks_the_correction_of_another() {
     let bad = format!("{repo}@sha256:{}", "d".repeat(64));
     s.write(&body(&bad));
     let t = Instant::now();
-    while !deploys(&s).iter().any(|d| d["outcome"] == "failed-preflight") {
+    while !deploys(&s)
+        .iter()
+        .any(|d| d["outcome"] == "failed-preflight")
+    {
         assert!(t.elapsed() < Duration::from_secs(30), "{}", agent.log());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -235,7 +253,12 @@ fn a_bad_digest_for_one_service_never_blocks_the_correction_of_another() {
     assert!(back < Duration::from_secs(2), "b back after {back:?}");
     // a still runs its previous version; the agent does not claim to be in sync.
     assert_eq!(
-        docker_ok(&["inspect", "--format", "{{.State.Running}}", &s.container("a")]),
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}}",
+            &s.container("a")
+        ]),
         "true"
     );
     assert!(get(&addr, "/status").contains("\"in_sync\": false"));

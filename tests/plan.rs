@@ -897,3 +897,39 @@ fn a_failed_service_skips_its_dependents_and_nothing_else() {
         "{text}"
     );
 }
+
+/// Issue 18 item 3 for conflicts: a container made by hand in `api`'s way skips `api` and
+/// `web` (its dependent) for the agent, with the conflict as the reason; `db` still converges.
+/// A conflict on a network is not a service's: it stays and still blocks.
+#[test]
+fn a_conflict_in_one_services_way_skips_that_service_and_its_dependents() {
+    let d = desired(&[&shop(B, "x")]);
+    let mut host = Actual::default();
+    host.foreign.push(ActualContainer {
+        id: "f00".into(),
+        name: "shop-api".into(),
+        state: RunState::Running,
+        status: "Up 1 minute".into(),
+        image: "nginx".into(),
+        labels: Default::default(),
+        attached: Default::default(),
+    });
+    let mut p = plan(&d, &host);
+    assert_eq!(p.conflicts.len(), 1);
+    p.scope_conflicts(&d);
+    assert!(p.conflicts.is_empty());
+    let skipped: Vec<&str> = p.skipped.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(skipped, ["api", "web"]);
+    assert!(p.skipped[0].reason.contains("not created by dockhand"), "{:?}", p.skipped);
+    let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
+    assert_eq!(left, ["shop-db"]);
+
+    host.networks.push(ActualObject {
+        name: "shop_backend".into(),
+        owner_stack: None,
+    });
+    let mut p = plan(&d, &host);
+    p.scope_conflicts(&d);
+    assert_eq!(p.conflicts.len(), 1, "the network conflict still blocks");
+    assert_eq!(p.conflicts[0].name, "shop_backend");
+}

@@ -263,3 +263,56 @@ fn a_bad_digest_for_one_service_never_blocks_the_correction_of_another() {
     );
     assert!(get(&addr, "/status").contains("\"in_sync\": false"));
 }
+
+/// Issue 18 item 3 for conflicts: a container made by hand in one service's way no longer
+/// stops the agent from correcting another service stopped by hand; the squatter is untouched.
+#[test]
+fn a_container_in_one_services_way_never_blocks_the_correction_of_another() {
+    let mut s = Stack::new("scopedconf");
+    let img = s.image("v1");
+    let body = |with_c: bool| {
+        let c = if with_c {
+            format!("  c:\n    image: {img}\n")
+        } else {
+            String::new()
+        };
+        format!("services:\n  b:\n    image: {img}\n    stop_grace_period: 1s\n{c}")
+    };
+    s.write(&body(false));
+    let agent = Agent::start(&s, &["--resync", "1s"]);
+    let addr = agent.addr();
+    agent.wait_in_sync(&addr, Duration::from_secs(60));
+
+    // Someone's own container holds the name service `c` is about to get.
+    let squatter = s.container("c");
+    s.foreign.push(squatter.clone());
+    docker_ok(&["create", "--name", &squatter, &img]);
+    let squatter_id = docker_ok(&["inspect", "--format", "{{.Id}}", &squatter]);
+    s.write(&body(true));
+    let t = Instant::now();
+    while !agent.log().contains("not created by dockhand") {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", agent.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let b = s.container("b");
+    docker_ok(&["stop", "-t", "1", &b]);
+    let stopped = Instant::now();
+    while docker_ok(&["inspect", "--format", "{{.State.Running}}", &b]) != "true" {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "b was not started again:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let back = stopped.elapsed();
+    eprintln!("b back {back:?} after docker stop, while a foreign container holds c's name");
+    assert!(back < Duration::from_secs(2), "b back after {back:?}");
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.Id}}", &squatter]),
+        squatter_id,
+        "the squatter is untouched"
+    );
+    assert!(get(&addr, "/status").contains("\"in_sync\": false"));
+}

@@ -294,6 +294,21 @@ impl Worker {
         if ctx.plan.is_empty() {
             return Pass::InSync(rev);
         }
+        // An object in one service's way skips that service (and its dependents), not the
+        // whole pass; with nothing else to do, the pass is refused as before.
+        let mut scoped = ctx.plan.clone();
+        scoped.scope_conflicts(&ctx.desired);
+        if scoped.conflicts.is_empty() && !scoped.actions.is_empty() {
+            for s in &scoped.skipped {
+                eprintln!(
+                    "skipped {}/{} ({why}): {}",
+                    s.stack,
+                    s.service,
+                    s.reason.lines().next().unwrap_or_default()
+                );
+            }
+            ctx.plan = scoped;
+        }
         if !ctx.plan.conflicts.is_empty() {
             let msg = format!(
                 "{}:\n{}",

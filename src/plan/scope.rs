@@ -61,6 +61,33 @@ pub fn with_dependents(
 }
 
 impl Plan {
+    /// Takes the conflicts that concern one desired service (a container in the way of its
+    /// name, a route another project holds, a pinned color) out of the conflict list and
+    /// skips that service and its dependents instead, the conflict's message and hint as the
+    /// reason. Conflicts of networks and volumes stay: they still block the whole plan. For
+    /// the agent, so that an object in one service's way never stops drift correction of the
+    /// others; `dockhand plan` and `apply` show and refuse conflicts as they are.
+    pub fn scope_conflicts(&mut self, desired: &Desired) {
+        let mut blocked: BTreeMap<(String, String), String> = BTreeMap::new();
+        self.conflicts.retain(|c| {
+            let owner = desired.containers.iter().find(|d| {
+                d.stack == c.stack && (d.name == c.name || d.container_names().contains(&c.name))
+            });
+            match owner {
+                Some(d) => {
+                    blocked
+                        .entry((d.stack.clone(), d.service.clone()))
+                        .or_insert_with(|| format!("{}\n  hint: {}", c.message, c.hint));
+                    false
+                }
+                None => true,
+            }
+        });
+        if !blocked.is_empty() {
+            self.skip_services(with_dependents(desired, &blocked));
+        }
+    }
+
     /// Takes the container actions, waits and notes of `skipped` services out of the plan and
     /// notes them in [`Plan::skipped`]. Callers pass a closed set ([`with_dependents`]), so
     /// nothing left waits for a skipped service. Networks, volumes and removals stay.

@@ -920,7 +920,11 @@ fn a_conflict_in_one_services_way_skips_that_service_and_its_dependents() {
     assert!(p.conflicts.is_empty());
     let skipped: Vec<&str> = p.skipped.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(skipped, ["api", "web"]);
-    assert!(p.skipped[0].reason.contains("not created by dockhand"), "{:?}", p.skipped);
+    assert!(
+        p.skipped[0].reason.contains("not created by dockhand"),
+        "{:?}",
+        p.skipped
+    );
     let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
     assert_eq!(left, ["shop-db"]);
 

@@ -316,3 +316,42 @@ fn a_container_in_one_services_way_never_blocks_the_correction_of_another() {
     );
     assert!(get(&addr, "/status").contains("\"in_sync\": false"));
 }
+
+/// Issue 18 item 3 through `dockhand apply`: an env file that cannot be read skips the service
+/// naming it; the other service is created, and the deploy is recorded `partial`, naming the
+/// skipped service and why.
+#[test]
+fn an_unreadable_env_file_skips_its_service_and_the_rest_is_applied() {
+    let s = Stack::new("partial");
+    let img = s.image("v1");
+    let missing = s.path().join("no-such.env");
+    s.write(&format!(
+        "services:\n  a:\n    image: {img}\n    env_file: {}\n  b:\n    image: {img}\n    stop_grace_period: 1s\n",
+        missing.display()
+    ));
+    let policy = s.path().join("host-policy.yaml");
+    std::fs::write(
+        &policy,
+        format!("env_file_roots: [{}]\n", s.path().display()),
+    )
+    .unwrap();
+    let r = s.dockhand(&["apply", "--yes", "--policy", &policy.to_string_lossy()]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("partial") && r.stderr.contains("1 service(s) skipped"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains(&format!("{}/a:", s.name)), "{r:?}");
+    assert_eq!(
+        docker_ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}}",
+            &s.container("b")
+        ]),
+        "true"
+    );
+    assert!(!docker(&["inspect", &s.container("a")]).status.success());
+    let d = deploys(&s);
+    assert_eq!(d[0]["outcome"], "partial", "{d:#?}");
+}

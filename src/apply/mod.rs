@@ -704,9 +704,10 @@ mod tests {
     #[test]
     fn preflight_problems_are_typed_and_listed_with_their_hints() {
         let problems = [
-            Problem::EnvFile(
-                "env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)\n  hint: create it on this host".into(),
-            ),
+            Problem::EnvFile(super::preflight::EnvProblem {
+                path: "/etc/app.env".into(),
+                text: "env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)\n  hint: create it on this host".into(),
+            }),
             Problem::BindSourceMissing {
                 container: "a-web".into(),
                 path: "/srv/media".into(),

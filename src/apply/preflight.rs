@@ -20,18 +20,26 @@ use crate::spec::DesiredContainer;
 /// What preflight needs besides the plan.
 #[derive(Debug, Clone, Default)]
 pub struct Checks {
-    /// Env files that could not be read, as `host::EnvFileError` says it (message and hint).
-    pub env_problems: Vec<String>,
+    /// Env files that could not be read.
+    pub env_problems: Vec<EnvProblem>,
     /// Least free bytes on the Docker data root; `None` skips the check.
     pub min_free_disk: Option<u64>,
+}
+
+/// An env file that cannot be read: its path (as the stack file writes it) and the text
+/// `host::EnvFileError` gives (message and hint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvProblem {
+    pub path: String,
+    pub text: String,
 }
 
 /// One failed check. Each says what, where, and a `hint:` line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     /// An env file a service names cannot be read (the text `host::EnvFileError` gives).
-    #[error("{0}")]
-    EnvFile(String),
+    #[error("{}", .0.text)]
+    EnvFile(EnvProblem),
     #[error("{container}: bind source {path} does not exist\n  hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it")]
     BindSourceMissing { container: String, path: String },
     /// A bind source turned into (or now passes through) a link, or is no longer what the plan
@@ -56,8 +64,7 @@ pub enum Problem {
 
 impl Problem {
     /// The containers of `changing` this problem concerns (a bind source, a port, an image),
-    /// or `None` when it concerns the whole host (free disk) or cannot be placed (an env file
-    /// problem is reported as text): then nothing is applied.
+    /// or `None` when it concerns the whole host (free disk): then nothing is applied.
     pub fn containers<'a>(
         &self,
         changing: &[&'a DesiredContainer],
@@ -70,7 +77,15 @@ impl Problem {
                 .collect()
         };
         match self {
-            Problem::EnvFile(_) | Problem::LowDisk { .. } => None,
+            Problem::LowDisk { .. } => None,
+            // Every service naming the file, not only the one the error names.
+            Problem::EnvFile(e) => Some(
+                changing
+                    .iter()
+                    .filter(|c| c.spec.env_file.as_ref().is_some_and(|f| f.path == e.path))
+                    .copied()
+                    .collect(),
+            ),
             Problem::BindSourceMissing { container, .. }
             | Problem::BindSourceUnsafe { container, .. }
             | Problem::PortTaken { container, .. } => Some(named(container)),

@@ -69,8 +69,9 @@ pub struct ApplyReport {
     pub started: usize,
     pub removed: usize,
     pub released: usize,
-    /// Services left out because preflight failed for them (or for a service they depend
-    /// on); everything else was applied. Non-empty: the deploy is `partial`.
+    /// Services left out ([`Plan::skipped`]: preflight failed for them or a service they
+    /// depend on, or the agent skipped them for a conflict or back-off); everything else was
+    /// applied. Non-empty: the deploy is `partial`.
     pub skipped: Vec<crate::plan::Skipped>,
 }
 

@@ -1062,3 +1062,135 @@ fn hand_edits_are_fixed_in_place_only_when_the_engine_can() {
     assert_eq!(kinds, [("create", "shop-api"), ("remove", "renamed-api")]);
     assert!(plan(&d, &effect(&p, &d, &host)).is_empty());
 }
+
+/// Issue 18: renaming `db` → `database` on the same owned volume started the new container
+/// while the old one still ran (10 s of two writers on one database directory). The plan now
+/// removes the old container before the wave that starts the new one, and says so; a volume
+/// declared `shared: true` keeps the old order (start the new one, then remove).
+#[test]
+fn a_renamed_service_hands_its_owned_volume_over_before_the_new_one_starts() {
+    let stack = |svc: &str, shared: bool| {
+        format!(
+            "stack: vol\nvolumes: {{data: {{shared: {shared}}}}}\nservices:\n  {svc}:\n    image: r/db@{A}\n    mounts: [{{volume: data, target: /var/lib/db}}]\n  other:\n    image: r/other@{A}\n"
+        )
+    };
+    for shared in [false, true] {
+        let host = converged(&desired(&[&stack("db", shared)]));
+        let renamed = desired(&[&stack("database", shared)]);
+        let p = plan(&renamed, &host);
+        let remove = p
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Remove {
+                    container,
+                    reason,
+                    first,
+                    ..
+                } if container == "vol-db" => Some((reason.clone(), *first)),
+                _ => None,
+            })
+            .expect("the old container is removed");
+        let create_wave = p
+            .actions
+            .iter()
+            .find(|a| a.container() == Some("vol-database"))
+            .and_then(Action::wave)
+            .expect("the new container is created in a wave");
+        if shared {
+            assert_eq!(remove.1, None, "shared: the removal stays after the waves");
+            assert!(!remove.0.contains("stopped first"), "{}", remove.0);
+        } else {
+            assert_eq!(remove.1, Some(create_wave));
+            assert_eq!(
+                remove.0,
+                "service `db` is no longer in the desired state; stopped first: shares volume `vol_data` with vol-database, which starts after it"
+            );
+            let text = render::text(&p, false);
+            assert!(
+                text.contains("stopped first: shares volume `vol_data`"),
+                "{text}"
+            );
+        }
+        // The unrelated service mounts nothing: untouched either way.
+        assert!(p.actions.iter().all(|a| a.container() != Some("vol-other")));
+        let after = effect(&p, &renamed, &host);
+        assert!(plan(&renamed, &after).actions.is_empty());
+    }
+}
+
+/// Issue 18 item 3: a failure scoped to `api` takes out `api` and `web` (which depends on it)
+/// and nothing else: `db` and another stack still converge.
+#[test]
+fn a_failed_service_skips_its_dependents_and_nothing_else() {
+    let other = format!("stack: other\nservices:\n  solo:\n    image: r/solo@{A}\n");
+    let d = desired(&[&shop(B, "x"), &other]);
+    let mut p = plan(&d, &Actual::default());
+    let blocked = std::collections::BTreeMap::from([(
+        ("shop".to_string(), "api".to_string()),
+        "preflight failed: image unavailable".to_string(),
+    )]);
+    let skipped = dockhand::plan::with_dependents(&d, &blocked);
+    let names: Vec<(&str, &str)> = skipped
+        .iter()
+        .map(|s| (s.service.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("api", "preflight failed: image unavailable"),
+            ("web", "depends on `api`, which was skipped")
+        ]
+    );
+    p.skip_services(skipped);
+    let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
+    assert_eq!(left, ["other-solo", "shop-db"]);
+    assert!(p.waits.iter().all(|w| w.service != "api"));
+    let text = render::text(&p, false);
+    assert!(
+        text.contains("skipped shop/web (the rest goes on): depends on `api`, which was skipped"),
+        "{text}"
+    );
+}
+
+/// Issue 18 item 3 for conflicts: a container made by hand in `api`'s way skips `api` and
+/// `web` (its dependent) for the agent, with the conflict as the reason; `db` still converges.
+/// A conflict on a network is not a service's: it stays and still blocks.
+#[test]
+fn a_conflict_in_one_services_way_skips_that_service_and_its_dependents() {
+    let d = desired(&[&shop(B, "x")]);
+    let mut host = Actual::default();
+    host.foreign.push(ActualContainer {
+        id: "f00".into(),
+        name: "shop-api".into(),
+        state: RunState::Running,
+        status: "Up 1 minute".into(),
+        image: "nginx".into(),
+        labels: Default::default(),
+        attached: Default::default(),
+        inspected: None,
+    });
+    let mut p = plan(&d, &host);
+    assert_eq!(p.conflicts.len(), 1);
+    p.scope_conflicts(&d);
+    assert!(p.conflicts.is_empty());
+    let skipped: Vec<&str> = p.skipped.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(skipped, ["api", "web"]);
+    assert!(
+        p.skipped[0].reason.contains("not created by dockhand"),
+        "{:?}",
+        p.skipped
+    );
+    let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
+    assert_eq!(left, ["shop-db"]);
+
+    host.networks.push(ActualObject {
+        name: "shop_backend".into(),
+        owner_stack: None,
+        other_project: None,
+    });
+    let mut p = plan(&d, &host);
+    p.scope_conflicts(&d);
+    assert_eq!(p.conflicts.len(), 1, "the network conflict still blocks");
+    assert_eq!(p.conflicts[0].name, "shop_backend");
+}

@@ -65,6 +65,10 @@ pub enum ApplyError {
         check: String,
         message: String,
     },
+    /// Preflight failed for some services: they (and their dependents) were skipped, and
+    /// everything else was applied.
+    #[error("{} service(s) skipped, everything else was applied:\n{}\n  hint: fix what each names (push the image, free the port, …) and commit again; the next pass applies them", .skipped.len(), .skipped.iter().map(|s| format!("  {}/{}: {}", s.stack, s.service, s.reason.replace('\n', "\n    "))).collect::<Vec<_>>().join("\n"))]
+    Partial { skipped: Vec<crate::plan::Skipped> },
     /// A failed change was undone: `note` says what serves again.
     #[error("{cause}\n  {note}")]
     RolledBack {

@@ -2,7 +2,10 @@
 //!
 //! Order, and the promise each step keeps:
 //! 1. **Refuse** on conflicts (objects dockhand does not own), then **preflight** (see
-//!    [`preflight`]): every failed check is reported together and nothing has been touched.
+//!    [`preflight`]): every failed check is reported together. Problems that concern
+//!    containers skip those services and their dependents ([`Plan::skip_services`]) and the
+//!    rest goes on (the report lists them: a `partial` deploy); a problem of the whole host,
+//!    or one that leaves nothing to do, stops here with nothing touched.
 //! 2. **Pull** every image a create/recreate needs, by digest, and check the digest. A failure
 //!    here also leaves the host untouched.
 //! 3. Create bind directories, owned networks and volumes.
@@ -14,7 +17,10 @@
 //!    passed, and puts it back otherwise; a maintenance container holds the route meanwhile.
 //!    Blue/green services are released in their wave too (see `apply/release.rs`), so they can be
 //!    dependencies like any other service.
-//! 5. Remove managed containers and networks that are no longer desired. Volumes are never
+//!    A failed action does not stop its siblings or later waves: only its dependents are
+//!    skipped, and the first error is returned once everything else ran.
+//! 5. Remove managed containers and networks that are no longer desired (one that hands an
+//!    owned volume to another service was removed before that service's wave). Volumes are never
 //!    removed here.
 //!
 //! Edge module: bollard and the file system. It executes the plan's actions and decides
@@ -32,7 +38,7 @@ mod probe;
 pub mod progress;
 mod release;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -65,6 +71,10 @@ pub struct ApplyReport {
     pub corrected: usize,
     pub removed: usize,
     pub released: usize,
+    /// Services left out ([`Plan::skipped`]: preflight failed for them or a service they
+    /// depend on, or the agent skipped them for a conflict or back-off); everything else was
+    /// applied. Non-empty: the deploy is `partial`.
+    pub skipped: Vec<crate::plan::Skipped>,
 }
 
 /// What one container action did, for [`ApplyReport`].
@@ -173,22 +183,54 @@ pub async fn apply(
         .map(|a| services.of_action(a))
         .collect::<Result<_, _>>()?;
 
-    progress
-        .step("host", "preflight", async {
-            let problems = preflight::run(docker, &changing, &options.checks).await;
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(ApplyError::Preflight(problems))
+    let problems = preflight::run(docker, &changing, &options.checks).await;
+    let scoped = if problems.is_empty() || options.preflight_only {
+        None
+    } else {
+        scope_preflight(plan, desired, &changing, &problems)
+    };
+    let scoped_plan;
+    let (plan, changing) = match scoped {
+        Some(p) => {
+            for s in &p.skipped {
+                progress.line(&format!(
+                    "{}: skipped, the rest goes on: {}",
+                    s.service,
+                    s.reason.lines().next().unwrap_or_default()
+                ));
             }
-        })
-        .await?;
-    progress.line("preflight: all checks passed");
+            scoped_plan = p;
+            let changing: Vec<&DesiredContainer> = changing
+                .into_iter()
+                .filter(|c| {
+                    !scoped_plan
+                        .skipped
+                        .iter()
+                        .any(|s| s.stack == c.stack && s.service == c.service)
+                })
+                .collect();
+            (&scoped_plan, changing)
+        }
+        None => {
+            progress
+                .step("host", "preflight", async {
+                    if problems.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(ApplyError::Preflight(problems))
+                    }
+                })
+                .await?;
+            progress.line("preflight: all checks passed");
+            (plan, changing)
+        }
+    };
     if options.preflight_only {
         return Ok(ApplyReport::default());
     }
     let mut report = ApplyReport {
         pulled: pull_all(docker, &options.checks.registry_auth, &changing, progress).await?,
+        skipped: plan.skipped.clone(),
         ..Default::default()
     };
 
@@ -234,58 +276,91 @@ pub async fn apply(
     }
 
     let api = desired.traefik_api.as_deref();
+    // Services whose action (or awaited dependency) failed: their dependents in later waves
+    // are skipped, everything else goes on; the first error is returned at the end.
+    let mut failed: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut first_error: Option<ApplyError> = None;
     for wave in plan.waves() {
+        // A container handing an owned volume over to another service goes before the new
+        // one starts (the plan says which wave): never two writers on one volume.
+        for a in &plan.actions {
+            if let Action::Remove {
+                container: name,
+                first: Some(w),
+                ..
+            } = a
+            {
+                if *w == wave.index {
+                    remove(docker, &desired.project, name, progress).await?;
+                    report.removed += 1;
+                }
+            }
+        }
         // Every started change runs to its end (a recreate puts its old container back, a
         // release leaves one color serving) even when a sibling fails: the first error is
         // reported once all of them have settled.
-        let done: Vec<Result<Done, ApplyError>> =
-            stream::iter(wave.actions.iter().map(|a| async {
-                converge_one(docker, services.of_action(a)?, a, api, progress).await
-            }))
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for what in done {
-            match what? {
-                Done::Created => report.created += 1,
-                Done::Recreated => report.recreated += 1,
-                Done::Released => report.released += 1,
-                Done::Retired => report.removed += 1,
-                Done::Started => report.started += 1,
-                Done::Corrected => report.corrected += 1,
+        let services = &services;
+        let skipped = crate::plan::with_dependents(desired, &failed);
+        let skipped = |stack: &str, service: &str| {
+            skipped
+                .iter()
+                .any(|s| s.stack == stack && s.service == service)
+        };
+        let done: Vec<(&Action, Result<Done, ApplyError>)> = stream::iter(
+            wave.actions
+                .iter()
+                .filter(|a| !a.service().is_some_and(|s| skipped(a.stack(), s)))
+                .map(|a| async move {
+                    let r = async {
+                        converge_one(docker, services.of_action(a)?, a, api, progress).await
+                    };
+                    (*a, r.await)
+                }),
+        )
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+        for (a, what) in done {
+            match what {
+                Ok(Done::Created) => report.created += 1,
+                Ok(Done::Recreated) => report.recreated += 1,
+                Ok(Done::Released) => report.released += 1,
+                Ok(Done::Retired) => report.removed += 1,
+                Ok(Done::Started) => report.started += 1,
+                Ok(Done::Corrected) => report.corrected += 1,
+                Err(e) => {
+                    let service = a.service().unwrap_or_default().to_string();
+                    failed.insert((a.stack().to_string(), service), e.to_string());
+                    first_error.get_or_insert(e);
+                }
             }
         }
         // Unchanged dependencies of later waves must be up too before those start.
-        stream::iter(
+        let waited: Vec<(&Wait, Result<(), ApplyError>)> = stream::iter(
             wave.waits
                 .iter()
-                .map(|w| wait_for(docker, &services, w, progress)),
+                .filter(|w| !skipped(&w.stack, &w.service))
+                .map(|w| async move { (*w, wait_for(docker, services, w, progress).await) }),
         )
         .buffer_unordered(PARALLEL)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .collect()
+        .await;
+        for (w, r) in waited {
+            if let Err(e) = r {
+                failed.insert((w.stack.clone(), w.service.clone()), e.to_string());
+                first_error.get_or_insert(e);
+            }
+        }
     }
 
     for a in &plan.actions {
         match a {
             Action::Remove {
-                container: name, ..
+                container: name,
+                first: None,
+                ..
             } => {
-                progress.line(&format!("{name}: stopping and removing"));
-                progress
-                    .step(
-                        name,
-                        "remove",
-                        container::stop_and_remove(
-                            docker,
-                            &desired.project,
-                            name,
-                            // The service is gone from the spec: the container's own stop
-                            // timeout (its `stop_grace_period` when it was created).
-                            None,
-                        ),
-                    )
-                    .await?;
+                remove(docker, &desired.project, name, progress).await?;
                 report.removed += 1;
             }
             Action::RemoveNetwork { name, .. } => {
@@ -298,7 +373,61 @@ pub async fn apply(
             _ => {}
         }
     }
-    Ok(report)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// The plan without the services that `problems` concern and their dependents, or `None`
+/// when a problem concerns the whole host or nothing would be left to do: then the whole
+/// apply stops at preflight, as before.
+fn scope_preflight(
+    plan: &Plan,
+    desired: &Desired,
+    changing: &[&DesiredContainer],
+    problems: &[preflight::Problem],
+) -> Option<Plan> {
+    let mut blocked: BTreeMap<(String, String), String> = BTreeMap::new();
+    for p in problems {
+        let concerned = p.containers(changing)?;
+        if concerned.is_empty() {
+            return None;
+        }
+        for c in concerned {
+            let why = blocked
+                .entry((c.stack.clone(), c.service.clone()))
+                .or_insert_with(|| "preflight failed:".to_string());
+            why.push('\n');
+            why.push_str(&preflight::list(std::slice::from_ref(p)));
+        }
+    }
+    let mut scoped = plan.clone();
+    scoped.skip_services(crate::plan::with_dependents(desired, &blocked));
+    (!scoped.actions.is_empty()).then_some(scoped)
+}
+
+/// Stops (with the container's own stop signal and timeout) and removes a managed container
+/// the plan no longer wants.
+async fn remove(
+    docker: &Docker,
+    project: &str,
+    name: &str,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    progress.line(&format!("{name}: stopping and removing"));
+    progress
+        .step(
+            name,
+            "remove",
+            container::stop_and_remove(
+                docker, project, name,
+                // The service is gone from the spec: the container's own stop timeout (its
+                // `stop_grace_period` when it was created).
+                None,
+            ),
+        )
+        .await
 }
 
 /// Waits until an unchanged dependency reached what the plan says its dependents need.
@@ -621,9 +750,10 @@ mod tests {
     #[test]
     fn preflight_problems_are_typed_and_listed_with_their_hints() {
         let problems = [
-            Problem::EnvFile(
-                "env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)\n  hint: create it on this host".into(),
-            ),
+            Problem::EnvFile(super::preflight::EnvProblem {
+                path: "/etc/app.env".into(),
+                text: "env file /etc/app.env (service `web` in stacks/a.yaml) cannot be read: No such file or directory (os error 2)\n  hint: create it on this host".into(),
+            }),
             Problem::BindSourceMissing {
                 container: "a-web".into(),
                 path: "/srv/media".into(),

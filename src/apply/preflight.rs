@@ -21,20 +21,28 @@ use crate::spec::DesiredContainer;
 /// What preflight needs besides the plan.
 #[derive(Debug, Clone, Default)]
 pub struct Checks {
-    /// Env files that could not be read, as `host::EnvFileError` says it (message and hint).
-    pub env_problems: Vec<String>,
+    /// Env files that could not be read.
+    pub env_problems: Vec<EnvProblem>,
     /// Least free bytes on the Docker data root; `None` skips the check.
     pub min_free_disk: Option<u64>,
     /// This host's registry logins, for the digest check and the pulls.
     pub registry_auth: crate::observe::auth::RegistryAuth,
 }
 
+/// An env file that cannot be read: its path (as the stack file writes it) and the text
+/// `host::EnvFileError` gives (message and hint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvProblem {
+    pub path: String,
+    pub text: String,
+}
+
 /// One failed check. Each says what, where, and a `hint:` line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     /// An env file a service names cannot be read (the text `host::EnvFileError` gives).
-    #[error("{0}")]
-    EnvFile(String),
+    #[error("{}", .0.text)]
+    EnvFile(EnvProblem),
     #[error("{container}: bind source {path} does not exist\n  hint: create it, or add `create: {{mode: \"0755\"}}` to the mount so dockhand creates it")]
     BindSourceMissing { container: String, path: String },
     /// A bind source turned into (or now passes through) a link, or is no longer what the plan
@@ -61,6 +69,47 @@ pub enum Problem {
     },
     #[error("only {} free on the Docker data root {root}, below preflight.min_free_disk ({})\n  hint: free space (docker image prune, old backups), or lower preflight.min_free_disk in dockhand.yaml", human_bytes(*.free), human_bytes(*.floor))]
     LowDisk { root: String, free: u64, floor: u64 },
+}
+
+impl Problem {
+    /// The containers of `changing` this problem concerns (a bind source, a port, an image),
+    /// or `None` when it concerns the whole host (free disk): then nothing is applied.
+    pub fn containers<'a>(
+        &self,
+        changing: &[&'a DesiredContainer],
+    ) -> Option<Vec<&'a DesiredContainer>> {
+        let named = |name: &str| {
+            changing
+                .iter()
+                .filter(|c| c.name == name)
+                .copied()
+                .collect()
+        };
+        match self {
+            Problem::LowDisk { .. } => None,
+            // Every service naming the file, not only the one the error names.
+            Problem::EnvFile(e) => Some(
+                changing
+                    .iter()
+                    .filter(|c| c.spec.env_file.as_ref().is_some_and(|f| f.path == e.path))
+                    .copied()
+                    .collect(),
+            ),
+            Problem::BindSourceMissing { container, .. }
+            | Problem::BindSourceUnsafe { container, .. }
+            | Problem::PortTaken { container, .. } => Some(named(container)),
+            Problem::RegistrySilent { image }
+            | Problem::ImageUnavailable { image, .. }
+            | Problem::RegistryUnauthorized { image, .. }
+            | Problem::RegistryLogin { image, .. } => Some(
+                changing
+                    .iter()
+                    .filter(|c| c.images().contains(&image.as_str()))
+                    .copied()
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// The problems as `ApplyError::Preflight` lists them: one indented block each, its hint

@@ -347,6 +347,21 @@ impl Worker {
         if ctx.plan.is_empty() {
             return Pass::InSync(rev);
         }
+        // An object in one service's way skips that service (and its dependents), not the
+        // whole pass; with nothing else to do, the pass is refused as before.
+        let mut scoped = ctx.plan.clone();
+        scoped.scope_conflicts(&ctx.desired);
+        if scoped.conflicts.is_empty() && !scoped.actions.is_empty() {
+            for s in &scoped.skipped {
+                eprintln!(
+                    "skipped {}/{} ({why}): {}",
+                    s.stack,
+                    s.service,
+                    s.reason.lines().next().unwrap_or_default()
+                );
+            }
+            ctx.plan = scoped;
+        }
         if !ctx.plan.conflicts.is_empty() {
             let msg = format!(
                 "{}:\n{}",
@@ -373,7 +388,7 @@ impl Worker {
             }
         }
         if drift {
-            if let Some(names) = self.back_off(&ctx) {
+            if let Some(names) = self.back_off(&mut ctx) {
                 return Pass::BackedOff(rev, names);
             }
         }
@@ -474,9 +489,12 @@ impl Worker {
     }
 
     /// Only drift (events, resyncs) backs off: a new revision or an operator's signal is
-    /// applied at once. Returns the containers that must still wait (and queues a resync for
-    /// when the longest wait ends), or notes a correction of each and returns `None`.
-    fn back_off(&self, ctx: &PlanContext) -> Option<Vec<String>> {
+    /// applied at once. The services of containers that must still wait (and their
+    /// dependents) are taken out of the plan, and a resync is queued for when the longest
+    /// wait ends: one crash-looping service never holds back the correction of another.
+    /// Returns the waiting containers when nothing else is left to do; otherwise notes a
+    /// correction of each container still in the plan and returns `None`.
+    fn back_off(&self, ctx: &mut PlanContext) -> Option<Vec<String>> {
         let touched: Vec<String> = ctx
             .plan
             .actions
@@ -497,10 +515,26 @@ impl Worker {
                 names[0]
             );
             self.queue_after(longest, Trigger::Resync);
-            return Some(names);
+            let blocked: std::collections::BTreeMap<(String, String), String> = ctx
+                .plan
+                .actions
+                .iter()
+                .filter(|a| a.container().is_some_and(|c| names.iter().any(|n| n == c)))
+                .filter_map(|a| {
+                    let why = format!("keeps drifting; next correction in {longest:.0?}");
+                    Some(((a.stack().to_string(), a.service()?.to_string()), why))
+                })
+                .collect();
+            let skipped = crate::plan::with_dependents(&ctx.desired, &blocked);
+            ctx.plan.skip_services(skipped);
+            if ctx.plan.actions.is_empty() {
+                return Some(names);
+            }
         }
-        for n in &touched {
-            b.record(n, now);
+        for a in &ctx.plan.actions {
+            if let Some(n) = a.container() {
+                b.record(n, now);
+            }
         }
         None
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::{
     now_ms, tighten, ApplyLock, Deploy, NewDeploy, Outcome, ServiceChange, StepRecord, Store,
@@ -100,6 +100,52 @@ impl Store {
                 params![deploy, outcome.as_str(), error, now_ms()],
             )?;
             Ok(())
+        })
+    }
+
+    /// [`Store::finish`] for a deploy that changed nothing, unless it repeats the one before
+    /// it: when the latest earlier deploy of the project at the same revision has the same
+    /// outcome and error,
+    /// this one is deleted (with its steps) and the previous id is returned, so an agent
+    /// that meets the same failure at every resync records it once. Returns the id that
+    /// holds the record.
+    pub fn finish_unless_repeated(
+        &self,
+        deploy: i64,
+        outcome: Outcome,
+        error: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let previous: Option<(i64, String, String, Option<String>)> = tx
+                .query_row(
+                    "SELECT p.id, p.revision, p.outcome, p.error FROM deploys p, deploys d
+                     WHERE d.id = ?1 AND p.project = d.project AND p.id < d.id AND p.revision = d.revision
+                     ORDER BY p.id DESC LIMIT 1",
+                    params![deploy],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let kept = match previous {
+                Some((id, _, o, e)) if o == outcome.as_str() && e.as_deref() == error => {
+                    tx.execute("DELETE FROM steps WHERE deploy_id = ?1", params![deploy])?;
+                    tx.execute(
+                        "DELETE FROM deploy_services WHERE deploy_id = ?1",
+                        params![deploy],
+                    )?;
+                    tx.execute("DELETE FROM deploys WHERE id = ?1", params![deploy])?;
+                    id
+                }
+                _ => {
+                    tx.execute(
+                        "UPDATE deploys SET outcome = ?2, error = ?3, finished_ms = ?4 WHERE id = ?1",
+                        params![deploy, outcome.as_str(), error, now_ms()],
+                    )?;
+                    deploy
+                }
+            };
+            tx.commit()?;
+            Ok(kept)
         })
     }
 

@@ -73,6 +73,9 @@ pub enum Outcome {
     RolledBack,
     Failed,
     FailedPreflight,
+    /// Some services were skipped (preflight failed for them or a service they depend on);
+    /// everything else was applied.
+    Partial,
     /// The process died mid-deploy (found by the next apply).
     Interrupted,
 }
@@ -85,6 +88,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled-back",
             Outcome::Failed => "failed",
             Outcome::FailedPreflight => "failed-preflight",
+            Outcome::Partial => "partial",
             Outcome::Interrupted => "interrupted",
         }
     }
@@ -95,6 +99,7 @@ impl Outcome {
             "succeeded" => Outcome::Succeeded,
             "rolled-back" => Outcome::RolledBack,
             "failed-preflight" => Outcome::FailedPreflight,
+            "partial" => Outcome::Partial,
             "interrupted" => Outcome::Interrupted,
             _ => Outcome::Failed,
         }
@@ -393,5 +398,41 @@ mod tests {
         assert_eq!(last, [("shop-web".to_string(), third, last[0].2)]);
         drop(lock);
         assert!(store.lock_apply().is_ok());
+    }
+
+    /// Issue 18: an agent meeting the same preflight failure at every resync recorded a new
+    /// `failed-preflight` deploy each time (7 in 2 minutes). A repeat of the latest record at
+    /// the same revision is folded into it; another error, or another revision, is recorded.
+    #[test]
+    fn a_repeated_failed_preflight_at_one_revision_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.lock_apply().unwrap();
+        let first = new(&store, &lock, "bad");
+        let kept = store
+            .finish_unless_repeated(first, Outcome::FailedPreflight, Some("no digest"))
+            .unwrap();
+        assert_eq!(kept, first);
+        for _ in 0..3 {
+            let again = new(&store, &lock, "bad");
+            let kept = store
+                .finish_unless_repeated(again, Outcome::FailedPreflight, Some("no digest"))
+                .unwrap();
+            assert_eq!(kept, first, "a repeat is folded into the first record");
+        }
+        let other_error = new(&store, &lock, "bad");
+        let kept = store
+            .finish_unless_repeated(other_error, Outcome::FailedPreflight, Some("port taken"))
+            .unwrap();
+        assert_eq!(kept, other_error);
+        let other_rev = new(&store, &lock, "worse");
+        let kept = store
+            .finish_unless_repeated(other_rev, Outcome::FailedPreflight, Some("port taken"))
+            .unwrap();
+        assert_eq!(kept, other_rev);
+        let all = store.deploys(Some("p"), None, 10).unwrap();
+        let ids: Vec<i64> = all.iter().map(|d| d.id).collect();
+        assert_eq!(ids, [other_rev, other_error, first]);
+        assert!(all[2].steps.is_empty());
     }
 }

@@ -62,6 +62,13 @@ pattern_check!(
     "absolute path"
 );
 pattern_check!(size, size_opt, size_vec, super::SIZE_PATTERN, "size");
+pattern_check!(
+    signal,
+    signal_opt,
+    signal_vec,
+    super::SIGNAL_PATTERN,
+    "stop signal (a name like `SIGTERM` or a number)"
+);
 
 /// A map whose keys must be valid names.
 pub fn named_map<'de, D: Deserializer<'de>, T: Deserialize<'de>>(

@@ -39,6 +39,9 @@ pub const MODE_PATTERN: &str = r"^[0-7]{3,4}$";
 pub const OWNER_PATTERN: &str = r"^[0-9]+(:[0-9]+)?$";
 pub const HOST_PATTERN: &str = r"^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$";
 pub const PATH_PATTERN: &str = r"^/";
+/// A stop signal: a name such as `SIGTERM`, `SIGUSR1`, `SIGRTMIN+3` (Docker's spelling), or a
+/// number such as `15`.
+pub const SIGNAL_PATTERN: &str = r"^(SIG[A-Z0-9]+([+-][0-9]+)?|[0-9]{1,2})$";
 /// `[IP:]HOST:CONTAINER[/tcp|udp|sctp]`.
 pub const PORT_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
 
@@ -111,6 +114,12 @@ pub struct VolumeDecl {
     /// Volume driver for owned volumes (default `local`).
     #[serde(default)]
     pub driver: Option<String>,
+    /// Containers of different services may run on this volume at the same time while one
+    /// replaces another (a rename, a service taking over the volume). Unset, dockhand stops
+    /// and removes the old container before the new one starts, so a database directory
+    /// never has two writers.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// One service: one container (or two, blue and green, once releases land).
@@ -174,6 +183,12 @@ pub struct Service {
     #[serde(default)]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub stop_grace_period: Option<Span>,
+    /// Signal Docker sends to stop the container (its `StopSignal`), e.g. `SIGQUIT` or
+    /// `SIGUSR1`; the image's `STOPSIGNAL`, else `SIGTERM`, when unset. Every stop dockhand
+    /// makes (remove, recreate, retire, maintenance) sends it, then waits `stop_grace_period`.
+    #[serde(default, deserialize_with = "checked::signal_opt")]
+    #[schemars(regex(pattern = SIGNAL_PATTERN))]
+    pub stop_signal: Option<String>,
     /// How a new version replaces the old one.
     #[serde(default)]
     pub release: Option<Release>,

@@ -77,6 +77,11 @@ pub enum Action {
         service: String,
         container: String,
         reason: String,
+        /// Set when a container of another service starts on an owned volume this one mounts
+        /// (a rename, a takeover): it is stopped and removed before wave `first` starts, not
+        /// after the waves, so the volume never has two writers (see `plan/volumes.rs`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first: Option<usize>,
     },
     /// Remove a managed network that is no longer declared.
     RemoveNetwork { stack: String, name: String },

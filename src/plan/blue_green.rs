@@ -71,6 +71,7 @@ pub(super) fn plan_blue_green(
                         service: dc.service.clone(),
                         container: o.name.clone(),
                         reason: "idle color (keep_idle: removed)".into(),
+                        first: None,
                     });
                 }
             }

@@ -11,7 +11,9 @@ pub mod drift;
 pub mod infer;
 mod notes;
 pub mod render;
+mod scope;
 pub mod simulate;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -23,6 +25,7 @@ use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
 pub use action::{Action, ReleaseStep};
 pub use dependencies::dependency_levels;
+pub use scope::{with_dependents, Skipped};
 
 use blue_green::plan_blue_green;
 use dependencies::waits;
@@ -184,6 +187,10 @@ pub struct Plan {
     /// Per changed container, what else its change runs or implies (hooks, downtime).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, Vec<String>>,
+    /// Services taken out of this plan because something failed for them or a service they
+    /// depend on ([`Plan::skip_services`]); everything else is carried out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -673,6 +680,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             service,
             container: c.name.clone(),
             reason,
+            first: None,
         });
     }
 
@@ -709,6 +717,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         .map(|v| v.name.as_str())
         .collect();
     p.kept_volumes = kept.into_iter().map(str::to_string).collect();
+    volumes::order_handovers(desired, actual, &mut p);
     p.waits = waits(desired, &levels, &p.actions);
     p.notes = release_notes(desired, &p.actions);
     p

@@ -182,6 +182,15 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
             let _ = writeln!(out, "  ! {}: {}\n      hint: {}", c.name, c.message, c.hint);
         }
     }
+    for sk in &plan.skipped {
+        let _ = writeln!(
+            out,
+            "skipped {}/{} (the rest goes on): {}",
+            sk.stack,
+            sk.service,
+            sk.reason.lines().next().unwrap_or_default()
+        );
+    }
     if !plan.kept_volumes.is_empty() {
         let _ = writeln!(
             out,

@@ -21,7 +21,7 @@ pub struct PlanContext {
     pub actual: Actual,
     pub plan: Plan,
     /// Env files that cannot be read: apply's preflight refuses on them.
-    pub env_problems: Vec<String>,
+    pub env_problems: Vec<crate::apply::preflight::EnvProblem>,
     /// The host was read with one container list (see [`crate::plan::infer`]), which only
     /// ever stands when it shows nothing to do.
     pub quick: bool,
@@ -123,9 +123,15 @@ impl PlanContext {
         let (snapshot, state) = load(source, host, commit)?;
         let key = crate::history::marker_key(&host.state_dir)?;
         let (facts, env_errors) = crate::host::facts(&state, key);
-        let env_problems: Vec<String> = env_errors.iter().map(ToString::to_string).collect();
+        let env_problems: Vec<crate::apply::preflight::EnvProblem> = env_errors
+            .iter()
+            .map(|e| crate::apply::preflight::EnvProblem {
+                path: e.path.clone(),
+                text: e.to_string(),
+            })
+            .collect();
         for p in &env_problems {
-            tracing::warn!("{p}");
+            tracing::warn!("{}", p.text);
         }
         let desired = crate::spec::render(&state, &facts, snapshot.commit.as_deref());
         let names: Vec<String> = desired

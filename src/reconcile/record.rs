@@ -160,6 +160,19 @@ pub async fn apply(
     let started = std::time::Instant::now();
     let result = crate::apply::apply(docker, &ctx.plan, &ctx.desired, &options, &progress).await;
     match result {
+        Ok(report) if !report.skipped.is_empty() => {
+            let error = ApplyError::Partial {
+                skipped: report.skipped,
+            };
+            let text = redactor.redact(&error.to_string());
+            store.finish(deploy, Outcome::Partial, Some(&text))?;
+            Ok(Recorded::Failed {
+                deploy,
+                outcome: Outcome::Partial,
+                error,
+                quarantined: None,
+            })
+        }
         Ok(report) => {
             store.finish(deploy, Outcome::Succeeded, None)?;
             store.release_quarantine(project, &revision)?;
@@ -176,7 +189,14 @@ pub async fn apply(
                 e if e.rolled_back() => Outcome::RolledBack,
                 _ => Outcome::Failed,
             };
-            store.finish(deploy, outcome, Some(&text))?;
+            let deploy = if outcome == Outcome::FailedPreflight {
+                // Nothing was changed: the same failure at the same revision (an agent's
+                // every resync) is recorded once.
+                store.finish_unless_repeated(deploy, outcome, Some(&text))?
+            } else {
+                store.finish(deploy, outcome, Some(&text))?;
+                deploy
+            };
             if first_deploy_gate_failed(&error, &ctx.plan) {
                 store.quarantine(project, &revision, deploy, &text)?;
                 return Ok(Recorded::Failed {

@@ -91,6 +91,7 @@ mod tests {
             user: None,
             working_dir: None,
             stop_grace_secs: None,
+            stop_signal: None,
             host: Default::default(),
         }
     }

@@ -52,6 +52,9 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_secs: Option<u64>,
+    /// Docker's `StopSignal`: what every stop sends first (absent: the image's, else SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
     /// Host-level access beyond the sandbox; absent from the spec (and its hash) when none.
     #[serde(default, skip_serializing_if = "HostAccess::is_none")]
     pub host: HostAccess,
@@ -503,6 +506,9 @@ pub struct DesiredVolume {
     pub other_spelling: Option<String>,
     pub driver: Option<String>,
     pub external: bool,
+    /// `shared: true`: containers of different services may run on it at once during a
+    /// handover (see `plan`'s ordering of removals).
+    pub shared: bool,
 }
 
 /// Everything dockhand wants on the host.

@@ -72,6 +72,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 name,
                 driver: v.driver.clone(),
                 external: v.external,
+                shared: v.shared,
             });
         }
         for (svc_name, svc) in &s.services {
@@ -180,6 +181,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 user: svc.user.clone(),
                 working_dir: svc.working_dir.clone(),
                 stop_grace_secs: svc.stop_grace_period.map(Span::as_secs_ceil),
+                stop_signal: svc.stop_signal.clone(),
                 host: HostAccess::of(svc),
             };
             let labels = labels::ownership(
@@ -345,6 +347,7 @@ fn maintenance_spec(
         user: None,
         working_dir: None,
         stop_grace_secs: Some(5),
+        stop_signal: None,
         host: HostAccess::default(),
     };
     let mut all_labels = spec.labels.clone();

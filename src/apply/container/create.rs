@@ -104,6 +104,7 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
         user: s.user.clone(),
         working_dir: s.working_dir.clone(),
         stop_timeout: s.stop_grace_secs.map(|g| g as i64),
+        stop_signal: s.stop_signal.clone(),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
             test: Some(h.test.clone()),

@@ -1,0 +1,117 @@
+//! Scoping a failure: the services a failure concerns, and every service that depends on
+//! them, are taken out of a plan; the rest of the plan is still whole and is carried out
+//! (issue 18: one unpushed digest kept an unrelated, hand-stopped service down for 61 s).
+//! Pure: apply and the agent say what failed, this decides what else must wait.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::spec::Desired;
+
+use super::Plan;
+
+/// A service whose actions were taken out of a plan, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub stack: String,
+    pub service: String,
+    /// What failed for it, or which skipped service it depends on.
+    pub reason: String,
+}
+
+/// `blocked` (stack, service → why) and, transitively, every desired service that depends on
+/// one of them (`depends_on`, same stack), each with its reason; sorted by stack and service.
+pub fn with_dependents(
+    desired: &Desired,
+    blocked: &BTreeMap<(String, String), String>,
+) -> Vec<Skipped> {
+    let mut out: BTreeMap<(String, String), String> = blocked.clone();
+    loop {
+        let mut added = false;
+        for c in &desired.containers {
+            let key = (c.stack.clone(), c.service.clone());
+            if out.contains_key(&key) {
+                continue;
+            }
+            let on = desired.containers.iter().find(|d| {
+                d.stack == c.stack
+                    && c.depends_on.contains(&d.name)
+                    && out.contains_key(&(d.stack.clone(), d.service.clone()))
+            });
+            if let Some(d) = on {
+                out.insert(
+                    key,
+                    format!("depends on `{}`, which was skipped", d.service),
+                );
+                added = true;
+            }
+        }
+        if !added {
+            break;
+        }
+    }
+    out.into_iter()
+        .map(|((stack, service), reason)| Skipped {
+            stack,
+            service,
+            reason,
+        })
+        .collect()
+}
+
+impl Plan {
+    /// Takes the conflicts that concern one desired service (a container in the way of its
+    /// name, a route another project holds, a pinned color) out of the conflict list and
+    /// skips that service and its dependents instead, the conflict's message and hint as the
+    /// reason. Conflicts of networks and volumes stay: they still block the whole plan. For
+    /// the agent, so that an object in one service's way never stops drift correction of the
+    /// others; `dockhand plan` and `apply` show and refuse conflicts as they are.
+    pub fn scope_conflicts(&mut self, desired: &Desired) {
+        let mut blocked: BTreeMap<(String, String), String> = BTreeMap::new();
+        self.conflicts.retain(|c| {
+            let owner = desired.containers.iter().find(|d| {
+                d.stack == c.stack && (d.name == c.name || d.container_names().contains(&c.name))
+            });
+            match owner {
+                Some(d) => {
+                    blocked
+                        .entry((d.stack.clone(), d.service.clone()))
+                        .or_insert_with(|| format!("{}\n  hint: {}", c.message, c.hint));
+                    false
+                }
+                None => true,
+            }
+        });
+        if !blocked.is_empty() {
+            self.skip_services(with_dependents(desired, &blocked));
+        }
+    }
+
+    /// Takes the container actions, waits and notes of `skipped` services out of the plan and
+    /// notes them in [`Plan::skipped`]. Callers pass a closed set ([`with_dependents`]), so
+    /// nothing left waits for a skipped service. Networks, volumes and removals stay.
+    pub fn skip_services(&mut self, skipped: Vec<Skipped>) {
+        let keys: BTreeSet<(&str, &str)> = skipped
+            .iter()
+            .map(|s| (s.stack.as_str(), s.service.as_str()))
+            .collect();
+        let is_skipped = |stack: &str, service: Option<&str>, wave: Option<usize>| {
+            wave.is_some() && service.is_some_and(|s| keys.contains(&(stack, s)))
+        };
+        let mut gone = Vec::new();
+        self.actions.retain(|a| {
+            let skip = is_skipped(a.stack(), a.service(), a.wave());
+            if skip {
+                gone.extend(a.container().map(str::to_string));
+            }
+            !skip
+        });
+        self.waits
+            .retain(|w| !keys.contains(&(w.stack.as_str(), w.service.as_str())));
+        for c in gone {
+            self.notes.remove(&c);
+        }
+        self.skipped.extend(skipped);
+    }
+}

@@ -87,7 +87,11 @@ impl Outcome {
             Pass::Unhealthy(r, names, _) => (
                 false,
                 Some(r),
-                format!("not in sync at {}: {} not healthy", short(r), names.join(", ")),
+                format!(
+                    "not in sync at {}: {} not healthy",
+                    short(r),
+                    names.join(", ")
+                ),
             ),
             Pass::Applied(r, outcome, None) => (
                 true,

@@ -150,8 +150,9 @@ impl PlanContext {
         let (plan, actual) = match read {
             Some(read) => read,
             None => {
-                let mut actual = crate::observe::observe(docker, &desired.project, &names, &desired.marker_key)
-                    .await?;
+                let mut actual =
+                    crate::observe::observe(docker, &desired.project, &names, &desired.marker_key)
+                        .await?;
                 let mut plan = crate::plan::plan(&desired, &actual);
                 // Who else uses a network the plan would remove: asked only for those, and
                 // planned again, so a network the Engine cannot remove is kept, not retried.

@@ -284,7 +284,7 @@ fn stack_body(img: &str) -> String {
 
 /// Regression (issue 17): 200 connections each promising a 1 MiB body took the agent from
 /// 14 MB to 234 MB (bodies were read before the signature was checked). Now 1,000 slow or
-/// oversized connections leave it under 50 MiB, `/healthz` answers within 1 s throughout, and
+/// oversized connections grow it by less than 24 MiB, `/healthz` answers within 1 s throughout, and
 /// a signed push sent in the middle of it still deploys.
 #[test]
 fn a_thousand_slow_or_oversized_connections_leave_the_agent_small_healthy_and_deploying() {
@@ -348,8 +348,20 @@ fn a_thousand_slow_or_oversized_connections_leave_the_agent_small_healthy_and_de
         took.as_secs_f64() * 1000.0,
         deploy_time,
     );
-    assert!(peak < 50 * 1024 * 1024, "RSS peaked at {peak} bytes");
-    assert!(hwm < 50 * 1024 * 1024, "VmHWM {hwm} bytes");
+    // Bounded by growth over the idle agent, not by a total: a debug build's resident code
+    // pages grow with the binary (35 MiB of it here), which says nothing about what 1,000
+    // connections cost. Reading bodies before the signature check grew it by 220 MB.
+    let grew = |to: u64| to.saturating_sub(idle_rss);
+    assert!(
+        grew(peak) < 24 * 1024 * 1024,
+        "RSS peaked at {peak} bytes, {} over the idle {idle_rss}",
+        grew(peak)
+    );
+    assert!(
+        grew(hwm) < 24 * 1024 * 1024,
+        "VmHWM {hwm} bytes, {} over the idle {idle_rss}",
+        grew(hwm)
+    );
     assert!(
         failures.is_empty(),
         "/healthz failed or took over 1 s: {failures:?}"

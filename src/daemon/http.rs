@@ -594,6 +594,49 @@ mod tests {
         assert!(text.contains("dockhand_in_sync 1\n"));
     }
 
+    #[test]
+    fn per_service_gauges_and_build_info() {
+        use crate::plan::services::ServiceState;
+        let s = AgentState {
+            services: vec![
+                ServiceState {
+                    stack: "shop".into(),
+                    service: "web".into(),
+                    in_sync: true,
+                    healthy: true,
+                    ..ServiceState::default()
+                },
+                ServiceState {
+                    stack: "shop".into(),
+                    service: "a\"b".into(),
+                    degraded: true,
+                    quarantined: true,
+                    held: true,
+                    ..ServiceState::default()
+                },
+            ],
+            ..AgentState::default()
+        };
+        let text = metrics_text(&s);
+        for (gauge, web, other) in [
+            ("in_sync", 1, 0),
+            ("healthy", 1, 0),
+            ("degraded", 0, 1),
+            ("quarantined", 0, 1),
+            ("held", 0, 1),
+        ] {
+            assert!(text.contains(&format!(
+                "# TYPE dockhand_service_{gauge} gauge\ndockhand_service_{gauge}{{stack=\"shop\",service=\"web\"}} {web}\ndockhand_service_{gauge}{{stack=\"shop\",service=\"a\\\"b\"}} {other}\n"
+            )), "{gauge}:\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "dockhand_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            crate::GIT_COMMIT.unwrap_or("unknown")
+        )));
+        assert_eq!(label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
+
     fn conns_with(phases: &[u8]) -> Conns {
         let mut c = Conns::default();
         for p in phases {

@@ -105,3 +105,85 @@ pub fn for_changed(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{load, SourceFile};
+    use crate::model::actual::RunState;
+    use crate::plan::simulate::converged;
+
+    const IMG: &str = "r/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn desired() -> Desired {
+        let files = [
+            SourceFile {
+                path: "dockhand.yaml".into(),
+                text: "version: 1\nproject: p\n".into(),
+            },
+            SourceFile {
+                path: "stacks/s.yaml".into(),
+                text: format!(
+                    "stack: s\nservices:\n  web:\n    image: {IMG}\n  migrate:\n    image: {IMG}\n    job: true\n"
+                ),
+            },
+        ];
+        let state = load(&files).unwrap();
+        crate::spec::render::render(&state, &Default::default(), Some("c0ffee"))
+    }
+
+    fn flags(states: &[ServiceState], service: &str) -> (bool, bool, bool) {
+        let s = states.iter().find(|s| s.service == service).unwrap();
+        (s.in_sync, s.healthy, s.degraded)
+    }
+
+    #[test]
+    fn each_service_is_judged_by_its_own_containers() {
+        let d = desired();
+        let host = converged(&d);
+        let states = service_states(&d, &host, &crate::plan::plan(&d, &host));
+        assert_eq!(flags(&states, "web"), (true, true, false));
+        assert_eq!(flags(&states, "migrate"), (true, true, false), "exited 0");
+
+        let mut stopped = host.clone();
+        let web = stopped
+            .managed
+            .iter_mut()
+            .find(|c| c.name == "s-web")
+            .unwrap();
+        web.state = RunState::Exited;
+        web.status = "Exited (137) 5 seconds ago".into();
+        let plan = crate::plan::plan(&d, &stopped);
+        let states = service_states(&d, &stopped, &plan);
+        assert_eq!(flags(&states, "web"), (false, false, false), "to start");
+        assert_eq!(flags(&states, "migrate"), (true, true, false));
+
+        let mut sick = host.clone();
+        sick.managed
+            .iter_mut()
+            .find(|c| c.name == "s-web")
+            .unwrap()
+            .status = "Up 3 minutes (unhealthy)".into();
+        let plan = crate::plan::plan(&d, &sick);
+        assert!(
+            plan.actions.is_empty(),
+            "nothing to change, yet not in sync"
+        );
+        let mut states = service_states(&d, &sick, &plan);
+        assert_eq!(flags(&states, "web"), (false, false, true));
+
+        // A deploy that changed the job: it alone is marked, skipped services are not.
+        let mut gone = host.clone();
+        gone.managed.retain(|c| c.name != "s-migrate");
+        let plan = crate::plan::plan(&d, &gone);
+        let mut marked = Vec::new();
+        for_changed(&mut states, &plan, &[], |s| marked.push(s.service.clone()));
+        assert_eq!(marked, ["migrate"]);
+        let skipped = [crate::plan::Skipped {
+            stack: "s".into(),
+            service: "migrate".into(),
+            reason: "preflight failed".into(),
+        }];
+        for_changed(&mut states, &plan, &skipped, |_| panic!("skipped"));
+    }
+}

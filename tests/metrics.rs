@@ -68,6 +68,14 @@ fn scrape(addr: &str) -> BTreeMap<String, f64> {
     samples(&get(addr, "/metrics"))
 }
 
+fn hangup(agent: &Agent) {
+    let hup = Command::new("kill")
+        .args(["-HUP", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+}
+
 fn wait_for(agent: &Agent, what: &str, within: Duration, check: impl Fn() -> bool) -> Duration {
     let t = Instant::now();
     while !check() {
@@ -94,7 +102,9 @@ fn service_gauges_follow_a_stopped_and_an_unhealthy_service_and_the_text_is_vali
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let agent = Agent::start(&s, &["--poll", "60s", "--resync", "1s"]);
+    // No resync within the test: every pass below is one the test caused (an Engine event, a
+    // SIGHUP) or the agent's own re-check of an unhealthy container.
+    let agent = Agent::start(&s, &["--poll", "60s", "--resync", "60s"]);
     let addr = agent.addr();
     let stack = s.name.as_str();
     let all_good = [1.0, 1.0, 0.0, 0.0, 0.0];
@@ -159,12 +169,9 @@ fn service_gauges_follow_a_stopped_and_an_unhealthy_service_and_the_text_is_vali
         || service(&scrape(&addr), stack, "api") == [0.0, 0.0, 0.0, 0.0, 0.0],
     );
     assert_eq!(service(&scrape(&addr), stack, "web"), all_good);
-    // An operator's pass applies the stack, and the gauges recover at once.
-    let hup = Command::new("kill")
-        .args(["-HUP", &agent.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    // An operator's pass applies the stack, and the gauges recover with that deploy (no later
+    // pass comes: a `start` is not an event the agent follows).
+    hangup(&agent);
     wait_for(&agent, "api back in sync", Duration::from_secs(30), || {
         service(&scrape(&addr), stack, "api") == all_good
     });
@@ -174,13 +181,27 @@ fn service_gauges_follow_a_stopped_and_an_unhealthy_service_and_the_text_is_vali
     docker_ok(&["exec", &web, "touch", "/tmp/sick"]);
     wait_for(
         &agent,
+        "Docker calls web unhealthy",
+        Duration::from_secs(20),
+        || docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &web]) == "unhealthy",
+    );
+    // Docker's health events wake no pass; an operator's pass looks.
+    hangup(&agent);
+    wait_for(
+        &agent,
         "web unhealthy on /metrics",
         Duration::from_secs(20),
         || service(&scrape(&addr), stack, "web") == [0.0, 0.0, 1.0, 0.0, 0.0],
     );
     assert_eq!(service(&scrape(&addr), stack, "api"), all_good);
     promtool_check(&get(&addr, "/metrics"));
-    docker_ok(&["exec", &web, "rm", "/tmp/sick"]);
+    let healed = support::docker(&["exec", &web, "/bin/busybox", "rm", "-f", "/tmp/sick"]);
+    assert!(
+        healed.status.success(),
+        "{healed:?}; {}; agent said:\n{}",
+        docker_ok(&["ps", "-a", "--filter", &format!("name={web}")]),
+        agent.log()
+    );
     let back = wait_for(&agent, "web healthy again", Duration::from_secs(30), || {
         service(&scrape(&addr), stack, "web") == all_good
     });

@@ -632,6 +632,85 @@ mod tests {
         assert_eq!(st.metrics.outcomes.get("rolled-back"), Some(&1));
     }
 
+    /// A deploy that succeeded leaves what it changed in sync and healthy at once (no later
+    /// pass may come: a `start` is no event the agent follows); what it skipped, or a failed
+    /// one, stays out of sync; a rolled-back one marks what it changed quarantined.
+    #[test]
+    fn a_deploy_marks_the_services_it_changed() {
+        use crate::apply::ApplyError;
+        use crate::plan::{Action, Plan, Skipped};
+        let start = |service: &str| Action::Start {
+            stack: "s".into(),
+            service: service.into(),
+            container: format!("s-{service}"),
+            reason: "stopped".into(),
+            wave: 0,
+        };
+        let plan = Plan {
+            actions: vec![start("api"), start("web")],
+            ..Plan::default()
+        };
+        let fresh = || {
+            ["api", "web", "db"]
+                .map(|n| ServiceState {
+                    stack: "s".into(),
+                    service: n.into(),
+                    degraded: true,
+                    containers: vec![format!("s-{n}")],
+                    ..ServiceState::default()
+                })
+                .to_vec()
+        };
+        let flags = |st: &[ServiceState]| {
+            st.iter()
+                .map(|s| (s.in_sync, s.healthy, s.degraded, s.quarantined))
+                .collect::<Vec<_>>()
+        };
+        let untouched = (false, false, true, false);
+        let mut st = fresh();
+        let ok = record::Recorded::Succeeded {
+            deploy: 1,
+            report: crate::apply::ApplyReport::default(),
+            took: Duration::ZERO,
+        };
+        mark_applied(&mut st, &plan, &ok);
+        assert_eq!(
+            flags(&st),
+            [
+                (true, true, false, false),
+                (true, true, false, false),
+                untouched
+            ]
+        );
+        let mut st = fresh();
+        let partial = record::Recorded::Failed {
+            deploy: 2,
+            outcome: Outcome::Partial,
+            error: ApplyError::Partial {
+                skipped: vec![Skipped {
+                    stack: "s".into(),
+                    service: "web".into(),
+                    reason: "preflight failed".into(),
+                }],
+            },
+            quarantined: None,
+        };
+        mark_applied(&mut st, &plan, &partial);
+        assert_eq!(
+            flags(&st),
+            [(true, true, false, false), untouched, untouched]
+        );
+        let mut st = fresh();
+        let rolled_back = record::Recorded::RolledBack {
+            deploy: 3,
+            revision: "abc".into(),
+            error: ApplyError::Partial { skipped: vec![] },
+        };
+        mark_applied(&mut st, &plan, &rolled_back);
+        let quarantined = (false, false, true, true);
+        assert_eq!(flags(&st), [quarantined, quarantined, untouched]);
+    }
+
     /// /status kept the error of a failed pass after a good one (issue 18): a pass found in
     /// sync clears it; one with an unhealthy container is neither in sync nor error-free.
     #[test]

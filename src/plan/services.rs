@@ -129,7 +129,7 @@ mod tests {
             },
         ];
         let state = load(&files).unwrap();
-        crate::spec::render::render(&state, &Default::default(), Some("c0ffee"))
+        crate::spec::render(&state, &Default::default(), Some("c0ffee"))
     }
 
     fn flags(states: &[ServiceState], service: &str) -> (bool, bool, bool) {

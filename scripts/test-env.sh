@@ -28,6 +28,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
+# $STATE/bin/promtool, Prometheus' own parser and linter, checks the agent's /metrics
+# (tests/metrics.rs): taken out of Debian's `prometheus` package rather than installing it, which
+# would also install (and may start) the server.
+if [ ! -x "$STATE/bin/promtool" ]; then
+  echo "test-env: extracting promtool from Debian's prometheus package"
+  mkdir -p "$STATE/bin" "$STATE/prometheus-deb"
+  ( cd "$STATE/prometheus-deb" && apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get download prometheus >/dev/null; } )
+  dpkg-deb -x "$STATE"/prometheus-deb/prometheus_*.deb "$STATE/prometheus-deb/root"
+  cp "$STATE/prometheus-deb/root/usr/bin/promtool" "$STATE/bin/promtool"
+  rm -rf "$STATE/prometheus-deb"
+fi
+
 if ! docker info >/dev/null 2>&1; then
   echo "test-env: no Docker Engine answers; starting dockerd"
   nohup dockerd >"$STATE/dockerd.log" 2>&1 &

@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::Trigger;
 
+pub mod process;
 pub mod webhook;
 
 pub use webhook::{authorized, delivery, read_secret, Delivery, SecretError, WebhookAuth};
@@ -83,6 +84,9 @@ pub struct AgentState {
     pub degraded: Vec<String>,
     /// Containers of `drift: report` stacks that differ from the desired state.
     pub drift_reported: Vec<String>,
+    /// Each desired service as the last pass that could read the source left it (the
+    /// per-service gauges of `/metrics`).
+    pub services: Vec<crate::plan::services::ServiceState>,
     /// A remote git source: what is followed and how the last check went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<GitState>,
@@ -182,7 +186,49 @@ pub fn metrics_text(state: &AgentState) -> String {
         "# HELP dockhand_in_sync 1 when the last reconcile left the host as the desired state says.\n# TYPE dockhand_in_sync gauge\ndockhand_in_sync {}\n",
         u8::from(state.in_sync)
     );
+    out += &format!(
+        "# HELP dockhand_build_info The running dockhand's version and the git commit it was built from (\"unknown\" when built outside a repository); always 1.\n# TYPE dockhand_build_info gauge\ndockhand_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+        label_value(env!("CARGO_PKG_VERSION")),
+        label_value(crate::GIT_COMMIT.unwrap_or("unknown"))
+    );
+    out + &service_gauges(&state.services)
+}
+
+/// The per-service gauges, 0 or 1 each, one series per desired service: the flags of
+/// [`crate::plan::services::ServiceState`] as the last pass that could read the source left
+/// them.
+fn service_gauges(services: &[crate::plan::services::ServiceState]) -> String {
+    use crate::plan::services::ServiceState;
+    type Flag = fn(&ServiceState) -> bool;
+    let gauges: [(&str, &str, Flag); 5] = [
+        ("in_sync", "1 when nothing is left to change for the service (no action, conflict or unhealthy container).", |s| s.in_sync),
+        ("healthy", "1 when the service runs as its kind asks: a job's last run exited 0, a blue/green service has a serving color, any other container runs and is healthy (or has no healthcheck).", |s| s.healthy),
+        ("degraded", "1 when the service is not healthy with the desired spec, or its corrections are backed off (crash loop).", |s| s.degraded),
+        ("quarantined", "1 when the service's change belongs to a quarantined revision (a failed release), not applied until a new revision or `dockhand apply --retry`.", |s| s.quarantined),
+        ("held", "1 when a rollback holds the project, and so every service, on an earlier revision (`dockhand resume` ends it).", |s| s.held),
+    ];
+    let mut out = String::new();
+    for (name, help, flag) in gauges {
+        out += &format!(
+            "# HELP dockhand_service_{name} {help}\n# TYPE dockhand_service_{name} gauge\n"
+        );
+        for s in services {
+            out += &format!(
+                "dockhand_service_{name}{{stack=\"{}\",service=\"{}\"}} {}\n",
+                label_value(&s.stack),
+                label_value(&s.service),
+                u8::from(flag(s))
+            );
+        }
+    }
     out
+}
+
+/// A label value as the text format wants it: backslash, double quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// What a connection is doing, for eviction: only one still sending its request may be cut.
@@ -419,7 +465,8 @@ async fn route(shared: &Shared, id: u64, conn: &Conn, req: Request<Incoming>) ->
             serde_json::to_string_pretty(&snapshot()).unwrap_or_default() + "\n",
         ),
         (&Method::GET, "/metrics") => {
-            answer(200, "text/plain; version=0.0.4", metrics_text(&snapshot()))
+            let text = metrics_text(&snapshot()) + &process::text();
+            answer(200, "text/plain; version=0.0.4", text)
         }
         (&Method::POST, "/webhook") => match &shared.webhook {
             None => answer(
@@ -545,6 +592,49 @@ mod tests {
         assert!(text.contains("dockhand_deploys_total{outcome=\"succeeded\"} 2\n"));
         assert!(text.contains("dockhand_last_sync_timestamp_seconds 1700000000\n"));
         assert!(text.contains("dockhand_in_sync 1\n"));
+    }
+
+    #[test]
+    fn per_service_gauges_and_build_info() {
+        use crate::plan::services::ServiceState;
+        let s = AgentState {
+            services: vec![
+                ServiceState {
+                    stack: "shop".into(),
+                    service: "web".into(),
+                    in_sync: true,
+                    healthy: true,
+                    ..ServiceState::default()
+                },
+                ServiceState {
+                    stack: "shop".into(),
+                    service: "a\"b".into(),
+                    degraded: true,
+                    quarantined: true,
+                    held: true,
+                    ..ServiceState::default()
+                },
+            ],
+            ..AgentState::default()
+        };
+        let text = metrics_text(&s);
+        for (gauge, web, other) in [
+            ("in_sync", 1, 0),
+            ("healthy", 1, 0),
+            ("degraded", 0, 1),
+            ("quarantined", 0, 1),
+            ("held", 0, 1),
+        ] {
+            assert!(text.contains(&format!(
+                "# TYPE dockhand_service_{gauge} gauge\ndockhand_service_{gauge}{{stack=\"shop\",service=\"web\"}} {web}\ndockhand_service_{gauge}{{stack=\"shop\",service=\"a\\\"b\"}} {other}\n"
+            )), "{gauge}:\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "dockhand_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            crate::GIT_COMMIT.unwrap_or("unknown")
+        )));
+        assert_eq!(label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
     }
 
     fn conns_with(phases: &[u8]) -> Conns {

@@ -15,6 +15,7 @@ use super::{Backoff, Trigger};
 use crate::history::{ApplyLock, Outcome, Store};
 use crate::model::DriftPolicy;
 use crate::plan::render;
+use crate::plan::services::{for_changed, service_states, ServiceState};
 use crate::reconcile::pass::PlanContext;
 use crate::reconcile::{self, record, report};
 use crate::sources::Source;
@@ -268,8 +269,29 @@ impl Worker {
     }
 
     /// Applies `ctx.plan` as a recorded deploy unless something stops it (conflicts,
-    /// quarantine, back-off, a `drift: report` stack).
+    /// quarantine, back-off, a `drift: report` stack), and writes what each service came to
+    /// into the agent's state.
     async fn converge(
+        &self,
+        ctx: PlanContext,
+        why: &str,
+        drift: bool,
+        event_ns: Option<i64>,
+        retry: bool,
+        apply_lock: &ApplyLock,
+    ) -> Pass {
+        // Of the plan as made, before any of it is split off or skipped: a service left out
+        // for any reason is not in sync.
+        let mut services = service_states(&ctx.desired, &ctx.actual, &ctx.plan);
+        let pass = self
+            .converge_plan(ctx, why, drift, event_ns, retry, apply_lock, &mut services)
+            .await;
+        lock(&self.state).services = services;
+        pass
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn converge_plan(
         &self,
         mut ctx: PlanContext,
         why: &str,
@@ -277,6 +299,7 @@ impl Worker {
         event_ns: Option<i64>,
         retry: bool,
         apply_lock: &ApplyLock,
+        services: &mut [ServiceState],
     ) -> Pass {
         let rev = ctx.revision();
         let start_watching = {
@@ -316,6 +339,9 @@ impl Worker {
             .filter_map(|a| a.container().map(str::to_string))
             .collect();
         let hold = self.store.hold(&ctx.desired.project).ok().flatten();
+        for s in services.iter_mut() {
+            s.held = hold.is_some();
+        }
         let kept: Vec<String> = ctx
             .plan
             .kept_networks
@@ -378,6 +404,7 @@ impl Worker {
                 if lock(&self.seen).1.insert(rev.clone()) {
                     tracing::warn!("not applied ({why}): {msg}");
                 }
+                for_changed(services, &ctx.plan, &[], |s| s.quarantined = true);
                 return Pass::Refused(rev, Refusal::Quarantined(msg));
             }
             Ok(None) => {}
@@ -388,8 +415,12 @@ impl Worker {
             }
         }
         if drift {
-            if let Some(names) = self.back_off(&mut ctx) {
-                return Pass::BackedOff(rev, names);
+            let (waiting, nothing_else) = self.back_off(&mut ctx);
+            for s in services.iter_mut() {
+                s.degraded |= waiting.iter().any(|n| s.has(n));
+            }
+            if nothing_else {
+                return Pass::BackedOff(rev, waiting);
             }
         }
         println!("{}", render::text(&ctx.plan, false));
@@ -406,6 +437,7 @@ impl Worker {
         let trigger = format!("agent ({why})");
         match record::apply(&self.docker, &self.store, apply_lock, &ctx, &trigger).await {
             Ok(recorded) => {
+                mark_applied(services, &ctx.plan, &recorded);
                 if let Some(summary) = recorded.summary() {
                     println!("{summary}");
                 }
@@ -492,9 +524,9 @@ impl Worker {
     /// applied at once. The services of containers that must still wait (and their
     /// dependents) are taken out of the plan, and a resync is queued for when the longest
     /// wait ends: one crash-looping service never holds back the correction of another.
-    /// Returns the waiting containers when nothing else is left to do; otherwise notes a
-    /// correction of each container still in the plan and returns `None`.
-    fn back_off(&self, ctx: &mut PlanContext) -> Option<Vec<String>> {
+    /// Returns the waiting containers, and whether nothing else is left to do; otherwise it
+    /// also notes a correction of each container still in the plan.
+    fn back_off(&self, ctx: &mut PlanContext) -> (Vec<String>, bool) {
         let touched: Vec<String> = ctx
             .plan
             .actions
@@ -503,12 +535,14 @@ impl Worker {
             .collect();
         let now = Instant::now();
         let mut b = lock(&self.backoff);
+        let mut waiting = Vec::new();
         let waits: Vec<(String, Duration)> = touched
             .iter()
             .filter_map(|n| b.wait(n, now).map(|w| (n.clone(), w)))
             .collect();
         if let Some(longest) = waits.iter().map(|(_, w)| *w).max() {
-            let names: Vec<String> = waits.into_iter().map(|(n, _)| n).collect();
+            waiting = waits.into_iter().map(|(n, _)| n).collect();
+            let names = &waiting;
             tracing::warn!(
                 "degraded: {} keep(s) drifting (dying or being changed); next correction in {longest:.0?}\n  hint: `docker logs {}` shows why it exits",
                 names.join(", "),
@@ -528,7 +562,7 @@ impl Worker {
             let skipped = crate::plan::with_dependents(&ctx.desired, &blocked);
             ctx.plan.skip_services(skipped);
             if ctx.plan.actions.is_empty() {
-                return Some(names);
+                return (waiting, true);
             }
         }
         for a in &ctx.plan.actions {
@@ -536,7 +570,36 @@ impl Worker {
                 b.record(n, now);
             }
         }
-        None
+        (waiting, false)
+    }
+}
+
+/// What a recorded deploy did to the services it changed: apply waited until each was ready,
+/// so a success (or the part of a `partial` deploy that was not skipped) leaves them in sync
+/// and healthy; a rolled-back or failed one leaves them as observed before (not in sync), and
+/// quarantined when the revision was.
+fn mark_applied(
+    services: &mut [ServiceState],
+    plan: &crate::plan::Plan,
+    recorded: &record::Recorded,
+) {
+    let done = match recorded {
+        record::Recorded::Succeeded { .. } => Some(&[][..]),
+        record::Recorded::Failed {
+            error: crate::apply::ApplyError::Partial { skipped },
+            ..
+        } => Some(skipped.as_slice()),
+        _ => None,
+    };
+    if let Some(skipped) = done {
+        for_changed(services, plan, skipped, |s| {
+            s.in_sync = true;
+            s.healthy = true;
+            s.degraded = false;
+        });
+    }
+    if recorded.quarantined().is_some() {
+        for_changed(services, plan, &[], |s| s.quarantined = true);
     }
 }
 
@@ -567,6 +630,85 @@ mod tests {
         assert_eq!(st.quarantined, ["def", "ghi"]);
         assert_eq!(st.metrics.drift_corrections, 1);
         assert_eq!(st.metrics.outcomes.get("rolled-back"), Some(&1));
+    }
+
+    /// A deploy that succeeded leaves what it changed in sync and healthy at once (no later
+    /// pass may come: a `start` is no event the agent follows); what it skipped, or a failed
+    /// one, stays out of sync; a rolled-back one marks what it changed quarantined.
+    #[test]
+    fn a_deploy_marks_the_services_it_changed() {
+        use crate::apply::ApplyError;
+        use crate::plan::{Action, Plan, Skipped};
+        let start = |service: &str| Action::Start {
+            stack: "s".into(),
+            service: service.into(),
+            container: format!("s-{service}"),
+            reason: "stopped".into(),
+            wave: 0,
+        };
+        let plan = Plan {
+            actions: vec![start("api"), start("web")],
+            ..Plan::default()
+        };
+        let fresh = || {
+            ["api", "web", "db"]
+                .map(|n| ServiceState {
+                    stack: "s".into(),
+                    service: n.into(),
+                    degraded: true,
+                    containers: vec![format!("s-{n}")],
+                    ..ServiceState::default()
+                })
+                .to_vec()
+        };
+        let flags = |st: &[ServiceState]| {
+            st.iter()
+                .map(|s| (s.in_sync, s.healthy, s.degraded, s.quarantined))
+                .collect::<Vec<_>>()
+        };
+        let untouched = (false, false, true, false);
+        let mut st = fresh();
+        let ok = record::Recorded::Succeeded {
+            deploy: 1,
+            report: crate::apply::ApplyReport::default(),
+            took: Duration::ZERO,
+        };
+        mark_applied(&mut st, &plan, &ok);
+        assert_eq!(
+            flags(&st),
+            [
+                (true, true, false, false),
+                (true, true, false, false),
+                untouched
+            ]
+        );
+        let mut st = fresh();
+        let partial = record::Recorded::Failed {
+            deploy: 2,
+            outcome: Outcome::Partial,
+            error: ApplyError::Partial {
+                skipped: vec![Skipped {
+                    stack: "s".into(),
+                    service: "web".into(),
+                    reason: "preflight failed".into(),
+                }],
+            },
+            quarantined: None,
+        };
+        mark_applied(&mut st, &plan, &partial);
+        assert_eq!(
+            flags(&st),
+            [(true, true, false, false), untouched, untouched]
+        );
+        let mut st = fresh();
+        let rolled_back = record::Recorded::RolledBack {
+            deploy: 3,
+            revision: "abc".into(),
+            error: ApplyError::Partial { skipped: vec![] },
+        };
+        mark_applied(&mut st, &plan, &rolled_back);
+        let quarantined = (false, false, true, true);
+        assert_eq!(flags(&st), [quarantined, quarantined, untouched]);
     }
 
     /// /status kept the error of a failed pass after a good one (issue 18): a pass found in

@@ -12,6 +12,7 @@ pub mod infer;
 mod notes;
 pub mod render;
 mod scope;
+pub mod services;
 pub mod simulate;
 mod volumes;
 

@@ -523,3 +523,50 @@ fn deploy_summaries(s: &Stack) -> Vec<String> {
         .map(|d| d["summary"].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// The agent, told by the Engine's events: the serving color disconnected from its Traefik
+/// network is reconnected and routed again, and renamed it is renamed back; the same
+/// container throughout, no release (green is never created).
+#[test]
+fn the_agent_puts_a_serving_color_back_in_place_from_events() {
+    let x = serving_blue("bgdagent");
+    let before = id(&x.blue);
+    let agent = support::agent::Agent::start(&x.s, &["--poll", "1h", "--resync", "1h"]);
+    let addr = agent.addr();
+    agent.wait_in_sync(&addr, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+
+    docker_ok(&["network", "disconnect", &x.proxy, &x.blue]);
+    let took = wait_until(
+        "proxy network reconnected",
+        &agent,
+        Duration::from_secs(10),
+        || {
+            docker(&[
+                "inspect",
+                "--format",
+                &format!(
+                    "{{{{json (index .NetworkSettings.Networks \"{}\").Aliases}}}}",
+                    x.proxy
+                ),
+                &x.blue,
+            ])
+            .stdout
+            .windows(5)
+            .any(|w| w == b"\"web\"")
+        },
+    );
+    println!("blue/green proxy network disconnect corrected in {took:?}");
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+
+    let hand = format!("{}-web-x", x.s.name);
+    docker_ok(&["rename", &x.blue, &hand]);
+    let took = wait_until("renamed back", &agent, Duration::from_secs(10), || {
+        docker(&["inspect", &x.blue]).status.success()
+    });
+    println!("blue/green rename corrected in {took:?}");
+    assert_eq!(id(&x.blue), before, "put back in place");
+    assert_eq!(inspect(&x.blue, "{{.State.Status}}"), "running");
+    assert!(!exists(&x.green), "no release: green was never created");
+    x.traefik.wait_for(&x.host, "v1", Duration::from_secs(20));
+}

@@ -85,9 +85,10 @@ pub(super) fn plan_blue_green(
         },
     };
     let other = target.other();
-    let serving_drift = drift_of(target);
+    // Judged whether it serves (kept, or replaced by a release) or is about to serve.
+    let target_drift = drift_of(target);
     match get(target) {
-        Some(t) if matches(t) && t.serving() && serving_drift.recreate && bg.active.is_some() => {
+        Some(t) if matches(t) && t.serving() && target_drift.recreate && bg.active.is_some() => {
             p.conflicts.push(Conflict {
                 stack: dc.stack.clone(),
                 name: name(target),
@@ -96,7 +97,7 @@ pub(super) fn plan_blue_green(
                     "`release.active: {}` pins the serving color, and `{}` was changed by hand ({})",
                     target.as_str(),
                     t.name,
-                    fields(&serving_drift)
+                    fields(&target_drift)
                 ),
                 hint: format!(
                     "only a new container puts this back, and a blue/green service never replaces its serving container in place: set `active: {}` to release it with a swap, or drop `active`",
@@ -105,7 +106,7 @@ pub(super) fn plan_blue_green(
             });
             kept.extend([target, other]);
         }
-        Some(t) if matches(t) && t.serving() && serving_drift.recreate => {
+        Some(t) if matches(t) && t.serving() && target_drift.recreate => {
             // Changed by hand beyond what the Engine can undo in place: a normal release to a
             // new container of the other color, which serves before this one is drained.
             // A renamed idle container is not taken for the new one: its name is free, and
@@ -123,7 +124,7 @@ pub(super) fn plan_blue_green(
                 color: other,
                 image: dc.image_ref.clone(),
                 step,
-                changes: serving_drift.changes,
+                changes: target_drift.changes,
                 retire: Some(t.name.clone()),
                 wave,
                 maintenance: maintenance_during(dc),
@@ -156,7 +157,7 @@ pub(super) fn plan_blue_green(
                     correct(dc, other, o, drift_of(other), wave, p);
                 }
             }
-            if !correct(dc, target, t, serving_drift, wave, p) {
+            if !correct(dc, target, t, target_drift, wave, p) {
                 p.unchanged.push(name(target));
             }
         }
@@ -179,7 +180,6 @@ pub(super) fn plan_blue_green(
             });
         }
         t => {
-            let target_drift = drift_of(target);
             let (step, changes) = match t {
                 None => (ReleaseStep::Create, Vec::new()),
                 // Renamed by hand: its name is free for a new container, and it is a leftover.

@@ -244,6 +244,87 @@ fn blue_green_cases() {
     assert_eq!(summary, "1 conflict(s) with a pinned `release.active`");
 }
 
+/// Issue 18 review A: a blue/green color changed by hand is put back in place when the Engine
+/// allows it, else by a release to the other color; the serving one is never stopped first.
+#[test]
+fn blue_green_hand_edits_are_put_back_without_stopping_what_serves() {
+    use dockhand::plan::drift::Fix;
+    use dockhand::plan::ReleaseStep;
+    let v1 = desired(&[&web(A, None, "stopped")]);
+    let v2 = desired(&[&web(B, None, "stopped")]);
+    let on_blue = converged(&v1);
+
+    // A limit on the serving color: a release to green that retires blue.
+    let mut limited = on_blue.clone();
+    let blue = container(&mut limited, "bg-web-blue");
+    let seen = blue.inspected.as_mut().expect("inspected");
+    seen.limits.push(("nano_cpus".into(), 200_000_000));
+    let p = plan(&v1, &limited);
+    match &p.actions[..] {
+        [Action::Release {
+            container,
+            step,
+            retire,
+            changes,
+            ..
+        }] => {
+            assert_eq!(container, "bg-web-green");
+            assert_eq!(*step, ReleaseStep::Create);
+            assert_eq!(retire.as_deref(), Some("bg-web-blue"));
+            assert_eq!(changes[0].field, "resources (by hand)");
+        }
+        other => panic!("{other:#?}"),
+    }
+    let after = effect(&p, &v1, &limited);
+    assert!(
+        plan(&v1, &after).is_empty(),
+        "{}",
+        render::text(&plan(&v1, &after), true)
+    );
+    // Blue now idles with its limit: the next release to it makes a new container.
+    let back = desired(&[&web(A, Some("blue"), "stopped")]);
+    match &plan(&back, &after).actions[..] {
+        [Action::Release {
+            container, step, ..
+        }] => {
+            assert_eq!(container, "bg-web-blue");
+            assert_eq!(*step, ReleaseStep::Recreate);
+        }
+        other => panic!("{other:#?}"),
+    }
+
+    // Pinned to the serving color, only the pin can let it go: a conflict, nothing stopped.
+    let pinned = desired(&[&web(A, Some("blue"), "stopped")]);
+    let p = plan(&pinned, &limited);
+    assert!(p.actions.is_empty(), "{}", render::text(&p, true));
+    assert_eq!(p.conflicts[0].kind, ConflictKind::PinnedActive);
+
+    // The serving and the idle color renamed: both renamed back, nothing else.
+    let mut renamed = effect(&plan(&v2, &on_blue), &v2, &on_blue);
+    container(&mut renamed, "bg-web-green").name = "green-by-hand".into();
+    container(&mut renamed, "bg-web-blue").name = "blue-by-hand".into();
+    let p = plan(&v2, &renamed);
+    let fixes: Vec<(&str, &[Fix])> = p
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Correct {
+                container, fixes, ..
+            } => (container.as_str(), fixes.as_slice()),
+            other => panic!("{other:#?}"),
+        })
+        .collect();
+    let rename = |from: &str| vec![Fix::Rename { from: from.into() }];
+    assert_eq!(
+        fixes,
+        [
+            ("bg-web-blue", rename("blue-by-hand").as_slice()),
+            ("bg-web-green", rename("green-by-hand").as_slice()),
+        ]
+    );
+    assert!(plan(&v2, &effect(&p, &v2, &renamed)).is_empty());
+}
+
 /// Issue 18: a container of another dockhand project holding a wanted name is named as that
 /// project's, its removal is never suggested, and the refusal counts conflicts by kind.
 #[test]

@@ -552,10 +552,24 @@ async fn converge_one(
             }
             Done::Recreated
         }
-        Action::Correct { fixes, start, .. } => {
-            progress.line(&format!("{name}: correcting in place"));
+        Action::Correct {
+            container: target,
+            fixes,
+            start,
+            ..
+        } => {
+            // A blue/green service's fixes are made on the color the plan names.
+            let colored = crate::model::Color::ALL
+                .into_iter()
+                .map(|color| c.colored(color))
+                .find(|cc| c.blue_green.is_some() && &cc.name == target);
+            progress.line(&format!("{target}: correcting in place"));
             progress
-                .step(name, "correct", container::correct(docker, c, fixes))
+                .step(
+                    target,
+                    "correct",
+                    container::correct(docker, colored.as_ref().unwrap_or(c), fixes),
+                )
                 .await?;
             if start.is_some() {
                 start_and_wait(docker, c, progress).await?;

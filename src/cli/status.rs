@@ -193,6 +193,27 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 .actions
                 .iter()
                 .find(|a| a.container() == Some(name.as_str()));
+            // A color changed by hand beyond what can be put back in place is replaced by a
+            // release to the other color: it still serves, but it is not as the spec says.
+            let replaced_by_hand = plan.actions.iter().find_map(|a| match a {
+                Action::Release {
+                    container,
+                    retire: Some(old),
+                    changes,
+                    ..
+                } if *old == name
+                    && changes
+                        .iter()
+                        .any(|c| c.field.ends_with(crate::plan::drift::BY_HAND)) =>
+                {
+                    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+                    Some(format!(
+                        "{} changed by hand; next release goes to {container}",
+                        fields.join(", ")
+                    ))
+                }
+                _ => None,
+            });
             let conflict = plan.conflicts.iter().find(|c| c.name == name);
             let sick = plan.unhealthy.iter().find(|u| u.container == name);
             let (state, detail) = match (conflict, action, ac) {
@@ -227,6 +248,9 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     "unhealthy",
                     sick.map(|u| u.reason.clone()).unwrap_or_default(),
                 ),
+                (_, _, Some(_)) if replaced_by_hand.is_some() => {
+                    ("drifted", replaced_by_hand.unwrap_or_default())
+                }
                 (_, _, Some(c)) if blue_green && c.serving() => ("serving", c.status.clone()),
                 (_, _, Some(c)) if d.job && c.exit_code() == Some(0) => {
                     ("completed", c.status.clone())

@@ -58,6 +58,18 @@ fn change(field: &str, before: String, after: String) -> FieldChange {
     }
 }
 
+/// The fix and the plan line for a container `want` that a human renamed to `have`.
+pub(super) fn renamed(want: &str, have: &str) -> (Fix, FieldChange) {
+    (
+        Fix::Rename { from: have.into() },
+        change(
+            "name",
+            format!("{want} renamed to {have} by hand"),
+            format!("rename back to {want}"),
+        ),
+    )
+}
+
 /// The drift of `ac` (already known to carry `dc`'s spec label and image) from `dc`.
 pub(super) fn drift(dc: &DesiredContainer, ac: &ActualContainer, key: &MarkerKey) -> Drift {
     let mut d = Drift::default();

@@ -519,7 +519,16 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
             continue;
         }
         if let Some(bg) = &dc.blue_green {
-            plan_blue_green(dc, bg, wave, &by_name, &desired.marker_key, &mut p);
+            plan_blue_green(
+                dc,
+                bg,
+                wave,
+                &by_name,
+                &wanted,
+                &mut claimed,
+                &desired.marker_key,
+                &mut p,
+            );
             continue;
         }
         let want_hash = dc.labels.get(labels::SPEC).map(String::as_str);
@@ -588,20 +597,9 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
                 drifted = d.changes;
             }
             if ac.name != dc.name {
-                fixes.insert(
-                    0,
-                    drift::Fix::Rename {
-                        from: ac.name.clone(),
-                    },
-                );
-                drifted.insert(
-                    0,
-                    FieldChange {
-                        field: "name".into(),
-                        before: vec![format!("{} renamed to {} by hand", dc.name, ac.name)],
-                        after: vec![format!("rename back to {}", dc.name)],
-                    },
-                );
+                let (fix, change) = drift::renamed(&dc.name, &ac.name);
+                fixes.insert(0, fix);
+                drifted.insert(0, change);
             }
         }
         if !changes.is_empty() {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::args::{PlanArgs, SourceArgs};
-use super::settings;
+use super::args::{DiffArgs, PlanArgs};
+use super::{json, settings};
 use crate::plan::render;
 use crate::reconcile::pass::PlanContext;
 use crate::sources::Fetch;
@@ -16,8 +16,8 @@ pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
     let ctx =
         PlanContext::connect_and_build(&source, &settings::host(&a.source, state_dir)?).await?;
-    if a.json {
-        println!("{}", render::json(&ctx.plan));
+    if a.json.json {
+        print_json(&ctx)?;
     } else {
         println!("source: {}\n", ctx.snapshot.origin);
         super::colour::print_plan(&render::text(&ctx.plan, false));
@@ -40,12 +40,35 @@ fn detailed_exit(detailed: bool, plan: &crate::plan::Plan) -> ExitCode {
     }
 }
 
-pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
-    let source = settings::source(src, state_dir, Fetch::OnRead)?;
-    let ctx = PlanContext::connect_and_build(&source, &settings::host(src, state_dir)?).await?;
-    println!("source: {}\n", ctx.snapshot.origin);
-    super::colour::print_plan(&render::text(&ctx.plan, true));
+/// `diff --json` is `plan --json`: the plan's JSON holds every field change already.
+pub async fn diff(a: &DiffArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let ctx =
+        PlanContext::connect_and_build(&source, &settings::host(&a.source, state_dir)?).await?;
+    if a.json.json {
+        print_json(&ctx)?;
+    } else {
+        println!("source: {}\n", ctx.snapshot.origin);
+        super::colour::print_plan(&render::text(&ctx.plan, true));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan shape: `source`, `revision`, then the plan ([`render::json_doc`]).
+fn print_json(ctx: &PlanContext) -> Result<()> {
+    json::print(json::PLAN_VERSION, &plan_doc(ctx))
+}
+
+/// The plan with where it was planned from, as `plan --json`, `apply --json` and `rollback
+/// --json` show it.
+pub(super) fn plan_doc(ctx: &PlanContext) -> serde_json::Value {
+    let mut doc = serde_json::Map::new();
+    doc.insert("source".into(), ctx.snapshot.origin.clone().into());
+    doc.insert("revision".into(), ctx.revision().into());
+    if let serde_json::Value::Object(plan) = render::json_doc(&ctx.plan) {
+        doc.extend(plan);
+    }
+    serde_json::Value::Object(doc)
 }
 
 #[cfg(test)]

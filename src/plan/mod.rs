@@ -13,6 +13,7 @@ mod notes;
 pub mod render;
 mod scope;
 pub mod simulate;
+pub mod status;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

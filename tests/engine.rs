@@ -663,7 +663,7 @@ fn deploys(s: &Stack) -> Vec<serde_json::Value> {
     let r = s.dockhand(&["history", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     serde_json::from_str::<serde_json::Value>(&r.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {r:?}"))
+        .unwrap_or_else(|e| panic!("{e}: {r:?}"))["deploys"]
         .as_array()
         .cloned()
         .unwrap_or_default()

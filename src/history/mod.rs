@@ -174,6 +174,9 @@ pub struct Deploy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hold {
     pub revision: String,
+    /// The source's head when the hold was set (JSON `source_head`: the `_at` suffix is kept
+    /// for times there).
+    #[serde(rename = "source_head")]
     pub source_at: String,
     pub reason: String,
     /// Shown (JSON) as `at`, RFC 3339.

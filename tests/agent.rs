@@ -1080,6 +1080,13 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
             ))),
         "{st:#}"
     );
+    // Argo's words (issue 20): the spec is the desired one, the container does not work.
+    assert_eq!(st["version"], 1, "{st:#}");
+    assert_eq!(
+        (&st["sync"], &st["health"]),
+        (&"Synced".into(), &"Degraded".into()),
+        "{st:#}"
+    );
     assert_eq!(metric(&addr, "dockhand_in_sync"), 0.0);
     assert_eq!(metric(&addr, "dockhand_degraded"), 1.0);
 
@@ -1128,6 +1135,12 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
     );
     assert_eq!(metric(&addr, "dockhand_in_sync"), 1.0);
     assert_eq!(metric(&addr, "dockhand_degraded"), 0.0);
+    let st = agent_status(&addr);
+    assert_eq!(
+        (&st["sync"], &st["health"]),
+        (&"Synced".into(), &"Healthy".into()),
+        "{st:#}"
+    );
 
     // An invalid edit sets the last error; the good pass after it clears it (it stayed).
     s.write("services: [not, a, map]\n");

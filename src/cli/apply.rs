@@ -168,7 +168,7 @@ pub(super) async fn finish_json(
     }
     json::print(json::DEPLOY_VERSION, &doc)?;
     match failed {
-        Some(e) => Err(json::Printed::new(e)),
+        Some(e) => Err(json::Printed::wrap(e)),
         None => Ok(ExitCode::SUCCESS),
     }
 }

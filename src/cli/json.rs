@@ -110,7 +110,7 @@ pub fn error(err: &anyhow::Error) -> Value {
 pub struct Printed(pub Box<dyn std::error::Error + Send + Sync + 'static>);
 
 impl Printed {
-    pub fn new(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    pub fn wrap(e: impl Into<anyhow::Error>) -> anyhow::Error {
         anyhow::Error::new(Printed(e.into().into()))
     }
 }

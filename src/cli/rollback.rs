@@ -148,7 +148,7 @@ pub async fn resume(a: &ResumeArgs, state_dir: &Path) -> Result<ExitCode> {
             }),
         )?;
         return match agent.filter(|o| !o.ok) {
-            Some(o) => Err(json::Printed::new(anyhow::anyhow!(
+            Some(o) => Err(json::Printed::wrap(anyhow::anyhow!(
                 "the agent's pass: {}",
                 o.summary
             ))),

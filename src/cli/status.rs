@@ -380,18 +380,7 @@ fn status_table(rows: &[StatusRow]) -> String {
 mod tests {
     use super::*;
 
-    fn c(state: RunState, status: &str) -> ActualContainer {
-        ActualContainer {
-            id: "1".into(),
-            name: "x".into(),
-            state,
-            status: status.into(),
-            image: "i".into(),
-            labels: Default::default(),
-            attached: Default::default(),
-            inspected: None,
-        }
-    }
+    use crate::plan::status::tests::c;
 
     #[test]
     fn health_by_kind_of_container() {

@@ -113,10 +113,11 @@ pub fn overall(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn c(state: RunState, status: &str) -> ActualContainer {
+    /// A listed container in `state` with Docker's `status` text.
+    pub(crate) fn c(state: RunState, status: &str) -> ActualContainer {
         ActualContainer {
             id: "1".into(),
             name: "x".into(),

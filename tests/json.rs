@@ -228,6 +228,31 @@ fn every_verb_json_is_versioned_with_rfc3339_times_and_status_speaks_argo() {
     assert_eq!(p["sites"][0]["result"], "pinned", "{p:#}");
     assert_eq!(p["sites"][0]["line"], 4, "{p:#}");
     assert_eq!(p["pending"], 0);
+
+    // A deploy that fails is the deploy shape with its error (one document), exit 1.
+    let (repo, _) = img.split_once('@').unwrap();
+    s.write(&format!(
+        "services:\n  web:\n    image: {repo}@sha256:{}\n",
+        "1".repeat(64)
+    ));
+    let r = s.dockhand(&["apply", "--yes", "--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let a = check_shape("failed apply", &r.stdout);
+    assert_eq!(a["outcome"], "failed-preflight", "{a:#}");
+    assert!(
+        a["deploy_id"].as_i64().is_some_and(|id| id > deploy),
+        "{a:#}"
+    );
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{a:#}"
+    );
+    assert!(
+        r.stderr.contains("error: "),
+        "the report on stderr too: {r:?}"
+    );
 }
 
 /// A rollback holds the project on an earlier revision until a new commit or `resume`: Argo's

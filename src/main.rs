@@ -59,9 +59,14 @@ async fn main() -> ExitCode {
     } else {
         logs.init();
     }
+    let json_out = cli.json();
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
+            if json_out && e.downcast_ref::<cli::json::Printed>().is_none() {
+                // `--json`: stdout holds one JSON document whatever happened.
+                println!("{}", cli::json::error(&e));
+            }
             // An invalid desired state is a full report already (every problem, each with its
             // hint); anything else is one error chain.
             let text = match e.downcast_ref::<reconcile::Error>() {

@@ -278,7 +278,8 @@ fn agent_corrects_drift_follows_edits_refuses_bad_ones_and_stops_cleanly() {
     assert!(running());
 
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     let triggers: Vec<&str> = v
         .as_array()
         .unwrap()
@@ -340,7 +341,8 @@ fn sigterm_during_an_apply_leaves_a_serving_container_and_a_restart_converges() 
         "no serving container after SIGTERM:\n{log}"
     );
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     assert_eq!(
         v[0]["outcome"], "succeeded",
         "the release in flight was finished: {v:#}"
@@ -371,7 +373,8 @@ fn a_crash_looping_service_is_corrected_with_back_off_not_in_a_hot_loop() {
     let watch = Duration::from_secs(20);
     std::thread::sleep(watch);
     let h = s.dockhand(&["history", "--json", "-n", "1000"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     let deploys = v.as_array().unwrap().len();
     eprintln!("{deploys} deploys in {watch:?} for a container that dies 0.3 s after each start");
     // Without back-off each pass takes well under a second: 30+ in 20 s. With it the passes go
@@ -621,7 +624,8 @@ fn rollback_holds_across_polls_until_a_new_commit_or_resume() {
         ],
         &[],
     );
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     let first = v.as_array().unwrap().last().unwrap()["id"].to_string();
     let r = cli(&["rollback", "--yes", "--to", &first]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -1076,6 +1080,13 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
             ))),
         "{st:#}"
     );
+    // Argo's words (issue 20): the spec is the desired one, the container does not work.
+    assert_eq!(st["version"], 1, "{st:#}");
+    assert_eq!(
+        (&st["sync"], &st["health"]),
+        (&"Synced".into(), &"Degraded".into()),
+        "{st:#}"
+    );
     assert_eq!(metric(&addr, "dockhand_in_sync"), 0.0);
     assert_eq!(metric(&addr, "dockhand_degraded"), 1.0);
 
@@ -1103,7 +1114,8 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
     // Passes go on (re-checks with back-off) and record nothing more.
     std::thread::sleep(Duration::from_secs(4));
     let h = s.dockhand(&["history", "--json"]);
-    let deploys: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let deploys: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     let deploys = deploys.as_array().unwrap();
     assert_eq!(deploys.len(), 1, "recorded once: {deploys:#?}");
     assert_eq!(deploys[0]["outcome"], "failed", "{deploys:#?}");
@@ -1123,6 +1135,12 @@ fn a_first_deploy_that_never_gets_healthy_is_not_in_sync_recorded_once_and_quara
     );
     assert_eq!(metric(&addr, "dockhand_in_sync"), 1.0);
     assert_eq!(metric(&addr, "dockhand_degraded"), 0.0);
+    let st = agent_status(&addr);
+    assert_eq!(
+        (&st["sync"], &st["health"]),
+        (&"Synced".into(), &"Healthy".into()),
+        "{st:#}"
+    );
 
     // An invalid edit sets the last error; the good pass after it clears it (it stayed).
     s.write("services: [not, a, map]\n");

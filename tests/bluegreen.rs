@@ -143,7 +143,9 @@ fn web_with(host: &str, img: &str, health: &str, release: &str, rest: &str) -> S
 
 fn history_outcomes(s: &support::Stack) -> Vec<String> {
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history json");
+    let v: serde_json::Value = serde_json::from_str::<serde_json::Value>(&h.stdout)
+        .expect("history json")["deploys"]
+        .clone();
     v.as_array()
         .expect("array")
         .iter()

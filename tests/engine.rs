@@ -662,8 +662,8 @@ fn status_exit_codes_say_in_sync_unhealthy_or_not_in_sync() {
 fn deploys(s: &Stack) -> Vec<serde_json::Value> {
     let r = s.dockhand(&["history", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
-    serde_json::from_str::<serde_json::Value>(&r.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {r:?}"))
+    serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+        ["deploys"]
         .as_array()
         .cloned()
         .unwrap_or_default()

@@ -79,7 +79,8 @@ fn refused_cleanly(name: &str, registry: &str, expect: &[&str], within: Duration
     let after = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
     assert_eq!(before, after, "the running container was touched");
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     assert_eq!(v[0]["outcome"], "failed-preflight", "{v:#}");
 }
 
@@ -184,7 +185,8 @@ fn a_registry_failing_during_the_pull_leaves_the_running_version_untouched() {
     let after = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.StartedAt}}", &web]);
     assert_eq!(before, after, "the running container was touched");
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     assert_eq!(v[0]["outcome"], "failed", "{v:#}");
     assert_ne!(
         v[0]["quarantined"], true,
@@ -353,7 +355,8 @@ fn the_engine_lost_during_an_apply_then_the_next_run_converges_and_nothing_is_qu
 fn converged_after_fault(s: &Stack, host: &str, docker: impl Fn(&[&str]) -> String) {
     let run = |verb: &[&str]| s.dockhand_env(verb, &[("DOCKER_HOST", host)]);
     let h = run(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     assert!(
         v[0]["outcome"] == "failed" || v[0]["outcome"] == "interrupted",
         "the apply the fault cut short is recorded: {v:#}"
@@ -391,7 +394,8 @@ fn converged_after_fault(s: &Stack, host: &str, docker: impl Fn(&[&str]) -> Stri
     let marker = docker(&["exec", &web2, "cat", "/data/marker"]);
     assert_eq!(marker, "kept", "the volume's data survived");
     let h = run(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     assert_eq!(v[0]["outcome"], "succeeded", "{v:#}");
     let hook_ok = v[0]["steps"].as_array().unwrap().iter().any(|st| {
         st["target"] == web2.as_str()
@@ -547,7 +551,9 @@ fn a_full_or_read_only_state_store_refuses_clearly_and_serving_is_unaffected() {
     assert_eq!(check, "ok");
     drop(db);
     let h = on_store(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history json");
+    let v: serde_json::Value = serde_json::from_str::<serde_json::Value>(&h.stdout)
+        .expect("history json")["deploys"]
+        .clone();
     assert_eq!(v[0]["outcome"], "succeeded", "{v:#}");
     let r = apply(&s);
     assert_eq!(r.code, 0, "{r:?}");
@@ -591,7 +597,8 @@ fn a_service_that_ignores_sigterm_is_replaced_after_its_grace_period() {
     let new = docker_ok(&["inspect", "--format", "{{.Id}} {{.State.Running}}", &web]);
     assert!(new.ends_with("true") && !new.starts_with(&old), "{new}");
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     assert_eq!(v[0]["outcome"], "succeeded", "{v:#}");
 }
 
@@ -639,7 +646,8 @@ fn a_flapping_healthcheck_does_not_make_the_agent_churn() {
     assert!(!status.contains("rolled-back"), "{status}");
     drop(agent);
     let h = s.dockhand(&["history", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap()["deploys"].clone();
     let deploys = v.as_array().map_or(0, Vec::len);
     assert_eq!(deploys, 1, "only the first apply is a deploy: {v:#}");
 }

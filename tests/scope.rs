@@ -208,7 +208,8 @@ fn stop_b_and_see_it_back_within_2s(s: &Stack, agent: &Agent, while_: &str) {
 
 fn deploys(s: &Stack) -> Vec<serde_json::Value> {
     let h = s.dockhand(&["history", "--json", "-n", "1000"]);
-    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&h.stdout).unwrap_or_default()["deploys"].clone();
     v.as_array().cloned().unwrap_or_default()
 }
 

@@ -60,8 +60,8 @@ pub struct ApplyOptions {
     pub preflight_only: bool,
 }
 
-/// What apply did, for the summary line.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What apply did, for the summary line and `apply --json`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApplyReport {
     pub pulled: usize,
     pub created: usize,

@@ -40,7 +40,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  dockhand validate --source . --ref main --path desired-state"
     )]
-    Validate(SourceArgs),
+    Validate(ValidateArgs),
     /// Show what apply would change, without changing anything.
     #[command(
         after_help = "Exit codes with --detailed-exitcode: 0 no changes, 2 changes, 1 error.\n\nExample:\n  dockhand plan --detailed-exitcode || echo \"host differs from git\""
@@ -48,7 +48,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// The plan with the full field-by-field diff of every container to recreate.
     #[command(after_help = "Example:\n  dockhand diff --ref HEAD~1")]
-    Diff(SourceArgs),
+    Diff(DiffArgs),
     /// Show the plan, then converge the host to it.
     #[command(
         after_help = "On a terminal apply asks before changing anything; elsewhere it refuses without --yes.\n\nExample:\n  dockhand apply --yes"
@@ -80,7 +80,7 @@ pub enum Command {
     )]
     Rollback(RollbackArgs),
     /// End a rollback hold: the next reconcile deploys the source's head again.
-    Resume(SourceArgs),
+    Resume(ResumeArgs),
     /// Resolve image tags to the digests their registry serves now and write them into the
     /// stack files in place (only the image values change; comments and layout stay).
     #[command(
@@ -98,6 +98,8 @@ Examples:
         /// Directory to write dockhand.schema.json and stack.schema.json into.
         #[arg(long, default_value = "schemas")]
         out: std::path::PathBuf,
+        #[command(flatten)]
+        json: Json,
     },
     /// Print a shell completion script to stdout.
     #[command(
@@ -116,6 +118,58 @@ Examples:
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+}
+
+/// `--json`: the verb's result as one JSON document on stdout (its shape and `version` are in
+/// README's "JSON outputs"); an error is a JSON error object on stdout too.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Json {
+    /// Print the result as one JSON document (with a `version` field) on stdout; errors too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub json: Json,
+}
+
+impl Cli {
+    /// The verb was asked for JSON (`--json`): its errors are JSON too.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Validate(ValidateArgs { json, .. })
+            | Command::Diff(DiffArgs { json, .. })
+            | Command::Resume(ResumeArgs { json, .. })
+            | Command::Schema { json, .. } => json.json,
+            Command::Plan(a) => a.json.json,
+            Command::Apply(a) => a.json.json,
+            Command::Status(a) => a.json.json,
+            Command::History(a) => a.json.json,
+            Command::Pin(a) => a.json.json,
+            Command::Rollback(a) => a.json.json,
+            Command::Run(_) | Command::Completions { .. } | Command::Man { .. } => false,
+        }
+    }
 }
 
 /// Where the desired state is read from.
@@ -169,9 +223,8 @@ pub struct SourceArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Print the plan as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: Json,
     /// Exit 0 when there is nothing to change, 2 when there are changes apply would make, 1 on
     /// error or when conflicts block apply (apply would refuse).
     #[arg(long)]
@@ -191,6 +244,8 @@ pub struct ApplyArgs {
     /// Apply a revision that is quarantined because its release failed before.
     #[arg(long)]
     pub retry: bool,
+    #[command(flatten)]
+    pub json: Json,
 }
 
 #[derive(Debug, Args)]
@@ -206,16 +261,16 @@ pub struct HistoryArgs {
     /// Show one deploy in full: services, steps, hook output.
     #[arg(long)]
     pub id: Option<i64>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: Json,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: Json,
     /// Do not ask the registries whether pinned tags moved.
     #[arg(long)]
     pub offline: bool,
@@ -242,6 +297,8 @@ pub struct PinArgs {
     /// Registry logins, as for apply (default: the docker CLI's config.json).
     #[arg(long, env = "DOCKHAND_REGISTRY_AUTH")]
     pub registry_auth: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub json: Json,
 }
 
 #[derive(Debug, Args)]
@@ -273,4 +330,6 @@ pub struct RollbackArgs {
     /// Do not ask; required when standard input is not a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    #[command(flatten)]
+    pub json: Json,
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use super::args::HistoryArgs;
-use super::{settings, table};
+use super::{json, settings, table};
 use crate::history::{format_utc, Deploy, Store};
 use crate::reconcile::pass;
 use crate::sources::Fetch;
@@ -21,6 +21,16 @@ pub fn run(a: &HistoryArgs, state_dir: &Path) -> Result<ExitCode> {
         })
         .map(|(_, d)| d.config.project);
     let Some(store) = Store::open_existing(state_dir)? else {
+        if a.json.json && a.id.is_none() {
+            json::print(json::HISTORY_VERSION, &serde_json::json!({ "deploys": [] }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if a.id.is_some() {
+            bail!(
+                "no deploy record in {}\n  hint: `dockhand apply` writes one; pass --state-dir if it lives elsewhere",
+                state_dir.display()
+            );
+        }
         println!(
                 "no deploy record in {} yet\n  hint: `dockhand apply` writes one; pass --state-dir if it lives elsewhere",
                 state_dir.display()
@@ -34,15 +44,18 @@ pub fn run(a: &HistoryArgs, state_dir: &Path) -> Result<ExitCode> {
                 store.path().display()
             );
         };
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&d)?);
+        if a.json.json {
+            json::print(json::HISTORY_VERSION, &d)?;
         } else {
             print!("{}", detail(&d));
         }
     } else {
         let deploys = store.deploys(project.as_deref(), a.stack.as_deref(), a.limit)?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&deploys)?);
+        if a.json.json {
+            json::print(
+                json::HISTORY_VERSION,
+                &serde_json::json!({ "deploys": deploys }),
+            )?;
         } else {
             print!("{}", table(&deploys));
         }

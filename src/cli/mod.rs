@@ -8,6 +8,7 @@ pub mod args;
 mod colour;
 mod docs;
 mod history;
+pub mod json;
 mod pin;
 mod plan;
 mod rollback;
@@ -39,17 +40,17 @@ const EXIT_UNHEALTHY: u8 = 3;
 pub async fn run(cli: args::Cli) -> Result<ExitCode> {
     let state_dir = cli.state_dir.as_path();
     match &cli.command {
-        Command::Validate(src) => validate::run(src, state_dir),
+        Command::Validate(a) => validate::run(a, state_dir),
         Command::Plan(a) => plan::plan(a, state_dir).await,
-        Command::Diff(src) => plan::diff(src, state_dir).await,
+        Command::Diff(a) => plan::diff(a, state_dir).await,
         Command::Apply(a) => apply::run(a, state_dir).await,
         Command::Status(a) => status::run(a, state_dir).await,
         Command::History(a) => history::run(a, state_dir),
         Command::Pin(a) => pin::run(a).await,
         Command::Run(a) => run::run(a, state_dir).await,
         Command::Rollback(a) => rollback::run(a, state_dir).await,
-        Command::Resume(src) => rollback::resume(src, state_dir).await,
-        Command::Schema { out } => validate::schema(out),
+        Command::Resume(a) => rollback::resume(a, state_dir).await,
+        Command::Schema { out, json } => validate::schema(out, json.json),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),
     }

@@ -16,7 +16,34 @@ use crate::pin::{self, Site};
 use crate::sources;
 use crate::spec::Desired;
 
+/// One image site as `pin --json` shows it: `result` is `pinned` (already at the tag's
+/// digest), `added` (a digest written, or to write under `--check`), `moved` (the tag moved;
+/// followed with `--update`, else `kept`) or `error`.
+#[derive(Debug, Serialize)]
+struct SiteReport {
+    file: String,
+    line: usize,
+    service: String,
+    image: String,
+    result: &'static str,
+    /// The digest the site holds now, if any.
+    pinned: Option<String>,
+    /// The digest its tag points to now.
+    current: Option<String>,
+    error: Option<String>,
+}
+
+/// Exit 0: done (or nothing to pin); 2 with `--check`: something to pin or a tag moved; 1:
+/// an image could not be resolved, or an error.
 pub async fn run(a: &PinArgs) -> Result<ExitCode> {
+    let as_json = a.json.json;
+    let mut reports: Vec<SiteReport> = Vec::new();
+    let mut say = |line: String, r: SiteReport| {
+        if !as_json {
+            println!("{line}");
+        }
+        reports.push(r);
+    };
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let root = match &a.source {
         Some(s) if sources::remote::is_remote(s) && !s.starts_with("file://") => bail!(
@@ -63,20 +90,37 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
         .zip(registry::resolve_all(&docker, &logins, &refs).await)
         .collect();
 
-    let (mut pending, mut failed, mut written) = (0, 0, 0);
+    let (mut pending, mut failed) = (0, 0);
+    let mut written = Vec::new();
     for (f, sites) in &files {
         let mut edits = Vec::new();
         for site in sites {
             let at = format!("{}:{} {}", f.path, site.line, site.service);
+            let report = |result, current: Option<&String>, error: Option<String>| SiteReport {
+                file: f.path.clone(),
+                line: site.line,
+                service: site.service.clone(),
+                image: site.image.clone(),
+                result,
+                pinned: site.digest(),
+                current: current.cloned(),
+                error,
+            };
             let Some(tag) = site.tag_ref() else {
-                println!("  ! {at}: `{}` is not an image reference", site.image);
+                say(
+                    format!("  ! {at}: `{}` is not an image reference", site.image),
+                    report("error", None, Some("not an image reference".into())),
+                );
                 failed += 1;
                 continue;
             };
             let current = match answers.get(&tag) {
                 Some(Ok(d)) => d,
                 Some(Err(e)) => {
-                    println!("  ! {at}: cannot resolve {tag}: {e}");
+                    say(
+                        format!("  ! {at}: cannot resolve {tag}: {e}"),
+                        report("error", None, Some(format!("cannot resolve {tag}: {e}"))),
+                    );
                     failed += 1;
                     continue;
                 }
@@ -87,21 +131,33 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
             };
             match site.digest() {
                 None => {
-                    println!("  + {at}: {tag} → {}", short(current));
+                    say(
+                        format!("  + {at}: {tag} → {}", short(current)),
+                        report("added", Some(current), None),
+                    );
                     edits.push((site, new));
                 }
                 Some(old) if &old == current => {
-                    println!("    {at}: {tag} pinned ({})", short(current));
+                    say(
+                        format!("    {at}: {tag} pinned ({})", short(current)),
+                        report("pinned", Some(current), None),
+                    );
                 }
                 Some(old) if a.update => {
-                    println!("  ~ {at}: {tag} moved {} → {}", short(&old), short(current));
+                    say(
+                        format!("  ~ {at}: {tag} moved {} → {}", short(&old), short(current)),
+                        report("moved", Some(current), None),
+                    );
                     edits.push((site, new));
                 }
                 Some(old) => {
-                    println!(
-                        "  ! {at}: {tag} now points to {} (pinned {}); kept — `--update` follows it",
-                        short(current),
-                        short(&old)
+                    say(
+                        format!(
+                            "  ! {at}: {tag} now points to {} (pinned {}); kept — `--update` follows it",
+                            short(current),
+                            short(&old)
+                        ),
+                        report("kept", Some(current), None),
                     );
                     pending += 1;
                 }
@@ -117,13 +173,26 @@ pub async fn run(a: &PinArgs) -> Result<ExitCode> {
         let edits: Vec<(&Site, String)> = edits.into_iter().collect();
         let text = pin::rewrite(&f.text, &edits).map_err(|e| anyhow::anyhow!("{}: {e}", f.path))?;
         write_in_place(&dir.join(&f.path), &text)?;
-        written += 1;
+        written.push(f.path.clone());
     }
-    println!();
-    if a.check {
-        println!("{pending} image(s) to pin or moved; nothing was written (--check)");
+    if as_json {
+        super::json::print(
+            super::json::PIN_VERSION,
+            &serde_json::json!({
+                "check": a.check,
+                "sites": reports,
+                "pending": pending,
+                "failed": failed,
+                "written": written,
+            }),
+        )?;
+    } else if a.check {
+        println!("\n{pending} image(s) to pin or moved; nothing was written (--check)");
     } else {
-        println!("{written} file(s) written; review with `git diff` and commit");
+        println!(
+            "\n{} file(s) written; review with `git diff` and commit",
+            written.len()
+        );
     }
     Ok(if failed > 0 {
         crate::apply::progress::note(&format!("{failed} image(s) could not be resolved\n  hint: check the tag exists (`docker manifest inspect`) and the registry is reachable from the Docker host"));

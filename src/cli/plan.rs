@@ -6,23 +6,34 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::args::{PlanArgs, SourceArgs};
-use super::settings;
+use super::args::{DiffArgs, PlanArgs, SourceArgs};
+use super::{json, settings};
 use crate::plan::render;
 use crate::reconcile::pass::PlanContext;
 use crate::sources::Fetch;
 
 pub async fn plan(a: &PlanArgs, state_dir: &Path) -> Result<ExitCode> {
-    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
-    let ctx =
-        PlanContext::connect_and_build(&source, &settings::host(&a.source, state_dir)?).await?;
-    if a.json {
-        println!("{}", render::json(&ctx.plan));
+    let ctx = show(&a.source, state_dir, a.json.json, false).await?;
+    Ok(detailed_exit(a.detailed_exitcode, &ctx.plan))
+}
+
+/// Plans and prints the plan (`diffs`: with every field change), as text or as the plan
+/// shape.
+async fn show(
+    src: &SourceArgs,
+    state_dir: &Path,
+    as_json: bool,
+    diffs: bool,
+) -> Result<PlanContext> {
+    let source = settings::source(src, state_dir, Fetch::OnRead)?;
+    let ctx = PlanContext::connect_and_build(&source, &settings::host(src, state_dir)?).await?;
+    if as_json {
+        json::print(json::PLAN_VERSION, &plan_doc(&ctx))?;
     } else {
         println!("source: {}\n", ctx.snapshot.origin);
-        super::colour::print_plan(&render::text(&ctx.plan, false));
+        super::colour::print_plan(&render::text(&ctx.plan, diffs));
     }
-    Ok(detailed_exit(a.detailed_exitcode, &ctx.plan))
+    Ok(ctx)
 }
 
 /// `--detailed-exitcode`: 1 when conflicts block apply (apply would refuse, so a script must
@@ -40,12 +51,22 @@ fn detailed_exit(detailed: bool, plan: &crate::plan::Plan) -> ExitCode {
     }
 }
 
-pub async fn diff(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
-    let source = settings::source(src, state_dir, Fetch::OnRead)?;
-    let ctx = PlanContext::connect_and_build(&source, &settings::host(src, state_dir)?).await?;
-    println!("source: {}\n", ctx.snapshot.origin);
-    super::colour::print_plan(&render::text(&ctx.plan, true));
+/// `diff --json` is `plan --json`: the plan's JSON holds every field change already.
+pub async fn diff(a: &DiffArgs, state_dir: &Path) -> Result<ExitCode> {
+    show(&a.source, state_dir, a.json.json, true).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan with where it was planned from, as `plan --json`, `apply --json` and `rollback
+/// --json` show it.
+pub(super) fn plan_doc(ctx: &PlanContext) -> serde_json::Value {
+    let mut doc = serde_json::Map::new();
+    doc.insert("source".into(), ctx.snapshot.origin.clone().into());
+    doc.insert("revision".into(), ctx.revision().into());
+    if let serde_json::Value::Object(plan) = render::json_doc(&ctx.plan) {
+        doc.extend(plan);
+    }
+    serde_json::Value::Object(doc)
 }
 
 #[cfg(test)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::apply::{confirm, tell_agent};
-use super::args::{RollbackArgs, SourceArgs};
-use super::settings;
+use super::apply::{ask_agent, confirm, deploy_doc, finish_json, tell_agent};
+use super::args::{ResumeArgs, RollbackArgs};
+use super::{json, settings};
 use crate::apply::ApplyError;
 use crate::history::{Outcome, Store};
 use crate::plan::render;
@@ -62,8 +62,11 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     }
     let ctx = PlanContext::build(&source, &host, Some(&target), &docker, None).await?;
     let rev = ctx.revision();
-    println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
-    super::colour::print_plan(&render::text(&ctx.plan, false));
+    let as_json = a.json.json;
+    if !as_json {
+        println!("rollback to {rev}\nsource: {}\n", ctx.snapshot.origin);
+        super::colour::print_plan(&render::text(&ctx.plan, false));
+    }
     if !ctx.plan.conflicts.is_empty() {
         return Err(
             reconcile::Error::from(ApplyError::Conflicts(crate::plan::conflict_summary(
@@ -72,7 +75,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
             .into(),
         );
     }
-    if !confirm(a.yes, "Roll back and hold there?")? {
+    if !confirm(a.yes, as_json, "Roll back and hold there?")? {
         println!("Rollback cancelled; nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
@@ -84,6 +87,18 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     };
     // The agent's pass below needs the lock.
     drop(held);
+    if as_json {
+        let outcome = recorded
+            .as_ref()
+            .map_or("no-changes", |r| r.outcome().as_str());
+        let mut doc = deploy_doc(&ctx, outcome);
+        // The hold stays whatever the deploy came to: `dockhand resume` ends it.
+        doc.insert(
+            "hold".into(),
+            serde_json::to_value(store.hold(&ctx.desired.project)?)?,
+        );
+        return finish_json(doc, recorded, state_dir, "rollback", false).await;
+    }
     if let Some(recorded) = recorded {
         if let Some(summary) = recorded.summary() {
             println!("{summary}");
@@ -116,12 +131,30 @@ fn previous_good(store: &Store, project: &str) -> Result<String> {
 
 /// Ends the hold; an agent running on `state_dir` is asked to deploy the source's head at
 /// once (its outcome printed, a failure exits 1), else the next reconcile does.
-pub async fn resume(src: &SourceArgs, state_dir: &Path) -> Result<ExitCode> {
-    let source = settings::source(src, state_dir, Fetch::OnRead)?;
-    let host = settings::host(src, state_dir)?;
+pub async fn resume(a: &ResumeArgs, state_dir: &Path) -> Result<ExitCode> {
+    let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
+    let host = settings::host(&a.source, state_dir)?;
     let (_, desired) = pass::load(&source, &host, None)?;
     let store = Store::open(state_dir)?;
     let released = store.release_hold(&desired.config.project)?;
+    if a.json.json {
+        let agent = ask_agent(state_dir, "resume", false).await?;
+        json::print(
+            json::RESUME_VERSION,
+            &serde_json::json!({
+                "project": desired.config.project,
+                "released": released,
+                "agent": agent,
+            }),
+        )?;
+        return match agent.filter(|o| !o.ok) {
+            Some(o) => Err(json::Printed::wrap(anyhow::anyhow!(
+                "the agent's pass: {}",
+                o.summary
+            ))),
+            None => Ok(ExitCode::SUCCESS),
+        };
+    }
     if released {
         println!("rollback hold ended");
     } else {

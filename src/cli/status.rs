@@ -11,6 +11,7 @@ use super::args::StatusArgs;
 use super::{settings, table};
 use crate::history::{Outcome, Store};
 use crate::model::actual::{Actual, ActualContainer, Health, RunState};
+use crate::plan::status::{self, HealthStatus, SyncStatus};
 use crate::plan::{render, Action, Plan};
 use crate::reconcile::pass::PlanContext;
 use crate::sources::Fetch;
@@ -29,7 +30,8 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
         let last = store.last_deploys(&ctx.desired.project)?;
         for r in &mut rows {
             if let Some((_, id, at)) = last.iter().find(|(c, _, _)| *c == r.container) {
-                r.deployed = format!("{} #{id}", crate::history::format_utc(*at));
+                r.deploy_id = Some(*id);
+                r.deployed_ms = Some(*at);
             }
         }
         quarantined = store.quarantine_list(&ctx.desired.project)?;
@@ -44,12 +46,20 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
     };
     let in_sync = ctx.plan.in_sync();
     let healthy = rows.iter().all(|r| r.healthy);
-    if a.json {
+    let (sync, health) = status::overall(
+        !ctx.plan.is_empty(),
+        rows.iter().map(|r| r.health),
+        hold.is_some(),
+    );
+    if a.json.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
+                "version": super::json::STATUS_VERSION,
                 "source": ctx.snapshot.origin,
                 "revision": ctx.revision(),
+                "sync": sync,
+                "health": health,
                 "in_sync": in_sync,
                 "healthy": healthy,
                 "services": rows,
@@ -120,10 +130,12 @@ pub async fn run(a: &StatusArgs, state_dir: &Path) -> Result<ExitCode> {
 /// later deploy succeeds.
 #[derive(Debug, Serialize)]
 struct LastError {
+    #[serde(rename = "deploy_id")]
     deploy: i64,
     revision: String,
     outcome: &'static str,
     error: String,
+    #[serde(rename = "at", serialize_with = "crate::history::ser_rfc3339")]
     at_ms: i64,
 }
 
@@ -178,9 +190,28 @@ struct StatusRow {
     healthy: bool,
     image: String,
     commit: String,
-    /// When, and by which deploy, this container was last changed (from the deploy record).
-    deployed: String,
+    /// Argo's words for this container ([`status`]).
+    sync: SyncStatus,
+    health: HealthStatus,
+    /// When (Unix ms; shown as RFC 3339 `deployed_at`), and by which deploy, this container
+    /// was last changed (from the deploy record).
+    #[serde(
+        rename = "deployed_at",
+        serialize_with = "crate::history::ser_rfc3339_opt"
+    )]
+    deployed_ms: Option<i64>,
+    deploy_id: Option<i64>,
     detail: String,
+}
+
+impl StatusRow {
+    /// The DEPLOYED column: `2026-11-30 08:46:30Z #1`.
+    fn deployed(&self) -> String {
+        match (self.deployed_ms, self.deploy_id) {
+            (Some(at), Some(id)) => format!("{} #{id}", crate::history::format_utc(at)),
+            _ => String::new(),
+        }
+    }
 }
 
 fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow> {
@@ -277,6 +308,13 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                 _ => ("unknown", String::new()),
             };
             let idle_color = blue_green && state == "idle";
+            let kind = if d.job {
+                status::Kind::Job
+            } else if idle_color {
+                status::Kind::IdleColor
+            } else {
+                status::Kind::Service
+            };
             rows.push(StatusRow {
                 stack: d.stack.clone(),
                 service: d.service.clone(),
@@ -289,7 +327,10 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     .and_then(|c| c.label(labels::COMMIT))
                     .unwrap_or_default()
                     .to_string(),
-                deployed: String::new(),
+                sync: status::container_sync(conflict.is_some() || action.is_some()),
+                health: status::container_health(kind, sick.is_some(), ac),
+                deployed_ms: None,
+                deploy_id: None,
                 detail,
             });
         }
@@ -317,7 +358,10 @@ fn status_rows(desired: &Desired, actual: &Actual, plan: &Plan) -> Vec<StatusRow
                     .and_then(|c| c.label(labels::COMMIT))
                     .unwrap_or_default()
                     .into(),
-                deployed: String::new(),
+                sync: SyncStatus::OutOfSync,
+                health: status::container_health(status::Kind::Service, false, ac),
+                deployed_ms: None,
+                deploy_id: None,
                 detail: reason.clone(),
             });
         }
@@ -336,7 +380,7 @@ fn status_table(rows: &[StatusRow]) -> String {
                 r.state.clone(),
                 render::short_image(&r.image),
                 r.commit.chars().take(12).collect(),
-                r.deployed.clone(),
+                r.deployed(),
                 r.detail.clone(),
             ]
         })
@@ -360,18 +404,7 @@ fn status_table(rows: &[StatusRow]) -> String {
 mod tests {
     use super::*;
 
-    fn c(state: RunState, status: &str) -> ActualContainer {
-        ActualContainer {
-            id: "1".into(),
-            name: "x".into(),
-            state,
-            status: status.into(),
-            image: "i".into(),
-            labels: Default::default(),
-            attached: Default::default(),
-            inspected: None,
-        }
-    }
+    use crate::plan::status::tests::c;
 
     #[test]
     fn health_by_kind_of_container() {

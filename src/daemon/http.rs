@@ -61,10 +61,20 @@ pub const CONN_DEADLINE: Duration = Duration::from_secs(30);
 pub const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
 
-/// What the agent reports about itself; updated by the reconcile worker.
+/// Version of the `/status` shape (a `version` field first; bumped when a field changes
+/// meaning or goes away).
+pub const STATUS_VERSION: u32 = 1;
+
+/// What the agent reports about itself; updated by the reconcile worker. `/status` is this
+/// with `version` first.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct AgentState {
     pub source: String,
+    /// Argo's sync status of the last pass that read the host (see [`crate::plan::status`]);
+    /// `null` before the first.
+    pub sync: Option<crate::plan::status::SyncStatus>,
+    /// Argo's health status of the last pass that read the host; `null` before the first.
+    pub health: Option<crate::plan::status::HealthStatus>,
     /// The revision of the last reconcile that could read the source.
     pub revision: Option<String>,
     /// The last reconcile found nothing to change (or changed it successfully) and every
@@ -76,7 +86,11 @@ pub struct AgentState {
     pub hold: Option<crate::history::Hold>,
     /// Owned networks no longer declared that containers dockhand does not own still use.
     pub kept_networks: Vec<String>,
-    /// Unix ms of the last reconcile that ended in sync.
+    /// Unix ms of the last reconcile that ended in sync (RFC 3339 `last_sync_at` in JSON).
+    #[serde(
+        rename = "last_sync_at",
+        serialize_with = "crate::history::ser_rfc3339_opt"
+    )]
     pub last_sync_ms: Option<i64>,
     pub quarantined: Vec<String>,
     /// Containers whose corrections are backed off, or that hold the desired spec but are
@@ -101,7 +115,11 @@ pub struct GitState {
     pub branch: String,
     /// The commit followed (fetched and fast-forward of the one before).
     pub followed: Option<String>,
-    /// Unix ms of the last successful check of the remote.
+    /// Unix ms of the last successful check of the remote (RFC 3339 `last_check_at` in JSON).
+    #[serde(
+        rename = "last_check_at",
+        serialize_with = "crate::history::ser_rfc3339_opt"
+    )]
     pub last_check_ms: Option<i64>,
     /// The last check's error (unreachable remote, refused credentials, force-push).
     pub error: Option<String>,
@@ -229,6 +247,16 @@ fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The `/status` document: `version`, then the fields of [`AgentState`].
+pub fn status_json(state: &AgentState) -> String {
+    let mut doc = serde_json::Map::new();
+    doc.insert("version".into(), STATUS_VERSION.into());
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(state) {
+        doc.extend(fields);
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 
 /// What a connection is doing, for eviction: only one still sending its request may be cut.
@@ -459,11 +487,7 @@ async fn route(shared: &Shared, id: u64, conn: &Conn, req: Request<Incoming>) ->
     let snapshot = || lock(&shared.state).clone();
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => answer(200, "text/plain", "ok\n".into()),
-        (&Method::GET, "/status") => answer(
-            200,
-            "application/json",
-            serde_json::to_string_pretty(&snapshot()).unwrap_or_default() + "\n",
-        ),
+        (&Method::GET, "/status") => answer(200, "application/json", status_json(&snapshot())),
         (&Method::GET, "/metrics") => {
             let text = metrics_text(&snapshot()) + &process::text();
             answer(200, "text/plain; version=0.0.4", text)

@@ -16,6 +16,7 @@ use crate::history::{ApplyLock, Outcome, Store};
 use crate::model::DriftPolicy;
 use crate::plan::render;
 use crate::plan::services::{for_changed, service_states, ServiceState};
+use crate::plan::status::{overall, HealthStatus, SyncStatus};
 use crate::reconcile::pass::PlanContext;
 use crate::reconcile::{self, record, report};
 use crate::sources::Source;
@@ -61,8 +62,34 @@ impl Refusal {
 }
 
 impl Pass {
+    /// Argo's words for this pass ([`crate::plan::status::overall`]), given the state before
+    /// it (the hold and `drift: report` list of this pass are in it already). None: the host
+    /// was not read (kept as it was).
+    fn sync_health(&self, st: &AgentState) -> Option<(SyncStatus, HealthStatus)> {
+        let held = st.hold.is_some();
+        let before = st.health.unwrap_or_default();
+        let degraded = |names: &Vec<String>| vec![HealthStatus::Degraded; names.len()];
+        Some(match self {
+            Pass::NoLock(_) => return None,
+            // The head cannot be applied: the host differs from it, and runs what it ran.
+            Pass::NotRead(_) => (SyncStatus::OutOfSync, before),
+            Pass::InSync(_) => overall(!st.drift_reported.is_empty(), [], held),
+            Pass::Unhealthy(_, names, _) => overall(false, degraded(names), held),
+            Pass::BackedOff(_, names) => overall(true, degraded(names), held),
+            Pass::Refused(..) => overall(true, [before], held),
+            Pass::Applied(_, Outcome::Succeeded, None) => overall(false, [], held),
+            // What served before still serves.
+            Pass::Applied(_, Outcome::RolledBack, _) => overall(true, [before], held),
+            Pass::Applied(..) => overall(true, [HealthStatus::Degraded], held),
+        })
+    }
+
     /// Writes what this pass came to into the agent's state (for /status and /metrics).
     pub(super) fn record(self, st: &mut AgentState, drift: bool) {
+        if let Some((sync, health)) = self.sync_health(st) {
+            st.sync = Some(sync);
+            st.health = Some(health);
+        }
         st.degraded.clear();
         match self {
             Pass::NotRead(e) => {
@@ -736,5 +763,50 @@ mod tests {
         assert!(st.in_sync);
         assert_eq!(st.last_error, None);
         assert!(st.degraded.is_empty());
+    }
+
+    /// /status's Argo words follow each pass; a hold makes a healthy host `Suspended`, and a
+    /// pass that could not read the host keeps the health it had.
+    #[test]
+    fn each_pass_sets_sync_and_health() {
+        use HealthStatus::*;
+        use SyncStatus::*;
+        let mut st = AgentState::default();
+        let words = |st: &AgentState| (st.sync, st.health);
+        assert_eq!(words(&st), (None, None), "unknown before the first pass");
+        Pass::InSync("a".into()).record(&mut st, false);
+        assert_eq!(words(&st), (Some(Synced), Some(Healthy)));
+        Pass::Unhealthy("a".into(), vec!["s-web".into()], "sick".into()).record(&mut st, false);
+        assert_eq!(words(&st), (Some(Synced), Some(Degraded)));
+        Pass::NoLock("busy".into()).record(&mut st, false);
+        assert_eq!(words(&st), (Some(Synced), Some(Degraded)));
+        Pass::NotRead("bad yaml".into()).record(&mut st, false);
+        assert_eq!(words(&st), (Some(OutOfSync), Some(Degraded)));
+        Pass::BackedOff("a".into(), vec!["s-web".into()]).record(&mut st, true);
+        assert_eq!(words(&st), (Some(OutOfSync), Some(Degraded)));
+        Pass::Applied("b".into(), Outcome::Succeeded, None).record(&mut st, false);
+        assert_eq!(words(&st), (Some(Synced), Some(Healthy)));
+        Pass::Applied("c".into(), Outcome::RolledBack, Some("gate".into())).record(&mut st, false);
+        assert_eq!(
+            words(&st),
+            (Some(OutOfSync), Some(Healthy)),
+            "the old color serves"
+        );
+        st.hold = Some(crate::history::Hold {
+            revision: "b".into(),
+            source_at: "c".into(),
+            reason: "rollback".into(),
+            at_ms: 0,
+        });
+        Pass::InSync("b".into()).record(&mut st, false);
+        assert_eq!(words(&st), (Some(Synced), Some(Suspended)));
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::daemon::http::status_json(&st)).unwrap();
+        assert_eq!(doc["version"], 1);
+        assert_eq!(
+            (&doc["sync"], &doc["health"]),
+            (&"Synced".into(), &"Suspended".into())
+        );
+        assert_eq!(doc["hold"]["at"], "1970-01-01T00:00:00Z");
     }
 }

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 pub use dir::{marker_key, state_dir};
 use dir::{private_file, tighten};
-pub use time::{format_utc, now_ms};
+pub use time::{format_utc, now_ms, rfc3339, ser_rfc3339, ser_rfc3339_opt};
 
 /// Where the state lives unless `--state-dir` / `DOCKHAND_STATE_DIR` say otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/dockhand";
@@ -135,6 +135,7 @@ pub struct ServiceChange {
 pub struct StepRecord {
     pub target: String,
     pub name: String,
+    #[serde(rename = "started_at", serialize_with = "time::ser_rfc3339")]
     pub started_ms: i64,
     pub duration_ms: i64,
     /// `ok` or `failed`.
@@ -151,7 +152,11 @@ pub struct StepRecord {
 pub struct Deploy {
     pub id: i64,
     pub project: String,
+    /// Shown (JSON) as `started_at`, RFC 3339.
+    #[serde(rename = "started_at", serialize_with = "time::ser_rfc3339")]
     pub started_ms: i64,
+    /// Shown (JSON) as `finished_at`, RFC 3339; `null` while running.
+    #[serde(rename = "finished_at", serialize_with = "time::ser_rfc3339_opt")]
     pub finished_ms: Option<i64>,
     pub trigger: String,
     pub revision: String,
@@ -169,8 +174,13 @@ pub struct Deploy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hold {
     pub revision: String,
+    /// The source's head when the hold was set (JSON `source_head`: the `_at` suffix is kept
+    /// for times there).
+    #[serde(rename = "source_head")]
     pub source_at: String,
     pub reason: String,
+    /// Shown (JSON) as `at`, RFC 3339.
+    #[serde(rename = "at", serialize_with = "time::ser_rfc3339")]
     pub at_ms: i64,
 }
 
@@ -180,6 +190,8 @@ pub struct Quarantine {
     pub revision: String,
     pub deploy_id: i64,
     pub reason: String,
+    /// Shown (JSON) as `at`, RFC 3339.
+    #[serde(rename = "at", serialize_with = "time::ser_rfc3339")]
     pub at_ms: i64,
 }
 

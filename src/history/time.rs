@@ -1,5 +1,5 @@
-//! Wall-clock time as the record stores it (Unix milliseconds) and shows it (UTC, ISO 8601),
-//! without a calendar dependency.
+//! Wall-clock time as the record stores it (Unix milliseconds) and shows it (UTC, ISO 8601
+//! for people, RFC 3339 for machines), without a calendar dependency.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,31 @@ pub fn format_utc(ms: i64) -> String {
     )
 }
 
+/// `2026-11-22T14:03:07Z` (RFC 3339, UTC, whole seconds) for Unix milliseconds: the one
+/// time format of every `--json` output and `/status`.
+pub fn rfc3339(ms: i64) -> String {
+    format_utc(ms).replacen(' ', "T", 1)
+}
+
+/// `serialize_with` for a Unix-milliseconds field shown as [`rfc3339`].
+///
+/// # Errors
+/// Those of the serializer.
+pub fn ser_rfc3339<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+/// `serialize_with` for an optional Unix-milliseconds field (`null` when absent).
+///
+/// # Errors
+/// Those of the serializer.
+pub fn ser_rfc3339_opt<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -44,12 +69,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::format_utc;
+    use super::{format_utc, rfc3339};
 
     #[test]
     fn formats_known_instants() {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(format_utc(1_795_305_787_000), "2026-11-22 00:03:07Z");
+        assert_eq!(rfc3339(1_795_305_787_999), "2026-11-22T00:03:07Z");
     }
 }

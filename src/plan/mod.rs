@@ -14,6 +14,7 @@ pub mod render;
 mod scope;
 pub mod services;
 pub mod simulate;
+pub mod status;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

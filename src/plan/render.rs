@@ -290,7 +290,12 @@ fn write_changes(out: &mut String, changes: &[super::FieldChange], detailed: boo
 /// Machine rendering: the plan plus its summary. Container actions carry their `wave`;
 /// `waits` lists the unchanged dependencies apply waits for after each wave.
 pub fn json(plan: &Plan) -> String {
-    let doc = serde_json::json!({
+    serde_json::to_string_pretty(&json_doc(plan)).unwrap_or_default()
+}
+
+/// [`json`] as a value, for outputs that embed the plan.
+pub fn json_doc(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
         "summary": plan.summary(),
         "actions": plan.actions,
         "waits": plan.waits,
@@ -300,6 +305,5 @@ pub fn json(plan: &Plan) -> String {
         "kept_networks": plan.kept_networks,
         "unhealthy": plan.unhealthy,
         "in_sync": plan.in_sync(),
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
+    })
 }

@@ -88,6 +88,32 @@ impl Plan {
         }
     }
 
+    /// Takes the services of a quarantine (stack, service → why) and their dependents out of
+    /// the plan, those that have something in it (an action in a wave, a wait): a quarantined
+    /// service keeps what runs now (a rolled-back release its serving color, a failed first
+    /// deploy its container, for `docker logs`) and everything else converges.
+    pub fn skip_quarantined(
+        &mut self,
+        desired: &Desired,
+        quarantined: &BTreeMap<(String, String), String>,
+    ) {
+        let in_plan = |s: &Skipped| {
+            self.actions.iter().any(|a| {
+                a.wave().is_some() && a.stack() == s.stack && a.service() == Some(&s.service)
+            }) || self
+                .waits
+                .iter()
+                .any(|w| w.stack == s.stack && w.service == s.service)
+        };
+        let skipped: Vec<Skipped> = with_dependents(desired, quarantined)
+            .into_iter()
+            .filter(in_plan)
+            .collect();
+        if !skipped.is_empty() {
+            self.skip_services(skipped);
+        }
+    }
+
     /// Takes the container actions, waits and notes of `skipped` services out of the plan and
     /// notes them in [`Plan::skipped`]. Callers pass a closed set ([`with_dependents`]), so
     /// nothing left waits for a skipped service. Networks, volumes and removals stay.

@@ -482,6 +482,14 @@ fn a_job_past_its_timeout_is_recorded_once_and_never_blocks_the_rest() {
     assert_eq!(new[0]["outcome"], "failed");
     assert_eq!(new[0]["quarantined"], true);
     assert_eq!(runs, 1, "{}", agent.log());
+    // The agent's own stop and removal of the job woke no pass.
+    let job = format!("engine: {} ", s.container("j"));
+    let log = agent.log();
+    let woken: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reconcile (") && l.contains(&job))
+        .collect();
+    assert!(woken.is_empty(), "{woken:#?}");
 
     stop_b_and_see_it_back_within_2s(&s, &agent, "with a job quarantined");
     drop(agent);

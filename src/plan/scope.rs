@@ -89,7 +89,7 @@ impl Plan {
     }
 
     /// Takes the services of a quarantine (stack, service → why) and their dependents out of
-    /// the plan, those that have something in it (an action in a wave, a wait): a quarantined
+    /// the plan, those that have an action in it (their waits go too): a quarantined
     /// service keeps what runs now (a rolled-back release its serving color, a failed first
     /// deploy its container, for `docker logs`) and everything else converges.
     pub fn skip_quarantined(
@@ -97,21 +97,21 @@ impl Plan {
         desired: &Desired,
         quarantined: &BTreeMap<(String, String), String>,
     ) {
+        let all = with_dependents(desired, quarantined);
         let in_plan = |s: &Skipped| {
             self.actions.iter().any(|a| {
                 a.wave().is_some() && a.stack() == s.stack && a.service() == Some(&s.service)
-            }) || self
-                .waits
-                .iter()
-                .any(|w| w.stack == s.stack && w.service == s.service)
+            })
         };
-        let skipped: Vec<Skipped> = with_dependents(desired, quarantined)
-            .into_iter()
-            .filter(in_plan)
-            .collect();
+        let skipped: Vec<Skipped> = all.iter().filter(|s| in_plan(s)).cloned().collect();
         if !skipped.is_empty() {
             self.skip_services(skipped);
         }
+        // A wait serves the dependents of later waves, and those are all out of the plan.
+        self.waits.retain(|w| {
+            !all.iter()
+                .any(|s| s.stack == w.stack && s.service == w.service)
+        });
     }
 
     /// Takes the container actions, waits and notes of `skipped` services out of the plan and

@@ -380,7 +380,10 @@ fn an_unreadable_env_file_skips_its_service_and_the_rest_is_applied() {
 
 /// The deploys with `outcome`.
 fn outcomes(s: &Stack, outcome: &str) -> usize {
-    deploys(s).iter().filter(|d| d["outcome"] == outcome).count()
+    deploys(s)
+        .iter()
+        .filter(|d| d["outcome"] == outcome)
+        .count()
 }
 
 /// Issue 18 review (B, E): a new service whose healthcheck never passes quarantined the whole
@@ -472,7 +475,10 @@ fn a_job_past_its_timeout_is_recorded_once_and_never_blocks_the_rest() {
     std::thread::sleep(Duration::from_secs(15).saturating_sub(committed.elapsed()));
     let all = deploys(&s);
     let new = &all[..all.len() - before];
-    let runs = agent.log().matches("job still running after its timeout").count();
+    let runs = agent
+        .log()
+        .matches("job still running after its timeout")
+        .count();
     eprintln!(
         "job past its timeout: {} record(s), {runs} run(s) in {:?}",
         new.len(),
@@ -498,12 +504,16 @@ fn a_job_past_its_timeout_is_recorded_once_and_never_blocks_the_rest() {
     let r = s.dockhand(&["apply", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
-        r.stderr.contains(&format!("is quarantined for {}/j", s.name)),
+        r.stderr
+            .contains(&format!("is quarantined for {}/j", s.name)),
         "{r:?}"
     );
     assert_eq!(deploys(&s).len(), recorded, "a refusal records nothing");
     let r = s.dockhand(&["apply", "--yes", "--retry"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("did not finish within its timeout"), "{r:?}");
+    assert!(
+        r.stderr.contains("did not finish within its timeout"),
+        "{r:?}"
+    );
     assert_eq!(outcomes(&s, "failed"), 2, "--retry ran it again");
 }

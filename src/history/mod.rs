@@ -525,7 +525,9 @@ mod tests {
             .quarantine("p", "r1", d1, "web sick", &[svc("web")])
             .unwrap();
         let d2 = new(&store, &lock, "r1");
-        store.finish(d2, Outcome::Failed, Some("job timed out")).unwrap();
+        store
+            .finish(d2, Outcome::Failed, Some("job timed out"))
+            .unwrap();
         store
             .quarantine("p", "r1", d2, "job timed out", &[svc("migrate")])
             .unwrap();

@@ -1234,6 +1234,32 @@ fn a_failed_service_skips_its_dependents_and_nothing_else() {
     );
 }
 
+/// Issue 18 review (B, E): a quarantined service takes itself and its dependents out of the
+/// plan where the plan has work for them, and nothing else; with nothing to do for them (a
+/// failed first deploy's container is left as it is) nothing is noted as skipped, so the
+/// correction of another service is a whole deploy.
+#[test]
+fn a_quarantined_service_is_skipped_only_where_the_plan_has_work_for_it() {
+    let d = desired(&[&shop(B, "x")]);
+    let blocked = std::collections::BTreeMap::from([(
+        ("shop".to_string(), "api".to_string()),
+        "quarantined: it failed in deploy #3".to_string(),
+    )]);
+    let mut p = plan(&d, &Actual::default());
+    p.skip_quarantined(&d, &blocked);
+    let skipped: Vec<&str> = p.skipped.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(skipped, ["api", "web"]);
+    let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
+    assert_eq!(left, ["shop-db"]);
+
+    let host = effect(&plan(&d, &Actual::default()), &d, &Actual::default());
+    let mut p = plan(&d, &host);
+    assert!(p.actions.is_empty());
+    p.skip_quarantined(&d, &blocked);
+    assert!(p.skipped.is_empty(), "{:?}", p.skipped);
+    assert!(p.waits.iter().all(|w| w.service != "api"), "{:?}", p.waits);
+}
+
 /// Issue 18 item 3 for conflicts: a container made by hand in `api`'s way skips `api` and
 /// `web` (its dependent) for the agent, with the conflict as the reason; `db` still converges.
 /// A conflict on a network is not a service's: it stays and still blocks.

@@ -48,15 +48,20 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     // Before the plan: the plan shown and confirmed is the plan of the host as it is when it
     // is applied.
     let held = lock::acquire(&store, lock::CLI_WAIT).await?;
-    let ctx = PlanContext::build(&source, &host, None, &docker, None).await?;
+    let mut ctx = PlanContext::build(&source, &host, None, &docker, None).await?;
+    // A quarantined service is skipped (with its dependents) and the rest is applied, unless
+    // nothing else is left to do; `--retry` tries it again.
+    let refused = if a.retry {
+        None
+    } else {
+        ctx.scope_quarantine(&store)?
+    };
     if !show(&ctx, as_json)? {
         return no_changes(&ctx, as_json);
     }
     record::refuse_if_held(&store, &ctx)?;
-    if !a.retry {
-        if let Some(q) = ctx.quarantine(&store)? {
-            return Err(reconcile::Error::from(q).into());
-        }
+    if let Some(q) = refused {
+        return Err(reconcile::Error::from(q).into());
     }
     if !confirm(a.yes, as_json, "Apply these changes?")? {
         println!("Apply cancelled; nothing was changed.");

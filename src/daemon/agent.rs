@@ -147,6 +147,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         last_good: Arc::default(),
         quick: Arc::default(),
         recheck: Arc::default(),
+        own: Arc::default(),
     };
     // systemd hears READY=1 after the first pass (the port is bound by now), so units ordered
     // after dockhand start against a converged host.
@@ -158,6 +159,11 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         let first_pass = first_pass.clone();
         let done = done.clone();
         async move {
+            let batch = worker.drop_own_events(batch);
+            if batch.is_empty() {
+                tracing::debug!("only the agent's own deploy's events: no pass");
+                return;
+            }
             let started = Instant::now();
             if let Some(git) = &git {
                 let asked = batch.iter().any(|t| {

@@ -183,9 +183,45 @@ pub(super) struct Worker {
     /// A re-check of unhealthy containers is queued: passes woken otherwise meanwhile do not
     /// queue another, so the re-checks stay one chain whatever else wakes the agent.
     pub recheck: Arc<std::sync::atomic::AtomicBool>,
+    /// What the agent's last deploy acted on: the Engine's events of those containers while
+    /// it ran are its own, not drift ([`Worker::drop_own_events`]).
+    pub own: Arc<Mutex<OwnActions>>,
+}
+
+/// The containers one deploy acted on (every name their services may use: colors, the
+/// container set aside during a recreate, a maintenance container, a removed one) and when
+/// it ran, as Unix ns on this host's clock (the Engine's events carry the same clock).
+#[derive(Debug, Default, Clone)]
+pub(super) struct OwnActions {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub names: BTreeSet<String>,
+}
+
+impl OwnActions {
+    /// Whether `t` is an event of the agent's own deploy.
+    pub(super) fn explains(&self, t: &Trigger) -> bool {
+        matches!(t, Trigger::Engine { container, at_ns, .. }
+            if (self.from_ns..=self.to_ns).contains(at_ns) && self.names.contains(container))
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 impl Worker {
+    /// `batch` without the Engine's events of the agent's own last deploy (a job it stopped
+    /// at its timeout, a container it recreated): they are not drift, and taking them as
+    /// drift reran a failed job every ~14 s (issue 18 review, C). A hand change to one of
+    /// those containers while the deploy ran is left to the next resync.
+    pub(super) fn drop_own_events(&self, batch: Vec<Trigger>) -> Vec<Trigger> {
+        let own = lock(&self.own);
+        batch.into_iter().filter(|t| !own.explains(t)).collect()
+    }
+
     /// One pass. The apply lock is taken first and held to the end, so the plan is made of
     /// the host as it is and no other apply (a `dockhand apply`, a rollback) runs in between.
     ///
@@ -424,8 +460,15 @@ impl Worker {
             tracing::warn!("not applied ({why}): {msg}");
             return Pass::Refused(rev, Refusal::Conflicts(msg));
         }
-        match ctx.quarantine(&self.store) {
-            Ok(Some(_)) if retry => {}
+        // A quarantined service (its release, first deploy or job failed at this revision)
+        // is skipped with its dependents; everything else converges, drift included. Only
+        // with nothing else to do is the pass refused.
+        let skipped_before = ctx.plan.skipped.len();
+        match if retry {
+            Ok(None)
+        } else {
+            ctx.scope_quarantine(&self.store)
+        } {
             Ok(Some(q)) => {
                 let msg = reconcile::Error::from(q).to_string();
                 if lock(&self.seen).1.insert(rev.clone()) {
@@ -434,7 +477,19 @@ impl Worker {
                 for_changed(services, &ctx.plan, &[], |s| s.quarantined = true);
                 return Pass::Refused(rev, Refusal::Quarantined(msg));
             }
-            Ok(None) => {}
+            Ok(None) => {
+                let quarantined = &ctx.plan.skipped[skipped_before..];
+                if !quarantined.is_empty() && lock(&self.seen).1.insert(rev.clone()) {
+                    for s in quarantined {
+                        tracing::warn!(
+                            "skipped {}/{} ({why}): {}",
+                            s.stack,
+                            s.service,
+                            s.reason.lines().next().unwrap_or_default()
+                        );
+                    }
+                }
+            }
             Err(e) => {
                 let msg = report(&e);
                 tracing::warn!("not applied ({why}): {msg}");
@@ -454,15 +509,19 @@ impl Worker {
         if let (true, Some(ns)) = (drift, event_ns) {
             // How long after the Engine's event the correction starts: settle window, observe
             // and plan. Both clocks are this host's.
-            let now_ns = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i64);
-            let ms = (now_ns - ns) as f64 / 1e6;
+            let ms = (now_ns() - ns) as f64 / 1e6;
             tracing::info!("correcting drift {ms:.1} ms after the Engine's event");
             lock(&self.state).metrics.observe_reaction(ms / 1000.0);
         }
         let trigger = format!("agent ({why})");
-        match record::apply(&self.docker, &self.store, apply_lock, &ctx, &trigger).await {
+        let from_ns = now_ns();
+        let recorded = record::apply(&self.docker, &self.store, apply_lock, &ctx, &trigger).await;
+        *lock(&self.own) = OwnActions {
+            from_ns,
+            to_ns: now_ns(),
+            names: acted_on(&ctx),
+        };
+        match recorded {
             Ok(recorded) => {
                 mark_applied(services, &ctx.plan, &recorded);
                 if let Some(summary) = recorded.summary() {
@@ -630,12 +689,53 @@ fn mark_applied(
     }
 }
 
+/// Every container name the plan's actions may touch (see [`OwnActions`]).
+fn acted_on(ctx: &PlanContext) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for a in &ctx.plan.actions {
+        names.extend(a.container().map(str::to_string));
+        let Some(service) = a.service() else { continue };
+        let desired = ctx
+            .desired
+            .containers
+            .iter()
+            .find(|c| c.stack == a.stack() && c.service == service);
+        if let Some(c) = desired {
+            names.extend(c.container_names());
+            names.insert(c.aside_name());
+            names.extend(c.maintenance.as_ref().map(|m| m.container.name.clone()));
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The agent marks a revision quarantined by the refusal's type, not by its wording: a
     /// conflict whose text happens to say "quarantined" marks nothing.
+    /// Issue 18 review (C): the agent took the `die`/`destroy` of a job it stopped itself as
+    /// drift. Its own containers' events while it applied are dropped; a hand change to
+    /// another container then, or to its own afterwards, is not.
+    #[test]
+    fn the_agents_own_events_are_not_drift() {
+        let own = OwnActions {
+            from_ns: 100,
+            to_ns: 200,
+            names: ["s-job".to_string()].into(),
+        };
+        let ev = |container: &str, at_ns| Trigger::Engine {
+            container: container.into(),
+            action: "destroy".into(),
+            at_ns,
+        };
+        assert!(own.explains(&ev("s-job", 150)));
+        assert!(!own.explains(&ev("s-web", 150)));
+        assert!(!own.explains(&ev("s-job", 201)));
+        assert!(!own.explains(&Trigger::Resync));
+    }
+
     #[test]
     fn quarantine_is_decided_by_type_not_by_message_text() {
         let mut st = AgentState::default();

@@ -103,12 +103,13 @@ impl Store {
         })
     }
 
-    /// [`Store::finish`] for a deploy that changed nothing, unless it repeats the one before
-    /// it: when the latest earlier deploy of the project at the same revision has the same
-    /// outcome and error,
-    /// this one is deleted (with its steps) and the previous id is returned, so an agent
-    /// that meets the same failure at every resync records it once. Returns the id that
-    /// holds the record.
+    /// [`Store::finish`] for a deploy that changed nothing, unless it repeats an earlier one:
+    /// when the latest earlier deploy of the project at the same revision *with the same
+    /// outcome* has the same error, and no deploy at that revision succeeded since, this one
+    /// is deleted (with its steps) and the earlier id is returned. So an agent that meets the
+    /// same failure at every resync records it once, even when drift corrections (`partial`
+    /// deploys that skip the same failing service) come in between. Returns the id that holds
+    /// the record.
     pub fn finish_unless_repeated(
         &self,
         deploy: i64,
@@ -121,8 +122,12 @@ impl Store {
                 .query_row(
                     "SELECT p.id, p.revision, p.outcome, p.error FROM deploys p, deploys d
                      WHERE d.id = ?1 AND p.project = d.project AND p.id < d.id AND p.revision = d.revision
+                       AND p.outcome = ?2
+                       AND NOT EXISTS (SELECT 1 FROM deploys s WHERE s.project = d.project
+                           AND s.revision = d.revision AND s.id > p.id AND s.id < d.id
+                           AND s.outcome = 'succeeded')
                      ORDER BY p.id DESC LIMIT 1",
-                    params![deploy],
+                    params![deploy, outcome.as_str()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
@@ -170,6 +175,7 @@ impl Store {
             let mut st = c.prepare(
                 "SELECT d.id, d.project, d.started_ms, d.finished_ms, d.trigger, d.revision, d.source, d.summary, d.outcome, d.error,
                         EXISTS (SELECT 1 FROM quarantine q WHERE q.deploy_id = d.id)
+                        OR EXISTS (SELECT 1 FROM quarantine_services q WHERE q.deploy_id = d.id)
                  FROM deploys d
                  WHERE (?1 IS NULL OR d.project = ?1)
                    AND (?2 IS NULL OR EXISTS (SELECT 1 FROM deploy_services s WHERE s.deploy_id = d.id AND s.stack = ?2))

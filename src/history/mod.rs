@@ -184,7 +184,8 @@ pub struct Hold {
     pub at_ms: i64,
 }
 
-/// A revision that is not applied again until a new one arrives or `apply --retry`.
+/// A revision whose failed services are not tried again until a new revision arrives or
+/// `apply --retry`; everything else of it is still applied and kept converged.
 #[derive(Debug, Clone, Serialize)]
 pub struct Quarantine {
     pub revision: String,
@@ -193,6 +194,19 @@ pub struct Quarantine {
     /// Shown (JSON) as `at`, RFC 3339.
     #[serde(rename = "at", serialize_with = "time::ser_rfc3339")]
     pub at_ms: i64,
+    /// The services whose release, first deploy or job failed. Empty: the whole revision
+    /// (a quarantine recorded before services were, by an earlier dockhand).
+    pub services: Vec<QuarantinedService>,
+}
+
+/// One service of a [`Quarantine`], and the deploy where it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedService {
+    pub stack: String,
+    pub service: String,
+    pub deploy_id: i64,
+    /// The failure, redacted.
+    pub reason: String,
 }
 
 /// The open database. Cheap to share: the connection sits behind a mutex because apply records
@@ -249,6 +263,18 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason    TEXT NOT NULL,
     at_ms     INTEGER NOT NULL,
     PRIMARY KEY (project, revision)
+);
+-- The services a quarantine concerns (added after `quarantine`: a row there without rows
+-- here is a whole revision, as an earlier dockhand recorded it; a table of its own, so that
+-- an earlier binary reading this database still works).
+CREATE TABLE IF NOT EXISTS quarantine_services (
+    project   TEXT NOT NULL,
+    revision  TEXT NOT NULL,
+    stack     TEXT NOT NULL,
+    service   TEXT NOT NULL,
+    deploy_id INTEGER NOT NULL,
+    reason    TEXT NOT NULL,
+    PRIMARY KEY (project, revision, stack, service)
 );
 CREATE TABLE IF NOT EXISTS hold (
     project    TEXT PRIMARY KEY,
@@ -376,7 +402,9 @@ mod tests {
         store
             .finish(first, Outcome::RolledBack, Some("hook failed"))
             .unwrap();
-        store.quarantine("p", "aaa", first, "hook failed").unwrap();
+        store
+            .quarantine("p", "aaa", first, "hook failed", &[])
+            .unwrap();
         // A deploy left running (its process died) is marked when the next one begins.
         let second = new(&store, &lock, "bbb");
         let third = new(&store, &lock, "bbb");
@@ -446,5 +474,105 @@ mod tests {
         let ids: Vec<i64> = all.iter().map(|d| d.id).collect();
         assert_eq!(ids, [other_rev, other_error, first]);
         assert!(all[2].steps.is_empty());
+    }
+
+    /// Issue 18 review (D): with a bad digest in place, each hand stop gave a pair of records,
+    /// the `partial` correction and then another `failed-preflight` (the de-dup compared only
+    /// with the latest record). A correction in between does not make the failure new; a
+    /// success at that revision does.
+    #[test]
+    fn a_failed_preflight_is_recorded_once_across_the_corrections_between_its_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.lock_apply().unwrap();
+        let first = new(&store, &lock, "bad");
+        store
+            .finish_unless_repeated(first, Outcome::FailedPreflight, Some("no digest"))
+            .unwrap();
+        let mut corrections = Vec::new();
+        for _ in 0..3 {
+            let fix = new(&store, &lock, "bad");
+            store
+                .finish(fix, Outcome::Partial, Some("1 service(s) skipped"))
+                .unwrap();
+            corrections.push(fix);
+            let again = new(&store, &lock, "bad");
+            let kept = store
+                .finish_unless_repeated(again, Outcome::FailedPreflight, Some("no digest"))
+                .unwrap();
+            assert_eq!(kept, first);
+        }
+        let good = new(&store, &lock, "bad");
+        store.finish(good, Outcome::Succeeded, None).unwrap();
+        let after = new(&store, &lock, "bad");
+        let kept = store
+            .finish_unless_repeated(after, Outcome::FailedPreflight, Some("no digest"))
+            .unwrap();
+        assert_eq!(kept, after, "after a success the failure is new again");
+        let outcomes: Vec<Outcome> = store
+            .deploys(Some("p"), None, 20)
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|d| d.outcome)
+            .collect();
+        use Outcome::{FailedPreflight as F, Partial as P, Succeeded as S};
+        assert_eq!(outcomes, [F, P, P, P, S, F]);
+        assert_eq!(corrections.len(), 3);
+    }
+
+    /// Issue 18 review (B, E): a quarantine names the services that failed; a retry that
+    /// carried one out ends its part, and the revision's quarantine ends with its last
+    /// service. A quarantine without services (an earlier dockhand's) is the whole revision
+    /// and only ends as a whole.
+    #[test]
+    fn a_quarantine_holds_its_services_and_ends_with_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lock = store.lock_apply().unwrap();
+        let svc = |s: &str| ("shop".to_string(), s.to_string());
+        let d1 = new(&store, &lock, "r1");
+        store.finish(d1, Outcome::Failed, Some("web sick")).unwrap();
+        store
+            .quarantine("p", "r1", d1, "web sick", &[svc("web")])
+            .unwrap();
+        let d2 = new(&store, &lock, "r1");
+        store
+            .finish(d2, Outcome::Failed, Some("job timed out"))
+            .unwrap();
+        store
+            .quarantine("p", "r1", d2, "job timed out", &[svc("migrate")])
+            .unwrap();
+        let q = store.quarantined("p", "r1").unwrap().unwrap();
+        assert_eq!((q.deploy_id, q.reason.as_str()), (d1, "web sick"));
+        let names: Vec<(&str, i64)> = q
+            .services
+            .iter()
+            .map(|s| (s.service.as_str(), s.deploy_id))
+            .collect();
+        assert_eq!(names, [("migrate", d2), ("web", d1)]);
+        let all = store.deploys(Some("p"), None, 10).unwrap();
+        assert!(all.iter().all(|d| d.quarantined), "{all:?}");
+
+        store
+            .release_quarantined_services("p", "r1", &[svc("web"), svc("other")])
+            .unwrap();
+        let q = store.quarantined("p", "r1").unwrap().unwrap();
+        assert_eq!(q.services.len(), 1);
+        assert_eq!(q.services[0].service, "migrate");
+        store
+            .release_quarantined_services("p", "r1", &[svc("migrate")])
+            .unwrap();
+        assert!(store.quarantined("p", "r1").unwrap().is_none());
+
+        // The whole revision, as recorded before services were.
+        store.quarantine("p", "r2", d2, "old", &[]).unwrap();
+        store
+            .release_quarantined_services("p", "r2", &[svc("web")])
+            .unwrap();
+        let q = store.quarantined("p", "r2").unwrap().unwrap();
+        assert!(q.services.is_empty());
+        store.release_quarantine("p", "r2").unwrap();
+        assert!(store.quarantine_list("p").unwrap().is_empty());
     }
 }

@@ -88,6 +88,32 @@ impl Plan {
         }
     }
 
+    /// Takes the services of a quarantine (stack, service → why) and their dependents out of
+    /// the plan, those that have an action in it (their waits go too): a quarantined
+    /// service keeps what runs now (a rolled-back release its serving color, a failed first
+    /// deploy its container, for `docker logs`) and everything else converges.
+    pub fn skip_quarantined(
+        &mut self,
+        desired: &Desired,
+        quarantined: &BTreeMap<(String, String), String>,
+    ) {
+        let all = with_dependents(desired, quarantined);
+        let in_plan = |s: &Skipped| {
+            self.actions.iter().any(|a| {
+                a.wave().is_some() && a.stack() == s.stack && a.service() == Some(&s.service)
+            })
+        };
+        let skipped: Vec<Skipped> = all.iter().filter(|s| in_plan(s)).cloned().collect();
+        if !skipped.is_empty() {
+            self.skip_services(skipped);
+        }
+        // A wait serves the dependents of later waves, and those are all out of the plan.
+        self.waits.retain(|w| {
+            !all.iter()
+                .any(|s| s.stack == w.stack && s.service == w.service)
+        });
+    }
+
     /// Takes the container actions, waits and notes of `skipped` services out of the plan and
     /// notes them in [`Plan::skipped`]. Callers pass a closed set ([`with_dependents`]), so
     /// nothing left waits for a skipped service. Networks, volumes and removals stay.

@@ -55,16 +55,19 @@ pub enum Error {
     /// A rollback holds the project at an earlier revision while the source has not moved.
     #[error("project {project} is held at {} by a rollback; nothing was changed\n  hint: `dockhand resume` ends the hold (a new commit on the source ends it too)", short(revision))]
     Held { project: String, revision: String },
-    /// The revision's release failed before; it is not applied again by itself.
-    #[error("revision {revision} is quarantined: deploy #{deploy_id} failed at {}:\n  {}\nnothing was changed.\n  hint: commit a fix (a new revision is applied normally), or `dockhand apply --retry` to try this one again", crate::history::format_utc(*at_ms), reason.lines().next().unwrap_or_default())]
+    /// The revision's release (a first deploy, a job) failed before; what failed is not
+    /// applied again by itself, and nothing else was left to do.
+    #[error("revision {revision} is quarantined{}: deploy #{deploy_id} failed at {}:\n  {}\nnothing was changed.\n  hint: commit a fix (a new revision is applied normally), or `dockhand apply --retry` to try this one again", if services.is_empty() { String::new() } else { format!(" for {}", services.join(", ")) }, crate::history::format_utc(*at_ms), reason.lines().next().unwrap_or_default())]
     Quarantined {
         revision: String,
         deploy_id: i64,
         at_ms: i64,
         reason: String,
+        /// `stack/service` of each quarantined service; empty: the whole revision.
+        services: Vec<String>,
     },
     /// A recorded deploy whose release failed and put back what served: quarantined.
-    #[error("deploy #{deploy} rolled back; revision {} is quarantined (not applied again until a new revision or `dockhand apply --retry`)", short(revision))]
+    #[error("deploy #{deploy} rolled back; revision {} is quarantined for the service that failed (it is not tried again until a new revision or `dockhand apply --retry`; everything else is still applied)", short(revision))]
     RolledBack {
         deploy: i64,
         revision: String,
@@ -72,8 +75,8 @@ pub enum Error {
         source: Box<ApplyError>,
     },
     /// A recorded deploy that failed otherwise (preflight, a step); `quarantined`: the
-    /// revision, when a first deploy failed its health gate.
-    #[error("deploy #{deploy} {outcome}{}", match .quarantined { Some(r) => format!("; revision {} is quarantined: its new container never became healthy and nothing served before it (not applied again until a new revision or `dockhand apply --retry`)", short(r)), None => String::new() })]
+    /// revision, when a first deploy failed its health gate or a job failed.
+    #[error("deploy #{deploy} {outcome}{}", match .quarantined { Some(r) => format!("; revision {} is quarantined for the service that failed: its first deploy never became healthy or its job failed (it is not tried again until a new revision or `dockhand apply --retry`; everything else is still applied)", short(r)), None => String::new() })]
     DeployFailed {
         deploy: i64,
         outcome: &'static str,

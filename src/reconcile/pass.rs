@@ -253,6 +253,44 @@ impl PlanContext {
     }
 }
 
+impl PlanContext {
+    /// Takes this revision's quarantined services (and their dependents) out of the plan;
+    /// returns the quarantine when it refuses the plan instead: it holds the whole revision
+    /// (recorded by an earlier dockhand), or nothing else is left to do. The plan is then
+    /// left as it was, to be shown. `dockhand apply --retry` and its agent pass do not call
+    /// this.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn scope_quarantine(&mut self, store: &Store) -> Result<Option<Quarantine>, StoreError> {
+        let Some(q) = self.quarantine(store)? else {
+            return Ok(None);
+        };
+        if q.services.is_empty() {
+            return Ok(Some(q));
+        }
+        let blocked = q
+            .services
+            .iter()
+            .map(|s| {
+                let why = format!(
+                    "quarantined: it failed in deploy #{}: {}\n  hint: commit a fix, or `dockhand apply --retry` to try it again",
+                    s.deploy_id,
+                    s.reason.lines().next().unwrap_or_default()
+                );
+                ((s.stack.clone(), s.service.clone()), why)
+            })
+            .collect();
+        let mut scoped = self.plan.clone();
+        scoped.skip_quarantined(&self.desired, &blocked);
+        if scoped.is_empty() && !self.plan.is_empty() {
+            return Ok(Some(q));
+        }
+        self.plan = scoped;
+        Ok(None)
+    }
+}
+
 impl From<Quarantine> for Error {
     fn from(q: Quarantine) -> Error {
         Error::Quarantined {
@@ -260,6 +298,11 @@ impl From<Quarantine> for Error {
             deploy_id: q.deploy_id,
             at_ms: q.at_ms,
             reason: q.reason,
+            services: q
+                .services
+                .iter()
+                .map(|s| format!("{}/{}", s.stack, s.service))
+                .collect(),
         }
     }
 }

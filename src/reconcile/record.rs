@@ -1,6 +1,7 @@
 //! The recorded apply: a plan carried out as one deploy in the deploy record (begin, every
-//! step, finish), with the revision quarantined when its release rolled back and released
-//! from quarantine when it succeeds. The caller holds the apply lock (see [`super::lock`]) from
+//! step, finish), with the failed service of the revision quarantined when its release
+//! rolled back (a first deploy never became healthy, a job failed), and released from
+//! quarantine when a retry carried it out. The caller holds the apply lock (see [`super::lock`]) from
 //! before it planned until this returns.
 
 use std::sync::Arc;
@@ -159,8 +160,28 @@ pub async fn apply(
         .recording(store.clone(), deploy);
     let started = std::time::Instant::now();
     let result = crate::apply::apply(docker, &ctx.plan, &ctx.desired, &options, &progress).await;
+    // The services this deploy carried out: a retry that did ends their quarantine.
+    let done = |report: &ApplyReport| -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = ctx
+            .plan
+            .actions
+            .iter()
+            .filter(|a| a.wave().is_some())
+            .filter_map(|a| Some((a.stack().to_string(), a.service()?.to_string())))
+            .filter(|(st, sv)| {
+                !report
+                    .skipped
+                    .iter()
+                    .any(|s| &s.stack == st && &s.service == sv)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
     match result {
         Ok(report) if !report.skipped.is_empty() => {
+            store.release_quarantined_services(project, &revision, &done(&report))?;
             let error = ApplyError::Partial {
                 skipped: report.skipped,
             };
@@ -175,7 +196,14 @@ pub async fn apply(
         }
         Ok(report) => {
             store.finish(deploy, Outcome::Succeeded, None)?;
-            store.release_quarantine(project, &revision)?;
+            match store.quarantined(project, &revision)? {
+                // A whole revision (an earlier dockhand's quarantine) applied in full.
+                Some(q) if q.services.is_empty() => store.release_quarantine(project, &revision)?,
+                Some(_) => {
+                    store.release_quarantined_services(project, &revision, &done(&report))?;
+                }
+                None => {}
+            }
             Ok(Recorded::Succeeded {
                 deploy,
                 report,
@@ -197,17 +225,22 @@ pub async fn apply(
                 store.finish(deploy, outcome, Some(&text))?;
                 deploy
             };
-            if first_deploy_gate_failed(&error, &ctx.plan) {
-                store.quarantine(project, &revision, deploy, &text)?;
-                return Ok(Recorded::Failed {
+            let failed = quarantined_service(&error, &ctx.plan, &ctx.desired);
+            if let Some(service) = &failed {
+                store.quarantine(
+                    project,
+                    &revision,
                     deploy,
-                    outcome,
-                    error,
-                    quarantined: Some(revision),
-                });
+                    &text,
+                    std::slice::from_ref(service),
+                )?;
             }
             if outcome == Outcome::RolledBack {
-                store.quarantine(project, &revision, deploy, &text)?;
+                if failed.is_none() {
+                    // A rolled back change whose service the error does not name: the
+                    // whole revision, as before services were recorded.
+                    store.quarantine(project, &revision, deploy, &text, &[])?;
+                }
                 return Ok(Recorded::RolledBack {
                     deploy,
                     revision,
@@ -218,15 +251,54 @@ pub async fn apply(
                 deploy,
                 outcome,
                 error,
-                quarantined: None,
+                quarantined: failed.map(|_| revision),
             })
         }
     }
 }
 
+/// The service (stack, service) to quarantine for `error`, if it is one that trying again
+/// by itself would fail the same way: a release or recreate that was rolled back, a first
+/// deploy (a container the plan created, nothing served before it) that never became
+/// healthy, a job that exited non-zero or passed its `timeout`. Only that service is
+/// quarantined (with its dependents skipped): everything else of the revision still
+/// converges. The Engine failing under a step quarantines nothing.
+fn quarantined_service(
+    error: &ApplyError,
+    plan: &Plan,
+    desired: &Desired,
+) -> Option<(String, String)> {
+    let container = container_of(error)?;
+    let c = desired
+        .containers
+        .iter()
+        .find(|c| c.name == container || c.container_names().iter().any(|n| n == container))?;
+    let job_failed = c.job
+        && matches!(
+            error,
+            ApplyError::JobTimeout { .. } | ApplyError::Step { what: "job", .. }
+        );
+    (error.rolled_back() || first_deploy_gate_failed(error, plan) || job_failed)
+        .then(|| (c.stack.clone(), c.service.clone()))
+}
+
+/// The container an apply error names (through a rolled back change, its cause's).
+fn container_of(error: &ApplyError) -> Option<&str> {
+    match error {
+        ApplyError::Unhealthy { container, .. }
+        | ApplyError::JobTimeout { container, .. }
+        | ApplyError::GateFailed { container, .. }
+        | ApplyError::Step { container, .. }
+        | ApplyError::Hook { container, .. }
+        | ApplyError::Smoke { container, .. } => Some(container),
+        ApplyError::RolledBack { cause, .. } => container_of(cause),
+        _ => None,
+    }
+}
+
 /// A container the plan created (no earlier container of its service served) did not
-/// become healthy: handled like a failed release's gate, so the revision is quarantined. The
-/// container is left for `docker logs`; nothing that served was stopped, as nothing did.
+/// become healthy: handled like a failed release's gate. The container is left for
+/// `docker logs`; nothing that served was stopped, as nothing did.
 fn first_deploy_gate_failed(error: &ApplyError, plan: &Plan) -> bool {
     let ApplyError::Unhealthy { container, .. } = error else {
         return false;

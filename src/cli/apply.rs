@@ -18,9 +18,10 @@ use crate::reconcile::pass::PlanContext;
 use crate::reconcile::{self, lock, record};
 use crate::sources::Fetch;
 
-pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
+pub async fn run(a: &ApplyArgs, state_dir: &Path, notify: Option<&Path>) -> Result<ExitCode> {
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
     let host = settings::host(&a.source, state_dir)?;
+    let sinks = settings::notify(notify)?;
     let docker = crate::observe::connect().await?;
     if a.preflight_only {
         // Changes nothing and records nothing, so it neither takes the lock nor opens the
@@ -59,9 +60,31 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     if let Some(summary) = recorded.summary() {
         println!("{summary}");
     }
+    notify_and_wait(
+        sinks,
+        recorded.notification(&ctx, false).into_iter().collect(),
+    )
+    .await;
     recorded.into_result()?;
     tell_agent(state_dir, "apply", a.retry).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `all` to the host's sinks and waits (bounded) for their delivery: a one-shot verb's
+/// process ends next, which would cut a delivery off. The deploy is recorded by now, so
+/// nothing it decides waits on this.
+pub(super) async fn notify_and_wait(
+    sinks: Vec<crate::notify::Sink>,
+    all: Vec<crate::notify::Notification>,
+) {
+    if sinks.is_empty() || all.is_empty() {
+        return;
+    }
+    let notifier = crate::notify::Notifier::start(sinks);
+    for n in all {
+        notifier.send(n);
+    }
+    notifier.finish(crate::notify::delivery_bound()).await;
 }
 
 /// Asks an agent running on `state_dir` for a pass now (the apply lock must be free), and

@@ -14,6 +14,7 @@ use super::triggers::{engine_events, lock, network_events};
 use super::{Backoff, Trigger};
 use crate::history::{ApplyLock, Outcome, Store};
 use crate::model::DriftPolicy;
+use crate::notify::{Event, Notification, Notifier};
 use crate::plan::render;
 use crate::reconcile::pass::PlanContext;
 use crate::reconcile::{self, record, report};
@@ -155,6 +156,8 @@ pub(super) struct Worker {
     /// A re-check of unhealthy containers is queued: passes woken otherwise meanwhile do not
     /// queue another, so the re-checks stay one chain whatever else wakes the agent.
     pub recheck: Arc<std::sync::atomic::AtomicBool>,
+    /// The host's notification sinks; sending never waits.
+    pub notifier: Notifier,
 }
 
 impl Worker {
@@ -204,6 +207,13 @@ impl Worker {
             Ok((ctx, note)) => {
                 if let Some(note) = note {
                     tracing::info!("{note}");
+                    self.notifier.send(Notification::new(
+                        Event::HoldEnded,
+                        &ctx.desired.project,
+                        &ctx.revision(),
+                        "resumed",
+                        &note,
+                    ));
                 }
                 ctx
             }
@@ -409,6 +419,9 @@ impl Worker {
                 if let Some(summary) = recorded.summary() {
                     println!("{summary}");
                 }
+                if let Some(n) = recorded.notification(&ctx, drift) {
+                    self.notifier.send(n);
+                }
                 if let Some(q) = recorded.quarantined() {
                     let mut st = lock(&self.state);
                     if !st.quarantined.iter().any(|r| r == q) {
@@ -467,10 +480,37 @@ impl Worker {
                 .unwrap_or_default()
                 .max(Duration::from_secs(1))
         };
-        let changed = {
+        let (changed, new) = {
             let st = lock(&self.state);
-            st.degraded != names || st.last_error.as_deref() != Some(text.as_str())
+            let changed = st.degraded != names || st.last_error.as_deref() != Some(text.as_str());
+            let new: Vec<_> = ctx
+                .plan
+                .unhealthy
+                .iter()
+                .filter(|u| !st.degraded.contains(&u.container))
+                .collect();
+            (changed, new)
         };
+        if !new.is_empty() {
+            // Once when a container becomes degraded, not on every re-check while it stays so.
+            let reason = new
+                .iter()
+                .map(|u| format!("{} is not healthy: {}", u.container, u.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut n = Notification::new(
+                Event::Degraded,
+                &ctx.desired.project,
+                &rev,
+                "degraded",
+                &ctx.redactor().redact(&reason),
+            );
+            n.services = new
+                .iter()
+                .map(|u| format!("{}/{}", u.stack, u.service))
+                .collect();
+            self.notifier.send(n);
+        }
         if changed {
             eprintln!(
                 "degraded ({why}): {text}\n  hint: `docker logs {}` shows why; next look in {next:.0?}",

@@ -653,7 +653,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"text": "dockhand [shop] rolled-back: deploy #7 at 3f9c2e1 (shop/web): gate failed"})
+            serde_json::json!({"text": "dockhand [shop] rolled-back: deploy #7 at 3f9c2e1aa0b1 (shop/web): gate failed"})
         );
         assert!(headers.iter().all(|(k, _)| *k != "x-dockhand-signature"));
     }

@@ -643,7 +643,7 @@ mod tests {
         let mut n = Notification::new(
             Event::RolledBack,
             "shop",
-            "3f9c2e1aa",
+            "3f9c2e1aa0b1c2d3e4f5",
             "rolled-back",
             "gate failed\n  hint: x",
         );

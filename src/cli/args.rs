@@ -34,7 +34,7 @@ pub struct Cli {
     /// corrections, degraded services and rollback holds are sent there by the agent and by
     /// apply, rollback and resume. Default: /etc/dockhand/notify.yaml when it exists, else none.
     /// Kept on the host, so a commit cannot silence or redirect it.
-    #[arg(long, global = true, env = "DOCKHAND_NOTIFY")]
+    #[arg(long, global = true, env = "DOCKHAND_NOTIFY", value_name = "FILE")]
     pub notify: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,

@@ -399,6 +399,16 @@ impl Worker {
         }
         if drift {
             if let Some(names) = self.back_off(&mut ctx) {
+                let reasons: Vec<(String, String)> = names
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            format!("{n} keeps drifting; corrections back off"),
+                        )
+                    })
+                    .collect();
+                self.tell_degraded(&ctx, &rev, &reasons);
                 return Pass::BackedOff(rev, names);
             }
         }
@@ -449,6 +459,44 @@ impl Worker {
         }
     }
 
+    /// A `degraded` notification for the containers in `reasons` (name, why) that the pass
+    /// before did not find degraded: once when it starts, not on every re-check while it lasts.
+    fn tell_degraded(&self, ctx: &PlanContext, rev: &str, reasons: &[(String, String)]) {
+        let new: Vec<&(String, String)> = {
+            let st = lock(&self.state);
+            reasons
+                .iter()
+                .filter(|(c, _)| !st.degraded.contains(c))
+                .collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        let reason = new
+            .iter()
+            .map(|(_, why)| why.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut n = Notification::new(
+            Event::Degraded,
+            &ctx.desired.project,
+            rev,
+            "degraded",
+            &ctx.redactor().redact(&reason),
+        );
+        n.services = new
+            .iter()
+            .map(|(name, _)| {
+                ctx.desired
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .map_or_else(|| name.clone(), |c| format!("{}/{}", c.stack, c.service))
+            })
+            .collect();
+        self.notifier.send(n);
+    }
+
     /// Containers with the desired spec that are not healthy: nothing to apply (a first
     /// deploy that failed its gate is quarantined; a container that fell ill keeps its spec),
     /// so the agent reports them degraded and looks again, each time later (the same
@@ -480,37 +528,20 @@ impl Worker {
                 .unwrap_or_default()
                 .max(Duration::from_secs(1))
         };
-        let (changed, new) = {
+        let changed = {
             let st = lock(&self.state);
-            let changed = st.degraded != names || st.last_error.as_deref() != Some(text.as_str());
-            let new: Vec<_> = ctx
-                .plan
-                .unhealthy
-                .iter()
-                .filter(|u| !st.degraded.contains(&u.container))
-                .collect();
-            (changed, new)
+            st.degraded != names || st.last_error.as_deref() != Some(text.as_str())
         };
-        if !new.is_empty() {
-            // Once when a container becomes degraded, not on every re-check while it stays so.
-            let reason = new
-                .iter()
-                .map(|u| format!("{} is not healthy: {}", u.container, u.reason))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let mut n = Notification::new(
-                Event::Degraded,
-                &ctx.desired.project,
-                &rev,
-                "degraded",
-                &ctx.redactor().redact(&reason),
-            );
-            n.services = new
-                .iter()
-                .map(|u| format!("{}/{}", u.stack, u.service))
-                .collect();
-            self.notifier.send(n);
-        }
+        let reasons: Vec<(String, String)> = ctx
+            .plan
+            .unhealthy
+            .iter()
+            .map(|u| {
+                let why = format!("{} is not healthy: {}", u.container, u.reason);
+                (u.container.clone(), why)
+            })
+            .collect();
+        self.tell_degraded(ctx, &rev, &reasons);
         if changed {
             eprintln!(
                 "degraded ({why}): {text}\n  hint: `docker logs {}` shows why; next look in {next:.0?}",

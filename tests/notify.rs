@@ -283,3 +283,49 @@ fn a_failing_receiver_gets_bounded_retries_and_does_not_hold_up_the_pass() {
         "{metrics}"
     );
 }
+
+/// The agent with a first deploy that never gets healthy: the deploy is told once
+/// (`quarantined`), then `degraded` once when its re-checks find the container unhealthy —
+/// not again on each re-check while it stays so.
+#[test]
+fn the_agent_tells_a_quarantined_deploy_and_degraded_once_each() {
+    let s = Stack::new("notifysick");
+    let img = s.image("v1");
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    env: {{TOKEN: {SECRET_ENV}}}\n    health: {{cmd: ['false'], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
+    ));
+    let hook = Receiver::start(200);
+    let file = notify_file(&s, &hook.addr, None);
+    let agent = Agent::start(&s, &["--poll", "60s", "--resync", "60s", "--notify", &file]);
+    hook.wait_for(2, Duration::from_secs(60));
+    // Re-checks go on (1 s, 2 s, 4 s apart): nothing more is told.
+    std::thread::sleep(Duration::from_secs(6));
+    let got = hook.got();
+    let events: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-dockhand-event").unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["quarantined", "degraded"],
+        "{got:#?}\n{}",
+        agent.log()
+    );
+    for r in &got {
+        verify(HMAC_KEY, r);
+        assert!(!r.body.contains(SECRET_ENV) && !r.body.contains(HMAC_KEY));
+        let n: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            n["services"],
+            serde_json::json!([format!("{}/web", s.name)])
+        );
+    }
+    let degraded: serde_json::Value = serde_json::from_str(&got[1].body).unwrap();
+    assert!(
+        degraded["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("is not healthy")),
+        "{degraded:#}"
+    );
+    assert_eq!(degraded["deploy"], serde_json::Value::Null);
+}

@@ -142,6 +142,20 @@ fn notify_file(s: &Stack, webhook: &str, slack: Option<&str>) -> String {
     path.to_string_lossy().to_string()
 }
 
+/// One service `web` with a secret env value; `healthy: false`: a health check that always
+/// fails, so its first deploy never gets healthy.
+fn write_web(s: &Stack, healthy: bool) {
+    let img = s.image("v1");
+    let health = if healthy {
+        ""
+    } else {
+        "    health: {cmd: ['false'], interval: 1s, timeout: 1s, retries: 1}\n    stop_grace_period: 1s\n"
+    };
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    env: {{TOKEN: {SECRET_ENV}}}\n{health}"
+    ));
+}
+
 /// A first deploy that never gets healthy (a failed release with nothing to roll back to,
 /// so its revision is quarantined) is told exactly once to each sink: a signed JSON body that
 /// names the deploy, revision, service, outcome and reason, and a Slack `{"text"}` line; no
@@ -149,10 +163,7 @@ fn notify_file(s: &Stack, webhook: &str, slack: Option<&str>) -> String {
 #[test]
 fn a_failed_first_deploy_is_told_once_signed_and_without_secrets() {
     let s = Stack::new("notifyfail");
-    let img = s.image("v1");
-    s.write(&format!(
-        "services:\n  web:\n    image: {img}\n    env: {{TOKEN: {SECRET_ENV}}}\n    health: {{cmd: ['false'], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
-    ));
+    write_web(&s, false);
     let hook = Receiver::start(204);
     let chat = Receiver::start(200);
     let file = notify_file(&s, &hook.addr, Some(&chat.addr));
@@ -227,10 +238,7 @@ fn a_failed_first_deploy_is_told_once_signed_and_without_secrets() {
 #[test]
 fn a_failing_receiver_gets_bounded_retries_and_does_not_hold_up_the_pass() {
     let s = Stack::new("notifyretry");
-    let img = s.image("v1");
-    s.write(&format!(
-        "services:\n  web:\n    image: {img}\n    env: {{TOKEN: {SECRET_ENV}}}\n"
-    ));
+    write_web(&s, true);
     let hook = Receiver::start(500);
     let file = notify_file(&s, &hook.addr, None);
     let agent = Agent::start(&s, &["--poll", "60s", "--resync", "60s", "--notify", &file]);
@@ -290,10 +298,7 @@ fn a_failing_receiver_gets_bounded_retries_and_does_not_hold_up_the_pass() {
 #[test]
 fn the_agent_tells_a_quarantined_deploy_and_degraded_once_each() {
     let s = Stack::new("notifysick");
-    let img = s.image("v1");
-    s.write(&format!(
-        "services:\n  web:\n    image: {img}\n    env: {{TOKEN: {SECRET_ENV}}}\n    health: {{cmd: ['false'], interval: 1s, timeout: 1s, retries: 1}}\n    stop_grace_period: 1s\n"
-    ));
+    write_web(&s, false);
     let hook = Receiver::start(200);
     let file = notify_file(&s, &hook.addr, None);
     let agent = Agent::start(&s, &["--poll", "60s", "--resync", "60s", "--notify", &file]);

@@ -16,6 +16,7 @@ pub mod history;
 pub mod host;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod observe;
 pub mod pin;
 pub mod plan;

@@ -34,7 +34,7 @@ mod error;
 mod hooks;
 mod maintenance;
 pub mod preflight;
-mod probe;
+pub(crate) mod probe;
 pub mod progress;
 mod release;
 

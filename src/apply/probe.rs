@@ -74,6 +74,27 @@ pub async fn http_get(
     timeout: Duration,
     limit: u64,
 ) -> Result<(u16, String), String> {
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr)
+        .header(hyper::header::USER_AGENT, "dockhand")
+        .header(hyper::header::CONNECTION, "close")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| format!("{addr}: GET {path}: {e}"))?;
+    http_exchange(addr, req, timeout, limit).await
+}
+
+/// Sends `req` to `addr` (`host:port`) on a connection of its own, as [`http_get`] does (the
+/// caller sets `Host` and `Connection: close`); the probes' GET and the notifications' POST
+/// share it.
+///
+/// # Errors
+/// As [`http_get`].
+pub async fn http_exchange(
+    addr: &str,
+    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+    timeout: Duration,
+    limit: u64,
+) -> Result<(u16, String), String> {
     use http_body_util::BodyExt;
     use hyper::body::Body as _;
     let io = async {
@@ -87,12 +108,6 @@ pub async fn http_get(
         // The connection is driven beside the request, and stopped with this future (at the
         // limit, or when the timeout drops it) so a silent server holds no socket.
         let _driver = AbortOnDrop(tokio::spawn(conn));
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, addr)
-            .header(hyper::header::USER_AGENT, "dockhand")
-            .header(hyper::header::CONNECTION, "close")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| format!("{addr}: GET {path}: {e}"))?;
         let answer = sender
             .send_request(req)
             .await

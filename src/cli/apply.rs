@@ -20,10 +20,11 @@ use crate::sources::Fetch;
 
 /// Exit 0: applied, or nothing to do; 1: refused (conflicts, quarantine, hold, no
 /// confirmation) or the deploy failed (recorded, with its outcome).
-pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
+pub async fn run(a: &ApplyArgs, state_dir: &Path, notify: Option<&Path>) -> Result<ExitCode> {
     let as_json = a.json.json;
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
     let host = settings::host(&a.source, state_dir)?;
+    let sinks = settings::notify(notify)?;
     let docker = crate::observe::connect().await?;
     if a.preflight_only {
         // Changes nothing and records nothing, so it neither takes the lock nor opens the
@@ -70,13 +71,16 @@ pub async fn run(a: &ApplyArgs, state_dir: &Path) -> Result<ExitCode> {
     let trigger = if a.retry { "cli (retry)" } else { "cli" };
     let recorded = record::apply(&docker, &store, &held, &ctx, trigger).await?;
     drop(held);
+    let told: Vec<_> = recorded.notification(&ctx, false).into_iter().collect();
     if as_json {
+        notify_and_wait(sinks, told).await;
         let doc = deploy_doc(&ctx, recorded.outcome().as_str());
         return finish_json(doc, Some(recorded), state_dir, "apply", a.retry).await;
     }
     if let Some(summary) = recorded.summary() {
         println!("{summary}");
     }
+    notify_and_wait(sinks, told).await;
     recorded.into_result()?;
     tell_agent(state_dir, "apply", a.retry).await?;
     Ok(ExitCode::SUCCESS)
@@ -176,6 +180,23 @@ pub(super) async fn finish_json(
         Some(e) => Err(json::Printed::wrap(e)),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Sends `all` to the host's sinks and waits (bounded) for their delivery: a one-shot verb's
+/// process ends next, which would cut a delivery off. The deploy is recorded by now, so
+/// nothing it decides waits on this.
+pub(super) async fn notify_and_wait(
+    sinks: Vec<crate::notify::Sink>,
+    all: Vec<crate::notify::Notification>,
+) {
+    if sinks.is_empty() || all.is_empty() {
+        return;
+    }
+    let notifier = crate::notify::Notifier::start(sinks);
+    for n in all {
+        notifier.send(n);
+    }
+    notifier.finish(crate::notify::delivery_bound()).await;
 }
 
 /// Asks an agent running on `state_dir` for a pass now (the apply lock must be free); the

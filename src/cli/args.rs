@@ -30,6 +30,12 @@ pub struct Cli {
     /// Log lines (stderr) as text or as one JSON object per line (for log shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DOCKHAND_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// The host's notification sinks (YAML; see README, "Notifications"): deploys, drift
+    /// corrections, degraded services and rollback holds are sent there by the agent and by
+    /// apply, rollback and resume. Default: /etc/dockhand/notify.yaml when it exists, else none.
+    /// Kept on the host, so a commit cannot silence or redirect it.
+    #[arg(long, global = true, env = "DOCKHAND_NOTIFY", value_name = "FILE")]
+    pub notify: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

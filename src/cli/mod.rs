@@ -39,17 +39,18 @@ const EXIT_UNHEALTHY: u8 = 3;
 /// Whatever the verb hit; `main` prints it with [`crate::reconcile::report`].
 pub async fn run(cli: args::Cli) -> Result<ExitCode> {
     let state_dir = cli.state_dir.as_path();
+    let notify = cli.notify.as_deref();
     match &cli.command {
         Command::Validate(a) => validate::run(a, state_dir),
         Command::Plan(a) => plan::plan(a, state_dir).await,
         Command::Diff(a) => plan::diff(a, state_dir).await,
-        Command::Apply(a) => apply::run(a, state_dir).await,
+        Command::Apply(a) => apply::run(a, state_dir, notify).await,
         Command::Status(a) => status::run(a, state_dir).await,
         Command::History(a) => history::run(a, state_dir),
         Command::Pin(a) => pin::run(a).await,
-        Command::Run(a) => run::run(a, state_dir).await,
-        Command::Rollback(a) => rollback::run(a, state_dir).await,
-        Command::Resume(a) => rollback::resume(a, state_dir).await,
+        Command::Run(a) => run::run(a, state_dir, notify).await,
+        Command::Rollback(a) => rollback::run(a, state_dir, notify).await,
+        Command::Resume(a) => rollback::resume(a, state_dir, notify).await,
         Command::Schema { out, json } => validate::schema(out, json.json),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),

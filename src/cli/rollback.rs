@@ -7,17 +7,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::apply::{ask_agent, confirm, deploy_doc, finish_json, tell_agent};
+use super::apply::{ask_agent, confirm, deploy_doc, finish_json, notify_and_wait, tell_agent};
 use super::args::{ResumeArgs, RollbackArgs};
 use super::{json, settings};
 use crate::apply::ApplyError;
 use crate::history::{Outcome, Store};
+use crate::notify::{Event, Notification};
 use crate::plan::render;
 use crate::reconcile::pass::{self, PlanContext};
 use crate::reconcile::{self, lock, record, short};
 use crate::sources::Fetch;
 
-pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
+pub async fn run(a: &RollbackArgs, state_dir: &Path, notify: Option<&Path>) -> Result<ExitCode> {
     if a.source.worktree {
         bail!(
             "rollback deploys a recorded commit, so it needs a git source\n  hint: drop --worktree"
@@ -25,6 +26,7 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     }
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
     let host = settings::host(&a.source, state_dir)?;
+    let sinks = settings::notify(notify)?;
     let store = Arc::new(Store::open(state_dir)?);
     let docker = crate::observe::connect().await?;
     // Everything below runs under the lock: the target is chosen from the record once no
@@ -87,6 +89,19 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path) -> Result<ExitCode> {
     };
     // The agent's pass below needs the lock.
     drop(held);
+    let mut told = vec![Notification::new(
+        Event::HoldSet,
+        &ctx.desired.project,
+        &rev,
+        "held",
+        &format!(
+            "dockhand rollback to {}: held until the source moves past {} or `dockhand resume`",
+            short(&rev),
+            short(&head_commit)
+        ),
+    )];
+    told.extend(recorded.as_ref().and_then(|r| r.notification(&ctx, false)));
+    notify_and_wait(sinks, told).await;
     if as_json {
         let outcome = recorded
             .as_ref()
@@ -131,12 +146,25 @@ fn previous_good(store: &Store, project: &str) -> Result<String> {
 
 /// Ends the hold; an agent running on `state_dir` is asked to deploy the source's head at
 /// once (its outcome printed, a failure exits 1), else the next reconcile does.
-pub async fn resume(a: &ResumeArgs, state_dir: &Path) -> Result<ExitCode> {
+pub async fn resume(a: &ResumeArgs, state_dir: &Path, notify: Option<&Path>) -> Result<ExitCode> {
     let source = settings::source(&a.source, state_dir, Fetch::OnRead)?;
     let host = settings::host(&a.source, state_dir)?;
+    let sinks = settings::notify(notify)?;
     let (_, desired) = pass::load(&source, &host, None)?;
     let store = Store::open(state_dir)?;
-    let released = store.release_hold(&desired.config.project)?;
+    let project = &desired.config.project;
+    let hold = store.hold(project)?;
+    let released = store.release_hold(project)?;
+    if let (true, Some(h)) = (released, &hold) {
+        let n = Notification::new(
+            Event::HoldEnded,
+            project,
+            &h.revision,
+            "resumed",
+            "dockhand resume: the next reconcile deploys the source's head",
+        );
+        notify_and_wait(sinks, vec![n]).await;
+    }
     if a.json.json {
         let agent = ask_agent(state_dir, "resume", false).await?;
         json::print(

@@ -9,8 +9,8 @@ use anyhow::Result;
 use super::args::RunArgs;
 use super::settings;
 
-pub async fn run(a: &RunArgs, state_dir: &Path) -> Result<ExitCode> {
-    let settings = settings::agent(a, state_dir)?;
+pub async fn run(a: &RunArgs, state_dir: &Path, notify: Option<&Path>) -> Result<ExitCode> {
+    let settings = settings::agent(a, state_dir, notify)?;
     let shutdown = crate::daemon::triggers::stop_on_signals();
     crate::daemon::run(settings, shutdown).await?;
     Ok(ExitCode::SUCCESS)

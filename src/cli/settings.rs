@@ -54,12 +54,25 @@ pub fn host(a: &SourceArgs, state_dir: &Path) -> Result<crate::reconcile::Host> 
     )?)
 }
 
+/// The host's notification sinks (`--notify`, else the default file when it exists).
+///
+/// # Errors
+/// As [`crate::notify::read`].
+pub fn notify(flag: Option<&Path>) -> Result<Vec<crate::notify::Sink>> {
+    Ok(crate::notify::read(flag)?)
+}
+
 /// The agent's settings. Its passes read a remote's mirror as the poller synced it.
 ///
 /// # Errors
 /// A duration that is not one (or zero), an address that does not resolve, a webhook secret
-/// file that cannot be read or is empty; and as [`source`].
-pub fn agent(a: &RunArgs, state_dir: &Path) -> Result<daemon::Settings> {
+/// file that cannot be read or is empty, a notification file that is not valid; and as
+/// [`source`].
+pub fn agent(
+    a: &RunArgs,
+    state_dir: &Path,
+    notify_file: Option<&Path>,
+) -> Result<daemon::Settings> {
     let poll = duration("poll", &a.poll)?;
     let resync = duration("resync", &a.resync)?;
     let listen = listen(&a.listen)?;
@@ -83,6 +96,7 @@ pub fn agent(a: &RunArgs, state_dir: &Path) -> Result<daemon::Settings> {
         resync,
         listen,
         webhook,
+        notify: notify(notify_file)?,
     })
 }
 
@@ -136,6 +150,7 @@ mod tests {
                 "127.0.0.1:0",
             ]),
             Path::new("/state"),
+            None,
         )
         .unwrap();
         assert_eq!(s.poll, Duration::from_millis(500));
@@ -143,7 +158,7 @@ mod tests {
         assert_eq!(s.listen, Some("127.0.0.1:0".parse().unwrap()));
         assert!(s.webhook.is_none());
         assert!(matches!(s.source, Source::Dir { .. }));
-        let off = agent(&run_args(&["--listen", "off"]), Path::new("/state")).unwrap();
+        let off = agent(&run_args(&["--listen", "off"]), Path::new("/state"), None).unwrap();
         assert_eq!(off.listen, None);
     }
 
@@ -152,7 +167,9 @@ mod tests {
         let err = |extra: &[&str]| {
             format!(
                 "{:#}",
-                agent(&run_args(extra), Path::new("/state")).err().unwrap()
+                agent(&run_args(extra), Path::new("/state"), None)
+                    .err()
+                    .unwrap()
             )
         };
         assert!(err(&["--poll", "soon"]).contains("write a duration"));
@@ -170,6 +187,7 @@ mod tests {
         let s = agent(
             &run_args(&["--source", "https://bot:tok@h/ops/d.git", "--ref", "main"]),
             Path::new("/state"),
+            None,
         )
         .unwrap();
         let Source::Remote { remote, fetch, .. } = &s.source else {

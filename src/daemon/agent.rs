@@ -60,7 +60,9 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         resync,
         listen,
         webhook,
+        notify,
     } = settings;
+    let notifier = crate::notify::Notifier::start(notify);
     let source = Arc::new(source);
     let docker = crate::observe::connect().await?;
     let store = Arc::new(Store::open(&state_dir)?);
@@ -71,6 +73,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
     }));
     let state = Arc::new(Mutex::new(AgentState {
         source: label.clone(),
+        notifications: notifier.deliveries(),
         ..AgentState::default()
     }));
     // A remote source is synced by the poller (and before passes an operator or a webhook
@@ -148,6 +151,7 @@ pub async fn run(settings: Settings, shutdown: watch::Receiver<bool>) -> Result<
         quick: Arc::default(),
         recheck: Arc::default(),
         own: Arc::default(),
+        notifier: notifier.clone(),
     };
     // systemd hears READY=1 after the first pass (the port is bound by now), so units ordered
     // after dockhand start against a converged host.

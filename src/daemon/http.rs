@@ -104,6 +104,9 @@ pub struct AgentState {
     /// A remote git source: what is followed and how the last check went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<GitState>,
+    /// Per notification sink: the last delivery (time, ok, attempts, error) and counts.
+    #[serde(skip_serializing_if = "crate::notify::Deliveries::is_empty")]
+    pub notifications: crate::notify::Deliveries,
     #[serde(skip)]
     pub metrics: Metrics,
 }
@@ -200,6 +203,18 @@ pub fn metrics_text(state: &AgentState) -> String {
         "# HELP dockhand_degraded Containers not healthy, or whose corrections are backed off.\n# TYPE dockhand_degraded gauge\ndockhand_degraded {}\n",
         state.degraded.len()
     );
+    let sinks = state.notifications.snapshot();
+    if !sinks.is_empty() {
+        out += "# HELP dockhand_notifications_total Notification deliveries by sink and result (ok, error after the last retry, dropped on a full queue).\n# TYPE dockhand_notifications_total counter\n";
+        for (sink, s) in &sinks {
+            for result in ["ok", "error", "dropped"] {
+                let n = s.results.get(result).copied().unwrap_or(0);
+                out += &format!(
+                    "dockhand_notifications_total{{sink=\"{sink}\",result=\"{result}\"}} {n}\n"
+                );
+            }
+        }
+    }
     out += &format!(
         "# HELP dockhand_in_sync 1 when the last reconcile left the host as the desired state says.\n# TYPE dockhand_in_sync gauge\ndockhand_in_sync {}\n",
         u8::from(state.in_sync)

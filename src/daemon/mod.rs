@@ -50,6 +50,8 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Without it POST /webhook is refused.
     pub webhook: Option<Webhook>,
+    /// The host's notification sinks (`--notify`); empty: none.
+    pub notify: Vec<crate::notify::Sink>,
 }
 
 /// POST /webhook's settings.

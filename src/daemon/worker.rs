@@ -14,6 +14,7 @@ use super::triggers::{engine_events, lock, network_events};
 use super::{Backoff, Trigger};
 use crate::history::{ApplyLock, Outcome, Store};
 use crate::model::DriftPolicy;
+use crate::notify::{Event, Notification, Notifier};
 use crate::plan::render;
 use crate::plan::services::{for_changed, service_states, ServiceState};
 use crate::plan::status::{overall, HealthStatus, SyncStatus};
@@ -186,6 +187,8 @@ pub(super) struct Worker {
     /// What the agent's last deploy acted on: the Engine's events of those containers while
     /// it ran are its own, not drift ([`Worker::drop_own_events`]).
     pub own: Arc<Mutex<OwnActions>>,
+    /// The host's notification sinks; sending never waits.
+    pub notifier: Notifier,
 }
 
 /// The containers one deploy acted on (every name their services may use: colors, the
@@ -268,6 +271,13 @@ impl Worker {
             Ok((ctx, note)) => {
                 if let Some(note) = note {
                     tracing::info!("{note}");
+                    self.notifier.send(Notification::new(
+                        Event::HoldEnded,
+                        &ctx.desired.project,
+                        &ctx.revision(),
+                        "resumed",
+                        &note,
+                    ));
                 }
                 ctx
             }
@@ -501,6 +511,13 @@ impl Worker {
             for s in services.iter_mut() {
                 s.degraded |= waiting.iter().any(|n| s.has(n));
             }
+            if !waiting.is_empty() {
+                let reasons: Vec<(String, String)> = waiting
+                    .iter()
+                    .map(|n| (n.clone(), format!("{n} keeps drifting; corrections back off")))
+                    .collect();
+                self.tell_degraded(&ctx, &rev, &reasons);
+            }
             if nothing_else {
                 return Pass::BackedOff(rev, waiting);
             }
@@ -527,6 +544,9 @@ impl Worker {
                 if let Some(summary) = recorded.summary() {
                     println!("{summary}");
                 }
+                if let Some(n) = recorded.notification(&ctx, drift) {
+                    self.notifier.send(n);
+                }
                 if let Some(q) = recorded.quarantined() {
                     let mut st = lock(&self.state);
                     if !st.quarantined.iter().any(|r| r == q) {
@@ -552,6 +572,44 @@ impl Worker {
                 Pass::Refused(rev, Refusal::Store(msg))
             }
         }
+    }
+
+    /// A `degraded` notification for the containers in `reasons` (name, why) that the pass
+    /// before did not find degraded: once when it starts, not on every re-check while it lasts.
+    fn tell_degraded(&self, ctx: &PlanContext, rev: &str, reasons: &[(String, String)]) {
+        let new: Vec<&(String, String)> = {
+            let st = lock(&self.state);
+            reasons
+                .iter()
+                .filter(|(c, _)| !st.degraded.contains(c))
+                .collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        let reason = new
+            .iter()
+            .map(|(_, why)| why.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut n = Notification::new(
+            Event::Degraded,
+            &ctx.desired.project,
+            rev,
+            "degraded",
+            &ctx.redactor().redact(&reason),
+        );
+        n.services = new
+            .iter()
+            .map(|(name, _)| {
+                ctx.desired
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .map_or_else(|| name.clone(), |c| format!("{}/{}", c.stack, c.service))
+            })
+            .collect();
+        self.notifier.send(n);
     }
 
     /// Containers with the desired spec that are not healthy: nothing to apply (a first
@@ -589,6 +647,16 @@ impl Worker {
             let st = lock(&self.state);
             st.degraded != names || st.last_error.as_deref() != Some(text.as_str())
         };
+        let reasons: Vec<(String, String)> = ctx
+            .plan
+            .unhealthy
+            .iter()
+            .map(|u| {
+                let why = format!("{} is not healthy: {}", u.container, u.reason);
+                (u.container.clone(), why)
+            })
+            .collect();
+        self.tell_degraded(ctx, &rev, &reasons);
         if changed {
             eprintln!(
                 "degraded ({why}): {text}\n  hint: `docker logs {}` shows why; next look in {next:.0?}",
@@ -821,6 +889,7 @@ mod tests {
                 }],
             },
             quarantined: None,
+            repeated: false,
         };
         mark_applied(&mut st, &plan, &partial);
         assert_eq!(

@@ -11,6 +11,7 @@ use crate::apply::progress::Progress;
 use crate::apply::{ApplyError, ApplyReport};
 use crate::history::{ApplyLock, Hold, NewDeploy, Outcome, ServiceChange, Store};
 use crate::model::actual::Actual;
+use crate::notify::Notification;
 use crate::plan::{render, Action, Plan};
 use crate::spec::{labels, Desired};
 
@@ -40,6 +41,9 @@ pub enum Recorded {
         outcome: Outcome,
         error: ApplyError,
         quarantined: Option<String>,
+        /// A `failed-preflight` that repeats the record's latest at this revision (an
+        /// agent's every resync): recorded once, so told once.
+        repeated: bool,
     },
 }
 
@@ -59,6 +63,70 @@ impl Recorded {
             Recorded::Failed { quarantined, .. } => quarantined.as_deref(),
             Recorded::Succeeded { .. } => None,
         }
+    }
+
+    /// What this deploy tells the host's notification sinks: one event (a failed release is
+    /// `rolled-back`, not also `deploy-failed`), the services `ctx.plan` touched, and the
+    /// error's first line redacted with `ctx`'s env values. `drift`: the pass was woken only
+    /// by the Engine or the resync, so a success is a drift correction.
+    /// `None` for a failure that repeats the one recorded before (see [`Recorded::Failed`]).
+    pub fn notification(&self, ctx: &PlanContext, drift: bool) -> Option<Notification> {
+        use crate::notify::Event;
+        let (event, deploy, reason) = match self {
+            Recorded::Succeeded { deploy, report, .. } => (
+                if drift {
+                    Event::DriftCorrected
+                } else {
+                    Event::DeploySucceeded
+                },
+                *deploy,
+                format!(
+                    "{} created, {} recreated, {} started, {} corrected, {} removed, {} released",
+                    report.created,
+                    report.recreated,
+                    report.started,
+                    report.corrected,
+                    report.removed,
+                    report.released
+                ),
+            ),
+            Recorded::RolledBack { deploy, error, .. } => {
+                (Event::RolledBack, *deploy, error.to_string())
+            }
+            Recorded::Failed { repeated: true, .. } => return None,
+            Recorded::Failed {
+                deploy,
+                outcome,
+                error,
+                quarantined,
+                ..
+            } => (
+                match (outcome, quarantined) {
+                    (_, Some(_)) => Event::Quarantined,
+                    (Outcome::Partial, None) => Event::DeployPartial,
+                    _ => Event::DeployFailed,
+                },
+                *deploy,
+                error.to_string(),
+            ),
+        };
+        let mut n = Notification::new(
+            event,
+            &ctx.desired.project,
+            &ctx.revision(),
+            self.outcome().as_str(),
+            &ctx.redactor().redact(&reason),
+        );
+        n.deploy = Some(deploy);
+        n.services = ctx
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| Some(format!("{}/{}", a.stack(), a.service()?)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Some(n)
     }
 
     /// The summary line of a success, for the user's output.
@@ -114,6 +182,7 @@ impl Recorded {
                 outcome,
                 error,
                 quarantined,
+                ..
             } => Err(Error::DeployFailed {
                 deploy,
                 outcome: outcome.as_str(),
@@ -192,6 +261,7 @@ pub async fn apply(
                 outcome: Outcome::Partial,
                 error,
                 quarantined: None,
+                repeated: false,
             })
         }
         Ok(report) => {
@@ -217,6 +287,7 @@ pub async fn apply(
                 e if e.rolled_back() => Outcome::RolledBack,
                 _ => Outcome::Failed,
             };
+            let begun = deploy;
             let deploy = if outcome == Outcome::FailedPreflight {
                 // Nothing was changed: the same failure at the same revision (an agent's
                 // every resync) is recorded once.
@@ -225,6 +296,7 @@ pub async fn apply(
                 store.finish(deploy, outcome, Some(&text))?;
                 deploy
             };
+            let repeated = deploy != begun;
             let failed = quarantined_service(&error, &ctx.plan, &ctx.desired);
             if let Some(service) = &failed {
                 store.quarantine(
@@ -252,6 +324,7 @@ pub async fn apply(
                 outcome,
                 error,
                 quarantined: failed.map(|_| revision),
+                repeated,
             })
         }
     }

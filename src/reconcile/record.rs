@@ -137,18 +137,54 @@ pub async fn apply(
     ctx: &PlanContext,
     trigger: &str,
 ) -> Result<Recorded, Error> {
-    let project = ctx.desired.project.as_str();
-    let revision = ctx.revision();
-    let options = ctx.apply_options(false);
-    let redactor = ctx.redactor();
-    let services = service_changes(&ctx.plan, &ctx.desired, &ctx.actual);
-    let summary = render::summary_line(&ctx.plan);
+    let deploy = Deploy {
+        revision: ctx.revision(),
+        origin: &ctx.snapshot.origin,
+        plan: &ctx.plan,
+        desired: &ctx.desired,
+        actual: &ctx.actual,
+        options: ctx.apply_options(false),
+        redactor: ctx.redactor(),
+    };
+    apply_deploy(docker, store, lock, &deploy, trigger).await
+}
+
+/// What one recorded deploy carries out, and what the record says it was.
+pub struct Deploy<'a> {
+    /// The record's revision (a commit, `worktree:…`, or [`super::down::REVISION`]).
+    pub revision: String,
+    /// Where the desired state came from, for the record.
+    pub origin: &'a str,
+    pub plan: &'a Plan,
+    pub desired: &'a Desired,
+    pub actual: &'a Actual,
+    pub options: crate::apply::ApplyOptions,
+    pub redactor: crate::apply::progress::Redactor,
+}
+
+/// [`apply`] for a plan that does not come from a [`PlanContext`] (`dockhand down`).
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_deploy(
+    docker: &bollard::Docker,
+    store: &Arc<Store>,
+    lock: &ApplyLock,
+    d: &Deploy<'_>,
+    trigger: &str,
+) -> Result<Recorded, Error> {
+    let project = d.desired.project.as_str();
+    let revision = d.revision.clone();
+    let options = &d.options;
+    let redactor = &d.redactor;
+    let services = service_changes(d.plan, d.desired, d.actual);
+    let summary = render::summary_line(d.plan);
     let deploy = store.begin(
         &NewDeploy {
             project,
             trigger,
             revision: &revision,
-            source: &ctx.snapshot.origin,
+            source: d.origin,
             services: &services,
             summary: &summary,
         },
@@ -158,7 +194,7 @@ pub async fn apply(
         .redacting(redactor.clone())
         .recording(store.clone(), deploy);
     let started = std::time::Instant::now();
-    let result = crate::apply::apply(docker, &ctx.plan, &ctx.desired, &options, &progress).await;
+    let result = crate::apply::apply(docker, d.plan, d.desired, options, &progress).await;
     match result {
         Ok(report) if !report.skipped.is_empty() => {
             let error = ApplyError::Partial {
@@ -197,7 +233,7 @@ pub async fn apply(
                 store.finish(deploy, outcome, Some(&text))?;
                 deploy
             };
-            if first_deploy_gate_failed(&error, &ctx.plan) {
+            if first_deploy_gate_failed(&error, d.plan) {
                 store.quarantine(project, &revision, deploy, &text)?;
                 return Ok(Recorded::Failed {
                     deploy,

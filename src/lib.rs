@@ -17,6 +17,7 @@ pub mod host;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod ops;
 pub mod pin;
 pub mod plan;
 pub mod reconcile;

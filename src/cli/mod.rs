@@ -8,6 +8,8 @@ pub mod args;
 mod colour;
 mod docs;
 mod history;
+mod ops;
+pub mod ops_args;
 mod pin;
 mod plan;
 mod rollback;
@@ -49,6 +51,9 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         Command::Run(a) => run::run(a, state_dir).await,
         Command::Rollback(a) => rollback::run(a, state_dir).await,
         Command::Resume(src) => rollback::resume(src, state_dir).await,
+        Command::Logs(a) => ops::logs(a, state_dir).await,
+        Command::Exec(a) => ops::exec(a, state_dir).await,
+        Command::Down(a) => ops::down(a, state_dir).await,
         Command::Schema { out } => validate::schema(out),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),

@@ -98,7 +98,9 @@ pub async fn run(
         }
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         while let Some(chunk) = output.next().await {
-            let chunk = chunk.map_err(EngineError::api(format!("reading the exec's output in {name}")))?;
+            let chunk = chunk.map_err(EngineError::api(format!(
+                "reading the exec's output in {name}"
+            )))?;
             let written = match chunk {
                 LogOutput::StdErr { message } => err.write_all(&message).and_then(|()| err.flush()),
                 LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -116,7 +118,9 @@ pub async fn run(
     let inspected = docker
         .inspect_exec(&created.id)
         .await
-        .map_err(EngineError::api(format!("reading the exec's exit code in {name}")))?;
+        .map_err(EngineError::api(format!(
+            "reading the exec's exit code in {name}"
+        )))?;
     Ok(inspected.exit_code)
 }
 
@@ -157,9 +161,11 @@ struct RawTerminal {
 impl RawTerminal {
     fn enter() -> Result<RawTerminal, OpsError> {
         let stdin = std::io::stdin();
-        let fail = |what| move |e: rustix::io::Errno| OpsError::Terminal {
-            what,
-            source: e.into(),
+        let fail = |what| {
+            move |e: rustix::io::Errno| OpsError::Terminal {
+                what,
+                source: e.into(),
+            }
         };
         let saved = rustix::termios::tcgetattr(&stdin).map_err(fail("reading its mode"))?;
         let mut raw = saved.clone();

@@ -107,7 +107,13 @@ pub fn services(containers: &[ActualContainer]) -> Vec<String> {
     let all: BTreeSet<String> = containers
         .iter()
         .filter(|c| c.label(labels::ROLE).is_none())
-        .filter_map(|c| Some(format!("{}/{}", c.label(labels::STACK)?, c.label(labels::SERVICE)?)))
+        .filter_map(|c| {
+            Some(format!(
+                "{}/{}",
+                c.label(labels::STACK)?,
+                c.label(labels::SERVICE)?
+            ))
+        })
         .collect();
     all.into_iter().collect()
 }
@@ -173,8 +179,20 @@ mod tests {
 
     #[test]
     fn the_serving_color_is_live_whatever_the_list_order() {
-        let green = c("s-web-green", "s", "web", RunState::Running, "Up 5 seconds (healthy)");
-        let blue = c("s-web-blue", "s", "web", RunState::Exited, "Exited (0) 3 seconds ago");
+        let green = c(
+            "s-web-green",
+            "s",
+            "web",
+            RunState::Running,
+            "Up 5 seconds (healthy)",
+        );
+        let blue = c(
+            "s-web-blue",
+            "s",
+            "web",
+            RunState::Exited,
+            "Exited (0) 3 seconds ago",
+        );
         for cs in [vec![green.clone(), blue.clone()], vec![blue, green]] {
             assert_eq!(pick(&cs, "s/web").as_deref(), Some("s-web-green"));
             assert_eq!(pick(&cs, "web").as_deref(), Some("s-web-green"));
@@ -183,18 +201,53 @@ mod tests {
 
     #[test]
     fn an_unhealthy_or_starting_color_loses_to_the_serving_one_and_both_serving_takes_the_newest() {
-        let old = c("s-web-blue", "s", "web", RunState::Running, "Up 2 hours (healthy)");
-        let gating = c("s-web-green", "s", "web", RunState::Running, "Up 2 seconds (health: starting)");
-        assert_eq!(pick(&[gating.clone(), old.clone()], "s/web").as_deref(), Some("s-web-blue"));
-        let new = c("s-web-green", "s", "web", RunState::Running, "Up 4 seconds (healthy)");
+        let old = c(
+            "s-web-blue",
+            "s",
+            "web",
+            RunState::Running,
+            "Up 2 hours (healthy)",
+        );
+        let gating = c(
+            "s-web-green",
+            "s",
+            "web",
+            RunState::Running,
+            "Up 2 seconds (health: starting)",
+        );
+        assert_eq!(
+            pick(&[gating.clone(), old.clone()], "s/web").as_deref(),
+            Some("s-web-blue")
+        );
+        let new = c(
+            "s-web-green",
+            "s",
+            "web",
+            RunState::Running,
+            "Up 4 seconds (healthy)",
+        );
         assert_eq!(pick(&[old, new], "s/web").as_deref(), Some("s-web-green"));
     }
 
     #[test]
     fn a_jobs_last_run_is_found_and_roles_and_other_services_are_not() {
-        let mut maint = c("s-web-maintenance", "s", "web", RunState::Running, "Up 1 second");
-        maint.labels.insert(labels::ROLE.into(), labels::ROLE_MAINTENANCE.into());
-        let job = c("s-migrate", "s", "migrate", RunState::Exited, "Exited (0) 1 minute ago");
+        let mut maint = c(
+            "s-web-maintenance",
+            "s",
+            "web",
+            RunState::Running,
+            "Up 1 second",
+        );
+        maint
+            .labels
+            .insert(labels::ROLE.into(), labels::ROLE_MAINTENANCE.into());
+        let job = c(
+            "s-migrate",
+            "s",
+            "migrate",
+            RunState::Exited,
+            "Exited (0) 1 minute ago",
+        );
         let cs = [maint, job];
         assert_eq!(pick(&cs, "s/migrate").as_deref(), Some("s-migrate"));
         assert_eq!(pick(&cs, "s/web"), None);

@@ -62,7 +62,11 @@ pub async fn stream<O: Write, E: Write>(
         .stderr(true)
         .follow(options.follow)
         .timestamps(options.timestamps)
-        .tail(&options.tail.map_or_else(|| "all".to_string(), |n| n.to_string()));
+        .tail(
+            &options
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
+        );
     if let Some(since) = options.since {
         q = q.since(i32::try_from(since).unwrap_or(i32::MAX));
     }

@@ -28,7 +28,9 @@ pub enum OpsError {
         declared: String,
     },
     /// No container of the service exists on this Engine.
-    #[error("service `{target}` of project `{project}` has no container on this Engine\n  hint: {hint}")]
+    #[error(
+        "service `{target}` of project `{project}` has no container on this Engine\n  hint: {hint}"
+    )]
     NoContainer {
         project: String,
         target: String,

@@ -132,7 +132,10 @@ mod tests {
                 .count(),
             1
         );
-        assert_eq!(super::super::render::summary_line(&p).split(',').next(), Some("0 to create"));
+        assert_eq!(
+            super::super::render::summary_line(&p).split(',').next(),
+            Some("0 to create")
+        );
         assert_eq!(p.summary().remove, 5);
     }
 

@@ -229,9 +229,11 @@ pub async fn remove_owned_object(
     }
     let removed = match kind {
         Object::Network => docker.remove_network(&id).await,
-        Object::Volume => docker
+        Object::Volume => {
+            docker
                 .remove_volume(&id, None::<bollard::query_parameters::RemoveVolumeOptions>)
-                .await,
+                .await
+        }
     };
     Ok(match removed {
         Err(e) if !is_not_found(&e) => Some(crate::observe::short_error(&e)),

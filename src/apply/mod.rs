@@ -355,16 +355,14 @@ pub async fn apply(
     }
 
     for a in &plan.actions {
-        match a {
-            Action::Remove {
-                container: name,
-                first: None,
-                ..
-            } => {
-                remove(docker, &desired.project, name, progress).await?;
-                report.removed += 1;
-            }
-            _ => {}
+        if let Action::Remove {
+            container: name,
+            first: None,
+            ..
+        } = a
+        {
+            remove(docker, &desired.project, name, progress).await?;
+            report.removed += 1;
         }
     }
     // After every container: an owned network or volume is in use until its last one went.

@@ -5,8 +5,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::{docker, docker_ok, Stack};
 
@@ -137,20 +136,9 @@ fn exec_passes_output_stdin_and_the_exit_code_through() {
     // -i forwards standard input, and its end reaches the command (cat returns).
     let mut args = s.with_source(&["exec", "-i", &target]);
     args.extend(["--", "sh", "-c", "cat; exit 3"].map(String::from));
-    let mut child = Command::new(support::bin())
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"line one\nline two\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(support::bin());
+    cmd.args(&args);
+    let out = support::output_with_stdin(cmd, b"line one\nline two\n");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
     // -t without a terminal is refused before anything runs.

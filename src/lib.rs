@@ -18,6 +18,7 @@ pub mod load;
 pub mod model;
 pub mod notify;
 pub mod observe;
+pub mod ops;
 pub mod pin;
 pub mod plan;
 pub mod reconcile;

@@ -146,10 +146,15 @@ fn duplicate_container_names_and_missing_files() {
         "{out}"
     );
     let out = load(&[]).unwrap_err().to_string();
-    assert!(
-        out.contains("dockhand.yaml is missing") && out.contains("no stack files found"),
-        "{out}"
-    );
+    assert!(out.contains("dockhand.yaml is missing"), "{out}");
+    // Issue 19: a repository without stacks is the project with nothing deployed (how a
+    // repository decommissions a project), not an error.
+    let empty = load(&[SourceFile {
+        path: "dockhand.yaml".into(),
+        text: "version: 1\nproject: gone\n".into(),
+    }])
+    .expect("a repository without stacks loads");
+    assert!(empty.stacks.is_empty());
 }
 
 #[test]

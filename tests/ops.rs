@@ -138,23 +138,11 @@ fn man_page_renders_and_names_every_verb() {
     }
     let has_man = Command::new("man").arg("--version").output().is_ok();
     let text = if has_man {
-        let mut child = Command::new("man")
-            .args(["-l", "-"])
+        let mut man = Command::new("man");
+        man.args(["-l", "-"])
             .env("MANWIDTH", "100")
-            .env("MAN_KEEP_FORMATTING", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(roff.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            .env("MAN_KEEP_FORMATTING", "0");
+        let out = support::output_with_stdin(man, roff.as_bytes());
         assert!(out.status.success(), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "man warned");
         // Bold and underline as overstrikes (`N\x08N`, `_\x08x`) when not on a terminal.

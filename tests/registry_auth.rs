@@ -107,22 +107,11 @@ impl Drop for AuthRegistry {
 
 /// `docker login` into a fresh DOCKER_CONFIG, as a compose user's host has it.
 fn docker_login(config: &Path, registry: &str) {
-    let mut child = Command::new("docker")
+    let mut login = Command::new("docker");
+    login
         .env("DOCKER_CONFIG", config)
-        .args(["login", registry, "-u", USER, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(PASSWORD.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .args(["login", registry, "-u", USER, "--password-stdin"]);
+    let out = support::output_with_stdin(login, PASSWORD.as_bytes());
     assert!(
         out.status.success(),
         "docker login: {}",

@@ -20,8 +20,9 @@
 //!    A failed action does not stop its siblings or later waves: only its dependents are
 //!    skipped, and the first error is returned once everything else ran.
 //! 5. Remove managed containers and networks that are no longer desired (one that hands an
-//!    owned volume to another service was removed before that service's wave). Volumes are never
-//!    removed here.
+//!    owned volume to another service was removed before that service's wave), each network's
+//!    labels read again first. Volumes are removed only when the plan says so, which only
+//!    `dockhand down --volumes` does ([`crate::plan::decommission`]).
 //!
 //! Edge module: bollard and the file system. It executes the plan's actions and decides
 //! nothing on its own: the waves, what each unchanged dependency is waited for, the color of
@@ -354,23 +355,32 @@ pub async fn apply(
     }
 
     for a in &plan.actions {
-        match a {
-            Action::Remove {
-                container: name,
-                first: None,
-                ..
-            } => {
-                remove(docker, &desired.project, name, progress).await?;
-                report.removed += 1;
-            }
-            Action::RemoveNetwork { name, .. } => {
-                progress.line(&format!("network {name}: removing"));
-                if let Err(e) = docker.remove_network(name).await {
-                    // A network still used by a container dockhand does not own is left alone.
-                    progress.line(&format!("network {name}: kept ({e})"));
-                }
-            }
-            _ => {}
+        if let Action::Remove {
+            container: name,
+            first: None,
+            ..
+        } = a
+        {
+            remove(docker, &desired.project, name, progress).await?;
+            report.removed += 1;
+        }
+    }
+    // After every container: an owned network or volume is in use until its last one went.
+    for a in &plan.actions {
+        let (kind, name) = match a {
+            Action::RemoveNetwork { name, .. } => (container::Object::Network, name),
+            Action::RemoveVolume { name, .. } => (container::Object::Volume, name),
+            _ => continue,
+        };
+        let what = match kind {
+            container::Object::Network => "network",
+            container::Object::Volume => "volume",
+        };
+        progress.line(&format!("{what} {name}: removing"));
+        // One still used by a container dockhand does not own is left alone.
+        match container::remove_owned_object(docker, &desired.project, kind, name).await? {
+            None => report.removed += 1,
+            Some(why) => progress.line(&format!("{what} {name}: kept ({why})")),
         }
     }
     match first_error {
@@ -584,7 +594,8 @@ async fn converge_one(
         Action::CreateNetwork { .. }
         | Action::CreateVolume { .. }
         | Action::Remove { .. }
-        | Action::RemoveNetwork { .. } => {
+        | Action::RemoveNetwork { .. }
+        | Action::RemoveVolume { .. } => {
             return Err(ApplyError::PlanMismatch {
                 what: format!("{action:?} is not a container action of a wave"),
             })

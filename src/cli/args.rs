@@ -98,6 +98,25 @@ Examples:
   dockhand pin --check              # exit 2 if anything is unpinned or a tag moved"
     )]
     Pin(PinArgs),
+    /// Show the logs of a service's live container: under blue/green the serving color's, for
+    /// a job its last run (found by dockhand's labels, not by name).
+    #[command(
+        after_help = "The container's stdout goes to stdout and its stderr to stderr.\n\nExamples:\n  dockhand logs shop/web -f --tail 100\n  dockhand logs shop/migrate --since 1h\n  dockhand logs web --project shop-prod --json | jq -r 'select(.stream == \"stderr\") | .line'"
+    )]
+    Logs(super::ops_args::LogsArgs),
+    /// Run a command in a service's live container (the serving color under blue/green);
+    /// exits with the command's exit code.
+    #[command(
+        after_help = "As with docker exec, -i forwards standard input and -t gives the command a terminal; use -it for a shell.\n\nExamples:\n  dockhand exec -it shop/web -- sh\n  dockhand exec shop/web -- python manage.py showmigrations\n  echo 'select 1' | dockhand exec -i shop/db -- psql -U app"
+    )]
+    Exec(super::ops_args::ExecArgs),
+    /// Decommission the project on this host: remove every container and network it owns
+    /// (by label; nothing of another project, nothing unowned), keep its volumes unless
+    /// --volumes; shown as a plan first, applied under the apply lock and recorded.
+    #[command(
+        after_help = "Refused while an agent runs on the same state directory: it would deploy the project again. With an agent, decommission through the repository instead: delete every stack file and commit (volumes are kept).\n\nExamples:\n  dockhand down                          # the source's project, asks first\n  dockhand down --project shop --yes     # without a source\n  dockhand down --volumes --yes          # and delete its data"
+    )]
+    Down(super::ops_args::DownArgs),
     /// Write the JSON Schemas of dockhand.yaml and stack files into a directory.
     #[command(after_help = "Example:\n  dockhand schema --out schemas")]
     Schema {
@@ -173,7 +192,12 @@ impl Cli {
             Command::History(a) => a.json.json,
             Command::Pin(a) => a.json.json,
             Command::Rollback(a) => a.json.json,
-            Command::Run(_) | Command::Completions { .. } | Command::Man { .. } => false,
+            Command::Logs(a) => a.json,
+            Command::Down(a) => a.json,
+            Command::Run(_)
+            | Command::Exec(_)
+            | Command::Completions { .. }
+            | Command::Man { .. } => false,
         }
     }
 }

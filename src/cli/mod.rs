@@ -9,6 +9,8 @@ mod colour;
 mod docs;
 mod history;
 pub mod json;
+mod ops;
+pub mod ops_args;
 mod pin;
 mod plan;
 mod rollback;
@@ -51,6 +53,9 @@ pub async fn run(cli: args::Cli) -> Result<ExitCode> {
         Command::Run(a) => run::run(a, state_dir, notify).await,
         Command::Rollback(a) => rollback::run(a, state_dir, notify).await,
         Command::Resume(a) => rollback::resume(a, state_dir, notify).await,
+        Command::Logs(a) => ops::logs(a, state_dir).await,
+        Command::Exec(a) => ops::exec(a, state_dir).await,
+        Command::Down(a) => ops::down(a, state_dir).await,
         Command::Schema { out, json } => validate::schema(out, json.json),
         Command::Completions { shell } => docs::completions(*shell),
         Command::Man { dir } => docs::man(dir.as_deref()),

@@ -59,6 +59,9 @@ pub async fn run(a: &RollbackArgs, state_dir: &Path, notify: Option<&Path>) -> R
             project.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?,
         )?,
     };
+    if target == reconcile::down::REVISION {
+        bail!("that deploy was a `dockhand down`, not a revision of the source\n  hint: `dockhand down` decommissions again; `dockhand rollback --to COMMIT` deploys a commit");
+    }
     if target.starts_with("worktree:") {
         bail!("deploy {target} was made from files on disk, which were not recorded\n  hint: roll back to a commit (--to COMMIT)");
     }
@@ -139,7 +142,8 @@ fn previous_good(store: &Store, project: &str) -> Result<String> {
         .filter(|d| d.outcome == Outcome::Succeeded)
         .map(|d| d.revision.as_str());
     let current = good.next();
-    good.find(|r| Some(*r) != current && !r.starts_with("worktree:"))
+    // A decommission is no revision to go back to.
+    good.find(|r| Some(*r) != current && !r.starts_with("worktree:") && *r != reconcile::down::REVISION)
         .map(str::to_string)
         .context("no earlier successful deploy of a commit to roll back to\n  hint: `dockhand history` lists deploys; pass --to DEPLOY_ID or --to COMMIT")
 }

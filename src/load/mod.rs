@@ -122,17 +122,9 @@ fn load_checked(
         .filter(|f| f.path != REPO_FILE && is_desired_state_file(&f.path))
         .collect();
     stack_files.sort_by(|a, b| a.path.cmp(&b.path));
-    if stack_files.is_empty() {
-        problems.push(
-            Diagnostic::new(
-                STACKS_DIR,
-                Pos { line: 1, col: 1 },
-                "",
-                "no stack files found",
-            )
-            .hint("add stacks/<name>.yaml with `stack:` and `services:`"),
-        );
-    }
+    // No stack file is a valid desired state: the project with nothing deployed. Deleting the
+    // last stack file is how a repository decommissions a project (the plan removes what the
+    // project owns, volumes kept), as deleting any other stack file removes that stack.
     for f in stack_files {
         if let Some(spec) =
             load_one::<StackFile>(f, FileKind::Stack, &mut problems, &mut indexes, &mut budget)

@@ -85,6 +85,9 @@ pub enum Action {
     },
     /// Remove a managed network that is no longer declared.
     RemoveNetwork { stack: String, name: String },
+    /// Delete a volume this project owns, with its data. Planned only by `dockhand down
+    /// --volumes` ([`super::decommission`]): a volume no longer declared is otherwise kept.
+    RemoveVolume { stack: String, name: String },
     /// Release a blue/green service to `color`: bring its container up (`step`), wait for the
     /// health gate, wait until the proxy routes to it, then retire `retire` (take it out of
     /// the proxy, drain, stop). The serving color is never stopped before the new one passed.
@@ -150,6 +153,7 @@ impl Action {
             | Action::Correct { stack, .. }
             | Action::Remove { stack, .. }
             | Action::RemoveNetwork { stack, .. }
+            | Action::RemoveVolume { stack, .. }
             | Action::Release { stack, .. }
             | Action::Retire { stack, .. } => stack,
         }
@@ -168,7 +172,8 @@ impl Action {
             | Action::Retire { service, .. } => Some(service),
             Action::CreateNetwork { .. }
             | Action::CreateVolume { .. }
-            | Action::RemoveNetwork { .. } => None,
+            | Action::RemoveNetwork { .. }
+            | Action::RemoveVolume { .. } => None,
         }
     }
 

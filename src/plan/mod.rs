@@ -7,6 +7,7 @@
 mod action;
 mod blue_green;
 mod dependencies;
+mod down;
 pub mod drift;
 pub mod infer;
 mod notes;
@@ -27,6 +28,7 @@ use crate::spec::{ContainerSpec, Desired, DesiredContainer};
 
 pub use action::{Action, ReleaseStep};
 pub use dependencies::dependency_levels;
+pub use down::decommission;
 pub use scope::{with_dependents, Skipped};
 
 use blue_green::plan_blue_green;
@@ -281,9 +283,10 @@ impl Plan {
                 Action::Recreate { .. } => s.recreate += 1,
                 Action::Start { .. } => s.start += 1,
                 Action::Correct { .. } => s.correct += 1,
-                Action::Remove { .. } | Action::RemoveNetwork { .. } | Action::Retire { .. } => {
-                    s.remove += 1
-                }
+                Action::Remove { .. }
+                | Action::RemoveNetwork { .. }
+                | Action::RemoveVolume { .. }
+                | Action::Retire { .. } => s.remove += 1,
                 Action::Release { .. } => s.release += 1,
             }
         }

@@ -137,6 +137,9 @@ pub fn text(plan: &Plan, detailed: bool) -> String {
                 Action::RemoveNetwork { name, .. } => {
                     let _ = writeln!(out, "  - network {name}  (no longer declared)");
                 }
+                Action::RemoveVolume { name, .. } => {
+                    let _ = writeln!(out, "  - volume {name}  (deleted with its data: --volumes)");
+                }
                 Action::Release {
                     container,
                     image,

@@ -105,6 +105,7 @@ pub fn effect(plan: &Plan, desired: &Desired, actual: &Actual) -> Actual {
             }
             Action::Remove { container, .. } => out.managed.retain(|c| &c.name != container),
             Action::RemoveNetwork { name, .. } => out.networks.retain(|n| &n.name != name),
+            Action::RemoveVolume { name, .. } => out.volumes.retain(|v| &v.name != name),
             Action::Release {
                 stack,
                 service,

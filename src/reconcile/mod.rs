@@ -12,6 +12,7 @@
 //! apply's progress prints (that is `cli`). Errors are [`Error`], each with its cause as
 //! `#[source]`; [`report`] prints one for a person.
 
+pub mod down;
 pub mod lock;
 pub mod pass;
 pub mod record;
@@ -84,6 +85,10 @@ pub enum Error {
         #[source]
         source: Box<ApplyError>,
     },
+    /// `dockhand down` while an agent of the same state directory runs: it would deploy the
+    /// project again from its source.
+    #[error("an agent runs on this state directory ({socket}) and would deploy the project again from its source; nothing was changed\n  hint: stop the agent first (e.g. `systemctl stop dockhand`), or decommission through the repository: delete every stack file and commit (the agent removes the containers and networks; volumes stay)")]
+    AgentRuns { socket: String },
     /// Apply refused before recording anything (conflicts, preflight with `--preflight-only`).
     #[error(transparent)]
     Apply(Box<ApplyError>),

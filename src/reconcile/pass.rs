@@ -79,6 +79,37 @@ pub fn load(
     }
 }
 
+/// `plan(actual)`, and when it removes networks, again with who else uses those networks
+/// (asked only for those: an inspect each), so a network the Engine cannot remove is kept,
+/// not retried.
+///
+/// # Errors
+/// [`Error::Engine`] when an inspect fails.
+pub async fn plan_with_network_users(
+    docker: &bollard::Docker,
+    actual: &mut Actual,
+    plan: impl Fn(&Actual) -> Plan,
+) -> Result<Plan, Error> {
+    let first = plan(actual);
+    let removing: Vec<String> = first
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            crate::plan::Action::RemoveNetwork { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    if removing.is_empty() {
+        return Ok(first);
+    }
+    actual.network_users = crate::observe::network_users(docker, actual, &removing).await?;
+    Ok(if actual.network_users.is_empty() {
+        first
+    } else {
+        plan(actual)
+    })
+}
+
 /// The commit, or for files on disk a hash of their contents (`worktree:<16 hex>`): what
 /// quarantine and the deploy record key on.
 pub fn revision(snap: &Snapshot) -> String {
@@ -153,24 +184,10 @@ impl PlanContext {
                 let mut actual =
                     crate::observe::observe(docker, &desired.project, &names, &desired.marker_key)
                         .await?;
-                let mut plan = crate::plan::plan(&desired, &actual);
-                // Who else uses a network the plan would remove: asked only for those, and
-                // planned again, so a network the Engine cannot remove is kept, not retried.
-                let removing: Vec<String> = plan
-                    .actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        crate::plan::Action::RemoveNetwork { name, .. } => Some(name.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                if !removing.is_empty() {
-                    actual.network_users =
-                        crate::observe::network_users(docker, &actual, &removing).await?;
-                    if !actual.network_users.is_empty() {
-                        plan = crate::plan::plan(&desired, &actual);
-                    }
-                }
+                let plan = plan_with_network_users(docker, &mut actual, |a| {
+                    crate::plan::plan(&desired, a)
+                })
+                .await?;
                 (plan, actual)
             }
         };

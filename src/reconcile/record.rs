@@ -207,18 +207,54 @@ pub async fn apply(
     ctx: &PlanContext,
     trigger: &str,
 ) -> Result<Recorded, Error> {
-    let project = ctx.desired.project.as_str();
-    let revision = ctx.revision();
-    let options = ctx.apply_options(false);
-    let redactor = ctx.redactor();
-    let services = service_changes(&ctx.plan, &ctx.desired, &ctx.actual);
-    let summary = render::summary_line(&ctx.plan);
+    let deploy = Deploy {
+        revision: ctx.revision(),
+        origin: &ctx.snapshot.origin,
+        plan: &ctx.plan,
+        desired: &ctx.desired,
+        actual: &ctx.actual,
+        options: ctx.apply_options(false),
+        redactor: ctx.redactor(),
+    };
+    apply_deploy(docker, store, lock, &deploy, trigger).await
+}
+
+/// What one recorded deploy carries out, and what the record says it was.
+pub struct Deploy<'a> {
+    /// The record's revision (a commit, `worktree:…`, or [`super::down::REVISION`]).
+    pub revision: String,
+    /// Where the desired state came from, for the record.
+    pub origin: &'a str,
+    pub plan: &'a Plan,
+    pub desired: &'a Desired,
+    pub actual: &'a Actual,
+    pub options: crate::apply::ApplyOptions,
+    pub redactor: crate::apply::progress::Redactor,
+}
+
+/// [`apply`] for a plan that does not come from a [`PlanContext`] (`dockhand down`).
+///
+/// # Errors
+/// As [`apply`].
+pub async fn apply_deploy(
+    docker: &bollard::Docker,
+    store: &Arc<Store>,
+    lock: &ApplyLock,
+    d: &Deploy<'_>,
+    trigger: &str,
+) -> Result<Recorded, Error> {
+    let project = d.desired.project.as_str();
+    let revision = d.revision.clone();
+    let options = &d.options;
+    let redactor = &d.redactor;
+    let services = service_changes(d.plan, d.desired, d.actual);
+    let summary = render::summary_line(d.plan);
     let deploy = store.begin(
         &NewDeploy {
             project,
             trigger,
             revision: &revision,
-            source: &ctx.snapshot.origin,
+            source: d.origin,
             services: &services,
             summary: &summary,
         },
@@ -228,10 +264,10 @@ pub async fn apply(
         .redacting(redactor.clone())
         .recording(store.clone(), deploy);
     let started = std::time::Instant::now();
-    let result = crate::apply::apply(docker, &ctx.plan, &ctx.desired, &options, &progress).await;
+    let result = crate::apply::apply(docker, d.plan, d.desired, options, &progress).await;
     // The services this deploy carried out: a retry that did ends their quarantine.
     let done = |report: &ApplyReport| -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = ctx
+        let mut out: Vec<(String, String)> = d
             .plan
             .actions
             .iter()
@@ -297,7 +333,7 @@ pub async fn apply(
                 deploy
             };
             let repeated = deploy != begun;
-            let failed = quarantined_service(&error, &ctx.plan, &ctx.desired);
+            let failed = quarantined_service(&error, d.plan, d.desired);
             if let Some(service) = &failed {
                 store.quarantine(
                     project,

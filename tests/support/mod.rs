@@ -241,6 +241,21 @@ pub fn bin_description() -> String {
     }
 }
 
+/// Runs `cmd` with `input` on its standard input (then closed) and its output captured.
+pub fn output_with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input).expect("writing stdin");
+    drop(stdin);
+    child.wait_with_output().expect("waiting")
+}
+
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(bin());
     cmd.args(args).stdin(std::process::Stdio::null());

@@ -183,6 +183,64 @@ pub async fn create_volume(
     Ok(())
 }
 
+/// A network or volume of this project, for [`remove_owned_object`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Network,
+    Volume,
+}
+
+/// Removes the network or volume `name` when its labels, read right before, say `project`
+/// owns it. `Ok(None)`: removed (or already gone); `Ok(Some(why))`: left in place, and why
+/// (not this project's, or the Engine refused: still in use).
+///
+/// # Errors
+/// The Engine could not be asked.
+pub async fn remove_owned_object(
+    docker: &Docker,
+    project: &str,
+    kind: Object,
+    name: &str,
+) -> Result<Option<String>, ApplyError> {
+    let what = match kind {
+        Object::Network => "network",
+        Object::Volume => "volume",
+    };
+    let found = match kind {
+        Object::Network => docker
+            .inspect_network(name, None)
+            .await
+            .map(|n| (n.id.unwrap_or_default(), n.labels.unwrap_or_default())),
+        Object::Volume => docker
+            .inspect_volume(name)
+            .await
+            .map(|v| (v.name, v.labels)),
+    };
+    let (id, l) = match found {
+        Ok(found) => found,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(EngineError::api(format!("inspecting {what} {name}"))(e).into()),
+    };
+    let get = |k: &str| l.get(k).map(String::as_str);
+    if get(labels::MANAGED) != Some("true") || get(labels::PROJECT) != Some(project) {
+        return Ok(Some(format!(
+            "not removed: its labels do not say project `{project}` owns it"
+        )));
+    }
+    let removed = match kind {
+        Object::Network => docker.remove_network(&id).await,
+        Object::Volume => {
+            docker
+                .remove_volume(&id, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await
+        }
+    };
+    Ok(match removed {
+        Err(e) if !is_not_found(&e) => Some(crate::observe::short_error(&e)),
+        _ => None,
+    })
+}
+
 /// Creates a bind source directory (and parents) with the declared mode and owner. An
 /// existing directory gets the mode and owner applied too, so a fix in git fixes the host.
 /// Never through a symlink (see [`crate::host::ensure_dir`]).

@@ -10,11 +10,15 @@ mod checked;
 mod config;
 pub mod duration;
 pub mod image;
+mod options;
 mod port;
 mod release;
 
 pub use config::{Defaults, Names, Policy, Power, RepoConfig, TraefikConfig, TraefikDialect};
 pub use duration::Span;
+pub use options::{
+    harmless_security_opt, namespaced_sysctl, Bytes, Logging, Ulimit, EXTRA_HOST_PATTERN,
+};
 pub use port::{PortMapping, Protocol};
 pub use release::{
     parse_size, Color, HookDetail, HookStep, Hooks, KeepIdle, Maintenance, Preflight, Release,
@@ -216,6 +220,49 @@ pub struct Service {
     /// `devices`.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Run Docker's init (tini) as PID 1: it reaps zombies and forwards signals.
+    #[serde(default)]
+    pub init: bool,
+    /// Extra `/etc/hosts` entries, `HOST:IP` (`IP` may be `host-gateway`).
+    #[serde(default, deserialize_with = "checked::extra_host_vec")]
+    #[schemars(inner(regex(pattern = EXTRA_HOST_PATTERN)))]
+    pub extra_hosts: Vec<String>,
+    /// Log driver and options; the Engine's default driver when unset.
+    #[serde(default)]
+    pub logging: Option<Logging>,
+    /// Memory limit (Docker's `--memory`), e.g. `512MiB`.
+    #[serde(default)]
+    pub mem_limit: Option<Bytes>,
+    /// Memory soft limit (Docker's `--memory-reservation`), e.g. `256MiB`.
+    #[serde(default)]
+    pub mem_reservation: Option<Bytes>,
+    /// CPU limit in CPUs (Docker's `--cpus`), e.g. `0.5` or `2`.
+    #[serde(default, deserialize_with = "checked::cpus")]
+    #[schemars(range(min = 0.001, max = 1024.0))]
+    pub cpus: Option<f64>,
+    /// Most processes the container may run (Docker's `--pids-limit`).
+    #[serde(default, deserialize_with = "checked::pids_limit")]
+    #[schemars(range(min = 1))]
+    pub pids_limit: Option<i64>,
+    /// Size of `/dev/shm` (Docker's `--shm-size`; 64MiB when unset), e.g. `1GiB`.
+    #[serde(default)]
+    pub shm_size: Option<Bytes>,
+    /// Mount the container's root file system read-only (mount or tmpfs what it writes).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Resource limits by name (`nofile`, `nproc`, `core`, …): a number, or `{soft, hard}`.
+    #[serde(default)]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Docker security options, e.g. `no-new-privileges:true`, `apparmor=PROFILE`. Anything
+    /// that loosens the sandbox (`seccomp=…`, `…=unconfined`, `label=disable`) is denied
+    /// unless the stack is allowed `security_opt`.
+    #[serde(default)]
+    pub security_opt: Vec<String>,
+    /// Kernel parameters in the container's namespaces, e.g. `net.core.somaxconn: 1024`.
+    /// Others (outside the IPC and network namespaces, or any with `network_mode: host`)
+    /// reach the host's kernel and are denied unless the stack is allowed `sysctls`.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, EnvValue>,
 }
 
 /// A namespace shared with the host.
@@ -374,6 +421,10 @@ impl RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
+    /// `true`: turn off the healthcheck the image declares (Docker's `--no-healthcheck`);
+    /// nothing else may be set then.
+    #[serde(default)]
+    pub disable: bool,
     /// Exec-form command run in the container; exit 0 means healthy.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,

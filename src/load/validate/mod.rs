@@ -499,6 +499,9 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                     if !svc.ports.is_empty() {
                         cx.at(file, &ptr("/ports"), "blue-green services cannot publish host ports", "two colors cannot bind the same host port; reach the service through its `route`");
                     }
+                    if svc.read_only {
+                        cx.at(file, &ptr("/read_only"), "blue-green services cannot have a read-only root file system", "dockhand holds a new color out of the proxy with a file in its root until its gate passes; drop `read_only` (mount a tmpfs or volume where the service writes)");
+                    }
                 } else if rel.active.is_some() || rel.keep_idle.is_some() || rel.drain.is_some() {
                     cx.at(
                         file,

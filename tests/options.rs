@@ -1,0 +1,247 @@
+//! Issue 19 item 5 on the real Engine: the container options real stacks use reach the
+//! container (each read back with `docker inspect` or from inside it), a limit changed by hand
+//! is drift, and the options that loosen the sandbox or reach the host's kernel are refused
+//! unless both the host policy and the repository allow them.
+
+mod support;
+
+use support::{docker, docker_ok, image, registry, Stack};
+
+/// An image whose config declares a healthcheck that never passes: with `health.disable`
+/// the container must have none (Docker's `NONE`), so it never turns unhealthy.
+fn image_with_failing_healthcheck(s: &Stack) -> String {
+    let layer = image::layer(&[("index.html", "opts"), ("readyz", "ok\n")]);
+    let repo = format!("dockhand-test/{}", s.name);
+    let digest = image::push_config(
+        &registry(),
+        None,
+        &repo,
+        "hc",
+        &layer,
+        serde_json::json!({
+            "Cmd": ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+            "Env": ["PATH=/bin"],
+            "Healthcheck": {"Test": ["CMD", "false"], "Interval": 1_000_000_000u64},
+        }),
+    )
+    .expect("push image with a healthcheck");
+    format!("{}/{repo}:hc@{digest}", registry())
+}
+
+fn inspect(name: &str, format: &str) -> String {
+    docker_ok(&["inspect", "--format", format, name])
+}
+
+fn exec(name: &str, script: &str) -> std::process::Output {
+    docker(&["exec", name, "sh", "-c", script])
+}
+
+#[test]
+fn every_option_reaches_the_container_and_plans_clean() {
+    let s = Stack::new("opts");
+    let img = image_with_failing_healthcheck(&s);
+    s.write(&format!(
+        r#"services:
+  web:
+    image: {img}
+    init: true
+    extra_hosts: ["db.internal:10.1.2.3", "gw.internal:host-gateway"]
+    logging:
+      driver: json-file
+      options: {{max-size: 1m, max-file: 2}}
+    mem_limit: 64MiB
+    mem_reservation: 32MiB
+    cpus: 0.5
+    pids_limit: 100
+    shm_size: 128MiB
+    read_only: true
+    mounts:
+      - tmpfs: /tmp
+    ulimits:
+      nofile: {{soft: 1024, hard: 2048}}
+      nproc: 512
+    security_opt: ["no-new-privileges:true"]
+    sysctls:
+      net.core.somaxconn: 1024
+    health:
+      disable: true
+"#
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let c = s.container("web");
+    let host = |f: &str| inspect(&c, &format!("{{{{json .HostConfig.{f}}}}}"));
+    assert_eq!(host("Init"), "true");
+    assert_eq!(
+        host("ExtraHosts"),
+        r#"["db.internal:10.1.2.3","gw.internal:host-gateway"]"#
+    );
+    assert_eq!(
+        host("LogConfig"),
+        r#"{"Type":"json-file","Config":{"max-file":"2","max-size":"1m"}}"#
+    );
+    assert_eq!(host("Memory"), (64u64 << 20).to_string());
+    assert_eq!(host("MemoryReservation"), (32u64 << 20).to_string());
+    assert_eq!(host("NanoCpus"), "500000000");
+    assert_eq!(host("PidsLimit"), "100");
+    assert_eq!(host("ShmSize"), (128u64 << 20).to_string());
+    assert_eq!(host("ReadonlyRootfs"), "true");
+    assert_eq!(
+        host("Ulimits"),
+        r#"[{"Name":"nofile","Hard":2048,"Soft":1024},{"Name":"nproc","Hard":512,"Soft":512}]"#
+    );
+    assert_eq!(host("SecurityOpt"), r#"["no-new-privileges:true"]"#);
+    assert_eq!(host("Sysctls"), r#"{"net.core.somaxconn":"1024"}"#);
+    assert_eq!(
+        inspect(&c, "{{json .Config.Healthcheck.Test}}"),
+        r#"["NONE"]"#
+    );
+    assert_eq!(inspect(&c, "{{json .State.Health}}"), "null");
+
+    // And from inside: what the process really gets.
+    let out = |script: &str| {
+        let o = exec(&c, script);
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )
+    };
+    assert_eq!(
+        out("cat /proc/1/cmdline | tr '\\0' ' '")
+            .1
+            .split(' ')
+            .next(),
+        Some("/sbin/docker-init"),
+        "PID 1 is Docker's init"
+    );
+    assert!(out("cat /etc/hosts").1.contains("10.1.2.3\tdb.internal"));
+    assert_eq!(out("ulimit -n"), (true, "1024".to_string()));
+    assert_eq!(
+        out("cat /proc/sys/net/core/somaxconn"),
+        (true, "1024".to_string())
+    );
+    let (_, mounts) = out("cat /proc/mounts");
+    let shm = mounts
+        .lines()
+        .find(|l| l.contains(" /dev/shm "))
+        .unwrap_or_default();
+    assert!(shm.contains("size=131072k"), "{shm}");
+    assert!(!out("touch /x").0, "the root file system is read-only");
+    assert!(out("touch /tmp/x").0, "the tmpfs is writable");
+
+    // The limits dockhand set are not drift (Docker derives the swap limit itself) …
+    let p = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(p.code, 0, "{p:?}");
+    // … a limit changed by hand is, and only a new container puts it back.
+    docker_ok(&["update", "--memory", "96m", "--memory-swap", "192m", &c]);
+    let p = s.dockhand(&["plan", "--detailed-exitcode"]);
+    assert_eq!(p.code, 2, "{p:?}");
+    assert!(p.stdout.contains("resources"), "{}", p.stdout);
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(host("Memory"), (64u64 << 20).to_string());
+    assert_eq!(s.dockhand(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
+const RISKY: &str = r#"services:
+  web:
+    image: IMG
+    security_opt: ["seccomp=unconfined", "apparmor=unconfined", "no-new-privileges:true"]
+    sysctls:
+      kernel.panic: 10
+"#;
+
+/// A commit gets no more than the host allows: `seccomp=unconfined` and a sysctl of the
+/// host's kernel are refused by the built-in host policy, by the repository's own policy, and
+/// by a host policy that does not grant them, each with the rule and a hint; nothing runs.
+#[test]
+fn loosening_security_opt_and_host_sysctls_need_the_host_and_the_repository() {
+    let s = Stack::new("optsrisk");
+    let img = s.image("v1");
+    s.write(&RISKY.replace("IMG", &img));
+    let c = s.container("web");
+
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    for want in [
+        "security options that loosen the sandbox (seccomp=unconfined, apparmor=unconfined) is denied by policy (rule `security_opt`)",
+        "sysctls that reach the host's kernel (kernel.panic) is denied by policy (rule `sysctls`)",
+        &format!("add `security_opt` under `policy.allow.{}`", s.name),
+        "add `sysctls` under",
+    ] {
+        assert!(r.stderr.contains(want), "missing {want:?} in:\n{}", r.stderr);
+    }
+    assert!(
+        !r.stderr.contains("no-new-privileges"),
+        "a harmless option is not named: {}",
+        r.stderr
+    );
+    assert!(
+        !docker(&["inspect", &c]).status.success(),
+        "nothing was created"
+    );
+
+    // The repository grants itself both: the host's built-in policy still refuses.
+    let repo = s.path().join("dockhand.yaml");
+    let base = std::fs::read_to_string(&repo).unwrap();
+    std::fs::write(
+        &repo,
+        format!(
+            "{base}policy:\n  allow:\n    {}: [security_opt, sysctls]\n",
+            s.name
+        ),
+    )
+    .unwrap();
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("rule `security_opt`") && r.stderr.contains("rule `sysctls`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("host powers are granted by the host's owner"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !docker(&["inspect", &c]).status.success(),
+        "nothing was created"
+    );
+
+    // A host policy that grants `security_opt` only: the sysctl is still refused.
+    let policy = s.path().join("host-policy.yaml");
+    std::fs::write(&policy, format!("allow:\n  {}: [security_opt]\n", s.name)).unwrap();
+    let policy = policy.to_string_lossy().to_string();
+    let r = s.dockhand(&["apply", "--yes", "--policy", &policy]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("rule `sysctls`") && !r.stderr.contains("rule `security_opt`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !docker(&["inspect", &c]).status.success(),
+        "nothing was created"
+    );
+
+    // Granted by both, without the host sysctl (the repository may only narrow the host's
+    // grants, so it asks for `security_opt` alone): it runs unconfined as asked.
+    std::fs::write(
+        &repo,
+        format!("{base}policy:\n  allow:\n    {}: [security_opt]\n", s.name),
+    )
+    .unwrap();
+    s.write(
+        &RISKY
+            .replace("IMG", &img)
+            .replace("    sysctls:\n      kernel.panic: 10\n", ""),
+    );
+    let r = s.dockhand(&["apply", "--yes", "--policy", &policy]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        inspect(&c, "{{json .HostConfig.SecurityOpt}}"),
+        r#"["seccomp=unconfined","apparmor=unconfined","no-new-privileges:true"]"#
+    );
+}

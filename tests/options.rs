@@ -245,3 +245,78 @@ fn loosening_security_opt_and_host_sysctls_need_the_host_and_the_repository() {
         r#"["seccomp=unconfined","apparmor=unconfined","no-new-privileges:true"]"#
     );
 }
+
+const D: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// The schema and the types accept and refuse the same option values.
+#[test]
+fn schema_and_types_agree_on_the_options() {
+    use dockhand::load::schema::FileKind;
+    let svc = |extra: &str| format!("stack: a\nservices:\n  web:\n    image: r/x@{D}\n{extra}");
+    let all = "    init: true\n    extra_hosts: [\"a.b:10.0.0.1\", \"c:host-gateway\", \"v6:::1\"]\n    logging: {driver: local, options: {max-size: 10m, max-file: 3}}\n    mem_limit: 512MiB\n    mem_reservation: 1GB\n    cpus: 1.5\n    pids_limit: 10\n    shm_size: 64MiB\n    read_only: true\n    ulimits: {nofile: 10, core: {soft: 0, hard: 0}}\n    security_opt: [no-new-privileges]\n    sysctls: {net.ipv4.ip_forward: \"1\", kernel.shmmax: 1000}\n    health: {disable: true}\n";
+    for (extra, accepted) in [
+        (all, true),
+        ("    mem_limit: 512m\n", false),
+        ("    mem_limit: 512\n", false),
+        ("    shm_size: 0B\n", false),
+        ("    cpus: 0\n", false),
+        ("    cpus: 2000\n", false),
+        ("    pids_limit: 0\n", false),
+        ("    extra_hosts: [\"nohost\"]\n", false),
+        ("    extra_hosts: [\"a b:1.2.3.4\"]\n", false),
+        ("    logging: {options: {a: b}}\n", false),
+        ("    ulimits: {nofile: lots}\n", false),
+        ("    ulimits: {nofile: {soft: 1}}\n", false),
+        ("    init: yes please\n", false),
+    ] {
+        let text = svc(extra);
+        let (schema, types) =
+            dockhand::load::schema_and_types_accept(FileKind::Stack, &text).expect("YAML");
+        assert_eq!(schema, types, "schema and types disagree on {extra:?}");
+        assert_eq!(schema, accepted, "{extra:?}");
+    }
+}
+
+fn load_errors(stack: &str) -> String {
+    use dockhand::load::{load, SourceFile};
+    let files = vec![
+        SourceFile {
+            path: "dockhand.yaml".into(),
+            text: "version: 1\n".into(),
+        },
+        SourceFile {
+            path: "stacks/a.yaml".into(),
+            text: stack.to_string(),
+        },
+    ];
+    load(&files).expect_err("refused").to_string()
+}
+
+#[test]
+fn health_disable_stands_alone_and_blue_green_needs_a_writable_root() {
+    let e = load_errors(&format!(
+        "stack: a\nservices:\n  web:\n    image: r/x@{D}\n    health: {{disable: true, cmd: ['true']}}\n"
+    ));
+    assert!(
+        e.contains("stacks/a.yaml:5:")
+            && e.contains("services.web.health.disable: health sets `disable: true` and a check")
+            && e.contains("hint: keep `disable: true` alone"),
+        "{e}"
+    );
+    let e = load_errors(&format!(
+        "stack: a\nservices:\n  web:\n    image: r/x@{D}\n    read_only: true\n    health: {{cmd: ['true']}}\n    route: {{host: a.example, port: 80}}\n    release: {{strategy: blue-green}}\n"
+    ));
+    assert!(
+        e.contains("blue-green services cannot have a read-only root file system")
+            && e.contains("hint: dockhand holds a new color out of the proxy"),
+        "{e}"
+    );
+    let e = load_errors(&format!(
+        "stack: a\nservices:\n  web:\n    image: r/x@{D}\n    mem_limit: 512m\n"
+    ));
+    assert!(
+        e.contains("services.web.mem_limit: \"512m\" does not match")
+            && e.contains("hint: write a size with its unit, e.g. 512MiB"),
+        "{e}"
+    );
+}

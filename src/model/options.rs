@@ -8,14 +8,17 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_size, SIZE_PATTERN};
+use super::parse_size;
+
+/// A size above zero: a number and a unit, as [`super::SIZE_PATTERN`] (`512MiB`, `1GB`).
+pub const BYTES_PATTERN: &str = r"^0*[1-9][0-9]*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$";
 
 /// An `extra_hosts` entry: `HOST:IP` (compose's spelling), e.g. `db.internal:10.0.0.5` or
 /// `host.docker.internal:host-gateway`. An IPv6 address follows the first `:` as written.
 pub const EXTRA_HOST_PATTERN: &str =
     r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:([0-9a-fA-F:.]+|host-gateway)$";
 
-/// A size in bytes, written as [`SIZE_PATTERN`] (`512MiB`, `1GB`, `65536B`): parsed at load.
+/// A size in bytes, written as [`BYTES_PATTERN`] (`512MiB`, `1GB`, `65536B`): parsed at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Bytes(pub u64);
 
@@ -55,7 +58,7 @@ impl JsonSchema for Bytes {
         schemars::json_schema!({
             "description": "A size: a number and a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. `512MiB`.",
             "type": "string",
-            "pattern": SIZE_PATTERN,
+            "pattern": BYTES_PATTERN,
         })
     }
 }

@@ -287,7 +287,7 @@ fn hint_for(pointer: &str, kind: &ValidationErrorKind) -> Option<String> {
             format!("add `{}:` here", property.as_str().unwrap_or("?"))
         }
         _ if field == "ports" || in_list("ports") => {
-            "write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. \"127.0.0.1:8080:80\"".into()
+            "write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. \"127.0.0.1:8080:80\", or a range of the same length, e.g. \"8080-8082:8080-8082\"".into()
         }
         _ if matches!(
             field,

@@ -19,7 +19,7 @@ pub use duration::Span;
 pub use options::{
     harmless_security_opt, namespaced_sysctl, Bytes, Logging, Ulimit, EXTRA_HOST_PATTERN,
 };
-pub use port::{PortMapping, Protocol};
+pub use port::{PortMapping, Ports, Protocol};
 pub use release::{
     parse_size, Color, HookDetail, HookStep, Hooks, KeepIdle, Maintenance, Preflight, Release,
     Rotate, Strategy, SIZE_PATTERN,
@@ -48,6 +48,8 @@ pub const PATH_PATTERN: &str = r"^/";
 pub const SIGNAL_PATTERN: &str = r"^(SIG[A-Z0-9]+([+-][0-9]+)?|[0-9]{1,2})$";
 /// `[IP:]HOST:CONTAINER[/tcp|udp|sctp]`.
 pub const PORT_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
+/// An entry of `ports:`: [`PORT_PATTERN`], or a range `[IP:]H1-H2:C1-C2[/proto]`.
+pub const PORTS_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}(-[0-9]{1,5})?:[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp|sctp))?$";
 
 /// `stacks/<stack>.yaml`: one stack of services with the networks and volumes it owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -145,10 +147,10 @@ pub struct Service {
     /// printed, never stored in git.
     #[serde(default)]
     pub env_file: Option<String>,
-    /// Published ports, `[IP:]HOST:CONTAINER[/proto]`.
+    /// Published ports, `[IP:]HOST:CONTAINER[/proto]`, or a range of them of the same length,
+    /// `[IP:]H1-H2:C1-C2[/proto]` (e.g. `8080-8082:8080-8082`).
     #[serde(default)]
-    #[schemars(inner(regex(pattern = PORT_PATTERN)))]
-    pub ports: Vec<PortMapping>,
+    pub ports: Vec<Ports>,
     /// Keys of `networks:` in this stack to attach to.
     #[serde(default)]
     pub networks: Vec<String>,

@@ -132,7 +132,11 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 let router = traefik::router_name(&desired.config.project, &s.stack, svc_name);
                 spec_labels.extend(traefik::labels(&desired.config.traefik, &router, route));
             }
-            let mut ports = svc.ports.clone();
+            let mut ports: Vec<_> = svc
+                .ports
+                .iter()
+                .flat_map(|p| p.mappings().iter().cloned())
+                .collect();
             ports.sort_by_cached_key(ToString::to_string);
             let restart = if svc.job {
                 RestartPolicy::No

@@ -169,7 +169,12 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             }
 
             // Each mapping was parsed at load (a bad one is reported there, located).
-            for (i, mapping) in svc.ports.iter().cloned().enumerate() {
+            let mappings = svc
+                .ports
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| p.mappings().iter().map(move |m| (i, m.clone())));
+            for (i, mapping) in mappings {
                 let pp = ptr(&format!("/ports/{i}"));
                 if let Some((_, f, s)) =
                     ports_seen.iter().find(|(m, _, _)| m.clashes_with(&mapping))

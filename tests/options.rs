@@ -320,3 +320,50 @@ fn health_disable_stands_alone_and_blue_green_needs_a_writable_root() {
         "{e}"
     );
 }
+
+/// A port range is published port by port and each port reaches its own container port.
+#[test]
+fn a_port_range_is_published_and_reachable() {
+    let s = Stack::new("optsports");
+    // Three httpd on 8080..8082 in one container, each serving its own port number.
+    let img = s.image_with(
+        "ports",
+        &[
+            "/bin/sh",
+            "-c",
+            "for p in 8080 8081 8082; do mkdir -p /tmp/$p && echo $p > /tmp/$p/index.html && httpd -p $p -h /tmp/$p; done; exec sleep 3600",
+        ],
+    );
+    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let (a, b) = (base, base + 2);
+    s.write(&format!(
+        "services:\n  web:\n    image: {img}\n    ports: [\"127.0.0.1:{a}-{b}:8080-8082\"]\n"
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let c = s.container("web");
+    let bindings = inspect(&c, "{{json .HostConfig.PortBindings}}");
+    for (i, want) in ["8080", "8081", "8082"].iter().enumerate() {
+        let host = a + i as u16;
+        assert!(
+            bindings.contains(&format!(
+                r#""{want}/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{host}"}}]"#
+            )),
+            "{bindings}"
+        );
+        let mut body = String::new();
+        for _ in 0..50 {
+            if let Ok(r) = ureq::get(&format!("http://127.0.0.1:{host}/")).call() {
+                body = r.into_string().unwrap_or_default();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(
+            body.trim(),
+            *want,
+            "127.0.0.1:{host} reaches container port {want}"
+        );
+    }
+    assert_eq!(s.dockhand(&["plan", "--detailed-exitcode"]).code, 0);
+}

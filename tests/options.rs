@@ -143,6 +143,25 @@ fn every_option_reaches_the_container_and_plans_clean() {
     assert_eq!(s.dockhand(&["plan", "--detailed-exitcode"]).code, 0);
 }
 
+fn assert_nothing_created(container: &str) {
+    assert!(
+        !docker(&["inspect", container]).status.success(),
+        "nothing was created"
+    );
+}
+
+/// Rewrites dockhand.yaml with `policy.allow.<stack>: [powers]`.
+fn repo_allows(s: &Stack, powers: &str) {
+    std::fs::write(
+        s.path().join("dockhand.yaml"),
+        format!(
+            "version: 1\nproject: {0}\npolicy:\n  allow:\n    {0}: [{powers}]\n",
+            s.name
+        ),
+    )
+    .unwrap();
+}
+
 const RISKY: &str = r#"services:
   web:
     image: IMG
@@ -176,22 +195,10 @@ fn loosening_security_opt_and_host_sysctls_need_the_host_and_the_repository() {
         "a harmless option is not named: {}",
         r.stderr
     );
-    assert!(
-        !docker(&["inspect", &c]).status.success(),
-        "nothing was created"
-    );
+    assert_nothing_created(&c);
 
     // The repository grants itself both: the host's built-in policy still refuses.
-    let repo = s.path().join("dockhand.yaml");
-    let base = std::fs::read_to_string(&repo).unwrap();
-    std::fs::write(
-        &repo,
-        format!(
-            "{base}policy:\n  allow:\n    {}: [security_opt, sysctls]\n",
-            s.name
-        ),
-    )
-    .unwrap();
+    repo_allows(&s, "security_opt, sysctls");
     let r = s.dockhand(&["apply", "--yes"]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(
@@ -205,10 +212,7 @@ fn loosening_security_opt_and_host_sysctls_need_the_host_and_the_repository() {
         "{}",
         r.stderr
     );
-    assert!(
-        !docker(&["inspect", &c]).status.success(),
-        "nothing was created"
-    );
+    assert_nothing_created(&c);
 
     // A host policy that grants `security_opt` only: the sysctl is still refused.
     let policy = s.path().join("host-policy.yaml");
@@ -221,18 +225,11 @@ fn loosening_security_opt_and_host_sysctls_need_the_host_and_the_repository() {
         "{}",
         r.stderr
     );
-    assert!(
-        !docker(&["inspect", &c]).status.success(),
-        "nothing was created"
-    );
+    assert_nothing_created(&c);
 
     // Granted by both, without the host sysctl (the repository may only narrow the host's
     // grants, so it asks for `security_opt` alone): it runs unconfined as asked.
-    std::fs::write(
-        &repo,
-        format!("{base}policy:\n  allow:\n    {}: [security_opt]\n", s.name),
-    )
-    .unwrap();
+    repo_allows(&s, "security_opt");
     s.write(
         &RISKY
             .replace("IMG", &img)

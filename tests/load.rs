@@ -117,9 +117,9 @@ fn schema_errors_are_all_reported_with_field_paths_and_hints() {
     stacks/a.yaml:4:12: services.web.image: image `r/x` is not pinned by digest
       hint: run `dockhand pin` to resolve its tag to the digest the registry serves and write it in place, or set policy.require_digest: false in dockhand.yaml
     stacks/a.yaml:5:5: services.web: unknown field `imgae`
-      hint: did you mean `image`? allowed here: cap_add, cap_drop, command, depends_on, devices, entrypoint, env, env_file, health, hooks, image, job, labels, mounts, network_mode, networks, pid, ports, privileged, release, restart, route, stop_grace_period, stop_signal, timeout, user, working_dir
-    stacks/a.yaml:6:13: services.web.ports[0]: "80" does not match "^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$"
-      hint: write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. "127.0.0.1:8080:80"
+      hint: did you mean `image`? allowed here: cap_add, cap_drop, command, cpus, depends_on, devices, entrypoint, env, env_file, extra_hosts, health, hooks, image, init, job, labels, logging, mem_limit, mem_reservation, mounts, network_mode, networks, pid, pids_limit, ports, privileged, read_only, release, restart, route, security_opt, shm_size, stop_grace_period, stop_signal, sysctls, timeout, ulimits, user, working_dir
+    stacks/a.yaml:6:13: services.web.ports[0]: "80" does not match "^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}(-[0-9]{1,5})?:[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp|sctp))?$"
+      hint: write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. "127.0.0.1:8080:80", or a range of the same length, e.g. "8080-8082:8080-8082"
     stacks/a.yaml:7:19: services.web.env.SECRET: value is not valid under any of the schemas listed in the 'anyOf' keyword
       hint: env values are strings, numbers or booleans
     stacks/a.yaml:8:24: services.web.health.interval: "soon" does not match "^([0-9]+(ms|s|m|h))+$"

@@ -205,6 +205,39 @@ pub(super) fn powers(svc: &Service) -> Vec<(Power, String, String)> {
             format!("host devices ({})", svc.devices.join(", ")),
         );
     }
+    let loosening: Vec<&str> = svc
+        .security_opt
+        .iter()
+        .map(String::as_str)
+        .filter(|o| !crate::model::harmless_security_opt(o))
+        .collect();
+    if !loosening.is_empty() {
+        ask(
+            Power::SecurityOpt,
+            "/security_opt",
+            format!(
+                "security options that loosen the sandbox ({})",
+                loosening.join(", ")
+            ),
+        );
+    }
+    let host_network = svc.network_mode.is_some();
+    let outside: Vec<&str> = svc
+        .sysctls
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !crate::model::namespaced_sysctl(k, host_network))
+        .collect();
+    if !outside.is_empty() {
+        ask(
+            Power::Sysctls,
+            "/sysctls",
+            format!(
+                "sysctls that reach the host's kernel ({})",
+                outside.join(", ")
+            ),
+        );
+    }
     // Checked by the host policy too (it calls this): a repository cannot grant itself raw
     // Traefik labels any more than `privileged`.
     for key in svc.labels.keys() {

@@ -287,7 +287,7 @@ fn hint_for(pointer: &str, kind: &ValidationErrorKind) -> Option<String> {
             format!("add `{}:` here", property.as_str().unwrap_or("?"))
         }
         _ if field == "ports" || in_list("ports") => {
-            "write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. \"127.0.0.1:8080:80\"".into()
+            "write a port as [IP:]HOST:CONTAINER[/tcp|udp], e.g. \"127.0.0.1:8080:80\", or a range of the same length, e.g. \"8080-8082:8080-8082\"".into()
         }
         _ if matches!(
             field,
@@ -300,6 +300,13 @@ fn hint_for(pointer: &str, kind: &ValidationErrorKind) -> Option<String> {
         ) =>
         {
             "write a duration such as 500ms, 1s or 2m30s".into()
+        }
+        _ if matches!(field, "mem_limit" | "mem_reservation" | "shm_size") => {
+            "write a size with its unit, e.g. 512MiB, 1GiB or 500MB (compose's `512m` is 512MiB)"
+                .into()
+        }
+        _ if field == "extra_hosts" || in_list("extra_hosts") => {
+            "write HOST:IP, e.g. db.internal:10.0.0.5 or host.docker.internal:host-gateway".into()
         }
         _ if field == "stack" => {
             "use lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit"

@@ -63,6 +63,13 @@ pattern_check!(
 );
 pattern_check!(size, size_opt, size_vec, super::SIZE_PATTERN, "size");
 pattern_check!(
+    extra_host,
+    extra_host_opt,
+    extra_host_vec,
+    super::EXTRA_HOST_PATTERN,
+    "extra host (write HOST:IP, e.g. db.internal:10.0.0.5)"
+);
+pattern_check!(
     signal,
     signal_opt,
     signal_vec,
@@ -110,6 +117,24 @@ pub fn retries<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error>
         Some(r) if !(1..=1000).contains(&r) => {
             Err(D::Error::custom("retries must be from 1 to 1000"))
         }
+        other => Ok(other),
+    }
+}
+
+pub fn cpus<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        Some(c) if !(0.001..=1024.0).contains(&c) => Err(D::Error::custom(format!(
+            "cpus {c} is out of range (from 0.001 to 1024)"
+        ))),
+        other => Ok(other),
+    }
+}
+
+pub fn pids_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Option::<i64>::deserialize(d)? {
+        Some(p) if p < 1 => Err(D::Error::custom(format!(
+            "pids_limit {p} is out of range (at least 1; leave it out for no limit)"
+        ))),
         other => Ok(other),
     }
 }

@@ -148,6 +148,12 @@ pub enum Power {
     /// Setting `traefik.*` keys in raw `labels:`: such a label can route any host on the
     /// proxy (another stack's too) at any priority. `route:` needs no power.
     TraefikLabels,
+    /// A `security_opt` that loosens the sandbox: `seccomp=…`, `apparmor=unconfined`,
+    /// `label=disable`, `systempaths=unconfined`.
+    SecurityOpt,
+    /// A sysctl outside the container's own IPC and network namespaces (it reaches the
+    /// host's kernel), or any sysctl with `network_mode: host`.
+    Sysctls,
 }
 
 impl Power {
@@ -160,6 +166,8 @@ impl Power {
             Power::Devices => "devices",
             Power::DockerSocket => "docker_socket",
             Power::TraefikLabels => "traefik_labels",
+            Power::SecurityOpt => "security_opt",
+            Power::Sysctls => "sysctls",
         }
     }
 }

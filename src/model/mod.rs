@@ -10,12 +10,16 @@ mod checked;
 mod config;
 pub mod duration;
 pub mod image;
+mod options;
 mod port;
 mod release;
 
 pub use config::{Defaults, Names, Policy, Power, RepoConfig, TraefikConfig, TraefikDialect};
 pub use duration::Span;
-pub use port::{PortMapping, Protocol};
+pub use options::{
+    harmless_security_opt, namespaced_sysctl, Bytes, Logging, Ulimit, EXTRA_HOST_PATTERN,
+};
+pub use port::{PortMapping, Ports, Protocol};
 pub use release::{
     parse_size, Color, HookDetail, HookStep, Hooks, KeepIdle, Maintenance, Preflight, Release,
     Rotate, Strategy, SIZE_PATTERN,
@@ -44,6 +48,8 @@ pub const PATH_PATTERN: &str = r"^/";
 pub const SIGNAL_PATTERN: &str = r"^(SIG[A-Z0-9]+([+-][0-9]+)?|[0-9]{1,2})$";
 /// `[IP:]HOST:CONTAINER[/tcp|udp|sctp]`.
 pub const PORT_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp|sctp))?$";
+/// An entry of `ports:`: [`PORT_PATTERN`], or a range `[IP:]H1-H2:C1-C2[/proto]`.
+pub const PORTS_PATTERN: &str = r"^(\[?[0-9a-fA-F:.]+\]?:)?[0-9]{1,5}(-[0-9]{1,5})?:[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp|sctp))?$";
 
 /// `stacks/<stack>.yaml`: one stack of services with the networks and volumes it owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -141,10 +147,10 @@ pub struct Service {
     /// printed, never stored in git.
     #[serde(default)]
     pub env_file: Option<String>,
-    /// Published ports, `[IP:]HOST:CONTAINER[/proto]`.
+    /// Published ports, `[IP:]HOST:CONTAINER[/proto]`, or a range of them of the same length,
+    /// `[IP:]H1-H2:C1-C2[/proto]` (e.g. `8080-8082:8080-8082`).
     #[serde(default)]
-    #[schemars(inner(regex(pattern = PORT_PATTERN)))]
-    pub ports: Vec<PortMapping>,
+    pub ports: Vec<Ports>,
     /// Keys of `networks:` in this stack to attach to.
     #[serde(default)]
     pub networks: Vec<String>,
@@ -216,6 +222,49 @@ pub struct Service {
     /// `devices`.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Run Docker's init (tini) as PID 1: it reaps zombies and forwards signals.
+    #[serde(default)]
+    pub init: bool,
+    /// Extra `/etc/hosts` entries, `HOST:IP` (`IP` may be `host-gateway`).
+    #[serde(default, deserialize_with = "checked::extra_host_vec")]
+    #[schemars(inner(regex(pattern = EXTRA_HOST_PATTERN)))]
+    pub extra_hosts: Vec<String>,
+    /// Log driver and options; the Engine's default driver when unset.
+    #[serde(default)]
+    pub logging: Option<Logging>,
+    /// Memory limit (Docker's `--memory`), e.g. `512MiB`.
+    #[serde(default)]
+    pub mem_limit: Option<Bytes>,
+    /// Memory soft limit (Docker's `--memory-reservation`), e.g. `256MiB`.
+    #[serde(default)]
+    pub mem_reservation: Option<Bytes>,
+    /// CPU limit in CPUs (Docker's `--cpus`), e.g. `0.5` or `2`.
+    #[serde(default, deserialize_with = "checked::cpus")]
+    #[schemars(range(min = 0.001, max = 1024.0))]
+    pub cpus: Option<f64>,
+    /// Most processes the container may run (Docker's `--pids-limit`).
+    #[serde(default, deserialize_with = "checked::pids_limit")]
+    #[schemars(range(min = 1))]
+    pub pids_limit: Option<i64>,
+    /// Size of `/dev/shm` (Docker's `--shm-size`; 64MiB when unset), e.g. `1GiB`.
+    #[serde(default)]
+    pub shm_size: Option<Bytes>,
+    /// Mount the container's root file system read-only (mount or tmpfs what it writes).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Resource limits by name (`nofile`, `nproc`, `core`, …): a number, or `{soft, hard}`.
+    #[serde(default)]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Docker security options, e.g. `no-new-privileges:true`, `apparmor=PROFILE`. Anything
+    /// that loosens the sandbox (`seccomp=…`, `…=unconfined`, `label=disable`) is denied
+    /// unless the stack is allowed `security_opt`.
+    #[serde(default)]
+    pub security_opt: Vec<String>,
+    /// Kernel parameters in the container's namespaces, e.g. `net.core.somaxconn: 1024`.
+    /// Others (outside the IPC and network namespaces, or any with `network_mode: host`)
+    /// reach the host's kernel and are denied unless the stack is allowed `sysctls`.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, EnvValue>,
 }
 
 /// A namespace shared with the host.
@@ -374,6 +423,10 @@ impl RestartPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
+    /// `true`: turn off the healthcheck the image declares (Docker's `--no-healthcheck`);
+    /// nothing else may be set then.
+    #[serde(default)]
+    pub disable: bool,
     /// Exec-form command run in the container; exit 0 means healthy.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,

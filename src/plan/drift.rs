@@ -161,18 +161,38 @@ pub(super) fn drift(dc: &DesiredContainer, ac: &ActualContainer, key: &MarkerKey
             want_restart.into(),
         ));
     }
-    if !seen.limits.is_empty() {
+    let want_limits = spec.runtime.limits();
+    let mut have_limits: Vec<(String, i64)> = seen
+        .limits
+        .iter()
+        // The Engine derives the swap limit from a memory limit (twice it) when none is given.
+        .filter(|(k, _)| !(k == "memory_swap" && spec.runtime.memory.is_some()))
+        .cloned()
+        .collect();
+    have_limits.sort();
+    if have_limits != want_limits {
         // Docker's update ignores a zero limit and refuses -1: a limit set by hand cannot be
         // lifted in place, only by a new container.
         d.recreate = true;
+        let show = |l: &[(String, i64)]| -> Vec<String> {
+            l.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        let mut before: Vec<String> = show(&have_limits)
+            .into_iter()
+            .map(|l| format!("{l} (docker update)"))
+            .collect();
+        if before.is_empty() {
+            before.push("no limits (docker update)".into());
+        }
+        let after = if want_limits.is_empty() {
+            vec!["no limits (as the spec says)".into()]
+        } else {
+            show(&want_limits)
+        };
         d.changes.push(FieldChange {
             field: format!("resources{BY_HAND}"),
-            before: seen
-                .limits
-                .iter()
-                .map(|(k, v)| format!("{k}={v} (docker update)"))
-                .collect(),
-            after: vec!["no limits (as the spec says)".into()],
+            before,
+            after,
         });
     }
     let want_env = spec.redacted(key).env;

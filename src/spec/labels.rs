@@ -92,6 +92,7 @@ mod tests {
             working_dir: None,
             stop_grace_secs: None,
             stop_signal: None,
+            runtime: Default::default(),
             host: Default::default(),
         }
     }

@@ -58,6 +58,80 @@ pub struct ContainerSpec {
     /// Host-level access beyond the sandbox; absent from the spec (and its hash) when none.
     #[serde(default, skip_serializing_if = "HostAccess::is_none")]
     pub host: HostAccess,
+    /// Runtime options (init, limits, logging, …); absent from the spec (and its hash) when
+    /// none is set, so containers that set none keep their hash.
+    #[serde(default, skip_serializing_if = "Runtime::is_none")]
+    pub runtime: Runtime,
+}
+
+/// Runtime options of a container, in the Engine's units (bytes, nano-CPUs). Each one is
+/// left out of the serialized spec when unset.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Runtime {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// `HOST:IP` entries for `/etc/hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LogSpec>,
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+    /// CPUs × 10⁹ (Docker's `NanoCpus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// Bytes of `/dev/shm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    /// Sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<UlimitSpec>,
+}
+
+impl Runtime {
+    pub fn is_none(&self) -> bool {
+        *self == Runtime::default()
+    }
+
+    /// The limits an inspect reports for this spec, named as [`crate::model::actual::Inspected`]
+    /// names them, sorted: what drift compares with what it finds.
+    pub fn limits(&self) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = [
+            ("memory", self.memory),
+            ("memory_reservation", self.memory_reservation),
+            ("nano_cpus", self.nano_cpus),
+            ("pids_limit", self.pids_limit),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect();
+        out.sort();
+        out
+    }
+}
+
+/// A log driver and its options (values hidden in the redacted spec).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSpec {
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One ulimit: `name` (`nofile`, …) with its soft and hard values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UlimitSpec {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
 }
 
 /// What a container may reach of its host beyond its own sandbox (policy decides who may).
@@ -75,6 +149,12 @@ pub struct HostAccess {
     pub cap_drop: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// Docker security options as written (loosening ones need the `security_opt` power).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    /// Kernel parameters, name to value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl HostAccess {
@@ -90,6 +170,12 @@ impl HostAccess {
             cap_add: svc.cap_add.clone(),
             cap_drop: svc.cap_drop.clone(),
             devices: svc.devices.clone(),
+            security_opt: svc.security_opt.clone(),
+            sysctls: svc
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.render()))
+                .collect(),
         }
     }
 }
@@ -158,6 +244,12 @@ impl ContainerSpec {
         let mut out = self.clone();
         for value in out.env.values_mut() {
             *value = env_marker(key, value);
+        }
+        // A log driver may take a token or a URL with credentials.
+        if let Some(l) = &mut out.runtime.logging {
+            for value in l.options.values_mut() {
+                *value = env_marker(key, value);
+            }
         }
         out
     }

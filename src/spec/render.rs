@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 
 use crate::model::image::ImageRef;
 use crate::model::{
-    BindCreate, Color, DesiredState, Health, HookStep, KeepIdle, Mount, Naming, RestartPolicy,
-    Span, StackFile, Strategy,
+    BindCreate, Bytes, Color, DesiredState, Health, HookStep, KeepIdle, Mount, Naming,
+    RestartPolicy, Span, StackFile, Strategy,
 };
 
 use super::{
     labels, probe_command, traefik, with_drain, BlueGreen, ContainerSpec, Desired,
     DesiredContainer, DesiredNetwork, DesiredVolume, EnvFileRef, HealthSpec, HookPlace, HookSpec,
-    HostAccess, HostFacts, MaintenanceSpec, MountSpec, ProbeSpec, ServiceHooks, SmokeSpec,
-    DEFAULT_DRAIN_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_SMOKE_TIMEOUT_MS, DRAIN_DIR, DRAIN_FLAG,
+    HostAccess, HostFacts, LogSpec, MaintenanceSpec, MountSpec, ProbeSpec, Runtime, ServiceHooks,
+    SmokeSpec, UlimitSpec, DEFAULT_DRAIN_MS, DEFAULT_HOOK_TIMEOUT_MS, DEFAULT_SMOKE_TIMEOUT_MS,
+    DRAIN_DIR, DRAIN_FLAG,
 };
 
 fn ms(span: &Option<Span>) -> Option<u64> {
@@ -22,6 +23,8 @@ fn ms(span: &Option<Span>) -> Option<u64> {
 
 fn health_spec(h: &Health) -> Option<HealthSpec> {
     let test = match (&h.cmd, &h.shell) {
+        // Docker's own spelling of "no healthcheck, not even the image's".
+        _ if h.disable => vec!["NONE".to_string()],
         (Some(cmd), _) => std::iter::once("CMD".to_string())
             .chain(cmd.iter().cloned())
             .collect(),
@@ -129,7 +132,11 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 let router = traefik::router_name(&desired.config.project, &s.stack, svc_name);
                 spec_labels.extend(traefik::labels(&desired.config.traefik, &router, route));
             }
-            let mut ports = svc.ports.clone();
+            let mut ports: Vec<_> = svc
+                .ports
+                .iter()
+                .flat_map(|p| p.mappings().iter().cloned())
+                .collect();
             ports.sort_by_cached_key(ToString::to_string);
             let restart = if svc.job {
                 RestartPolicy::No
@@ -183,6 +190,7 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
                 stop_grace_secs: svc.stop_grace_period.map(Span::as_secs_ceil),
                 stop_signal: svc.stop_signal.clone(),
                 host: HostAccess::of(svc),
+                runtime: runtime(svc),
             };
             let labels = labels::ownership(
                 &desired.config.project,
@@ -261,6 +269,41 @@ pub fn render(desired: &DesiredState, facts: &HostFacts, commit: Option<&str>) -
         }
     }
     out
+}
+
+/// A service's runtime options in the Engine's units.
+fn runtime(svc: &crate::model::Service) -> Runtime {
+    Runtime {
+        init: svc.init,
+        read_only: svc.read_only,
+        extra_hosts: svc.extra_hosts.clone(),
+        logging: svc.logging.as_ref().map(|l| LogSpec {
+            driver: l.driver.clone(),
+            options: l
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.render()))
+                .collect(),
+        }),
+        memory: svc.mem_limit.map(Bytes::as_i64),
+        memory_reservation: svc.mem_reservation.map(Bytes::as_i64),
+        // Rounded to whole nano-CPUs, as `docker run --cpus` does.
+        nano_cpus: svc.cpus.map(|c| (c * 1e9).round() as i64),
+        pids_limit: svc.pids_limit,
+        shm_size: svc.shm_size.map(Bytes::as_i64),
+        ulimits: svc
+            .ulimits
+            .iter()
+            .map(|(name, u)| {
+                let (soft, hard) = u.limits();
+                UlimitSpec {
+                    name: name.clone(),
+                    soft,
+                    hard,
+                }
+            })
+            .collect(),
+    }
 }
 
 /// What a service must come after: its `depends_on`, and the services its hooks exec in (a
@@ -349,6 +392,7 @@ fn maintenance_spec(
         stop_grace_secs: Some(5),
         stop_signal: None,
         host: HostAccess::default(),
+        runtime: Runtime::default(),
     };
     let mut all_labels = spec.labels.clone();
     all_labels.extend(labels::maintenance(&desired.config.project, stack, svc));

@@ -143,11 +143,30 @@ pub fn push_as(
     layer: &[u8],
     cmd: &[&str],
 ) -> Result<String, String> {
+    push_config(
+        registry,
+        authorization,
+        repo,
+        tag,
+        layer,
+        serde_json::json!({"Cmd": cmd, "Env": ["PATH=/bin"]}),
+    )
+}
+
+/// [`push_as`] with the image's whole run config (`Cmd`, `Env`, `Healthcheck`, …).
+pub fn push_config(
+    registry: &str,
+    authorization: Option<&str>,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+    run_config: serde_json::Value,
+) -> Result<String, String> {
     let layer_digest = upload_blob(registry, authorization, repo, layer)?;
     let config = serde_json::json!({
         "architecture": arch(),
         "os": "linux",
-        "config": {"Cmd": cmd, "Env": ["PATH=/bin"]},
+        "config": run_config,
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     });
     let config = serde_json::to_vec(&config).expect("config json");

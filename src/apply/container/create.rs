@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountTmpfsOptions,
-    MountType, NetworkConnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
+    MountTmpfsOptions, MountType, NetworkConnectRequest, NetworkingConfig, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
@@ -95,6 +95,7 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
         crate::model::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
     };
     let first_net = s.networks.first();
+    let r = &s.runtime;
     Ok(ContainerCreateBody {
         image: Some(s.image.clone()),
         cmd: s.command.clone(),
@@ -132,6 +133,31 @@ fn create_body(c: &DesiredContainer) -> Result<ContainerCreateBody, ApplyError> 
             cap_drop: (!s.host.cap_drop.is_empty()).then(|| s.host.cap_drop.clone()),
             devices: (!s.host.devices.is_empty())
                 .then(|| s.host.devices.iter().map(|d| device(d)).collect()),
+            security_opt: (!s.host.security_opt.is_empty()).then(|| s.host.security_opt.clone()),
+            sysctls: (!s.host.sysctls.is_empty())
+                .then(|| s.host.sysctls.clone().into_iter().collect()),
+            init: r.init.then_some(true),
+            readonly_rootfs: r.read_only.then_some(true),
+            extra_hosts: (!r.extra_hosts.is_empty()).then(|| r.extra_hosts.clone()),
+            log_config: r.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: Some(l.driver.clone()),
+                config: Some(l.options.clone().into_iter().collect()),
+            }),
+            memory: r.memory,
+            memory_reservation: r.memory_reservation,
+            nano_cpus: r.nano_cpus,
+            pids_limit: r.pids_limit,
+            shm_size: r.shm_size,
+            ulimits: (!r.ulimits.is_empty()).then(|| {
+                r.ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
         networking_config: first_net

@@ -132,7 +132,8 @@ pub struct HostPolicy {
     #[serde(default)]
     pub route_hosts: Option<Vec<String>>,
     /// Per stack, the host powers it may be granted (`privileged`, `host_network`,
-    /// `host_pid`, `cap_add`, `devices`, `docker_socket`). Unset: none for any stack. The
+    /// `host_pid`, `cap_add`, `devices`, `docker_socket`, `traefik_labels`, `security_opt`,
+    /// `sysctls`). Unset: none for any stack. The
     /// repository still has to ask for them under its own `policy.allow`.
     #[serde(default)]
     pub allow: BTreeMap<String, Vec<Power>>,

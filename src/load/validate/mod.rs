@@ -169,7 +169,12 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
             }
 
             // Each mapping was parsed at load (a bad one is reported there, located).
-            for (i, mapping) in svc.ports.iter().cloned().enumerate() {
+            let mappings = svc
+                .ports
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| p.mappings().iter().map(move |m| (i, m.clone())));
+            for (i, mapping) in mappings {
                 let pp = ptr(&format!("/ports/{i}"));
                 if let Some((_, f, s)) =
                     ports_seen.iter().find(|(m, _, _)| m.clashes_with(&mapping))
@@ -498,6 +503,9 @@ pub fn check(desired: &DesiredState, indexes: &Indexes) -> Vec<Diagnostic> {
                     }
                     if !svc.ports.is_empty() {
                         cx.at(file, &ptr("/ports"), "blue-green services cannot publish host ports", "two colors cannot bind the same host port; reach the service through its `route`");
+                    }
+                    if svc.read_only {
+                        cx.at(file, &ptr("/read_only"), "blue-green services cannot have a read-only root file system", "dockhand holds a new color out of the proxy with a file in its root until its gate passes; drop `read_only` (mount a tmpfs or volume where the service writes)");
                     }
                 } else if rel.active.is_some() || rel.keep_idle.is_some() || rel.drain.is_some() {
                     cx.at(

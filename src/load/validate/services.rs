@@ -36,6 +36,33 @@ pub(super) fn check_env(cx: &mut Ctx<'_>, file: &str, service: &str, svc: &Servi
 }
 
 pub(super) fn check_health(cx: &mut Ctx<'_>, file: &str, ptr: &str, h: &Health) {
+    if h.disable {
+        let off = Health {
+            disable: false,
+            ..h.clone()
+        };
+        let empty = Health {
+            disable: false,
+            cmd: None,
+            shell: None,
+            http: None,
+            tcp: None,
+            interval: None,
+            timeout: None,
+            retries: None,
+            start_period: None,
+            start_interval: None,
+        };
+        if off != empty {
+            cx.at(
+                file,
+                &format!("{ptr}/disable"),
+                "health sets `disable: true` and a check or its timing",
+                "keep `disable: true` alone to turn off the image's healthcheck, or remove it to declare your own",
+            );
+        }
+        return;
+    }
     if h.cmd.is_some() && h.shell.is_some() {
         cx.at(
             file,

@@ -514,7 +514,12 @@ impl Worker {
             if !waiting.is_empty() {
                 let reasons: Vec<(String, String)> = waiting
                     .iter()
-                    .map(|n| (n.clone(), format!("{n} keeps drifting; corrections back off")))
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            format!("{n} keeps drifting; corrections back off"),
+                        )
+                    })
                     .collect();
                 self.tell_degraded(&ctx, &rev, &reasons);
             }

@@ -517,7 +517,8 @@ fn renamed_serving_color_is_renamed_back_in_place_without_a_release() {
 fn deploy_summaries(s: &Stack) -> Vec<String> {
     let h = s.dockhand(&["history", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&h.stdout).expect("history json");
-    v.as_array()
+    v["deploys"]
+        .as_array()
         .expect("array")
         .iter()
         .map(|d| d["summary"].as_str().unwrap_or_default().to_string())

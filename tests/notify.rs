@@ -202,8 +202,10 @@ fn a_failed_first_deploy_is_told_once_signed_and_without_secrets() {
     assert!(n["at"].as_str().unwrap().ends_with('Z'), "{n:#}");
     // The deploy id is the record's.
     let h = s.dockhand(&["history", "--json"]);
-    let deploys: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
-    assert_eq!(n["deploy"], deploys[0]["id"], "{deploys:#}");
+    let history: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let deploys = &history["deploys"];
+    assert!(deploys[0]["id"].is_u64(), "{history:#}");
+    assert_eq!(n["deploy"], deploys[0]["id"], "{history:#}");
 
     let slack = chat.got();
     assert_eq!(slack.len(), 1, "{slack:#?}");
@@ -245,7 +247,9 @@ fn a_failing_receiver_gets_bounded_retries_and_does_not_hold_up_the_pass() {
     let addr = agent.addr();
     agent.wait_in_sync(&addr, Duration::from_secs(60));
     let status: serde_json::Value = serde_json::from_str(&get(&addr, "/status")).unwrap();
-    let synced_ms = status["last_sync_ms"].as_i64().unwrap() as u128;
+    // Whole seconds (RFC 3339 as /status writes it): truncated, so it can only make the pass
+    // look earlier by < 1 s; a pass that waited for the receiver is ≥ 7 s late.
+    let synced_ms = unix_ms(status["last_sync_at"].as_str().unwrap()) as u128;
 
     let got = hook.wait_for(4, Duration::from_secs(30));
     // Nothing after the last try.
@@ -333,4 +337,19 @@ fn the_agent_tells_a_quarantined_deploy_and_degraded_once_each() {
         "{degraded:#}"
     );
     assert_eq!(degraded["deploy"], serde_json::Value::Null);
+}
+
+/// Unix milliseconds of an RFC 3339 UTC time `YYYY-MM-DDTHH:MM:SSZ` (days from civil, Howard
+/// Hinnant's algorithm).
+fn unix_ms(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| -> i64 { t[r].parse().unwrap_or_else(|_| panic!("{t}")) };
+    assert!(t.len() == 20 && t.ends_with('Z'), "RFC 3339 UTC: {t}");
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)) * 1000
 }

@@ -1246,7 +1246,7 @@ fn a_quarantined_service_is_skipped_only_where_the_plan_has_work_for_it() {
         "quarantined: it failed in deploy #3".to_string(),
     )]);
     let mut p = plan(&d, &Actual::default());
-    p.skip_quarantined(&d, &blocked);
+    p.skip_quarantined(&d, &Actual::default(), &blocked);
     let skipped: Vec<&str> = p.skipped.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(skipped, ["api", "web"]);
     let left: Vec<&str> = p.actions.iter().filter_map(Action::container).collect();
@@ -1255,7 +1255,7 @@ fn a_quarantined_service_is_skipped_only_where_the_plan_has_work_for_it() {
     let host = effect(&plan(&d, &Actual::default()), &d, &Actual::default());
     let mut p = plan(&d, &host);
     assert!(p.actions.is_empty());
-    p.skip_quarantined(&d, &blocked);
+    p.skip_quarantined(&d, &host, &blocked);
     assert!(p.skipped.is_empty(), "{:?}", p.skipped);
     assert!(p.waits.iter().all(|w| w.service != "api"), "{:?}", p.waits);
 }

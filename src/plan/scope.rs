@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::model::actual::{Actual, ActualContainer, RunState};
+use crate::spec::labels;
 use crate::spec::Desired;
 
-use super::Plan;
+use super::{Action, Plan};
 
 /// A service whose actions were taken out of a plan, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,27 +93,64 @@ impl Plan {
     /// Takes the services of a quarantine (stack, service → why) and their dependents out of
     /// the plan, those that have an action in it (their waits go too): a quarantined
     /// service keeps what runs now (a rolled-back release its serving color, a failed first
-    /// deploy its container, for `docker logs`) and everything else converges.
+    /// deploy its container, for `docker logs`) and everything else converges. A skipped
+    /// service whose last good container (one of its names in `actual`, not holding the
+    /// quarantined spec) was stopped by hand or crashed gets an [`Action::Start`] of that
+    /// container in the skipped action's wave instead: otherwise nothing would ever start
+    /// it again. It is never recreated, and the quarantined spec is never started.
     pub fn skip_quarantined(
         &mut self,
         desired: &Desired,
+        actual: &Actual,
         quarantined: &BTreeMap<(String, String), String>,
     ) {
         let all = with_dependents(desired, quarantined);
-        let in_plan = |s: &Skipped| {
-            self.actions.iter().any(|a| {
-                a.wave().is_some() && a.stack() == s.stack && a.service() == Some(&s.service)
+        let wave_of = |s: &Skipped| {
+            self.actions
+                .iter()
+                .filter(|a| a.stack() == s.stack && a.service() == Some(&s.service))
+                .filter_map(Action::wave)
+                .min()
+        };
+        let skipped: Vec<(Skipped, usize)> = all
+            .iter()
+            .filter_map(|s| wave_of(s).map(|w| (s.clone(), w)))
+            .collect();
+        let starts: Vec<Action> = skipped
+            .iter()
+            .filter_map(|(s, wave)| last_good_start(desired, actual, s, *wave))
+            .collect();
+        if !skipped.is_empty() {
+            self.skip_services(skipped.into_iter().map(|(s, _)| s).collect());
+        }
+        self.actions.extend(starts);
+        // A wait serves the dependents of later waves: it stays only for a dependent that is
+        // still started by this plan.
+        let started = |stack: &str, name: &str| {
+            desired.containers.iter().any(|c| {
+                c.stack == stack
+                    && c.depends_on.iter().any(|d| d == name)
+                    && self
+                        .actions
+                        .iter()
+                        .any(|a| a.stack() == stack && a.service() == Some(&c.service))
             })
         };
-        let skipped: Vec<Skipped> = all.iter().filter(|s| in_plan(s)).cloned().collect();
-        if !skipped.is_empty() {
-            self.skip_services(skipped);
-        }
-        // A wait serves the dependents of later waves, and those are all out of the plan.
-        self.waits.retain(|w| {
-            !all.iter()
-                .any(|s| s.stack == w.stack && s.service == w.service)
-        });
+        let keep: Vec<bool> = self
+            .waits
+            .iter()
+            .map(|w| {
+                !all.iter()
+                    .any(|s| s.stack == w.stack && s.service == w.service)
+                    || desired
+                        .containers
+                        .iter()
+                        .find(|c| c.stack == w.stack && c.service == w.service)
+                        .is_some_and(|c| started(&c.stack, &c.name))
+            })
+            .collect();
+        let mut keep = keep.into_iter();
+        self.waits.retain(|_| keep.next().unwrap_or(true));
     }
 
     /// Takes the container actions, waits and notes of `skipped` services out of the plan and
@@ -140,4 +179,47 @@ impl Plan {
         }
         self.skipped.extend(skipped);
     }
+}
+
+/// The start of `s`'s last good container, in `wave`: its container (a blue/green service's
+/// color) that exists, does not hold the quarantined (desired) spec and is stopped, when no
+/// other of its containers runs (a serving color keeps serving on its own).
+fn last_good_start(
+    desired: &Desired,
+    actual: &Actual,
+    s: &Skipped,
+    wave: usize,
+) -> Option<Action> {
+    let dc = desired
+        .containers
+        .iter()
+        .find(|c| c.stack == s.stack && c.service == s.service)?;
+    let want = dc.labels.get(labels::SPEC);
+    let names = dc.container_names();
+    let mine: Vec<&ActualContainer> = actual
+        .managed
+        .iter()
+        .filter(|a| {
+            names.contains(&a.name)
+                && a.label(labels::STACK) == Some(s.stack.as_str())
+                && a.label(labels::SERVICE) == Some(s.service.as_str())
+        })
+        .collect();
+    if mine.iter().any(|a| a.state == RunState::Running) {
+        return None;
+    }
+    let good = mine
+        .into_iter()
+        .filter(|a| a.label(labels::SPEC) != want.map(String::as_str))
+        .find_map(|a| super::start_reason(dc, a).map(|why| (a, why)))?;
+    Some(Action::Start {
+        stack: s.stack.clone(),
+        service: s.service.clone(),
+        container: good.0.name.clone(),
+        reason: format!(
+            "quarantined revision: starting the last good container ({})",
+            good.1
+        ),
+        wave,
+    })
 }

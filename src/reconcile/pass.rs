@@ -299,7 +299,7 @@ impl PlanContext {
             })
             .collect();
         let mut scoped = self.plan.clone();
-        scoped.skip_quarantined(&self.desired, &blocked);
+        scoped.skip_quarantined(&self.desired, &self.actual, &blocked);
         if scoped.is_empty() && !self.plan.is_empty() {
             return Ok(Some(q));
         }

@@ -1260,6 +1260,80 @@ fn a_quarantined_service_is_skipped_only_where_the_plan_has_work_for_it() {
     assert!(p.waits.iter().all(|w| w.service != "api"), "{:?}", p.waits);
 }
 
+/// Issue 18 item 3, review: `api`'s release was rolled back and quarantined (`web` with it,
+/// as its dependent); then both were stopped by hand. The plan starts the existing (last
+/// good) containers in their waves instead of the quarantined recreate, and never starts a
+/// container that holds the quarantined spec.
+#[test]
+fn a_quarantined_service_starts_its_stopped_last_good_container() {
+    let old = desired(&[&shop(A, "x")]);
+    let mut host = converged(&old);
+    for name in ["shop-api", "shop-web"] {
+        let c = container(&mut host, name);
+        c.state = RunState::Exited;
+        c.status = "Exited (137) 5 seconds ago".into();
+    }
+    let d = desired(&[&shop(B, "x")]);
+    let blocked = std::collections::BTreeMap::from([(
+        ("shop".to_string(), "api".to_string()),
+        "quarantined: it failed in deploy #3".to_string(),
+    )]);
+    let mut p = plan(&d, &host);
+    let api_wave = p
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::Recreate { container, .. } if container == "shop-api"))
+        .and_then(Action::wave)
+        .expect("the new digest recreates shop-api");
+    p.skip_quarantined(&d, &host, &blocked);
+    let skipped: Vec<&str> = p.skipped.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(skipped, ["api", "web"]);
+    let starts: Vec<(&str, usize, &str)> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start {
+                container,
+                wave,
+                reason,
+                ..
+            } => Some((container.as_str(), *wave, reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 2, "{:?}", p.actions);
+    assert_eq!((starts[0].0, starts[0].1), ("shop-api", api_wave));
+    assert_eq!(starts[1].0, "shop-web");
+    assert!(starts[1].1 > api_wave, "web starts after api: {starts:?}");
+    assert!(
+        starts[0]
+            .2
+            .starts_with("quarantined revision: starting the last good container"),
+        "{starts:?}"
+    );
+    assert!(
+        !p.actions.iter().any(|a| matches!(
+            a,
+            Action::Recreate { .. } | Action::Release { .. } | Action::Create { .. }
+        )),
+        "{:?}",
+        p.actions
+    );
+
+    // A failed first deploy: the stopped container holds the quarantined spec, so it stays.
+    let mut failed = converged(&d);
+    let c = container(&mut failed, "shop-api");
+    c.state = RunState::Exited;
+    c.status = "Exited (1) 5 seconds ago".into();
+    let mut p = plan(&d, &failed);
+    p.skip_quarantined(&d, &failed, &blocked);
+    assert!(
+        !p.actions.iter().any(|a| a.service() == Some("api")),
+        "{:?}",
+        p.actions
+    );
+}
+
 /// Issue 18 item 3 for conflicts: a container made by hand in `api`'s way skips `api` and
 /// `web` (its dependent) for the agent, with the conflict as the reason; `db` still converges.
 /// A conflict on a network is not a service's: it stays and still blocks.

@@ -118,7 +118,10 @@ impl Plan {
             .collect();
         let starts: Vec<Action> = skipped
             .iter()
-            .filter_map(|(s, wave)| last_good_start(desired, actual, s, *wave))
+            .filter_map(|(s, wave)| {
+                let direct = quarantined.contains_key(&(s.stack.clone(), s.service.clone()));
+                last_good_start(desired, actual, s, direct, *wave)
+            })
             .collect();
         if !skipped.is_empty() {
             self.skip_services(skipped.into_iter().map(|(s, _)| s).collect());
@@ -182,12 +185,14 @@ impl Plan {
 }
 
 /// The start of `s`'s last good container, in `wave`: its container (a blue/green service's
-/// color) that exists, does not hold the quarantined (desired) spec and is stopped, when no
-/// other of its containers runs (a serving color keeps serving on its own).
+/// color) that exists and is stopped, when no other of its containers runs (a serving color
+/// keeps serving on its own). For a service quarantined itself (`direct`), never the one that
+/// holds the quarantined (desired) spec; a dependent's own spec did not fail.
 fn last_good_start(
     desired: &Desired,
     actual: &Actual,
     s: &Skipped,
+    direct: bool,
     wave: usize,
 ) -> Option<Action> {
     let dc = desired
@@ -210,7 +215,7 @@ fn last_good_start(
     }
     let good = mine
         .into_iter()
-        .filter(|a| a.label(labels::SPEC) != want.map(String::as_str))
+        .filter(|a| !direct || a.label(labels::SPEC) != want.map(String::as_str))
         .find_map(|a| super::start_reason(dc, a).map(|why| (a, why)))?;
     Some(Action::Start {
         stack: s.stack.clone(),

@@ -1334,6 +1334,43 @@ fn a_quarantined_service_starts_its_stopped_last_good_container() {
     );
 }
 
+/// Issue 18 item 3, review: a blue/green release to green was rolled back and quarantined,
+/// then the serving color (blue) was stopped by hand. Blue, the last good color, is started
+/// again; green, which holds the quarantined spec, stays stopped.
+#[test]
+fn a_quarantined_blue_green_service_starts_the_color_that_served_last() {
+    let v1 = desired(&[&web(A, None, "stopped")]);
+    let v2 = desired(&[&web(B, None, "stopped")]);
+    let mut host = converged(&v1);
+    let blue = container(&mut host, "bg-web-blue");
+    blue.state = RunState::Exited;
+    blue.status = "Exited (137) 5 seconds ago".into();
+    let blocked = std::collections::BTreeMap::from([(
+        ("bg".to_string(), "web".to_string()),
+        "quarantined: it failed in deploy #3".to_string(),
+    )]);
+    // Green left stopped by the rollback with the quarantined spec, and without it.
+    let mut with_green = effect(&plan(&v2, &converged(&v1)), &v2, &converged(&v1));
+    container(&mut with_green, "bg-web-blue").state = RunState::Exited;
+    let green = container(&mut with_green, "bg-web-green");
+    green.state = RunState::Exited;
+    green.status = "Exited (1) 1 minute ago".into();
+    for host in [host, with_green] {
+        let mut p = plan(&v2, &host);
+        assert!(!p.actions.is_empty(), "{}", render::text(&p, false));
+        p.skip_quarantined(&v2, &host, &blocked);
+        let left: Vec<(&str, Option<&str>)> = p
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Start { container, .. } => ("start", Some(container.as_str())),
+                a => ("other", a.container()),
+            })
+            .collect();
+        assert_eq!(left, [("start", Some("bg-web-blue"))], "{:?}", p.actions);
+    }
+}
+
 /// Issue 18 item 3 for conflicts: a container made by hand in `api`'s way skips `api` and
 /// `web` (its dependent) for the agent, with the conflict as the reason; `db` still converges.
 /// A conflict on a network is not a service's: it stays and still blocks.

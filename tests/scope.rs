@@ -527,3 +527,64 @@ fn a_job_past_its_timeout_is_recorded_once_and_never_blocks_the_rest() {
     );
     assert_eq!(outcomes(&s, "failed"), 2, "--retry ran it again");
 }
+
+/// Issue 18 item 3, review: after a release of `a` was rolled back and quarantined, a hand
+/// stop of `a` was never corrected (the plan for it was the quarantined recreate, which the
+/// scoping took out). Now `dockhand apply` starts the last good container again, same id,
+/// and neither retries nor replaces it.
+#[test]
+fn a_quarantined_service_stopped_by_hand_gets_its_last_good_container_back() {
+    let s = Stack::new("lastgood");
+    let img = s.image("v1");
+    let body = |extra: &str| {
+        format!(
+            "services:\n  a:\n    image: {img}\n    stop_grace_period: 1s\n{extra}  b:\n    image: {img}\n    stop_grace_period: 1s\n"
+        )
+    };
+    s.write(&body("    env: {V: '1'}\n"));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    s.write(&body(
+        "    env: {V: '2'}\n    health: {cmd: ['false'], interval: 1s, timeout: 1s, retries: 1}\n",
+    ));
+    let r = s.dockhand(&["apply", "--yes"]);
+    assert_ne!(
+        r.code, 0,
+        "the broken health check fails the release: {r:?}"
+    );
+    assert!(
+        deploys(&s).iter().any(|d| d["quarantined"] == true),
+        "{:#?}\n{r:?}",
+        deploys(&s)
+    );
+    let a = s.container("a");
+    let a_id = docker_ok(&["inspect", "--format", "{{.Id}}", &a]);
+    let env = || docker_ok(&["inspect", "--format", "{{json .Config.Env}}", &a]);
+    assert!(
+        env().contains("V=1"),
+        "rolled back to the last good: {}",
+        env()
+    );
+
+    docker_ok(&["stop", "-t", "1", &a]);
+    let r = s.dockhand(&["apply", "--yes"]);
+    // Partial (exit 1): the quarantined revision of `a` is still not applied.
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("quarantined revision: starting the last good container"),
+        "{r:?}"
+    );
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.Running}}", &a]),
+        "true",
+        "{r:?}"
+    );
+    assert_eq!(docker_ok(&["inspect", "--format", "{{.Id}}", &a]), a_id);
+    assert!(
+        env().contains("V=1"),
+        "never the quarantined spec: {}",
+        env()
+    );
+}

@@ -290,6 +290,27 @@ pub enum AskError {
     Timeout { path: String, waited: Duration },
 }
 
+/// Connects to the agent's socket. No socket file: no agent. A socket file whose connect fails
+/// is tried again for up to 2 s before it counts as "no agent": a busy agent's accept backlog
+/// can refuse a connect for a moment (`EAGAIN` on a Unix socket), and taking that for "no
+/// agent" made `resume` skip the agent it was meant to wake.
+async fn connect(path: &Path) -> Option<UnixStream> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match UnixStream::connect(path).await {
+            Ok(stream) => return Some(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::debug!("control socket {}: {e}", path.display());
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Asks the agent of `state_dir` for a pass and waits (up to [`ANSWER_WAIT`]) for what it
 /// came to. `Ok(None)`: no agent listens there (no socket, or nobody accepts on it).
 ///
@@ -297,7 +318,7 @@ pub enum AskError {
 /// [`AskError`] when an agent accepted the connection but gave no whole answer in time.
 pub async fn ask(state_dir: &Path, request: &Request) -> Result<Option<Outcome>, AskError> {
     let path = socket_path(state_dir);
-    let Ok(stream) = UnixStream::connect(&path).await else {
+    let Some(stream) = connect(&path).await else {
         return Ok(None);
     };
     let shown = path.display().to_string();
